@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+
+	"github.com/urfave/cli/v3"
+)
+
+// Exit codes, decided here and nowhere else.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+	exitGate  = 3 // verify gates failed
+)
+
+// errUsage marks an error in how the command was called.
+var errUsage = errors.New("usage")
+
+// errGate marks a run whose verify gates failed.
+var errGate = errors.New("verify gate failed")
+
+// commands is filled by each verb's file in init, so adding a verb touches one file.
+var commands []func() *cli.Command
+
+func register(f func() *cli.Command) { commands = append(commands, f) }
+
+func newApp(stdout, stderr io.Writer) *cli.Command {
+	var cmds []*cli.Command
+	for _, f := range commands {
+		cmds = append(cmds, f())
+	}
+	sort.Slice(cmds, func(i, j int) bool { return cmds[i].Name < cmds[j].Name })
+	return &cli.Command{
+		Name:  "neurosurg",
+		Usage: "find, edit and ship the neurons of (multimodal) language models",
+		UsageText: `neurosurg inspect testdata/stories260K
+neurosurg surgery examples/stories-swap.yaml
+neurosurg COMMAND --help`,
+		Commands:              cmds,
+		Writer:                stdout,
+		ErrWriter:             stderr,
+		EnableShellCompletion: true,
+		OnUsageError: func(ctx context.Context, cmd *cli.Command, err error, isSubcommand bool) error {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		},
+		ExitErrHandler: func(context.Context, *cli.Command, error) {}, // run decides exit codes
+	}
+}
+
+// run executes the CLI and maps errors to exit codes.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	app := newApp(stdout, stderr)
+	err := app.Run(ctx, args)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "neurosurg: %v\n", err)
+	return exitCode(err)
+}
+
+func exitCode(err error) int {
+	var ec cli.ExitCoder
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, errGate):
+		return exitGate
+	case errors.Is(err, errUsage):
+		return exitUsage
+	case errors.As(err, &ec):
+		return ec.ExitCode()
+	}
+	return exitError
+}
+
+// usageErrorf returns an error that exits with the usage code.
+func usageErrorf(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, a...))
+}
