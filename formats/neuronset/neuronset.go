@@ -1,0 +1,128 @@
+// Package neuronset reads and writes neuron-set files: the JSON list of selected neurons that
+// locate writes and patch reads, with the provenance of the selection.
+package neuronset
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+)
+
+// ErrFormat reports an invalid neuron-set file.
+var ErrFormat = errors.New("neuronset: invalid file")
+
+// Version is the file version this package writes.
+const Version = 1
+
+// Neuron is one selected FFN neuron. Module names the FFN group ("llm" for the language
+// decoder, "vision", "audio", "projector", ...); Layer and Index address the neuron: column
+// Index of that layer's down_proj (or fc2) weight.
+type Neuron struct {
+	Module string  `json:"module"`
+	Layer  int     `json:"layer"`
+	Index  int     `json:"index"`
+	Label  string  `json:"label,omitempty"`
+	Score  float64 `json:"score"`
+}
+
+// Set is a neuron-set file.
+type Set struct {
+	Version     int               `json:"version"`
+	Method      string            `json:"method"`
+	Params      map[string]any    `json:"params,omitempty"`
+	StatsSHA256 string            `json:"stats_sha256,omitempty"`
+	ModelSHA256 string            `json:"model_sha256,omitempty"`
+	Labels      []string          `json:"labels,omitempty"`
+	Extra       map[string]string `json:"extra,omitempty"`
+	Neurons     []Neuron          `json:"neurons"`
+}
+
+// Sort orders neurons by label, module, layer, index so files are stable under diff.
+func (s *Set) Sort() {
+	sort.SliceStable(s.Neurons, func(i, j int) bool {
+		a, b := s.Neurons[i], s.Neurons[j]
+		if a.Label != b.Label {
+			return a.Label < b.Label
+		}
+		if a.Module != b.Module {
+			return a.Module < b.Module
+		}
+		if a.Layer != b.Layer {
+			return a.Layer < b.Layer
+		}
+		return a.Index < b.Index
+	})
+}
+
+// Marshal encodes s (sorted, indented, one neuron per line).
+func (s *Set) Marshal() ([]byte, error) {
+	s.Sort()
+	head := *s
+	head.Neurons = nil
+	hb, err := json.MarshalIndent(head, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	// Drop the closing "}" and the empty neurons entry to append one neuron per line.
+	hb = bytes.TrimSuffix(bytes.TrimSpace(hb), []byte("}"))
+	hb = bytes.TrimSpace(hb)
+	hb = bytes.TrimSuffix(hb, []byte(`"neurons": null`))
+	hb = bytes.TrimSpace(hb)
+	buf.Write(hb)
+	if !bytes.HasSuffix(hb, []byte("{")) && !bytes.HasSuffix(hb, []byte(",")) {
+		buf.WriteString(",")
+	}
+	buf.WriteString("\n  \"neurons\": [")
+	for i, n := range s.Neurons {
+		nb, err := json.Marshal(n)
+		if err != nil {
+			return nil, err
+		}
+		if i > 0 {
+			buf.WriteString(",")
+		}
+		buf.WriteString("\n    ")
+		buf.Write(nb)
+	}
+	if len(s.Neurons) > 0 {
+		buf.WriteString("\n  ")
+	}
+	buf.WriteString("]\n}\n")
+	return buf.Bytes(), nil
+}
+
+// Unmarshal decodes and validates a neuron-set file.
+func Unmarshal(b []byte) (*Set, error) {
+	var s Set
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrFormat, err)
+	}
+	if s.Version != Version {
+		return nil, fmt.Errorf("%w: version %d, want %d", ErrFormat, s.Version, Version)
+	}
+	for i, n := range s.Neurons {
+		if n.Module == "" || n.Layer < 0 || n.Index < 0 {
+			return nil, fmt.Errorf("%w: neuron %d: module %q layer %d index %d", ErrFormat, i, n.Module, n.Layer, n.Index)
+		}
+	}
+	return &s, nil
+}
+
+// ReadFile reads and validates path.
+func ReadFile(path string) (*Set, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	s, err := Unmarshal(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return s, nil
+}

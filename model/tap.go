@@ -1,0 +1,59 @@
+package model
+
+// This file is the contract between the runtime and the packages that observe or edit it
+// (locate's record, verify, patch's runtime-mask checks). The runtime owner may extend it;
+// changing the meaning of a field breaks them.
+
+// Site names one group of FFN neurons: a module ("llm" for the language decoder; "vision",
+// "audio", "projector" for encoders) and a layer index within it.
+type Site struct {
+	Module string
+	Layer  int
+}
+
+// FFNEvent carries the FFN activations of one layer for one chunk of one sequence.
+// For a gated FFN Act holds a = act(gate_proj x); for a plain MLP a = act(fc1 x + b).
+// Rows are positions Pos0, Pos0+1, … of the sequence. Act is writable: what a tap leaves in
+// it is what down_proj (fc2) consumes.
+type FFNEvent struct {
+	Site    Site
+	Seq     int       // index of the sequence in the batch
+	Pos0    int       // absolute position of the first row
+	Tokens  []int32   // token id of each row (nil for encoders)
+	Rows    int       // number of positions in this chunk
+	Neurons int       // neurons per row (intermediate size)
+	Act     []float32 // Rows × Neurons
+	Up      []float32 // Rows × Neurons, u = up_proj x; nil unless a tap asks for it (WantsUp)
+}
+
+// AttnEvent carries attention probabilities of one layer for one chunk of one sequence:
+// Probs[h][r][c] at index (h*Rows+r)*Cols+c, query row r (position Pos0+r) over key c.
+// NonCausal marks the variant MINER's attention-weighted metrics use (softmax over all keys).
+type AttnEvent struct {
+	Site      Site
+	Seq       int
+	Pos0      int
+	Heads     int
+	Rows      int
+	Cols      int
+	NonCausal bool
+	Probs     []float32
+}
+
+// Tap observes (and may edit) FFN activations during a forward pass.
+type Tap interface {
+	FFN(e *FFNEvent)
+}
+
+// UpTap is implemented by taps that also need u = up_proj x.
+type UpTap interface {
+	Tap
+	WantsUp() bool
+}
+
+// AttnTap is implemented by taps that need attention probabilities.
+type AttnTap interface {
+	Attention(e *AttnEvent)
+	// WantsAttention reports whether causal and/or non-causal probabilities are wanted.
+	WantsAttention() (causal, nonCausal bool)
+}
