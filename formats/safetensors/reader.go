@@ -1,17 +1,52 @@
 package safetensors
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"syscall"
 )
 
-// ErrFormat reports a file that is not a valid safetensors file.
-var ErrFormat = errors.New("safetensors: invalid format")
+// Sentinel errors. Errors returned by this package wrap one of them inside a *FormatError
+// that names the file and, where it applies, the tensor.
+var (
+	ErrFormat       = errors.New("safetensors: invalid format")
+	ErrHeaderSize   = errors.New("safetensors: header length out of range")
+	ErrOffsets      = errors.New("safetensors: bad data offsets")
+	ErrSizeMismatch = errors.New("safetensors: shape and dtype do not match byte count")
+	ErrDuplicate    = errors.New("safetensors: duplicate tensor name")
+	ErrTruncated    = errors.New("safetensors: file shorter than its header says")
+)
+
+// MaxHeaderSize bounds the JSON header; real checkpoints stay far below it.
+const MaxHeaderSize = 100 << 20
+
+// FormatError reports what is wrong, in which file and tensor.
+type FormatError struct {
+	Path   string
+	Tensor string // empty for file-level problems
+	Err    error
+	Detail string
+}
+
+func (e *FormatError) Error() string {
+	s := e.Path + ": "
+	if e.Tensor != "" {
+		s += fmt.Sprintf("tensor %q: ", e.Tensor)
+	}
+	s += e.Err.Error()
+	if e.Detail != "" {
+		s += ": " + e.Detail
+	}
+	return s
+}
+
+func (e *FormatError) Unwrap() error { return e.Err }
 
 // TensorInfo describes one tensor of a file. Offsets are relative to the start of the data
 // section, as in the header.
@@ -31,18 +66,26 @@ func (t TensorInfo) NumElements() int64 {
 	return n
 }
 
+// ByteSize is the number of data bytes of the tensor.
+func (t TensorInfo) ByteSize() int64 { return t.Offsets[1] - t.Offsets[0] }
+
 // File is an open safetensors file.
 type File struct {
-	Path       string
-	HeaderSize int64             // length of the JSON header (without the 8-byte prefix)
-	Metadata   map[string]string // the header's __metadata__, nil when absent
-	Tensors    []TensorInfo      // in data order (ascending offsets)
-	data       []byte            // data section (a slice of the mapping)
-	mapping    []byte
-	byName     map[string]int
+	Path         string
+	HeaderSize   int64             // length of the JSON header (without the 8-byte prefix)
+	Metadata     map[string]string // the header's __metadata__, nil when absent
+	Tensors      []TensorInfo      // in data order (ascending offsets)
+	Header       []byte            // the raw JSON header as stored (padding included)
+	HeaderKeys   []string          // top-level header keys in stored order ("__metadata__" included)
+	MetadataKeys []string          // __metadata__ keys in stored order
+	data         []byte            // data section, when the whole file is in memory
+	ra           io.ReaderAt       // otherwise read from here
+	dataStart    int64
+	mapping      []byte
+	byName       map[string]int
 }
 
-// Open memory-maps path and parses its header.
+// Open memory-maps path and parses and validates its header.
 func Open(path string) (*File, error) {
 	fd, err := os.Open(path)
 	if err != nil {
@@ -55,36 +98,76 @@ func Open(path string) (*File, error) {
 	}
 	size := st.Size()
 	if size < 8 {
-		return nil, fmt.Errorf("%s: %w: file is %d bytes, shorter than the 8-byte header length", path, ErrFormat, size)
+		return nil, &FormatError{Path: path, Err: ErrTruncated, Detail: fmt.Sprintf("%d bytes, shorter than the 8-byte header length", size)}
 	}
 	m, err := syscall.Mmap(int(fd.Fd()), 0, int(size), syscall.PROT_READ, syscall.MAP_SHARED)
 	if err != nil {
 		return nil, fmt.Errorf("mmap %s: %w", path, err)
 	}
-	f, err := parse(path, m)
+	f, err := parse(path, bytes.NewReader(m), size)
 	if err != nil {
 		syscall.Munmap(m)
 		return nil, err
 	}
 	f.mapping = m
+	f.data = m[f.dataStart:]
 	return f, nil
 }
 
-func parse(path string, buf []byte) (*File, error) {
-	n := binary.LittleEndian.Uint64(buf[:8])
-	if n > uint64(len(buf)-8) {
-		return nil, fmt.Errorf("%s: %w: header length %d exceeds file size %d", path, ErrFormat, n, len(buf))
+// NewReader parses the safetensors file held by r (size bytes). Bytes copies tensor data out
+// of r; use Open for zero-copy access.
+func NewReader(r io.ReaderAt, size int64, name string) (*File, error) {
+	return parse(name, r, size)
+}
+
+func parse(path string, r io.ReaderAt, size int64) (*File, error) {
+	ferr := func(tensor string, err error, format string, a ...any) error {
+		return &FormatError{Path: path, Tensor: tensor, Err: err, Detail: fmt.Sprintf(format, a...)}
 	}
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(buf[8:8+n], &raw); err != nil {
-		return nil, fmt.Errorf("%s: %w: header: %v", path, ErrFormat, err)
+	if size < 8 {
+		return nil, ferr("", ErrTruncated, "%d bytes, shorter than the 8-byte header length", size)
 	}
-	f := &File{Path: path, HeaderSize: int64(n), data: buf[8+n:], byName: map[string]int{}}
-	for name, msg := range raw {
+	var lenBuf [8]byte
+	if _, err := r.ReadAt(lenBuf[:], 0); err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	n := binary.LittleEndian.Uint64(lenBuf[:])
+	if n > MaxHeaderSize || n > uint64(size-8) {
+		return nil, ferr("", ErrHeaderSize, "header length %d, file size %d (limit %d)", n, size, MaxHeaderSize)
+	}
+	header := make([]byte, n)
+	if _, err := r.ReadAt(header, 8); err != nil {
+		return nil, fmt.Errorf("read %s: header: %w", path, err)
+	}
+	f := &File{Path: path, HeaderSize: int64(n), Header: header, ra: r, dataStart: 8 + int64(n), byName: map[string]int{}}
+	dataLen := size - f.dataStart
+
+	dec := json.NewDecoder(bytes.NewReader(header))
+	dec.UseNumber()
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, ferr("", ErrFormat, "header is not a JSON object")
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, ferr("", ErrFormat, "header JSON: %v", err)
+		}
+		name := t.(string)
+		if seen[name] {
+			return nil, ferr(name, ErrDuplicate, "name appears twice in the header")
+		}
+		seen[name] = true
+		f.HeaderKeys = append(f.HeaderKeys, name)
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, ferr(name, ErrFormat, "header JSON: %v", err)
+		}
 		if name == "__metadata__" {
-			if err := json.Unmarshal(msg, &f.Metadata); err != nil {
-				return nil, fmt.Errorf("%s: %w: __metadata__ must map strings to strings: %v", path, ErrFormat, err)
+			if err := json.Unmarshal(raw, &f.Metadata); err != nil {
+				return nil, ferr("", ErrFormat, "__metadata__ must map strings to strings: %v", err)
 			}
+			f.MetadataKeys = objectKeys(raw)
 			continue
 		}
 		var h struct {
@@ -92,19 +175,69 @@ func parse(path string, buf []byte) (*File, error) {
 			Shape       []int64 `json:"shape"`
 			DataOffsets []int64 `json:"data_offsets"`
 		}
-		if err := json.Unmarshal(msg, &h); err != nil || len(h.DataOffsets) != 2 {
-			return nil, fmt.Errorf("%s: tensor %q: %w: bad entry", path, name, ErrFormat)
+		d := json.NewDecoder(bytes.NewReader(raw))
+		d.DisallowUnknownFields()
+		if err := d.Decode(&h); err != nil {
+			return nil, ferr(name, ErrFormat, "entry: %v", err)
+		}
+		if h.DType == "" || h.Shape == nil || len(h.DataOffsets) != 2 {
+			return nil, ferr(name, ErrFormat, "entry needs dtype, shape and two data_offsets")
 		}
 		f.Tensors = append(f.Tensors, TensorInfo{Name: name, DType: h.DType, Shape: h.Shape, Offsets: [2]int64{h.DataOffsets[0], h.DataOffsets[1]}})
 	}
-	sort.Slice(f.Tensors, func(i, j int) bool { return f.Tensors[i].Offsets[0] < f.Tensors[j].Offsets[0] })
+	if _, err := dec.Token(); err != nil {
+		return nil, ferr("", ErrFormat, "header JSON: %v", err)
+	}
+	// Anything after the object must be padding.
+	if rest := bytes.TrimRight(header[dec.InputOffset():], " \x00\t\r\n"); len(rest) != 0 {
+		return nil, ferr("", ErrFormat, "trailing bytes after the header object")
+	}
+	sort.SliceStable(f.Tensors, func(i, j int) bool { return f.Tensors[i].Offsets[0] < f.Tensors[j].Offsets[0] })
+	var end int64
 	for i, t := range f.Tensors {
-		if t.Offsets[0] < 0 || t.Offsets[1] < t.Offsets[0] || t.Offsets[1] > int64(len(f.data)) {
-			return nil, fmt.Errorf("%s: tensor %q: %w: offsets %v out of range", path, t.Name, ErrFormat, t.Offsets)
+		for _, d := range t.Shape {
+			if d < 0 {
+				return nil, ferr(t.Name, ErrFormat, "negative dimension in shape %v", t.Shape)
+			}
 		}
+		if t.Offsets[0] != end {
+			kind := "gap before"
+			if t.Offsets[0] < end {
+				kind = "overlap with previous tensor at"
+			}
+			return nil, ferr(t.Name, ErrOffsets, "%s data offset %d (previous tensor ends at %d)", kind, t.Offsets[0], end)
+		}
+		if t.Offsets[1] < t.Offsets[0] {
+			return nil, ferr(t.Name, ErrOffsets, "end %d before start %d", t.Offsets[1], t.Offsets[0])
+		}
+		if es := t.DType.Size(); es > 0 {
+			want, ok := byteSize(t.Shape, es)
+			if !ok || want != t.ByteSize() {
+				return nil, ferr(t.Name, ErrSizeMismatch, "%s %v needs %d bytes, offsets give %d", t.DType, t.Shape, want, t.ByteSize())
+			}
+		}
+		end = t.Offsets[1]
 		f.byName[t.Name] = i
 	}
+	if end != dataLen {
+		if end > dataLen {
+			return nil, ferr("", ErrTruncated, "tensors need %d data bytes, file has %d", end, dataLen)
+		}
+		return nil, ferr("", ErrOffsets, "%d bytes after the last tensor are not covered by the header", dataLen-end)
+	}
 	return f, nil
+}
+
+// byteSize multiplies shape by elem, reporting overflow.
+func byteSize(shape []int64, elem int) (int64, bool) {
+	n := int64(elem)
+	for _, d := range shape {
+		if d != 0 && n > (1<<62)/d {
+			return 0, false
+		}
+		n *= d
+	}
+	return n, true
 }
 
 // Tensor returns the info of the named tensor.
@@ -116,14 +249,39 @@ func (f *File) Tensor(name string) (TensorInfo, bool) {
 	return f.Tensors[i], true
 }
 
-// Bytes returns the raw little-endian bytes of the named tensor, zero-copy from the mapping.
-// The slice is valid until Close.
+// Bytes returns the raw little-endian bytes of the named tensor: zero-copy from the mapping
+// for a file from Open (valid until Close), a fresh copy for one from NewReader.
 func (f *File) Bytes(name string) ([]byte, error) {
 	t, ok := f.Tensor(name)
 	if !ok {
 		return nil, fmt.Errorf("%s: no tensor %q", f.Path, name)
 	}
-	return f.data[t.Offsets[0]:t.Offsets[1]], nil
+	if f.data != nil {
+		return f.data[t.Offsets[0]:t.Offsets[1]:t.Offsets[1]], nil
+	}
+	b := make([]byte, t.ByteSize())
+	if _, err := f.ra.ReadAt(b, f.dataStart+t.Offsets[0]); err != nil {
+		return nil, fmt.Errorf("read %s: tensor %q: %w", f.Path, name, err)
+	}
+	return b, nil
+}
+
+// Section returns a reader over the named tensor's bytes, for streaming copies.
+func (f *File) Section(name string) (*io.SectionReader, error) {
+	t, ok := f.Tensor(name)
+	if !ok {
+		return nil, fmt.Errorf("%s: no tensor %q", f.Path, name)
+	}
+	return io.NewSectionReader(f.ra, f.dataStart+t.Offsets[0], t.ByteSize()), nil
+}
+
+// DataSection returns a reader over the whole data section.
+func (f *File) DataSection() *io.SectionReader {
+	var end int64
+	if len(f.Tensors) > 0 {
+		end = f.Tensors[len(f.Tensors)-1].Offsets[1]
+	}
+	return io.NewSectionReader(f.ra, f.dataStart, end)
 }
 
 // Close unmaps the file.
@@ -132,6 +290,20 @@ func (f *File) Close() error {
 		return nil
 	}
 	err := syscall.Munmap(f.mapping)
-	f.mapping, f.data = nil, nil
+	f.mapping, f.data, f.ra = nil, nil, nil
 	return err
+}
+
+// objectKeys lists the keys of a JSON object in order (raw is known to be a valid object).
+func objectKeys(raw []byte) []string {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.Token()
+	var keys []string
+	for dec.More() {
+		t, _ := dec.Token()
+		keys = append(keys, t.(string))
+		var skip json.RawMessage
+		dec.Decode(&skip)
+	}
+	return keys
 }
