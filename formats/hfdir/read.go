@@ -7,12 +7,19 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/neurosurg/neurosurg/formats/safetensors"
 )
 
-// ErrNoWeights reports a directory with neither model.safetensors nor an index.
-var ErrNoWeights = errors.New("hfdir: no model.safetensors or model.safetensors.index.json")
+// Sentinel errors.
+var (
+	ErrNoWeights = errors.New("hfdir: no model.safetensors or model.safetensors.index.json")
+	ErrIndex     = errors.New("hfdir: index does not match the shards")
+)
+
+// IndexFile is the name of the shard index.
+const IndexFile = "model.safetensors.index.json"
 
 // Checkpoint is an open checkpoint directory. Only headers are read on Open; tensor bytes are
 // memory-mapped.
@@ -20,18 +27,25 @@ type Checkpoint struct {
 	Dir        string
 	ConfigJSON []byte              // raw config.json
 	Shards     []*safetensors.File // in shard-name order
+	ShardNames []string            // file names, parallel to Shards
+	IndexJSON  []byte              // raw index file, nil for a single-file checkpoint
 	where      map[string]int      // tensor name -> shard
 }
 
-// Open opens dir.
+// Open opens dir, reading config.json and every shard header, and checks the index against
+// the shards.
 func Open(dir string) (*Checkpoint, error) {
-	cfg, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	cfgPath := filepath.Join(dir, "config.json")
+	cfg, err := os.ReadFile(cfgPath)
 	if err != nil {
 		return nil, fmt.Errorf("open checkpoint %s: %w", dir, err)
 	}
+	if !json.Valid(cfg) {
+		return nil, fmt.Errorf("%s: not valid JSON", cfgPath)
+	}
 	c := &Checkpoint{Dir: dir, ConfigJSON: cfg, where: map[string]int{}}
-	var shardNames []string
-	idx := filepath.Join(dir, "model.safetensors.index.json")
+	var weightMap map[string]string
+	idx := filepath.Join(dir, IndexFile)
 	if b, err := os.ReadFile(idx); err == nil {
 		var ix struct {
 			WeightMap map[string]string `json:"weight_map"`
@@ -39,28 +53,58 @@ func Open(dir string) (*Checkpoint, error) {
 		if err := json.Unmarshal(b, &ix); err != nil {
 			return nil, fmt.Errorf("%s: %w", idx, err)
 		}
+		if len(ix.WeightMap) == 0 {
+			return nil, fmt.Errorf("%s: %w: empty weight_map", idx, ErrIndex)
+		}
+		c.IndexJSON = b
+		weightMap = ix.WeightMap
 		seen := map[string]bool{}
 		for _, s := range ix.WeightMap {
+			if strings.ContainsAny(s, `/\`) || s == ".." {
+				return nil, fmt.Errorf("%s: %w: shard name %q is not a plain file name", idx, ErrIndex, s)
+			}
 			if !seen[s] {
 				seen[s] = true
-				shardNames = append(shardNames, s)
+				c.ShardNames = append(c.ShardNames, s)
 			}
 		}
-		sort.Strings(shardNames)
+		sort.Strings(c.ShardNames)
 	} else if _, err := os.Stat(filepath.Join(dir, "model.safetensors")); err == nil {
-		shardNames = []string{"model.safetensors"}
+		c.ShardNames = []string{"model.safetensors"}
 	} else {
 		return nil, fmt.Errorf("%s: %w", dir, ErrNoWeights)
 	}
-	for i, s := range shardNames {
+	for i, s := range c.ShardNames {
 		f, err := safetensors.Open(filepath.Join(dir, s))
 		if err != nil {
 			c.Close()
+			if errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("%s: %w: shard %s is missing", idx, ErrIndex, s)
+			}
 			return nil, err
 		}
 		c.Shards = append(c.Shards, f)
 		for _, t := range f.Tensors {
+			if j, dup := c.where[t.Name]; dup {
+				c.Close()
+				return nil, fmt.Errorf("%s: tensor %q is in both %s and %s", dir, t.Name, c.ShardNames[j], s)
+			}
 			c.where[t.Name] = i
+		}
+	}
+	if weightMap != nil {
+		for name, s := range weightMap {
+			i, ok := c.where[name]
+			if !ok || c.ShardNames[i] != s {
+				c.Close()
+				return nil, fmt.Errorf("%s: %w: tensor %q is not in shard %s", idx, ErrIndex, name, s)
+			}
+		}
+		for name, i := range c.where {
+			if _, ok := weightMap[name]; !ok {
+				c.Close()
+				return nil, fmt.Errorf("%s: %w: tensor %q of %s is not listed", idx, ErrIndex, name, c.ShardNames[i])
+			}
 		}
 	}
 	return c, nil
@@ -77,6 +121,24 @@ func (c *Checkpoint) Tensor(name string) (safetensors.TensorInfo, []byte, error)
 	return t, b, err
 }
 
+// Info returns the info of the named tensor.
+func (c *Checkpoint) Info(name string) (safetensors.TensorInfo, bool) {
+	i, ok := c.where[name]
+	if !ok {
+		return safetensors.TensorInfo{}, false
+	}
+	return c.Shards[i].Tensor(name)
+}
+
+// ShardOf returns the file name of the shard holding name.
+func (c *Checkpoint) ShardOf(name string) (string, bool) {
+	i, ok := c.where[name]
+	if !ok {
+		return "", false
+	}
+	return c.ShardNames[i], true
+}
+
 // Has reports whether the checkpoint holds the named tensor.
 func (c *Checkpoint) Has(name string) bool { _, ok := c.where[name]; return ok }
 
@@ -91,6 +153,15 @@ func (c *Checkpoint) TensorNames() []string {
 	return names
 }
 
+// Size is the total size of the shard files in bytes.
+func (c *Checkpoint) Size() int64 {
+	var n int64
+	for _, f := range c.Shards {
+		n += 8 + f.HeaderSize + f.DataSection().Size()
+	}
+	return n
+}
+
 // Close unmaps every shard.
 func (c *Checkpoint) Close() error {
 	var first error
@@ -101,4 +172,32 @@ func (c *Checkpoint) Close() error {
 	}
 	c.Shards = nil
 	return first
+}
+
+// TagAlongFiles lists the regular top-level files of dir that travel with the weights
+// (config, tokenizer, processor, chat template, generation config, …): every file that is not
+// a weight file, the index, a model card or a provenance file.
+func TagAlongFiles(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range ents {
+		n := e.Name()
+		if !e.Type().IsRegular() || isWeightFile(n) || n == IndexFile || n == ModelCardFile || n == ProvenanceFile {
+			continue
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func isWeightFile(n string) bool {
+	for _, ext := range []string{".safetensors", ".bin", ".pt", ".pth", ".gguf", ".ckpt", ".h5", ".msgpack"} {
+		if strings.HasSuffix(n, ext) {
+			return true
+		}
+	}
+	return strings.HasSuffix(n, ".index.json")
 }

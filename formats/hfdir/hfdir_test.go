@@ -1,0 +1,223 @@
+package hfdir
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/neurosurg/neurosurg/formats/safetensors"
+)
+
+const stories = "../../testdata/stories260K"
+
+func TestUneditedRoundTripIsByteIdentical(t *testing.T) {
+	base, err := Open(stories)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer base.Close()
+	out := filepath.Join(t.TempDir(), "out")
+	prov, err := Write(context.Background(), base, out, WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json"} {
+		a, _ := os.ReadFile(filepath.Join(stories, name))
+		b, err := os.ReadFile(filepath.Join(out, name))
+		if err != nil || !bytes.Equal(a, b) {
+			t.Errorf("%s: not byte-identical (err %v)", name, err)
+		}
+	}
+	if prov.Inputs["model.safetensors"] != "8086b49673a06f3133188dac99396c6e088c9fe7d3901b991e90c45fb26e548f" {
+		t.Errorf("input sha256 = %s, want the one in the model's README", prov.Inputs["model.safetensors"])
+	}
+	if prov.Inputs["model.safetensors"] != prov.Outputs["model.safetensors"] {
+		t.Error("unedited shard hash changed")
+	}
+	card, _ := os.ReadFile(filepath.Join(out, ModelCardFile))
+	if !strings.HasPrefix(string(card), "---\nbase_model: \"stories260K\"\ntags:\n- neurosurg\n") {
+		t.Errorf("model card front-matter:\n%s", card)
+	}
+	var p Provenance
+	b, _ := os.ReadFile(filepath.Join(out, ProvenanceFile))
+	if err := json.Unmarshal(b, &p); err != nil || p.Outputs[ModelCardFile] == "" {
+		t.Errorf("provenance %s: %v", b, err)
+	}
+}
+
+func TestEditedWriteChangesOnlyEditedBytes(t *testing.T) {
+	base, err := Open(stories)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer base.Close()
+	name := "model.layers.2.mlp.down_proj.weight"
+	_, orig, _ := base.Tensor(name)
+	rep := make([]byte, len(orig))
+	out := filepath.Join(t.TempDir(), "out")
+	if _, err := Write(context.Background(), base, out, WriteOptions{Replace: map[string][]byte{name: rep}, Metadata: map[string]string{"neurosurg.edited": "1"}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer got.Close()
+	if got.Shards[0].Metadata["format"] != "pt" || got.Shards[0].Metadata["neurosurg.edited"] != "1" {
+		t.Errorf("metadata = %v", got.Shards[0].Metadata)
+	}
+	for _, n := range base.TensorNames() {
+		_, a, _ := base.Tensor(n)
+		bi, b, err := got.Tensor(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ai, _ := base.Info(n)
+		if ai.DType != bi.DType || len(a) != len(b) {
+			t.Fatalf("%s: dtype/size changed", n)
+		}
+		if want := n != name; bytes.Equal(a, b) != want {
+			t.Errorf("%s: equal=%v, want %v", n, !want, want)
+		}
+	}
+	if strings.Join(got.Shards[0].HeaderKeys, ",") != strings.Join(base.Shards[0].HeaderKeys, ",") {
+		t.Error("header key order changed")
+	}
+}
+
+// makeSharded writes a two-shard checkpoint from stories260K's tensors.
+func makeSharded(t *testing.T) string {
+	t.Helper()
+	base, err := Open(stories)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer base.Close()
+	dir := t.TempDir()
+	names := base.TensorNames()
+	wm := map[string]string{}
+	for s, part := range [][]string{names[:20], names[20:]} {
+		shard := []string{"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"}[s]
+		var ts []safetensors.Tensor
+		for _, n := range part {
+			info, b, _ := base.Tensor(n)
+			ts = append(ts, safetensors.Tensor{Info: info, Data: b})
+			wm[n] = shard
+		}
+		if err := safetensors.WriteFile(filepath.Join(dir, shard), ts, map[string]string{"format": "pt"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ix, _ := json.Marshal(map[string]any{"metadata": map[string]any{"total_size": 1}, "weight_map": wm})
+	os.WriteFile(filepath.Join(dir, IndexFile), ix, 0o644)
+	cfg, _ := os.ReadFile(filepath.Join(stories, "config.json"))
+	os.WriteFile(filepath.Join(dir, "config.json"), cfg, 0o644)
+	return dir
+}
+
+func TestShardedRoundTrip(t *testing.T) {
+	dir := makeSharded(t)
+	c, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if len(c.Shards) != 2 || len(c.TensorNames()) != 48 {
+		t.Fatalf("shards %d tensors %d", len(c.Shards), len(c.TensorNames()))
+	}
+	out := filepath.Join(t.TempDir(), "o")
+	if _, err := Write(context.Background(), c, out, WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range append(c.ShardNames, IndexFile, "config.json") {
+		a, _ := os.ReadFile(filepath.Join(dir, n))
+		b, _ := os.ReadFile(filepath.Join(out, n))
+		if !bytes.Equal(a, b) {
+			t.Errorf("%s differs", n)
+		}
+	}
+}
+
+func TestBadCheckpoints(t *testing.T) {
+	cases := []struct {
+		name  string
+		break_ func(dir string)
+		want  string
+	}{
+		{"missing shard", func(d string) { os.Remove(filepath.Join(d, "model-00002-of-00002.safetensors")) }, "shard model-00002-of-00002.safetensors is missing"},
+		{"index names absent tensor", func(d string) {
+			b, _ := os.ReadFile(filepath.Join(d, IndexFile))
+			b = bytes.Replace(b, []byte(`"weight_map":{`), []byte(`"weight_map":{"ghost.weight":"model-00001-of-00002.safetensors",`), 1)
+			os.WriteFile(filepath.Join(d, IndexFile), b, 0o644)
+		}, `tensor "ghost.weight" is not in shard`},
+		{"index is not JSON", func(d string) { os.WriteFile(filepath.Join(d, IndexFile), []byte("{"), 0o644) }, IndexFile},
+		{"no config", func(d string) { os.Remove(filepath.Join(d, "config.json")) }, "config.json"},
+		{"truncated shard", func(d string) {
+			p := filepath.Join(d, "model-00001-of-00002.safetensors")
+			b, _ := os.ReadFile(p)
+			os.WriteFile(p, b[:len(b)-10], 0o644)
+		}, "model-00001-of-00002.safetensors"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := makeSharded(t)
+			c.break_(dir)
+			_, err := Open(dir)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want it to mention %q", err, c.want)
+			}
+		})
+	}
+}
+
+type failAfter struct {
+	w    io.Writer
+	left int
+}
+
+var errDiskFull = errors.New("no space left on device")
+
+func (f *failAfter) Write(p []byte) (int, error) {
+	if len(p) > f.left {
+		n, _ := f.w.Write(p[:f.left])
+		f.left = 0
+		return n, errDiskFull
+	}
+	f.left -= len(p)
+	return f.w.Write(p)
+}
+
+func TestWriteFailuresLeaveNothing(t *testing.T) {
+	base, err := Open(stories)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer base.Close()
+	parent := t.TempDir()
+	out := filepath.Join(parent, "out")
+	// Full disk in the middle of the shard.
+	budget := 500000
+	opts := WriteOptions{wrap: func(w io.Writer) io.Writer { return &failAfter{w: w, left: budget} }}
+	if _, err := Write(context.Background(), base, out, opts); !errors.Is(err, errDiskFull) || !strings.Contains(err.Error(), "model.safetensors") {
+		t.Fatalf("err = %v", err)
+	}
+	if ents, _ := os.ReadDir(parent); len(ents) != 0 {
+		t.Fatalf("left behind: %v", ents)
+	}
+	// Existing output.
+	os.Mkdir(out, 0o755)
+	if _, err := Write(context.Background(), base, out, WriteOptions{}); !errors.Is(err, ErrExists) {
+		t.Fatalf("err = %v, want ErrExists", err)
+	}
+	// Replacement of the wrong size.
+	_, err = Write(context.Background(), base, filepath.Join(parent, "x"), WriteOptions{Replace: map[string][]byte{"model.norm.weight": {1}}})
+	if err == nil || !strings.Contains(err.Error(), "model.norm.weight") {
+		t.Fatalf("err = %v", err)
+	}
+}
