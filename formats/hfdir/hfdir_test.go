@@ -146,9 +146,9 @@ func TestShardedRoundTrip(t *testing.T) {
 
 func TestBadCheckpoints(t *testing.T) {
 	cases := []struct {
-		name  string
+		name   string
 		break_ func(dir string)
-		want  string
+		want   string
 	}{
 		{"missing shard", func(d string) { os.Remove(filepath.Join(d, "model-00002-of-00002.safetensors")) }, "shard model-00002-of-00002.safetensors is missing"},
 		{"index names absent tensor", func(d string) {

@@ -43,6 +43,9 @@ type WriteOptions struct {
 	Description string
 	// Provenance holds extra fields for the provenance file (recipe, report, versions, …).
 	Provenance map[string]any
+	// Check, when set, sees the provenance (input and output hashes) before the output is
+	// renamed into place; an error aborts the write and leaves nothing behind.
+	Check func(*Provenance) error
 	// Progress, when set, is called with the number of bytes written so far.
 	Progress func(written int64)
 
@@ -147,6 +150,11 @@ func Write(ctx context.Context, base *Checkpoint, out string, opts WriteOptions)
 	}
 	if err := writeSmall(filepath.Join(tmp, ProvenanceFile), append(pj, '\n'), &opts); err != nil {
 		return nil, fmt.Errorf("write %s: %w", filepath.Join(out, ProvenanceFile), err)
+	}
+	if opts.Check != nil {
+		if err := opts.Check(prov); err != nil {
+			return nil, err
+		}
 	}
 	if err := os.Rename(tmp, out); err != nil {
 		return nil, fmt.Errorf("write %s: %w", out, err)

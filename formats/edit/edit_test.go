@@ -1,0 +1,209 @@
+package edit
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/neurosurg/neurosurg/formats/hfdir"
+)
+
+const stories = "../../testdata/stories260K"
+
+func open(t *testing.T, dir string) *hfdir.Checkpoint {
+	t.Helper()
+	c, err := hfdir.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// edits changes a column of a down_proj (cols), a row of the embedding (rows) and a few
+// scattered elements of a norm (runs).
+func edits(t *testing.T, base *hfdir.Checkpoint) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	set := func(name string, elems ...int) {
+		_, b, _ := base.Tensor(name)
+		nb := out[name]
+		if nb == nil {
+			nb = append([]byte(nil), b...)
+		}
+		for _, e := range elems {
+			nb[4*e+3] ^= 0x40
+		}
+		out[name] = nb
+	}
+	var col []int
+	for r := 0; r < 64; r++ {
+		col = append(col, r*172+17, r*172+100)
+	}
+	set("model.layers.1.mlp.down_proj.weight", col...)
+	var row []int
+	for c := 0; c < 64; c++ {
+		row = append(row, 7*64+c)
+	}
+	set("model.embed_tokens.weight", row...)
+	set("model.norm.weight", 3, 4, 9)
+	return out
+}
+
+func TestDiffApplyByteIdentical(t *testing.T) {
+	base := open(t, stories)
+	tmp := t.TempDir()
+	editedDir := filepath.Join(tmp, "edited")
+	md := map[string]string{"neurosurg.edited": "test"}
+	if _, err := hfdir.Write(context.Background(), base, editedDir, hfdir.WriteOptions{Replace: edits(t, base), Metadata: md}); err != nil {
+		t.Fatal(err)
+	}
+	edited := open(t, editedDir)
+	e, err := Diff(base, edited)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layouts := map[string]string{}
+	for _, te := range e.Tensors {
+		layouts[te.Name] = te.Layout
+	}
+	want := map[string]string{"model.layers.1.mlp.down_proj.weight": LayoutCols, "model.embed_tokens.weight": LayoutRows, "model.norm.weight": LayoutRuns}
+	for k, v := range want {
+		if layouts[k] != v {
+			t.Errorf("%s layout %q, want %q", k, layouts[k], v)
+		}
+	}
+	path := filepath.Join(tmp, "e.nsd")
+	if err := e.WriteFile(path); err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(path)
+	if fi.Size() > 4000 {
+		t.Errorf("edit file is %d bytes for ~200 edited values", fi.Size())
+	}
+	e2, err := ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(tmp, "applied")
+	if _, err := Apply(context.Background(), base, e2, out, hfdir.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := os.ReadFile(filepath.Join(editedDir, "model.safetensors"))
+	b, _ := os.ReadFile(filepath.Join(out, "model.safetensors"))
+	if !bytes.Equal(a, b) {
+		t.Fatal("apply did not reproduce the edited checkpoint byte for byte")
+	}
+	// Marshal is deterministic.
+	m1, _ := e.Marshal()
+	m2, _ := e2.Marshal()
+	if !bytes.Equal(m1, m2) {
+		t.Error("marshal(read(write(e))) differs from marshal(e)")
+	}
+	// Overlay serves the edited bytes.
+	ov, err := e2.Overlay(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range base.TensorNames() {
+		_, x, _ := ov.Tensor(n)
+		_, y, _ := edited.Tensor(n)
+		if !bytes.Equal(x, y) {
+			t.Errorf("overlay %s differs from edited", n)
+		}
+	}
+	// Applying onto the edited checkpoint (another base) is refused, and nothing is written.
+	out2 := filepath.Join(tmp, "wrong")
+	if _, err := Apply(context.Background(), edited, e2, out2, hfdir.WriteOptions{}); !errors.Is(err, ErrWrongBase) || !strings.Contains(err.Error(), "sha256") {
+		t.Fatalf("err = %v, want ErrWrongBase", err)
+	}
+	if _, err := os.Stat(out2); !os.IsNotExist(err) {
+		t.Error("output left behind after refusal")
+	}
+}
+
+func TestApplyRefusesBaseDifferingOutsideTheEdit(t *testing.T) {
+	base := open(t, stories)
+	tmp := t.TempDir()
+	e, err := Build(base, edits(t, base), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another base: same edited tensors, a different untouched one.
+	_, nw, _ := base.Tensor("model.layers.0.self_attn.q_proj.weight")
+	nb := append([]byte(nil), nw...)
+	nb[0] ^= 1
+	otherDir := filepath.Join(tmp, "other")
+	if _, err := hfdir.Write(context.Background(), base, otherDir, hfdir.WriteOptions{Replace: map[string][]byte{"model.layers.0.self_attn.q_proj.weight": nb}}); err != nil {
+		t.Fatal(err)
+	}
+	other := open(t, otherDir)
+	out := filepath.Join(tmp, "out")
+	_, err = Apply(context.Background(), other, e, out, hfdir.WriteOptions{})
+	if !errors.Is(err, ErrWrongBase) || !strings.Contains(err.Error(), "model.safetensors") {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Error("output left behind")
+	}
+}
+
+func TestBadEditFiles(t *testing.T) {
+	base := open(t, stories)
+	e, _ := Build(base, edits(t, base), nil)
+	good, _ := e.Marshal()
+	cases := map[string][]byte{
+		"empty":     nil,
+		"not-zstd":  []byte("hello"),
+		"truncated": good[:len(good)/2],
+	}
+	for name, b := range cases {
+		if _, err := Unmarshal(b); !errors.Is(err, ErrFormat) {
+			t.Errorf("%s: err = %v, want ErrFormat", name, err)
+		}
+	}
+	// Out-of-range index is caught at apply time, not by a panic.
+	e.Tensors[0].Index[0] = 1 << 40
+	if _, err := e.Materialize(base); !errors.Is(err, ErrFormat) {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func FuzzEditFile(f *testing.F) {
+	base, err := hfdir.Open(stories)
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer base.Close()
+	changed := map[string][]byte{}
+	_, b, _ := base.Tensor("model.norm.weight")
+	nb := append([]byte(nil), b...)
+	nb[5] ^= 3
+	changed["model.norm.weight"] = nb
+	e, _ := Build(base, changed, nil)
+	good, _ := e.Marshal()
+	f.Add(good)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		e, err := Unmarshal(data)
+		if err != nil {
+			return
+		}
+		e.Materialize(base) // must not panic
+		m, err := e.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		e2, err := Unmarshal(m)
+		if err != nil {
+			t.Fatalf("re-marshalled edit does not parse: %v", err)
+		}
+		m2, _ := e2.Marshal()
+		if !bytes.Equal(m, m2) {
+			t.Fatal("marshal not stable")
+		}
+	})
+}
