@@ -1,0 +1,109 @@
+package archdef_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/neurosurg/neurosurg/formats/hfdir"
+	"github.com/neurosurg/neurosurg/model/archdef"
+)
+
+// The definition must list exactly the tensors of the real stories260K checkpoint.
+func TestLlamaMatchesRealCheckpoint(t *testing.T) {
+	c, err := hfdir.Open("../../testdata/stories260K")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	a, err := archdef.ForConfig(c.ConfigJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs, err := a.Tensors()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]int64{}
+	for _, n := range c.TensorNames() {
+		info, _ := c.Info(n)
+		want[n] = info.Shape
+	}
+	got := map[string][]int64{}
+	for _, s := range specs {
+		got[s.Name] = s.Shape
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("tensors (-checkpoint +definition):\n%s", d)
+	}
+	ffn, _ := a.FFN()
+	if len(ffn) != 1 || ffn[0].Module != "llm" || ffn[0].Layers != 5 || ffn[0].Neurons != 172 || ffn[0].Act != "silu" {
+		t.Errorf("ffn = %+v", ffn)
+	}
+	if a.UnembedName() != "lm_head.weight" {
+		t.Errorf("unembed = %s", a.UnembedName())
+	}
+}
+
+func TestRealConfigs(t *testing.T) {
+	cases := []struct {
+		dir      string
+		tensors  int
+		unembed  string
+		neurons  int
+		hasQBias bool
+	}{
+		{"Qwen2-0.5B", 1 + 24*12 + 1, "model.embed_tokens.weight", 4864, true},
+		{"Qwen2.5-0.5B-Instruct", 1 + 24*12 + 1, "model.embed_tokens.weight", 4864, true},
+		{"Qwen2-7B-Instruct", 1 + 28*12 + 2, "lm_head.weight", 18944, true},
+		{"Llama-2-7b-chat-hf", 1 + 32*9 + 2, "lm_head.weight", 11008, false},
+		{"TinyLlama-1.1B-Chat-v1.0", 1 + 22*9 + 2, "lm_head.weight", 5632, false},
+	}
+	for _, c := range cases {
+		t.Run(c.dir, func(t *testing.T) {
+			b, err := os.ReadFile(filepath.Join("../../testdata/configs", c.dir, "config.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, err := archdef.ForConfig(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			specs, err := a.Tensors()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(specs) != c.tensors {
+				t.Errorf("%d tensors, want %d", len(specs), c.tensors)
+			}
+			if a.UnembedName() != c.unembed {
+				t.Errorf("unembed %s, want %s", a.UnembedName(), c.unembed)
+			}
+			ffn, _ := a.FFN()
+			if ffn[0].Neurons != c.neurons {
+				t.Errorf("neurons %d, want %d", ffn[0].Neurons, c.neurons)
+			}
+			has := false
+			for _, s := range specs {
+				has = has || s.Name == "model.layers.0.self_attn.q_proj.bias"
+			}
+			if has != c.hasQBias {
+				t.Errorf("q bias = %v, want %v", has, c.hasQBias)
+			}
+		})
+	}
+}
+
+func TestUnsupported(t *testing.T) {
+	_, err := archdef.ForConfig([]byte(`{"architectures":["GPTNeoXForCausalLM"],"model_type":"gpt_neox"}`))
+	if !errors.Is(err, archdef.ErrUnsupported) || !strings.Contains(err.Error(), "Qwen2ForCausalLM") {
+		t.Errorf("err = %v: should list the supported architectures", err)
+	}
+	a, _ := archdef.ForConfig([]byte(`{"model_type":"llama","hidden_size":8}`))
+	if _, err := a.Tensors(); err == nil || !strings.Contains(err.Error(), "num_hidden_layers") {
+		t.Errorf("missing key error = %v", err)
+	}
+}
