@@ -7,12 +7,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/neurosurg/neurosurg/formats/safetensors"
 )
@@ -46,6 +48,9 @@ type WriteOptions struct {
 	// Check, when set, sees the provenance (input and output hashes) before the output is
 	// renamed into place; an error aborts the write and leaves nothing behind.
 	Check func(*Provenance) error
+	// KnownOutputs gives the sha256 of output shards that need not be recomputed (apply
+	// takes them from the edit, whose inputs it verifies).
+	KnownOutputs map[string]string
 	// Progress, when set, is called with the number of bytes written so far.
 	Progress func(written int64)
 
@@ -98,15 +103,42 @@ func Write(ctx context.Context, base *Checkpoint, out string, opts WriteOptions)
 	}
 	sort.Strings(prov.Edited)
 
-	var written int64
+	// Shards are written in parallel, one worker per core.
+	type shardResult struct {
+		in, out string
+		err     error
+	}
+	results := make([]shardResult, len(base.Shards))
+	var written atomic.Int64
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
 	for i, f := range base.Shards {
-		name := base.ShardNames[i]
-		in, outSum, n, err := writeShard(ctx, f, filepath.Join(tmp, name), &opts, written)
-		if err != nil {
-			return nil, fmt.Errorf("write %s: %w", filepath.Join(out, name), err)
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			name := base.ShardNames[i]
+			o := opts
+			var last int64
+			o.Progress = func(n int64) {
+				if opts.Progress != nil {
+					opts.Progress(written.Add(n - last))
+				}
+				last = n
+			}
+			in, outSum, _, err := writeShard(ctx, f, filepath.Join(tmp, name), &o, opts.KnownOutputs[name])
+			if err != nil {
+				err = fmt.Errorf("write %s: %w", filepath.Join(out, name), err)
+			}
+			results[i] = shardResult{in, outSum, err}
+		}()
+	}
+	wg.Wait()
+	for i, r := range results {
+		if r.err != nil {
+			return nil, r.err
 		}
-		written += n
-		prov.Inputs[name], prov.Outputs[name] = in, outSum
+		prov.Inputs[base.ShardNames[i]], prov.Outputs[base.ShardNames[i]] = r.in, r.out
 	}
 	// Index and tag-along files are byte copies (or given replacements).
 	files, err := TagAlongFiles(base.Dir)
@@ -232,11 +264,19 @@ func ShardHeader(f *safetensors.File, extra map[string]string) []byte {
 	return h.Encode()
 }
 
-const chunk = 4 << 20
+const chunk = 8 << 20
 
-// writeShard streams one shard to path, returning the sha256 of the input and output files.
-// Both hashes are computed in goroutines beside the write, so hashing costs no extra pass.
-func writeShard(ctx context.Context, f *safetensors.File, path string, opts *WriteOptions, before int64) (inSum, outSum string, n int64, err error) {
+// writeShard streams one shard to path and returns the sha256 of the input and output files.
+// Untouched tensors are copied file to file (copy_file_range where the kernel has it); the
+// input is hashed from the mapping in a goroutine meanwhile, and the output stream (input with
+// replacements) in another one unless its hash is known: equal to the input's when nothing
+// in the shard changes, or given by the caller (knownOut, e.g. from a verified edit).
+func writeShard(ctx context.Context, f *safetensors.File, path string, opts *WriteOptions, knownOut string) (inSum, outSum string, n int64, err error) {
+	src, err := os.Open(f.Path)
+	if err != nil {
+		return "", "", 0, err
+	}
+	defer src.Close()
 	file, err := os.Create(path)
 	if err != nil {
 		return "", "", 0, err
@@ -250,79 +290,100 @@ func writeShard(ctx context.Context, f *safetensors.File, path string, opts *Wri
 	if opts.wrap != nil {
 		w = opts.wrap(file)
 	}
-	inH, outH := newAsyncHash(), newAsyncHash()
-	defer inH.stop()
-	defer outH.stop()
-
-	inHeader := ShardHeader(f, nil)
-	outHeader := ShardHeader(f, opts.Metadata)
-	inH.add(inHeader)
-	outH.add(outHeader)
+	inHeader, outHeader := ShardHeader(f, nil), ShardHeader(f, opts.Metadata)
+	touched := len(opts.Metadata) > 0
+	for _, t := range f.Tensors {
+		if _, ok := opts.Replace[t.Name]; ok {
+			touched = true
+		}
+	}
+	hashOut := touched && knownOut == ""
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		h := sha256.New()
+		h.Write(inHeader)
+		for _, t := range f.Tensors {
+			b, _ := f.Bytes(t.Name)
+			for off := 0; off < len(b); off += chunk {
+				end := min(off+chunk, len(b))
+				h.Write(b[off:end])
+				f.Release(t.Offsets[0]+int64(off), int64(end-off))
+			}
+		}
+		inSum = hex.EncodeToString(h.Sum(nil))
+	}()
+	if hashOut {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h := sha256.New()
+			h.Write(outHeader)
+			for _, t := range f.Tensors {
+				if r, ok := opts.Replace[t.Name]; ok {
+					h.Write(r)
+					continue
+				}
+				b, _ := f.Bytes(t.Name)
+				for off := 0; off < len(b); off += chunk {
+					end := min(off+chunk, len(b))
+					h.Write(b[off:end])
+					f.Release(t.Offsets[0]+int64(off), int64(end-off))
+				}
+			}
+			outSum = hex.EncodeToString(h.Sum(nil))
+		}()
+	}
+	defer wg.Wait()
 	if _, err := w.Write(outHeader); err != nil {
 		return "", "", 0, err
 	}
 	n = int64(len(outHeader))
-	for _, t := range f.Tensors {
+	dataStart := 8 + f.HeaderSize
+	for i := 0; i < len(f.Tensors); {
 		if err := ctx.Err(); err != nil {
 			return "", "", n, err
 		}
-		orig, err := f.Bytes(t.Name)
-		if err != nil {
-			return "", "", n, err
-		}
-		rep, replaced := opts.Replace[t.Name]
-		for off := 0; off < len(orig); off += chunk {
-			end := min(off+chunk, len(orig))
-			inH.add(orig[off:end])
-			src := orig[off:end]
-			if replaced {
-				src = rep[off:end]
-			}
-			outH.add(src)
-			if _, err := w.Write(src); err != nil {
+		t := f.Tensors[i]
+		if r, ok := opts.Replace[t.Name]; ok {
+			if _, err := w.Write(r); err != nil {
 				return "", "", n, err
 			}
-			n += int64(end - off)
-			if opts.Progress != nil {
-				opts.Progress(before + n)
+			n += int64(len(r))
+			i++
+		} else {
+			// Copy the run of untouched tensors starting here in one go.
+			j := i
+			for j < len(f.Tensors) {
+				if _, ok := opts.Replace[f.Tensors[j].Name]; ok {
+					break
+				}
+				j++
 			}
+			start, end := f.Tensors[i].Offsets[0], f.Tensors[j-1].Offsets[1]
+			for off := start; off < end; off += 256 << 20 {
+				m := min(256<<20, end-off)
+				if _, err := src.Seek(dataStart+off, io.SeekStart); err != nil {
+					return "", "", n, err
+				}
+				if _, err := io.CopyN(w, src, m); err != nil {
+					return "", "", n, err
+				}
+				n += m
+				if opts.Progress != nil {
+					opts.Progress(n)
+				}
+			}
+			i = j
 		}
 	}
-	return inH.sum(), outH.sum(), n, nil
-}
-
-// asyncHash hashes byte slices in a goroutine. The slices must stay valid and unchanged until
-// sum returns (they come from the mapping or from replacement buffers).
-type asyncHash struct {
-	ch   chan []byte
-	done chan string
-	h    hash.Hash
-}
-
-func newAsyncHash() *asyncHash {
-	ch := make(chan []byte, 64)
-	a := &asyncHash{ch: ch, done: make(chan string, 1), h: sha256.New()}
-	go func() {
-		for b := range ch {
-			a.h.Write(b)
+	wg.Wait()
+	if !hashOut {
+		outSum = inSum
+		if knownOut != "" {
+			outSum = knownOut
 		}
-		a.done <- hex.EncodeToString(a.h.Sum(nil))
-	}()
-	return a
-}
-
-func (a *asyncHash) add(b []byte) { a.ch <- b }
-
-func (a *asyncHash) sum() string {
-	close(a.ch)
-	a.ch = nil
-	return <-a.done
-}
-
-func (a *asyncHash) stop() {
-	if a.ch != nil {
-		close(a.ch)
-		a.ch = nil
-		<-a.done
 	}
+	return inSum, outSum, n, nil
 }

@@ -307,3 +307,20 @@ func objectKeys(raw []byte) []string {
 	}
 	return keys
 }
+
+// Release tells the kernel this process no longer needs the mapped pages of bytes
+// [off, off+n) of the data section, so streaming a large file keeps resident memory small.
+// The page cache keeps the data; a later access faults it back in.
+func (f *File) Release(off, n int64) {
+	if f.mapping == nil || n <= 0 {
+		return
+	}
+	const page = 4096
+	start := f.dataStart + off
+	end := start + n
+	start = (start + page - 1) &^ (page - 1)
+	end &^= page - 1
+	if end > start {
+		syscall.Madvise(f.mapping[start:end], syscall.MADV_DONTNEED)
+	}
+}
