@@ -57,3 +57,17 @@ type AttnTap interface {
 	// WantsAttention reports whether causal and/or non-causal probabilities are wanted.
 	WantsAttention() (causal, nonCausal bool)
 }
+
+// ResidualEvent carries the residual stream after a decoder layer (the logit lens input).
+type ResidualEvent struct {
+	Site   Site
+	Seq    int
+	Pos0   int
+	Rows   int
+	Hidden []float32 // Rows × hidden size; read-only
+}
+
+// ResidualTap is implemented by taps that need the residual stream after each layer.
+type ResidualTap interface {
+	Residual(e *ResidualEvent)
+}

@@ -1,0 +1,349 @@
+package model
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"runtime"
+	"sync"
+
+	"github.com/neurosurg/neurosurg/model/kernels"
+)
+
+func errorf(format string, a ...any) error { return fmt.Errorf("model: "+format, a...) }
+
+// seqState is one sequence's KV cache.
+type seqState struct {
+	pos  int
+	k, v [][]float32 // per layer: positions × kvHeads·headDim
+}
+
+func (m *Model) newState(capacity int) *seqState {
+	kv := m.cfg.KVHeads * m.cfg.HeadDim
+	s := &seqState{k: make([][]float32, m.cfg.Layers), v: make([][]float32, m.cfg.Layers)}
+	for l := range s.k {
+		s.k[l] = make([]float32, 0, capacity*kv)
+		s.v[l] = make([]float32, 0, capacity*kv)
+	}
+	return s
+}
+
+// ForwardOptions select taps, a mask and which logits to return.
+type ForwardOptions struct {
+	Taps      []Tap
+	Mask      *Mask
+	AllLogits bool // logits at every position; otherwise at the last one only
+}
+
+// ForwardResult holds logits per sequence: Rows × vocab (Rows = 1 unless AllLogits).
+type ForwardResult struct {
+	Logits [][]float32
+	Rows   []int
+}
+
+// Forward runs the sequences of batch (of any lengths) from position 0.
+func (m *Model) Forward(ctx context.Context, batch [][]int32, opts ForwardOptions) (*ForwardResult, error) {
+	if err := opts.Mask.validate(m.cfg); err != nil {
+		return nil, err
+	}
+	states := make([]*seqState, len(batch))
+	for i, b := range batch {
+		if len(b) == 0 {
+			return nil, errorf("sequence %d is empty", i)
+		}
+		states[i] = m.newState(len(b))
+	}
+	logits, rows, err := m.step(ctx, states, batch, opts.Taps, opts.Mask, opts.AllLogits)
+	if err != nil {
+		return nil, err
+	}
+	return &ForwardResult{Logits: logits, Rows: rows}, nil
+}
+
+// step appends toks[i] to sequence i (all at once: prefill, or one token: decode) and returns
+// logits for the last row of each sequence (or all rows).
+func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, taps []Tap, mask *Mask, all bool) ([][]float32, []int, error) {
+	cfg := &m.cfg
+	d, hd, kvDim, qDim, inter := cfg.Hidden, cfg.HeadDim, cfg.KVHeads*cfg.HeadDim, cfg.Heads*cfg.HeadDim, cfg.Intermediate
+	// Rows of all sequences are stacked so each weight is one MatMul.
+	T := 0
+	off := make([]int, len(toks)+1)
+	for i, t := range toks {
+		for _, id := range t {
+			if id < 0 || int(id) >= cfg.Vocab {
+				return nil, nil, errorf("token id %d out of range [0,%d)", id, cfg.Vocab)
+			}
+		}
+		T += len(t)
+		off[i+1] = T
+	}
+	x := make([]float32, T*d)
+	for i, t := range toks {
+		for r, id := range t {
+			m.embed.row(x[(off[i]+r)*d:], int(id))
+		}
+	}
+	xn := make([]float32, T*d)
+	q := make([]float32, T*qDim)
+	k := make([]float32, T*kvDim)
+	v := make([]float32, T*kvDim)
+	att := make([]float32, T*qDim)
+	o := make([]float32, T*d)
+	g := make([]float32, T*inter)
+	u := make([]float32, T*inter)
+
+	var ffnTaps []Tap
+	var attnTaps []AttnTap
+	var resTaps []ResidualTap
+	wantUp := false
+	for _, tp := range taps {
+		ffnTaps = append(ffnTaps, tp)
+		if ut, ok := tp.(UpTap); ok && ut.WantsUp() {
+			wantUp = true
+		}
+		if at, ok := tp.(AttnTap); ok {
+			attnTaps = append(attnTaps, at)
+		}
+		if rt, ok := tp.(ResidualTap); ok {
+			resTaps = append(resTaps, rt)
+		}
+	}
+	_ = wantUp
+	// RoPE tables for the positions of this step.
+	maxPos := 0
+	for i, s := range states {
+		maxPos = max(maxPos, s.pos+len(toks[i]))
+	}
+	invFreq, ropeScale := cfg.ropeFrequencies(maxPos)
+
+	for l := range m.layers {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, err
+		}
+		ly := &m.layers[l]
+		site := Site{Module: "llm", Layer: l}
+		for r := 0; r < T; r++ {
+			kernels.RMSNorm(xn[r*d:(r+1)*d], x[r*d:(r+1)*d], ly.inNorm, cfg.Eps)
+		}
+		matmul(q, xn, &ly.q, T, ly.qb)
+		matmul(k, xn, &ly.k, T, ly.kb)
+		matmul(v, xn, &ly.v, T, ly.vb)
+		for i, s := range states {
+			for r := 0; r < len(toks[i]); r++ {
+				row := off[i] + r
+				pos := s.pos + r
+				rope(q[row*qDim:(row+1)*qDim], cfg.Heads, hd, pos, invFreq, ropeScale)
+				rope(k[row*kvDim:(row+1)*kvDim], cfg.KVHeads, hd, pos, invFreq, ropeScale)
+			}
+			s.k[l] = append(s.k[l], k[off[i]*kvDim:off[i+1]*kvDim]...)
+			s.v[l] = append(s.v[l], v[off[i]*kvDim:off[i+1]*kvDim]...)
+		}
+		for i, s := range states {
+			n := len(toks[i])
+			m.attention(att[off[i]*qDim:off[i+1]*qDim], q[off[i]*qDim:off[i+1]*qDim], s.k[l], s.v[l], s.pos, n)
+			if len(attnTaps) > 0 {
+				m.attentionTaps(attnTaps, site, i, s.pos, n, q[off[i]*qDim:off[i+1]*qDim], s.k[l])
+			}
+		}
+		matmul(o, att, &ly.o, T, ly.ob)
+		kernels.Axpy(1, o, x)
+
+		for r := 0; r < T; r++ {
+			kernels.RMSNorm(xn[r*d:(r+1)*d], x[r*d:(r+1)*d], ly.postNorm, cfg.Eps)
+		}
+		matmul(g, xn, &ly.gate, T, ly.gateB)
+		matmul(u, xn, &ly.up, T, ly.upB)
+		activate(g, cfg.Act)
+		for i, s := range states {
+			rows := len(toks[i])
+			if len(ffnTaps) > 0 {
+				e := FFNEvent{Site: site, Seq: i, Pos0: s.pos, Tokens: toks[i], Rows: rows, Neurons: inter,
+					Act: g[off[i]*inter : off[i+1]*inter], Up: u[off[i]*inter : off[i+1]*inter]}
+				for _, tp := range ffnTaps {
+					tp.FFN(&e)
+				}
+			}
+		}
+		mask.apply(site, g, T, inter)
+		kernels.Mul(g, u)
+		matmul(o, g, &ly.down, T, ly.downB)
+		kernels.Axpy(1, o, x)
+		if len(resTaps) > 0 {
+			for i, s := range states {
+				e := ResidualEvent{Site: site, Seq: i, Pos0: s.pos, Rows: len(toks[i]), Hidden: x[off[i]*d : off[i+1]*d]}
+				for _, rt := range resTaps {
+					rt.Residual(&e)
+				}
+			}
+		}
+	}
+	for i, s := range states {
+		s.pos += len(toks[i])
+	}
+	// Final norm and logits for the rows asked for.
+	var sel []int
+	rows := make([]int, len(toks))
+	for i := range toks {
+		if all {
+			for r := off[i]; r < off[i+1]; r++ {
+				sel = append(sel, r)
+			}
+			rows[i] = len(toks[i])
+		} else {
+			sel = append(sel, off[i+1]-1)
+			rows[i] = 1
+		}
+	}
+	hn := make([]float32, len(sel)*d)
+	for j, r := range sel {
+		kernels.RMSNorm(hn[j*d:(j+1)*d], x[r*d:(r+1)*d], m.norm, cfg.Eps)
+	}
+	flat := make([]float32, len(sel)*cfg.Vocab)
+	matmul(flat, hn, &m.head, len(sel), nil)
+	out := make([][]float32, len(toks))
+	j := 0
+	for i := range toks {
+		out[i] = flat[j*cfg.Vocab : (j+rows[i])*cfg.Vocab]
+		j += rows[i]
+	}
+	return out, rows, nil
+}
+
+// matmul computes out = x·Wᵀ (+ bias) for m rows.
+func matmul(out, x []float32, w *weight, m int, bias []float32) {
+	kernels.MatMul(out[:m*w.rows], x[:m*w.cols], w.b, w.dt, m, w.rows, w.cols)
+	if bias != nil {
+		for r := 0; r < m; r++ {
+			kernels.Axpy(1, bias, out[r*w.rows:(r+1)*w.rows])
+		}
+	}
+}
+
+// rope rotates each head of vec (heads × hd) by position pos, HF rotate_half convention.
+func rope(vec []float32, heads, hd, pos int, invFreq []float64, scale float64) {
+	half := hd / 2
+	for i := 0; i < half; i++ {
+		ang := float64(pos) * invFreq[i]
+		c, s := float32(math.Cos(ang)*scale), float32(math.Sin(ang)*scale)
+		for h := 0; h < heads; h++ {
+			a, b := vec[h*hd+i], vec[h*hd+i+half]
+			vec[h*hd+i] = a*c - b*s
+			vec[h*hd+i+half] = b*c + a*s
+		}
+	}
+}
+
+// attention computes causal attention for n new rows starting at position pos0; keys and
+// values hold positions 0..pos0+n-1.
+func (m *Model) attention(out, q, keys, vals []float32, pos0, n int) {
+	cfg := &m.cfg
+	hd, kvDim, qDim := cfg.HeadDim, cfg.KVHeads*cfg.HeadDim, cfg.Heads*cfg.HeadDim
+	group := cfg.Heads / cfg.KVHeads
+	scale := float32(1 / math.Sqrt(float64(hd)))
+	work := func(r0, r1 int, scores []float32) {
+		for r := r0; r < r1; r++ {
+			p := pos0 + r
+			lo := 0
+			if cfg.SlidingWindow > 0 && p-cfg.SlidingWindow+1 > 0 {
+				lo = p - cfg.SlidingWindow + 1
+			}
+			for h := 0; h < cfg.Heads; h++ {
+				kvh := h / group
+				qh := q[r*qDim+h*hd : r*qDim+(h+1)*hd]
+				sc := scores[:p+1-lo]
+				for t := lo; t <= p; t++ {
+					sc[t-lo] = kernels.Dot(qh, keys[t*kvDim+kvh*hd:t*kvDim+(kvh+1)*hd]) * scale
+				}
+				kernels.Softmax(sc)
+				oh := out[r*qDim+h*hd : r*qDim+(h+1)*hd]
+				clear(oh)
+				for t := lo; t <= p; t++ {
+					kernels.Axpy(sc[t-lo], vals[t*kvDim+kvh*hd:t*kvDim+(kvh+1)*hd], oh)
+				}
+			}
+		}
+	}
+	workers := runtime.GOMAXPROCS(0)
+	if n*(pos0+n) < 4096 || workers == 1 {
+		work(0, n, make([]float32, pos0+n))
+		return
+	}
+	var wg sync.WaitGroup
+	chunk := (n + workers - 1) / workers
+	for w := 0; w < workers; w++ {
+		r0, r1 := w*chunk, min((w+1)*chunk, n)
+		if r0 >= r1 {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			work(r0, r1, make([]float32, pos0+n))
+		}()
+	}
+	wg.Wait()
+}
+
+// attentionTaps computes attention probabilities for the taps that want them: the model's
+// causal ones, and MINER's variant normalised over all keys of the sequence so far (no mask).
+func (m *Model) attentionTaps(taps []AttnTap, site Site, seq, pos0, n int, q, keys []float32) {
+	cfg := &m.cfg
+	hd, kvDim, qDim := cfg.HeadDim, cfg.KVHeads*cfg.HeadDim, cfg.Heads*cfg.HeadDim
+	group := cfg.Heads / cfg.KVHeads
+	scale := float32(1 / math.Sqrt(float64(hd)))
+	cols := pos0 + n
+	for _, nonCausal := range []bool{false, true} {
+		want := false
+		for _, t := range taps {
+			c, nc := t.WantsAttention()
+			want = want || (nonCausal && nc) || (!nonCausal && c)
+		}
+		if !want {
+			continue
+		}
+		probs := make([]float32, cfg.Heads*n*cols)
+		for h := 0; h < cfg.Heads; h++ {
+			kvh := h / group
+			for r := 0; r < n; r++ {
+				row := probs[(h*n+r)*cols : (h*n+r+1)*cols]
+				last := cols - 1
+				if !nonCausal {
+					last = pos0 + r
+				}
+				qh := q[r*qDim+h*hd : r*qDim+(h+1)*hd]
+				for t := 0; t <= last; t++ {
+					row[t] = kernels.Dot(qh, keys[t*kvDim+kvh*hd:t*kvDim+(kvh+1)*hd]) * scale
+				}
+				kernels.Softmax(row[:last+1])
+			}
+		}
+		e := AttnEvent{Site: site, Seq: seq, Pos0: pos0, Heads: cfg.Heads, Rows: n, Cols: cols, NonCausal: nonCausal, Probs: probs}
+		for _, t := range taps {
+			c, nc := t.WantsAttention()
+			if (nonCausal && nc) || (!nonCausal && c) {
+				t.Attention(&e)
+			}
+		}
+	}
+}
+
+// activate applies the FFN activation in place.
+func activate(x []float32, act string) {
+	switch act {
+	case "silu", "swish":
+		kernels.SiLU(x)
+	case "relu":
+		for i, v := range x {
+			x[i] = max(v, 0)
+		}
+	case "gelu":
+		for i, v := range x {
+			x[i] = float32(0.5 * float64(v) * (1 + math.Erf(float64(v)/math.Sqrt2)))
+		}
+	default: // gelu_pytorch_tanh, gelu_new
+		for i, v := range x {
+			f := float64(v)
+			x[i] = float32(0.5 * f * (1 + math.Tanh(math.Sqrt(2/math.Pi)*(f+0.044715*f*f*f))))
+		}
+	}
+}

@@ -1,0 +1,177 @@
+package model
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"sort"
+)
+
+// GenerateOptions control Generate. Greedy unless Temperature > 0.
+type GenerateOptions struct {
+	MaxTokens   int
+	Temperature float32
+	TopK        int
+	TopP        float32
+	Seed        uint64
+	Stop        []int32 // generation of a sequence ends after one of these (it is kept)
+	Taps        []Tap
+	Mask        *Mask
+	// KeepLogits keeps the full next-token logits of every generated step.
+	KeepLogits bool
+}
+
+// Generation is one prompt's continuation.
+type Generation struct {
+	Prompt []int32
+	Tokens []int32
+	Logits [][]float32 // per generated token, when KeepLogits
+	Stop   bool        // ended on a stop token
+}
+
+// Generate continues every prompt (with a KV cache; prompts of different lengths are batched).
+// Sampling is deterministic for a seed.
+func (m *Model) Generate(ctx context.Context, prompts [][]int32, o GenerateOptions) ([]Generation, error) {
+	if err := o.Mask.validate(m.cfg); err != nil {
+		return nil, err
+	}
+	out := make([]Generation, len(prompts))
+	states := make([]*seqState, len(prompts))
+	for i, p := range prompts {
+		if len(p) == 0 {
+			return nil, errorf("prompt %d is empty", i)
+		}
+		out[i].Prompt = p
+		states[i] = m.newState(len(p) + o.MaxTokens)
+	}
+	rng := rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15))
+	stop := map[int32]bool{}
+	for _, s := range o.Stop {
+		stop[s] = true
+	}
+	active := make([]int, len(prompts))
+	for i := range active {
+		active[i] = i
+	}
+	toks := prompts
+	st := states
+	for step := 0; step < o.MaxTokens && len(active) > 0; step++ {
+		logits, _, err := m.step(ctx, st, toks, o.Taps, o.Mask, false)
+		if err != nil {
+			return nil, err
+		}
+		var nextActive []int
+		var nextToks [][]int32
+		var nextStates []*seqState
+		for j, i := range active {
+			l := logits[j]
+			id := pick(l, o, rng)
+			g := &out[i]
+			g.Tokens = append(g.Tokens, id)
+			if o.KeepLogits {
+				g.Logits = append(g.Logits, append([]float32(nil), l...))
+			}
+			if stop[id] {
+				g.Stop = true
+				continue
+			}
+			nextActive = append(nextActive, i)
+			nextToks = append(nextToks, []int32{id})
+			nextStates = append(nextStates, states[i])
+		}
+		active, toks, st = nextActive, nextToks, nextStates
+	}
+	return out, nil
+}
+
+// pick chooses the next token: argmax, or a sample after temperature, top-k and top-p.
+func pick(logits []float32, o GenerateOptions, rng *rand.Rand) int32 {
+	if o.Temperature <= 0 {
+		return int32(Argmax(logits))
+	}
+	type cand struct {
+		id int
+		p  float64
+	}
+	c := make([]cand, len(logits))
+	mx := logits[Argmax(logits)]
+	var sum float64
+	for i, l := range logits {
+		p := math.Exp(float64((l - mx) / o.Temperature))
+		c[i] = cand{i, p}
+		sum += p
+	}
+	sort.SliceStable(c, func(a, b int) bool { return c[a].p > c[b].p })
+	if o.TopK > 0 && o.TopK < len(c) {
+		c = c[:o.TopK]
+	}
+	sum = 0
+	for _, x := range c {
+		sum += x.p
+	}
+	if o.TopP > 0 && o.TopP < 1 {
+		var acc float64
+		for i, x := range c {
+			acc += x.p / sum
+			if acc >= float64(o.TopP) {
+				c = c[:i+1]
+				break
+			}
+		}
+		sum = 0
+		for _, x := range c {
+			sum += x.p
+		}
+	}
+	r := rng.Float64() * sum
+	for _, x := range c {
+		r -= x.p
+		if r <= 0 {
+			return int32(x.id)
+		}
+	}
+	return int32(c[len(c)-1].id)
+}
+
+// Argmax is the index of the largest value (the first on ties).
+func Argmax(v []float32) int {
+	best := 0
+	for i, x := range v {
+		if x > v[best] {
+			best = i
+		}
+	}
+	return best
+}
+
+// LogSoftmax returns log-probabilities of logits.
+func LogSoftmax(logits []float32) []float64 {
+	mx := float64(logits[Argmax(logits)])
+	var s float64
+	for _, l := range logits {
+		s += math.Exp(float64(l) - mx)
+	}
+	lse := mx + math.Log(s)
+	out := make([]float64, len(logits))
+	for i, l := range logits {
+		out[i] = float64(l) - lse
+	}
+	return out
+}
+
+// LogProbs returns log p(continuation[i] | prompt, continuation[:i]) for each i.
+func (m *Model) LogProbs(ctx context.Context, prompt, continuation []int32, o ForwardOptions) ([]float64, error) {
+	seq := append(append([]int32(nil), prompt...), continuation...)
+	o.AllLogits = true
+	res, err := m.Forward(ctx, [][]int32{seq}, o)
+	if err != nil {
+		return nil, err
+	}
+	V := m.cfg.Vocab
+	out := make([]float64, len(continuation))
+	for i, id := range continuation {
+		row := len(prompt) - 1 + i
+		out[i] = LogSoftmax(res.Logits[0][row*V : (row+1)*V])[id]
+	}
+	return out, nil
+}

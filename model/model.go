@@ -1,0 +1,260 @@
+package model
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/neurosurg/neurosurg/formats/hfdir"
+	"github.com/neurosurg/neurosurg/formats/safetensors"
+	"github.com/neurosurg/neurosurg/model/kernels"
+	"github.com/neurosurg/neurosurg/model/tokenizer"
+)
+
+// TensorSource serves tensors by name: a checkpoint, or a checkpoint with an edit overlaid.
+type TensorSource interface {
+	Tensor(name string) (safetensors.TensorInfo, []byte, error)
+	Has(name string) bool
+}
+
+// weight is a Linear weight [rows=out, cols=in] used in place in its stored dtype.
+type weight struct {
+	name       string
+	b          []byte
+	dt         kernels.DType
+	rows, cols int
+}
+
+type layer struct {
+	inNorm, postNorm     []float32
+	q, k, v, o           weight
+	qb, kb, vb, ob       []float32 // nil when absent
+	gate, up, down       weight
+	gateB, upB, downB    []float32
+}
+
+// Model is a decoder-only language model ready to run.
+type Model struct {
+	cfg       Config
+	embed     weight
+	layers    []layer
+	norm      []float32
+	head      weight
+	Tokenizer *tokenizer.Tokenizer // nil when the directory has none
+	closer    interface{ Close() error }
+	dir       string
+}
+
+// Open loads the checkpoint directory dir (config, weights memory-mapped, tokenizer if any).
+func Open(dir string) (*Model, error) {
+	c, err := hfdir.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	m, err := Load(c.ConfigJSON, c)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	m.closer, m.dir = c, dir
+	if hasTokenizer(dir) {
+		tok, err := tokenizer.Load(dir)
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		m.Tokenizer = tok
+	}
+	return m, nil
+}
+
+func hasTokenizer(dir string) bool {
+	for _, f := range []string{"tokenizer.json", "vocab.json"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// Dir is the directory the model was opened from ("" for Load).
+func (m *Model) Dir() string { return m.dir }
+
+// Close releases the checkpoint's mappings when the model owns them.
+func (m *Model) Close() error {
+	if m.closer != nil {
+		return m.closer.Close()
+	}
+	return nil
+}
+
+// Config returns the parsed configuration.
+func (m *Model) Config() Config { return m.cfg }
+
+// FFNSites lists the FFN neuron groups: module "llm", one per layer.
+func (m *Model) FFNSites() []Site {
+	s := make([]Site, m.cfg.Layers)
+	for i := range s {
+		s[i] = Site{Module: "llm", Layer: i}
+	}
+	return s
+}
+
+var supported = map[string]bool{"LlamaForCausalLM": true, "MistralForCausalLM": true, "Qwen2ForCausalLM": true}
+var supportedTypes = map[string]bool{"llama": true, "mistral": true, "qwen2": true}
+
+// Load builds a model from a config and a tensor source. The source must stay open while the
+// model is used: weights are used in place.
+func Load(configJSON []byte, src TensorSource) (*Model, error) {
+	cfg, err := ParseConfig(configJSON)
+	if err != nil {
+		return nil, err
+	}
+	if !supported[cfg.Architecture] && !(cfg.Architecture == "" && supportedTypes[cfg.ModelType]) {
+		return nil, fmt.Errorf("%w: architecture %q (model_type %q) is not supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM", ErrConfig, cfg.Architecture, cfg.ModelType)
+	}
+	m := &Model{cfg: cfg}
+	l := loader{src: src}
+	d, hd := cfg.Hidden, cfg.HeadDim
+	m.embed = l.weight("model.embed_tokens.weight", cfg.Vocab, d)
+	m.norm = l.vector("model.norm.weight", d)
+	if cfg.Tied {
+		m.head = m.embed // tied: never materialise an lm_head copy
+	} else {
+		m.head = l.weight("lm_head.weight", cfg.Vocab, d)
+	}
+	for i := 0; i < cfg.Layers; i++ {
+		p := fmt.Sprintf("model.layers.%d.", i)
+		ly := layer{
+			inNorm:   l.vector(p+"input_layernorm.weight", d),
+			postNorm: l.vector(p+"post_attention_layernorm.weight", d),
+			q:        l.weight(p+"self_attn.q_proj.weight", cfg.Heads*hd, d),
+			k:        l.weight(p+"self_attn.k_proj.weight", cfg.KVHeads*hd, d),
+			v:        l.weight(p+"self_attn.v_proj.weight", cfg.KVHeads*hd, d),
+			o:        l.weight(p+"self_attn.o_proj.weight", d, cfg.Heads*hd),
+			gate:     l.weight(p+"mlp.gate_proj.weight", cfg.Intermediate, d),
+			up:       l.weight(p+"mlp.up_proj.weight", cfg.Intermediate, d),
+			down:     l.weight(p+"mlp.down_proj.weight", d, cfg.Intermediate),
+		}
+		if cfg.AttnBias {
+			ly.qb = l.vector(p+"self_attn.q_proj.bias", cfg.Heads*hd)
+			ly.kb = l.vector(p+"self_attn.k_proj.bias", cfg.KVHeads*hd)
+			ly.vb = l.vector(p+"self_attn.v_proj.bias", cfg.KVHeads*hd)
+			if src.Has(p + "self_attn.o_proj.bias") {
+				ly.ob = l.vector(p+"self_attn.o_proj.bias", d)
+			}
+		}
+		if cfg.MLPBias {
+			ly.gateB = l.vector(p+"mlp.gate_proj.bias", cfg.Intermediate)
+			ly.upB = l.vector(p+"mlp.up_proj.bias", cfg.Intermediate)
+			ly.downB = l.vector(p+"mlp.down_proj.bias", d)
+		}
+		m.layers = append(m.layers, ly)
+	}
+	if l.err != nil {
+		return nil, l.err
+	}
+	return m, nil
+}
+
+type loader struct {
+	src TensorSource
+	err error
+}
+
+func kernelDType(d safetensors.DType) (kernels.DType, bool) {
+	switch d {
+	case safetensors.F32:
+		return kernels.F32, true
+	case safetensors.BF16:
+		return kernels.BF16, true
+	case safetensors.F16:
+		return kernels.F16, true
+	}
+	return 0, false
+}
+
+func (l *loader) weight(name string, rows, cols int) weight {
+	if l.err != nil {
+		return weight{}
+	}
+	info, b, err := l.src.Tensor(name)
+	if err != nil {
+		l.err = fmt.Errorf("missing tensor: %w", err)
+		return weight{}
+	}
+	dt, ok := kernelDType(info.DType)
+	if !ok {
+		l.err = fmt.Errorf("tensor %q: dtype %s is not supported by the runtime (F32, BF16, F16)", name, info.DType)
+		return weight{}
+	}
+	if len(info.Shape) != 2 || info.Shape[0] != int64(rows) || info.Shape[1] != int64(cols) {
+		l.err = fmt.Errorf("tensor %q: shape %v, config says [%d %d]", name, info.Shape, rows, cols)
+		return weight{}
+	}
+	return weight{name: name, b: b, dt: dt, rows: rows, cols: cols}
+}
+
+// vector converts a small 1-d tensor (norm weight, bias) to f32 once.
+func (l *loader) vector(name string, n int) []float32 {
+	if l.err != nil {
+		return nil
+	}
+	info, b, err := l.src.Tensor(name)
+	if err != nil {
+		l.err = fmt.Errorf("missing tensor: %w", err)
+		return nil
+	}
+	if len(info.Shape) != 1 || info.Shape[0] != int64(n) {
+		l.err = fmt.Errorf("tensor %q: shape %v, config says [%d]", name, info.Shape, n)
+		return nil
+	}
+	dt, ok := kernelDType(info.DType)
+	if !ok {
+		l.err = fmt.Errorf("tensor %q: dtype %s is not supported by the runtime", name, info.DType)
+		return nil
+	}
+	v := make([]float32, n)
+	kernels.ToFloat32(v, b, dt)
+	return v
+}
+
+// row returns row r of w as f32 into dst.
+func (w *weight) row(dst []float32, r int) {
+	es := w.dt.Size()
+	kernels.ToFloat32(dst[:w.cols], w.b[r*w.cols*es:(r+1)*w.cols*es], w.dt)
+}
+
+// UnembedRow returns the output-embedding row of token id (lm_head, or the tied embedding).
+func (m *Model) UnembedRow(id int32) []float32 {
+	v := make([]float32, m.cfg.Hidden)
+	m.head.row(v, int(id))
+	return v
+}
+
+// FinalNormWeight returns the final RMSNorm weight.
+func (m *Model) FinalNormWeight() []float32 { return append([]float32(nil), m.norm...) }
+
+// DownColumn returns column j of the down_proj weight of site's layer: the output vector of
+// neuron j.
+func (m *Model) DownColumn(site Site, j int) []float32 {
+	w := &m.layers[site.Layer].down
+	v := make([]float32, w.rows)
+	es := w.dt.Size()
+	tmp := make([]float32, 1)
+	for r := 0; r < w.rows; r++ {
+		o := (r*w.cols + j) * es
+		kernels.ToFloat32(tmp, w.b[o:o+es], w.dt)
+		v[r] = tmp[0]
+	}
+	return v
+}
+
+// LensLogits applies the final norm and the unembedding to a hidden state (the logit lens).
+func (m *Model) LensLogits(hidden []float32) []float32 {
+	x := make([]float32, m.cfg.Hidden)
+	kernels.RMSNorm(x, hidden, m.norm, m.cfg.Eps)
+	out := make([]float32, m.cfg.Vocab)
+	kernels.MatMul(out, x, m.head.b, m.head.dt, 1, m.cfg.Vocab, m.cfg.Hidden)
+	return out
+}
