@@ -1,0 +1,5 @@
+package tokenizer_test
+
+import "golang.org/x/text/unicode/norm"
+
+func normNFC(s string) string { return norm.NFC.String(s) }
