@@ -26,11 +26,11 @@ type weight struct {
 }
 
 type layer struct {
-	inNorm, postNorm     []float32
-	q, k, v, o           weight
-	qb, kb, vb, ob       []float32 // nil when absent
-	gate, up, down       weight
-	gateB, upB, downB    []float32
+	inNorm, postNorm  []float32
+	q, k, v, o        weight
+	qb, kb, vb, ob    []float32 // nil when absent
+	gate, up, down    weight
+	gateB, upB, downB []float32
 }
 
 // Model is a decoder-only language model ready to run.

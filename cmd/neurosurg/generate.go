@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/neurosurg/neurosurg/model"
+	"github.com/neurosurg/neurosurg/model/tokenizer"
+	"github.com/urfave/cli/v3"
+)
+
+func init() {
+	register(func() *cli.Command {
+		return &cli.Command{
+			Name:      "generate",
+			Usage:     "continue a prompt with the model (greedy or sampled)",
+			ArgsUsage: "CKPT",
+			UsageText: `neurosurg generate testdata/stories260K --prompt "Once upon a time" --max-tokens 60
+neurosurg generate testdata/stories260K --prompt "The cat" --temperature 0.8 --top-p 0.9 --seed 7
+neurosurg generate /models/Qwen2-0.5B-Instruct --chat --prompt "Name three colours."`,
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "prompt", Aliases: []string{"p"}, Usage: "prompt text"},
+				&cli.IntFlag{Name: "max-tokens", Aliases: []string{"n"}, Value: 64},
+				&cli.BoolFlag{Name: "greedy", Usage: "argmax decoding (the default unless --temperature > 0)"},
+				&cli.FloatFlag{Name: "temperature", Aliases: []string{"t"}},
+				&cli.IntFlag{Name: "top-k"},
+				&cli.FloatFlag{Name: "top-p"},
+				&cli.Uint64Flag{Name: "seed"},
+				&cli.BoolFlag{Name: "chat", Usage: "wrap the prompt in the model's chat template"},
+				&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+			},
+			Action: func(ctx context.Context, cmd *cli.Command) error {
+				m, ids, err := openWithPrompt(cmd)
+				if err != nil {
+					return err
+				}
+				defer m.Close()
+				o := model.GenerateOptions{MaxTokens: int(cmd.Int("max-tokens")), Seed: cmd.Uint64("seed"), TopK: int(cmd.Int("top-k")), TopP: float32(cmd.Float("top-p")), Stop: m.Tokenizer.EOS()}
+				if !cmd.Bool("greedy") {
+					o.Temperature = float32(cmd.Float("temperature"))
+				}
+				if bos, ok := m.Tokenizer.BOS(); ok && m.Config().ModelType == "llama" {
+					o.Stop = append(o.Stop, bos) // llama2.c-style models end a story with BOS
+				}
+				gens, err := m.Generate(ctx, [][]int32{ids}, o)
+				if err != nil {
+					return err
+				}
+				text := m.Tokenizer.Decode(gens[0].Tokens)
+				if cmd.Bool("json") {
+					return printJSON(cmd.Root().Writer, map[string]any{"prompt_ids": ids, "ids": gens[0].Tokens, "text": text})
+				}
+				fmt.Fprintln(cmd.Root().Writer, cmd.String("prompt")+text)
+				return nil
+			},
+		}
+	})
+	register(func() *cli.Command {
+		return &cli.Command{
+			Name:      "logits",
+			Usage:     "print the top-K next-token ids, tokens and logits at the last position",
+			ArgsUsage: "CKPT",
+			UsageText: `neurosurg logits testdata/stories260K --prompt "Once upon a time" --top 5
+neurosurg logits testdata/stories260K --prompt "The cat" --top 10 --json`,
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "prompt", Aliases: []string{"p"}},
+				&cli.IntFlag{Name: "top", Aliases: []string{"k"}, Value: 10},
+				&cli.BoolFlag{Name: "chat"},
+				&cli.BoolFlag{Name: "json"},
+			},
+			Action: func(ctx context.Context, cmd *cli.Command) error {
+				m, ids, err := openWithPrompt(cmd)
+				if err != nil {
+					return err
+				}
+				defer m.Close()
+				res, err := m.Forward(ctx, [][]int32{ids}, model.ForwardOptions{})
+				if err != nil {
+					return err
+				}
+				top := TopK(res.Logits[0], int(cmd.Int("top")), m.Tokenizer)
+				if cmd.Bool("json") {
+					return printJSON(cmd.Root().Writer, map[string]any{"prompt_ids": ids, "top": top})
+				}
+				for i, e := range top {
+					fmt.Fprintf(cmd.Root().Writer, "%2d  %6d  %-16q %10.4f  p=%.4f\n", i+1, e.ID, e.Token, e.Logit, e.Prob)
+				}
+				return nil
+			},
+		}
+	})
+	register(func() *cli.Command {
+		return &cli.Command{
+			Name:      "tokenize",
+			Usage:     "print the token ids and pieces of TEXT (or, with --decode, the text of ids)",
+			ArgsUsage: "CKPT TEXT",
+			UsageText: `neurosurg tokenize testdata/stories260K "Once upon a time"
+neurosurg tokenize testdata/stories260K --decode "1 403 407 261 378"
+neurosurg tokenize --json --no-special testdata/stories260K "The cat sat."`,
+			Flags: []cli.Flag{
+				&cli.BoolFlag{Name: "decode", Usage: "TEXT is a list of ids to decode"},
+				&cli.BoolFlag{Name: "no-special", Usage: "do not add BOS or other special tokens"},
+				&cli.BoolFlag{Name: "json"},
+			},
+			Action: func(ctx context.Context, cmd *cli.Command) error {
+				if cmd.Args().Len() != 2 {
+					return usageErrorf("tokenize takes CKPT and TEXT")
+				}
+				tok, err := tokenizer.Load(cmd.Args().Get(0))
+				if err != nil {
+					return err
+				}
+				w := cmd.Root().Writer
+				if cmd.Bool("decode") {
+					var ids []int32
+					for _, f := range strings.FieldsFunc(cmd.Args().Get(1), func(r rune) bool { return r == ' ' || r == ',' || r == '[' || r == ']' }) {
+						n, err := strconv.Atoi(f)
+						if err != nil {
+							return usageErrorf("--decode: %q is not a token id", f)
+						}
+						ids = append(ids, int32(n))
+					}
+					fmt.Fprintln(w, tok.Decode(ids))
+					return nil
+				}
+				ids, err := tok.Encode(cmd.Args().Get(1), !cmd.Bool("no-special"))
+				if err != nil {
+					return err
+				}
+				pieces := make([]string, len(ids))
+				for i, id := range ids {
+					pieces[i] = tok.Token(id)
+				}
+				if cmd.Bool("json") {
+					return printJSON(w, map[string]any{"ids": ids, "pieces": pieces})
+				}
+				fmt.Fprintln(w, strings.Trim(fmt.Sprint(ids), "[]"))
+				fmt.Fprintf(w, "%q\n", pieces)
+				return nil
+			},
+		}
+	})
+}
+
+// openWithPrompt opens the model of the single argument and tokenizes --prompt.
+func openWithPrompt(cmd *cli.Command) (*model.Model, []int32, error) {
+	dir, err := oneArg(cmd, "CKPT")
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := model.Open(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if m.Tokenizer == nil {
+		m.Close()
+		return nil, nil, fmt.Errorf("%s: no tokenizer.json or vocab.json", dir)
+	}
+	text := cmd.String("prompt")
+	if cmd.Bool("chat") {
+		text, err = m.Tokenizer.ApplyChatTemplate([]tokenizer.Message{{Role: "user", Content: text}}, true)
+		if err != nil {
+			m.Close()
+			return nil, nil, err
+		}
+	}
+	ids, err := m.Tokenizer.Encode(text, !cmd.Bool("chat"))
+	if err != nil {
+		m.Close()
+		return nil, nil, err
+	}
+	if len(ids) == 0 {
+		m.Close()
+		return nil, nil, usageErrorf("--prompt is empty and the tokenizer adds no BOS")
+	}
+	return m, ids, nil
+}
+
+// TopEntry is one of the top-K next tokens.
+type TopEntry struct {
+	ID    int32   `json:"id"`
+	Token string  `json:"token"`
+	Logit float32 `json:"logit"`
+	Prob  float64 `json:"prob"`
+}
+
+// TopK lists the k largest logits with their tokens and probabilities.
+func TopK(logits []float32, k int, tok *tokenizer.Tokenizer) []TopEntry {
+	lp := model.LogSoftmax(logits)
+	idx := make([]int, len(logits))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return logits[idx[a]] > logits[idx[b]] })
+	k = min(k, len(idx))
+	out := make([]TopEntry, k)
+	for i := range out {
+		id := idx[i]
+		out[i] = TopEntry{ID: int32(id), Token: tok.Decode([]int32{int32(id)}), Logit: logits[id], Prob: math.Exp(lp[id])}
+	}
+	return out
+}
