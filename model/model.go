@@ -258,3 +258,17 @@ func (m *Model) LensLogits(hidden []float32) []float32 {
 	kernels.MatMul(out, x, m.head.b, m.head.dt, 1, m.cfg.Vocab, m.cfg.Hidden)
 	return out
 }
+
+// DirectLogitWeights returns Φ[j] = ⟨down_proj[:, j], unembed[id]⟩ for every neuron j of site's
+// layer: each neuron's direct contribution per unit activation to the logit of id.
+func (m *Model) DirectLogitWeights(site Site, id int32) []float32 {
+	w := &m.layers[site.Layer].down
+	e := m.UnembedRow(id)
+	phi := make([]float32, w.cols)
+	row := make([]float32, w.cols)
+	for r := 0; r < w.rows; r++ {
+		w.row(row, r)
+		kernels.Axpy(e[r], row, phi)
+	}
+	return phi
+}

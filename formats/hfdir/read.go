@@ -1,6 +1,8 @@
 package hfdir
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -200,4 +202,16 @@ func isWeightFile(n string) bool {
 		}
 	}
 	return strings.HasSuffix(n, ".index.json")
+}
+
+// Fingerprint is the sha256 of config.json and every shard's header: it names the model's
+// structure and tensor layout without reading the weights.
+func (c *Checkpoint) Fingerprint() string {
+	h := sha256.New()
+	h.Write(c.ConfigJSON)
+	for i, f := range c.Shards {
+		h.Write([]byte(c.ShardNames[i]))
+		h.Write(f.Header)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }

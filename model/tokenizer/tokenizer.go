@@ -647,3 +647,12 @@ func (t *Tokenizer) Decode(ids []int32) string {
 
 // ChatTemplate is the Jinja chat template, "" when the checkpoint has none.
 func (t *Tokenizer) ChatTemplate() string { return t.template }
+
+// WordIDs returns the ids of word as it appears mid-sentence, after a space (what a concept
+// or swap word means): " word" for byte-level BPE, "▁word" for SentencePiece.
+func (t *Tokenizer) WordIDs(word string) ([]int32, error) {
+	if t.byteLevel {
+		return t.Encode(" "+word, false)
+	}
+	return t.Encode(word, false)
+}

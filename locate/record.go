@@ -1,0 +1,128 @@
+package locate
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+
+	"github.com/neurosurg/neurosurg/formats/samples"
+	"github.com/neurosurg/neurosurg/model"
+)
+
+// recorder is the tap that fills Stats during forward passes.
+type recorder struct {
+	s        *Stats
+	cur      *LabelStats
+	ids      []int32                 // token ids of the current sample
+	concepts map[int32]*ConceptStats // concept token id -> accumulators
+}
+
+func (r *recorder) FFN(e *model.FFNEvent) {
+	if e.Site.Module != r.s.Module {
+		return
+	}
+	N, l := e.Neurons, e.Site.Layer
+	ls := r.cur
+	ls.Positions[l] += float64(e.Rows)
+	fire, sum, mx := ls.Fire[l*N:(l+1)*N], ls.Sum[l*N:(l+1)*N], ls.Max[l*N:(l+1)*N]
+	for t := 0; t < e.Rows; t++ {
+		a := e.Act[t*N : (t+1)*N]
+		for j, v := range a {
+			if v > 0 {
+				fire[j]++
+			}
+			sum[j] += float64(v)
+			if float64(v) > mx[j] {
+				mx[j] = float64(v)
+			}
+		}
+		// The step that generates the concept: the next token is the concept.
+		p := e.Pos0 + t
+		if p+1 < len(r.ids) {
+			if c := r.concepts[r.ids[p+1]]; c != nil {
+				acc := c.ActSum[l*N : (l+1)*N]
+				for j, v := range a {
+					acc[j] += float64(v)
+				}
+				if l == 0 {
+					c.Steps++
+				}
+			}
+		}
+	}
+}
+
+// RecordOptions control Record.
+type RecordOptions struct {
+	Concepts  []string // words whose generating steps feed contribution scores
+	Skip      map[string]bool
+	ModelHash string
+	Progress  func(done, total int)
+}
+
+// Record runs every sample through m (plain prompts: BOS + text) and accumulates statistics of
+// the decoder's FFN neurons per label. into, when not nil, is extended (resume / merge).
+func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stats, o RecordOptions) (*Stats, error) {
+	if m.Tokenizer == nil {
+		return nil, fmt.Errorf("record: the checkpoint has no tokenizer")
+	}
+	cfg := m.Config()
+	s := into
+	if s == nil {
+		s = NewStats("llm", cfg.Layers, cfg.Intermediate)
+	}
+	if s.ModelHash == "" {
+		s.ModelHash = o.ModelHash
+	} else if o.ModelHash != "" && o.ModelHash != s.ModelHash {
+		return nil, fmt.Errorf("%w: the stats were recorded on another model", ErrStats)
+	}
+	if s.Layers != cfg.Layers || s.Neurons != cfg.Intermediate {
+		return nil, fmt.Errorf("%w: stats are %d×%d, the model %d×%d", ErrStats, s.Layers, s.Neurons, cfg.Layers, cfg.Intermediate)
+	}
+	r := &recorder{s: s, concepts: map[int32]*ConceptStats{}}
+	for _, w := range o.Concepts {
+		ids, err := m.Tokenizer.WordIDs(w)
+		if err != nil || len(ids) == 0 {
+			return nil, fmt.Errorf("record: concept %q does not tokenize", w)
+		}
+		// A multi-token word is represented by its first token: the step that starts it.
+		var phi []float64
+		for l := 0; l < cfg.Layers; l++ {
+			for _, v := range m.DirectLogitWeights(model.Site{Module: "llm", Layer: l}, ids[0]) {
+				phi = append(phi, float64(v))
+			}
+		}
+		r.concepts[ids[0]] = s.concept(w, ids[0], phi)
+	}
+	h := sha256.New()
+	for i, smp := range ss {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(h, "%s\x00%s\x00%s\n", smp.ID, smp.Label, smp.Text)
+		if o.Skip[smp.ID] {
+			continue
+		}
+		ids, err := m.Tokenizer.Encode(smp.Text, true)
+		if err != nil {
+			return nil, fmt.Errorf("record: sample %s: %w", smp.ID, err)
+		}
+		if len(ids) == 0 {
+			continue
+		}
+		r.cur, r.ids = s.label(smp.Label), ids
+		if _, err := m.Forward(ctx, [][]int32{ids}, model.ForwardOptions{Taps: []model.Tap{r}}); err != nil {
+			return nil, fmt.Errorf("record: sample %s: %w", smp.ID, err)
+		}
+		r.cur.Samples++
+		s.SampleIDs = append(s.SampleIDs, smp.ID)
+		if o.Progress != nil {
+			o.Progress(i+1, len(ss))
+		}
+	}
+	if s.DataHash == "" {
+		s.DataHash = hex.EncodeToString(h.Sum(nil))
+	}
+	return s, nil
+}

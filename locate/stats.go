@@ -1,0 +1,237 @@
+package locate
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+
+	"github.com/neurosurg/neurosurg/formats/safetensors"
+)
+
+// ErrStats reports a stats file that cannot be used.
+var ErrStats = errors.New("locate: stats")
+
+// LabelStats are the accumulators of one label over Layers × Neurons of one module.
+type LabelStats struct {
+	Samples   float64   // samples recorded
+	Positions []float64 // [layer] positions seen
+	Fire      []float64 // [layer*N+j] positions with a > 0
+	Sum       []float64 // Σ a
+	Max       []float64 // max a
+}
+
+// ConceptStats accumulate, for one concept token, the activation at every position whose
+// next token is the concept (the step that generates it), and the neurons' direct logit
+// weight Φ[j] = ⟨down_proj[:, j], unembed[w]⟩.
+type ConceptStats struct {
+	Word    string
+	TokenID int32
+	Steps   float64   // positions that generated the concept
+	ActSum  []float64 // [layer*N+j] Σ a at those positions
+	Phi     []float64 // [layer*N+j]
+}
+
+// Stats is the content of a stats file: one module ("llm") of one model.
+type Stats struct {
+	Module    string
+	Layers    int
+	Neurons   int
+	ModelHash string
+	DataHash  string
+	Labels    []string
+	ByLabel   map[string]*LabelStats
+	Concepts  []*ConceptStats
+	SampleIDs []string
+}
+
+// NewStats makes empty accumulators.
+func NewStats(module string, layers, neurons int) *Stats {
+	return &Stats{Module: module, Layers: layers, Neurons: neurons, ByLabel: map[string]*LabelStats{}}
+}
+
+func (s *Stats) label(l string) *LabelStats {
+	ls := s.ByLabel[l]
+	if ls == nil {
+		n := s.Layers * s.Neurons
+		ls = &LabelStats{Positions: make([]float64, s.Layers), Fire: make([]float64, n), Sum: make([]float64, n), Max: make([]float64, n)}
+		for i := range ls.Max {
+			ls.Max[i] = math.Inf(-1)
+		}
+		s.ByLabel[l] = ls
+		s.Labels = append(s.Labels, l)
+		sort.Strings(s.Labels)
+	}
+	return ls
+}
+
+// Prob is the activation probability P[label][layer*N+j] = fire / positions.
+func (s *Stats) Prob(label string) []float64 {
+	ls := s.ByLabel[label]
+	p := make([]float64, s.Layers*s.Neurons)
+	for l := 0; l < s.Layers; l++ {
+		if ls.Positions[l] == 0 {
+			continue
+		}
+		for j := 0; j < s.Neurons; j++ {
+			p[l*s.Neurons+j] = ls.Fire[l*s.Neurons+j] / ls.Positions[l]
+		}
+	}
+	return p
+}
+
+// Merge adds other's accumulators into s (same model and module).
+func (s *Stats) Merge(o *Stats) error {
+	if s.Module != o.Module || s.Layers != o.Layers || s.Neurons != o.Neurons || s.ModelHash != o.ModelHash {
+		return fmt.Errorf("%w: cannot merge stats of different models or modules (%s %dx%d %.12s vs %s %dx%d %.12s)", ErrStats, s.Module, s.Layers, s.Neurons, s.ModelHash, o.Module, o.Layers, o.Neurons, o.ModelHash)
+	}
+	for _, l := range o.Labels {
+		a, b := s.label(l), o.ByLabel[l]
+		a.Samples += b.Samples
+		for i := range a.Positions {
+			a.Positions[i] += b.Positions[i]
+		}
+		for i := range a.Fire {
+			a.Fire[i] += b.Fire[i]
+			a.Sum[i] += b.Sum[i]
+			a.Max[i] = math.Max(a.Max[i], b.Max[i])
+		}
+	}
+	for _, oc := range o.Concepts {
+		c := s.concept(oc.Word, oc.TokenID, oc.Phi)
+		c.Steps += oc.Steps
+		for i := range c.ActSum {
+			c.ActSum[i] += oc.ActSum[i]
+		}
+	}
+	s.SampleIDs = append(s.SampleIDs, o.SampleIDs...)
+	return nil
+}
+
+func (s *Stats) concept(word string, id int32, phi []float64) *ConceptStats {
+	for _, c := range s.Concepts {
+		if c.Word == word {
+			return c
+		}
+	}
+	c := &ConceptStats{Word: word, TokenID: id, ActSum: make([]float64, s.Layers*s.Neurons), Phi: phi}
+	s.Concepts = append(s.Concepts, c)
+	return c
+}
+
+type statsMeta struct {
+	Version   int       `json:"version"`
+	Module    string    `json:"module"`
+	Layers    int       `json:"layers"`
+	Neurons   int       `json:"neurons"`
+	ModelHash string    `json:"model_sha256"`
+	DataHash  string    `json:"data_sha256"`
+	Labels    []string  `json:"labels"`
+	Samples   []float64 `json:"samples"`
+	Concepts  []struct {
+		Word    string  `json:"word"`
+		TokenID int32   `json:"token_id"`
+		Steps   float64 `json:"steps"`
+	} `json:"concepts"`
+	SampleIDs []string `json:"sample_ids"`
+}
+
+const statsKey = "neurosurg.stats"
+
+// WriteFile saves s as a safetensors file of F64 accumulators.
+func (s *Stats) WriteFile(path string) error {
+	meta := statsMeta{Version: 1, Module: s.Module, Layers: s.Layers, Neurons: s.Neurons, ModelHash: s.ModelHash, DataHash: s.DataHash, Labels: s.Labels, SampleIDs: s.SampleIDs}
+	var ts []safetensors.Tensor
+	f64 := func(name string, v []float64, shape ...int64) {
+		b := make([]byte, 8*len(v))
+		for i, x := range v {
+			binary.LittleEndian.PutUint64(b[8*i:], math.Float64bits(x))
+		}
+		ts = append(ts, safetensors.Tensor{Info: safetensors.TensorInfo{Name: name, DType: safetensors.F64, Shape: shape}, Data: b})
+	}
+	L, N := int64(s.Layers), int64(s.Neurons)
+	for i, l := range s.Labels {
+		ls := s.ByLabel[l]
+		meta.Samples = append(meta.Samples, ls.Samples)
+		p := fmt.Sprintf("label.%d.", i)
+		f64(p+"positions", ls.Positions, L)
+		f64(p+"fire", ls.Fire, L, N)
+		f64(p+"sum", ls.Sum, L, N)
+		f64(p+"max", ls.Max, L, N)
+	}
+	for i, c := range s.Concepts {
+		meta.Concepts = append(meta.Concepts, struct {
+			Word    string  `json:"word"`
+			TokenID int32   `json:"token_id"`
+			Steps   float64 `json:"steps"`
+		}{c.Word, c.TokenID, c.Steps})
+		p := fmt.Sprintf("concept.%d.", i)
+		f64(p+"act_sum", c.ActSum, L, N)
+		f64(p+"phi", c.Phi, L, N)
+	}
+	mj, _ := json.Marshal(meta)
+	return safetensors.WriteFile(path, ts, map[string]string{statsKey: string(mj)})
+}
+
+// ReadStats loads a stats file.
+func ReadStats(path string) (*Stats, error) {
+	f, err := safetensors.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var meta statsMeta
+	if err := json.Unmarshal([]byte(f.Metadata[statsKey]), &meta); err != nil || meta.Version != 1 {
+		return nil, fmt.Errorf("%s: %w: not a neurosurg stats file (metadata %q)", path, ErrStats, statsKey)
+	}
+	s := NewStats(meta.Module, meta.Layers, meta.Neurons)
+	s.ModelHash, s.DataHash, s.SampleIDs = meta.ModelHash, meta.DataHash, meta.SampleIDs
+	n := meta.Layers * meta.Neurons
+	get := func(name string, want int) ([]float64, error) {
+		info, ok := f.Tensor(name)
+		if !ok || info.DType != safetensors.F64 || info.NumElements() != int64(want) {
+			return nil, fmt.Errorf("%s: %w: tensor %q missing or not F64[%d]", path, ErrStats, name, want)
+		}
+		b, _ := f.Bytes(name)
+		v := make([]float64, want)
+		for i := range v {
+			v[i] = math.Float64frombits(binary.LittleEndian.Uint64(b[8*i:]))
+		}
+		return v, nil
+	}
+	if len(meta.Samples) != len(meta.Labels) {
+		return nil, fmt.Errorf("%s: %w: %d sample counts for %d labels", path, ErrStats, len(meta.Samples), len(meta.Labels))
+	}
+	for i, l := range meta.Labels {
+		ls := s.label(l)
+		ls.Samples = meta.Samples[i]
+		p := fmt.Sprintf("label.%d.", i)
+		if ls.Positions, err = get(p+"positions", meta.Layers); err != nil {
+			return nil, err
+		}
+		if ls.Fire, err = get(p+"fire", n); err != nil {
+			return nil, err
+		}
+		if ls.Sum, err = get(p+"sum", n); err != nil {
+			return nil, err
+		}
+		if ls.Max, err = get(p+"max", n); err != nil {
+			return nil, err
+		}
+	}
+	for i, c := range meta.Concepts {
+		p := fmt.Sprintf("concept.%d.", i)
+		act, err := get(p+"act_sum", n)
+		if err != nil {
+			return nil, err
+		}
+		phi, err := get(p+"phi", n)
+		if err != nil {
+			return nil, err
+		}
+		s.Concepts = append(s.Concepts, &ConceptStats{Word: c.Word, TokenID: c.TokenID, Steps: c.Steps, ActSum: act, Phi: phi})
+	}
+	return s, nil
+}
