@@ -1,0 +1,284 @@
+// Package patch turns a neuron set into weight edits: zero, scale, token-direction swap and
+// seeded noise on the output vectors (down_proj / fc2 columns) of the selected neurons.
+// Edits compose in order and stay in each tensor's dtype; only edited elements are re-encoded,
+// rounding to nearest even.
+package patch
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/neurosurg/neurosurg/formats/hfdir"
+	"github.com/neurosurg/neurosurg/formats/neuronset"
+	"github.com/neurosurg/neurosurg/formats/safetensors"
+	"github.com/neurosurg/neurosurg/model/archdef"
+	"github.com/neurosurg/neurosurg/model/tokenizer"
+)
+
+// ErrOp reports an operation that cannot be parsed or applied.
+var ErrOp = errors.New("patch: bad operation")
+
+// Op is one edit operation.
+type Op struct {
+	Kind   string  // zero, scale, swap, noise
+	Alpha  float64 // scale factor
+	Src    string  // swap source word
+	Tgt    string  // swap target word
+	Lambda float64 // swap strength: 1 exchanges the two components exactly
+	Sigma  float64 // noise standard deviation
+	Seed   uint64
+}
+
+func (o Op) String() string {
+	switch o.Kind {
+	case "scale":
+		return "scale:" + strconv.FormatFloat(o.Alpha, 'g', -1, 64)
+	case "swap":
+		s := "swap:" + o.Src + ">" + o.Tgt
+		if o.Lambda != 1 {
+			s += ":" + strconv.FormatFloat(o.Lambda, 'g', -1, 64)
+		}
+		return s
+	case "noise":
+		return "noise:" + strconv.FormatFloat(o.Sigma, 'g', -1, 64)
+	}
+	return o.Kind
+}
+
+// ParseOp reads zero, scale:α, swap:SRC>TGT[:λ], noise:σ.
+func ParseOp(s string) (Op, error) {
+	kind, arg, _ := strings.Cut(s, ":")
+	num := func(v string) (float64, error) {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			return 0, fmt.Errorf("%w: %q: %q is not a number", ErrOp, s, v)
+		}
+		return f, nil
+	}
+	var err error
+	o := Op{Kind: kind, Lambda: 1}
+	switch kind {
+	case "zero":
+		if arg != "" {
+			return o, fmt.Errorf("%w: %q: zero takes no argument", ErrOp, s)
+		}
+	case "scale":
+		o.Alpha, err = num(arg)
+	case "noise":
+		o.Sigma, err = num(arg)
+	case "swap":
+		pair, lam, hasLam := strings.Cut(arg, ":")
+		src, tgt, ok := strings.Cut(pair, ">")
+		if !ok || src == "" || tgt == "" {
+			return o, fmt.Errorf("%w: %q: want swap:SOURCE>TARGET", ErrOp, s)
+		}
+		o.Src, o.Tgt = src, tgt
+		if hasLam {
+			o.Lambda, err = num(lam)
+		}
+	default:
+		return o, fmt.Errorf("%w: %q: want zero, scale:α, swap:SRC>TGT[:λ] or noise:σ", ErrOp, s)
+	}
+	return o, err
+}
+
+// Inputs is what Apply needs besides the neurons.
+type Inputs struct {
+	Base      *hfdir.Checkpoint
+	Tokenizer *tokenizer.Tokenizer // for swap
+}
+
+// Apply edits the columns of the selected neurons and returns the new bytes of every edited
+// tensor. Neurons outside the model are an error naming them.
+func Apply(in Inputs, set *neuronset.Set, ops []Op) (map[string][]byte, error) {
+	a, err := archdef.ForConfig(in.Base.ConfigJSON)
+	if err != nil {
+		return nil, err
+	}
+	groups, err := a.FFN()
+	if err != nil {
+		return nil, err
+	}
+	byModule := map[string]archdef.FFNGroup{}
+	for _, g := range groups {
+		byModule[g.Module] = g
+	}
+	cols := map[string][]int{} // tensor -> columns
+	var names []string
+	for _, n := range set.Neurons {
+		g, ok := byModule[n.Module]
+		if !ok {
+			return nil, fmt.Errorf("%w: neuron %s/%d/%d: the model has no module %q", ErrOp, n.Module, n.Layer, n.Index, n.Module)
+		}
+		if n.Layer < 0 || n.Layer >= g.Layers || n.Index < 0 || n.Index >= g.Neurons {
+			return nil, fmt.Errorf("%w: neuron %s/%d/%d is out of range (%d layers × %d neurons)", ErrOp, n.Module, n.Layer, n.Index, g.Layers, g.Neurons)
+		}
+		name := archdef.TensorName(g.Down, n.Layer)
+		if _, ok := cols[name]; !ok {
+			names = append(names, name)
+		}
+		cols[name] = append(cols[name], n.Index)
+	}
+	sort.Strings(names)
+	dirs := map[int][]float64{}
+	for i, op := range ops {
+		if op.Kind == "swap" {
+			w, err := swapDirection(in, a, op)
+			if err != nil {
+				return nil, err
+			}
+			dirs[i] = w
+		}
+	}
+	out := map[string][]byte{}
+	for _, name := range names {
+		info, orig, err := in.Base.Tensor(name)
+		if err != nil {
+			return nil, err
+		}
+		if !info.DType.IsFloat() || len(info.Shape) != 2 {
+			return nil, fmt.Errorf("%w: tensor %q is %s %v, not a float matrix", ErrOp, name, info.DType, info.Shape)
+		}
+		rows, n := int(info.Shape[0]), int(info.Shape[1])
+		es := info.DType.Size()
+		nb := append([]byte(nil), orig...)
+		js := dedupe(cols[name])
+		col := make([]float32, rows)
+		one := make([]float32, 1)
+		for _, j := range js {
+			for r := 0; r < rows; r++ {
+				o := (r*n + j) * es
+				safetensors.ToFloat32(one, orig[o:o+es], info.DType)
+				col[r] = one[0]
+			}
+			v := make([]float64, rows)
+			for r := range v {
+				v[r] = float64(col[r])
+			}
+			for i, op := range ops {
+				switch op.Kind {
+				case "zero":
+					clear(v)
+				case "scale":
+					for r := range v {
+						v[r] *= op.Alpha
+					}
+				case "swap":
+					w := dirs[i]
+					if len(w) != rows {
+						return nil, fmt.Errorf("%w: swap direction has %d dims, %s has %d rows", ErrOp, len(w), name, rows)
+					}
+					var dot float64
+					for r := range v {
+						dot += w[r] * v[r]
+					}
+					for r := range v {
+						v[r] -= 2 * op.Lambda * dot * w[r]
+					}
+				case "noise":
+					// One stream per (seed, tensor, column): the same neuron gets the same noise.
+					rng := rand.New(rand.NewPCG(op.Seed, uint64(j)^hashName(name)))
+					for r := range v {
+						v[r] += op.Sigma * rng.NormFloat64()
+					}
+				}
+			}
+			for r := range v {
+				o := (r*n + j) * es
+				one[0] = float32(v[r])
+				safetensors.FromFloat32(nb[o:o+es], one, info.DType)
+			}
+		}
+		out[name] = nb
+	}
+	return out, nil
+}
+
+func dedupe(js []int) []int {
+	sort.Ints(js)
+	out := js[:0]
+	for i, j := range js {
+		if i == 0 || j != js[i-1] {
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
+func hashName(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint64(s[i])) * 1099511628211
+	}
+	return h
+}
+
+// SwapDirection is the unit vector w = (ê_s − ê_t)/‖ê_s − ê_t‖, where ê is a token's
+// unembedding row with the final RMSNorm weight folded in, normalised.
+func swapDirection(in Inputs, a *archdef.Arch, op Op) ([]float64, error) {
+	if in.Tokenizer == nil {
+		return nil, fmt.Errorf("%w: swap needs the checkpoint's tokenizer", ErrOp)
+	}
+	id := func(word string) (int32, error) {
+		ids, err := in.Tokenizer.WordIDs(word)
+		if err != nil || len(ids) == 0 {
+			return 0, fmt.Errorf("%w: %q does not tokenize", ErrOp, word)
+		}
+		// A multi-token word is swapped through its first token, the one that starts it.
+		return ids[0], nil
+	}
+	s, err := id(op.Src)
+	if err != nil {
+		return nil, err
+	}
+	t, err := id(op.Tgt)
+	if err != nil {
+		return nil, err
+	}
+	if s == t {
+		return nil, fmt.Errorf("%w: %q and %q start with the same token", ErrOp, op.Src, op.Tgt)
+	}
+	info, U, err := in.Base.Tensor(a.UnembedName())
+	if err != nil {
+		return nil, err
+	}
+	d := int(info.Shape[1])
+	_, nw, err := in.Base.Tensor(a.Def.FinalNorm)
+	if err != nil {
+		return nil, err
+	}
+	normInfo, _ := in.Base.Info(a.Def.FinalNorm)
+	g := make([]float32, d)
+	safetensors.ToFloat32(g, nw, normInfo.DType)
+	es := info.DType.Size()
+	unit := func(tok int32) []float64 {
+		row := make([]float32, d)
+		safetensors.ToFloat32(row, U[int(tok)*d*es:(int(tok)+1)*d*es], info.DType)
+		v := make([]float64, d)
+		var n float64
+		for i := range v {
+			v[i] = float64(row[i]) * float64(g[i])
+			n += v[i] * v[i]
+		}
+		for i := range v {
+			v[i] /= math.Sqrt(n)
+		}
+		return v
+	}
+	es1, et := unit(s), unit(t)
+	w := make([]float64, d)
+	var n float64
+	for i := range w {
+		w[i] = es1[i] - et[i]
+		n += w[i] * w[i]
+	}
+	for i := range w {
+		w[i] /= math.Sqrt(n)
+	}
+	return w, nil
+}
