@@ -79,7 +79,8 @@ func DAPE(s *Stats, o DAPEOptions) (*neuronset.Set, error) {
 
 // ContribOptions control Contrib.
 type ContribOptions struct {
-	TopK int // neurons per concept (default 1% of the module)
+	TopK   int   // neurons per concept (default 1% of the module)
+	Layers []int // search only these layers (default: all)
 }
 
 // Contrib ranks neurons by Pan et al.'s contribution score to each recorded concept: the mean
@@ -105,8 +106,21 @@ func Contrib(s *Stats, o ContribOptions) (*neuronset.Set, error) {
 			score[i] = c.ActSum[i] / c.Steps * c.Phi[i]
 			order[i] = i
 		}
+		if len(o.Layers) > 0 {
+			in := map[int]bool{}
+			for _, l := range o.Layers {
+				in[l] = true
+			}
+			keep := order[:0]
+			for _, i := range order {
+				if in[i/s.Neurons] {
+					keep = append(keep, i)
+				}
+			}
+			order = keep
+		}
 		sort.SliceStable(order, func(a, b int) bool { return score[order[a]] > score[order[b]] })
-		for _, i := range order[:min(o.TopK, n)] {
+		for _, i := range order[:min(o.TopK, len(order))] {
 			set.Neurons = append(set.Neurons, neuronset.Neuron{Module: s.Module, Layer: i / s.Neurons, Index: i % s.Neurons, Label: c.Word, Score: score[i]})
 		}
 	}

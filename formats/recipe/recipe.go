@@ -1,0 +1,103 @@
+// Package recipe reads surgery recipes: one YAML file naming the checkpoint, the data, and the
+// parameters of every stage. Unknown keys are errors, so a typo never silently drops a setting.
+package recipe
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// ErrRecipe reports an invalid recipe.
+var ErrRecipe = errors.New("recipe: invalid")
+
+// Recipe is a surgery recipe. Paths are relative to the recipe file.
+type Recipe struct {
+	Model  string `yaml:"model"`
+	Out    string `yaml:"out"`
+	Data   string `yaml:"data"`
+	Record struct {
+		Concepts []string `yaml:"concepts"`
+	} `yaml:"record"`
+	Locate struct {
+		Method     string  `yaml:"method"` // dape, contrib, random
+		Label      string  `yaml:"label"`  // keep only neurons of this label
+		Layers     []int   `yaml:"layers"` // search only these layers (default: all)
+		TopK       int     `yaml:"top_k"`
+		TopRate    float64 `yaml:"top_rate"`
+		FilterRate float64 `yaml:"filter_rate"`
+		Seed       uint64  `yaml:"seed"`
+	} `yaml:"locate"`
+	Patch struct {
+		Ops  []string `yaml:"ops"`
+		Seed uint64   `yaml:"seed"`
+	} `yaml:"patch"`
+	Verify struct {
+		Bench      string   `yaml:"bench"`
+		MaxTokens  int      `yaml:"max_tokens"`
+		Gates      []string `yaml:"gates"`
+		RandomSeed uint64   `yaml:"random_seed"`
+	} `yaml:"verify"`
+	Card struct {
+		BaseModel   string   `yaml:"base_model"`
+		Tags        []string `yaml:"tags"`
+		Description string   `yaml:"description"`
+	} `yaml:"card"`
+
+	Dir string `yaml:"-"` // directory of the recipe file
+}
+
+// Parse decodes and validates a recipe.
+func Parse(b []byte, name string) (*Recipe, error) {
+	var r Recipe
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&r); err != nil {
+		return nil, fmt.Errorf("%s: %w: %v", name, ErrRecipe, err)
+	}
+	miss := func(field string) error { return fmt.Errorf("%s: %w: %s is required", name, ErrRecipe, field) }
+	switch {
+	case r.Model == "":
+		return nil, miss("model")
+	case r.Out == "":
+		return nil, miss("out")
+	case r.Data == "":
+		return nil, miss("data")
+	case r.Locate.Method == "":
+		return nil, miss("locate.method")
+	case len(r.Patch.Ops) == 0:
+		return nil, miss("patch.ops")
+	}
+	switch r.Locate.Method {
+	case "dape", "contrib", "random":
+	default:
+		return nil, fmt.Errorf("%s: %w: locate.method %q (dape, contrib, random)", name, ErrRecipe, r.Locate.Method)
+	}
+	return &r, nil
+}
+
+// ReadFile reads a recipe and resolves its paths against its directory.
+func ReadFile(path string) (*Recipe, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	r, err := Parse(b, path)
+	if err != nil {
+		return nil, err
+	}
+	r.Dir = filepath.Dir(path)
+	return r, nil
+}
+
+// Path resolves p against the recipe's directory.
+func (r *Recipe) Path(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(r.Dir, p)
+}

@@ -1,0 +1,46 @@
+package recipe
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+const good = `model: ../testdata/stories260K
+out: out/x
+data: d.jsonl
+locate: {method: contrib, top_k: 10}
+patch: {ops: ["swap:Lily>Tim"]}
+verify: {bench: b.jsonl, gates: ["kl<0.1"]}
+`
+
+func TestParse(t *testing.T) {
+	r, err := Parse([]byte(good), "r.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Locate.TopK != 10 || r.Patch.Ops[0] != "swap:Lily>Tim" || r.Verify.Gates[0] != "kl<0.1" {
+		t.Errorf("%+v", r)
+	}
+	for bad, want := range map[string]string{
+		strings.Replace(good, "top_k", "topk", 1):                        "topk",
+		strings.Replace(good, "contrib", "magic", 1):                     "locate.method",
+		strings.Replace(good, "model: ../testdata/stories260K\n", "", 1): "model is required",
+		"model: [": "r.yaml",
+	} {
+		_, err := Parse([]byte(bad), "r.yaml")
+		if !errors.Is(err, ErrRecipe) || !strings.Contains(err.Error(), want) {
+			t.Errorf("err %v, want %q", err, want)
+		}
+	}
+}
+
+func FuzzRecipe(f *testing.F) {
+	f.Add(good)
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := Parse([]byte(s), "fuzz")
+		if err == nil && (r.Model == "" || len(r.Patch.Ops) == 0) {
+			t.Fatal("accepted a recipe without model or ops")
+		}
+	})
+}

@@ -1,0 +1,353 @@
+// Package verify measures what an edit did: it runs the base and edited models (and a random
+// baseline edit of the same size) on a bench of prompts and reports perplexity per label,
+// KL(base‖edited), generative QA scores and, for token swaps, efficacy and specificity.
+// Gates over the metrics decide whether a checkpoint may be written.
+package verify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/neurosurg/neurosurg/formats/samples"
+	"github.com/neurosurg/neurosurg/model"
+)
+
+// ErrGate reports a failed gate.
+var ErrGate = errors.New("verify: gate failed")
+
+// Options control Run.
+type Options struct {
+	MaxTokens int    // greedy continuation length for swap and QA measures (default 32)
+	Source    string // swap source word ("" when the edit is not a swap)
+	Target    string
+}
+
+// Variant is one model measured against the base.
+type Variant struct {
+	Name  string
+	Model *model.Model
+}
+
+// Metrics of one variant (all relative to the base model).
+type Metrics map[string]float64
+
+// Report holds the metrics of every variant.
+type Report struct {
+	Variants []string           `json:"variants"`
+	Metrics  map[string]Metrics `json:"metrics"`
+	Labels   []string           `json:"labels"`
+	Gates    []GateResult       `json:"gates,omitempty"`
+	Passed   bool               `json:"passed"`
+}
+
+// Run measures every variant against base on bench.
+func Run(ctx context.Context, base *model.Model, variants []Variant, bench []samples.Sample, o Options) (*Report, error) {
+	if o.MaxTokens == 0 {
+		o.MaxTokens = 32
+	}
+	tok := base.Tokenizer
+	if tok == nil {
+		return nil, fmt.Errorf("verify: the checkpoint has no tokenizer")
+	}
+	rep := &Report{Metrics: map[string]Metrics{}, Labels: samples.Labels(bench), Passed: true}
+	rep.Metrics["base"] = Metrics{}
+	var src, tgt int32 = -1, -1
+	if o.Source != "" {
+		s, err := tok.WordIDs(o.Source)
+		t, err2 := tok.WordIDs(o.Target)
+		if err != nil || err2 != nil || len(s) == 0 || len(t) == 0 {
+			return nil, fmt.Errorf("verify: swap words %q, %q do not tokenize", o.Source, o.Target)
+		}
+		src, tgt = s[0], t[0]
+	}
+	type encoded struct {
+		s   samples.Sample
+		ids []int32
+	}
+	var enc []encoded
+	for _, s := range bench {
+		ids, err := tok.Encode(s.Text, true)
+		if err != nil || len(ids) == 0 {
+			return nil, fmt.Errorf("verify: sample %s: cannot tokenize", s.ID)
+		}
+		enc = append(enc, encoded{s, ids})
+	}
+	// The base model's greedy continuation of each prompt: the positions swaps are judged on.
+	var prompts [][]int32
+	for _, e := range enc {
+		prompts = append(prompts, e.ids)
+	}
+	baseGen, err := base.Generate(ctx, prompts, model.GenerateOptions{MaxTokens: o.MaxTokens})
+	if err != nil {
+		return nil, err
+	}
+	V := base.Config().Vocab
+	all := append([]Variant{{Name: "base", Model: base}}, variants...)
+	// logits[variant][sample] over prompt+base continuation.
+	logits := make([][][]float32, len(all))
+	for vi, v := range all {
+		var seqs [][]int32
+		for i, e := range enc {
+			seqs = append(seqs, append(append([]int32(nil), e.ids...), baseGen[i].Tokens...))
+		}
+		res, err := v.Model.Forward(ctx, seqs, model.ForwardOptions{AllLogits: true})
+		if err != nil {
+			return nil, err
+		}
+		logits[vi] = res.Logits
+	}
+	for vi, v := range all {
+		m := rep.Metrics[v.Name]
+		if m == nil {
+			m = Metrics{}
+			rep.Metrics[v.Name] = m
+		}
+		rep.Variants = append(rep.Variants, v.Name)
+		// Perplexity of the sample text per label.
+		nll, cnt := map[string]float64{}, map[string]float64{}
+		var kl, klN, same, sameN float64
+		var srcPos, eff, swapped, pSrcB, pSrcE, pTgtB, pTgtE float64
+		for i, e := range enc {
+			L := logits[vi][i]
+			B := logits[0][i]
+			for p := 0; p+1 < len(e.ids); p++ {
+				lp := model.LogSoftmax(L[p*V : (p+1)*V])
+				nll[e.s.Label] -= lp[e.ids[p+1]]
+				cnt[e.s.Label]++
+			}
+			// Judge next-token distributions over the continuation positions.
+			start := len(e.ids) - 1
+			end := start + len(baseGen[i].Tokens)
+			for p := start; p < end; p++ {
+				lb := model.LogSoftmax(B[p*V : (p+1)*V])
+				le := model.LogSoftmax(L[p*V : (p+1)*V])
+				if e.s.Control || src < 0 {
+					var k float64
+					for j := range lb {
+						k += math.Exp(lb[j]) * (lb[j] - le[j])
+					}
+					kl += k
+					klN++
+				}
+				ab, ae := model.Argmax(B[p*V:(p+1)*V]), model.Argmax(L[p*V:(p+1)*V])
+				if src >= 0 && int32(ab) == src && !e.s.Control {
+					srcPos++
+					if int32(ae) != src {
+						eff++
+					}
+					if int32(ae) == tgt {
+						swapped++
+					}
+					pSrcB += math.Exp(lb[src])
+					pSrcE += math.Exp(le[src])
+					pTgtB += math.Exp(lb[tgt])
+					pTgtE += math.Exp(le[tgt])
+				} else {
+					sameN++
+					if ab == ae {
+						same++
+					}
+				}
+			}
+		}
+		for _, l := range rep.Labels {
+			if cnt[l] > 0 {
+				m["ppl/"+label(l)] = math.Exp(nll[l] / cnt[l])
+			}
+		}
+		if klN > 0 {
+			m["kl"] = kl / klN
+		}
+		if sameN > 0 {
+			m["specificity"] = same / sameN
+		}
+		if src >= 0 {
+			m["source_positions"] = srcPos
+			if srcPos > 0 {
+				m["efficacy"] = eff / srcPos
+				m["swap_rate"] = swapped / srcPos
+				m["source_prob_drop"] = (pSrcB - pSrcE) / srcPos
+				m["target_prob_rise"] = (pTgtE - pTgtB) / srcPos
+			}
+		}
+		// Free generation: how often each word is written.
+		if src >= 0 || hasAnswers(bench) {
+			gens, err := v.Model.Generate(ctx, prompts, model.GenerateOptions{MaxTokens: o.MaxTokens})
+			if err != nil {
+				return nil, err
+			}
+			var ns, nt, em, contains, anls, nqa float64
+			for i, g := range gens {
+				for _, id := range g.Tokens {
+					if id == src {
+						ns++
+					}
+					if id == tgt {
+						nt++
+					}
+				}
+				if a := enc[i].s.Answer; a != "" {
+					out := tok.Decode(g.Tokens)
+					nqa++
+					if normalize(out) == normalize(a) {
+						em++
+					}
+					if strings.Contains(normalize(out), normalize(a)) {
+						contains++
+					}
+					anls += ANLS(out, a, 0.5)
+				}
+			}
+			if src >= 0 {
+				m["generated_source"] = ns
+				m["generated_target"] = nt
+			}
+			if nqa > 0 {
+				m["exact_match"], m["contains"], m["anls"] = em/nqa, contains/nqa, anls/nqa
+			}
+		}
+	}
+	return rep, nil
+}
+
+func label(l string) string {
+	if l == "" {
+		return "all"
+	}
+	return l
+}
+
+func hasAnswers(ss []samples.Sample) bool {
+	for _, s := range ss {
+		if s.Answer != "" {
+			return true
+		}
+	}
+	return false
+}
+
+func normalize(s string) string { return strings.Join(strings.Fields(strings.ToLower(s)), " ") }
+
+// ANLS is the average normalised Levenshtein similarity of one prediction: 1 − NL(pred, ans),
+// or 0 when NL ≥ threshold.
+func ANLS(pred, answer string, threshold float64) float64 {
+	a, b := []rune(normalize(pred)), []rune(normalize(answer))
+	n := max(len(a), len(b))
+	if n == 0 {
+		return 1
+	}
+	nl := float64(levenshtein(a, b)) / float64(n)
+	if nl >= threshold {
+		return 0
+	}
+	return 1 - nl
+}
+
+func levenshtein(a, b []rune) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			c := 1
+			if a[i-1] == b[j-1] {
+				c = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// GateResult is one evaluated gate.
+type GateResult struct {
+	Gate   string  `json:"gate"`
+	Value  float64 `json:"value"`
+	Passed bool    `json:"passed"`
+}
+
+// CheckGates evaluates gates like "kl<0.05" or "efficacy>0.9" on the named variant's metrics
+// and records them in the report.
+func (r *Report) CheckGates(variant string, gates []string) error {
+	m := r.Metrics[variant]
+	var failed []string
+	for _, g := range gates {
+		op := strings.IndexAny(g, "<>")
+		if op <= 0 {
+			return fmt.Errorf("verify: gate %q: want METRIC<VALUE or METRIC>VALUE", g)
+		}
+		name := strings.TrimSpace(g[:op])
+		limit, err := strconv.ParseFloat(strings.TrimSpace(g[op+1:]), 64)
+		if err != nil {
+			return fmt.Errorf("verify: gate %q: %v", g, err)
+		}
+		v, ok := m[name]
+		if !ok {
+			var names []string
+			for k := range m {
+				names = append(names, k)
+			}
+			sort.Strings(names)
+			return fmt.Errorf("verify: gate %q: no metric %q (have %s)", g, name, strings.Join(names, ", "))
+		}
+		pass := (g[op] == '<' && v < limit) || (g[op] == '>' && v > limit)
+		r.Gates = append(r.Gates, GateResult{Gate: g, Value: v, Passed: pass})
+		if !pass {
+			failed = append(failed, fmt.Sprintf("%s (is %.4g)", g, v))
+		}
+	}
+	r.Passed = len(failed) == 0
+	if !r.Passed {
+		return fmt.Errorf("%w: %s", ErrGate, strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+// Markdown renders the report as a table: one row per metric, one column per variant.
+func (r *Report) Markdown() string {
+	names := map[string]bool{}
+	for _, m := range r.Metrics {
+		for k := range m {
+			names[k] = true
+		}
+	}
+	var keys []string
+	for k := range names {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.WriteString("| metric | " + strings.Join(r.Variants, " | ") + " |\n|---|")
+	b.WriteString(strings.Repeat("---:|", len(r.Variants)) + "\n")
+	for _, k := range keys {
+		b.WriteString("| " + k + " |")
+		for _, v := range r.Variants {
+			if x, ok := r.Metrics[v][k]; ok {
+				fmt.Fprintf(&b, " %.4g |", x)
+			} else {
+				b.WriteString(" |")
+			}
+		}
+		b.WriteString("\n")
+	}
+	for _, g := range r.Gates {
+		mark := "pass"
+		if !g.Passed {
+			mark = "FAIL"
+		}
+		fmt.Fprintf(&b, "\ngate `%s`: %.4g — %s", g.Gate, g.Value, mark)
+	}
+	if len(r.Gates) > 0 {
+		b.WriteString("\n")
+	}
+	return b.String()
+}
