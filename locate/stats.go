@@ -235,3 +235,31 @@ func ReadStats(path string) (*Stats, error) {
 	}
 	return s, nil
 }
+
+// ExportRow is one neuron's statistics under one label.
+type ExportRow struct {
+	Label       string  `json:"label"`
+	Layer       int     `json:"layer"`
+	Neuron      int     `json:"neuron"`
+	Probability float64 `json:"probability"`
+	Mean        float64 `json:"mean"`
+	Max         float64 `json:"max"`
+}
+
+// Export lists per-neuron activation probability, mean and max for every label.
+func (s *Stats) Export() []ExportRow {
+	var out []ExportRow
+	for _, l := range s.Labels {
+		ls := s.ByLabel[l]
+		p := s.Prob(l)
+		for i := range p {
+			layer := i / s.Neurons
+			r := ExportRow{Label: l, Layer: layer, Neuron: i % s.Neurons, Probability: p[i], Max: ls.Max[i]}
+			if ls.Positions[layer] > 0 {
+				r.Mean = ls.Sum[i] / ls.Positions[layer]
+			}
+			out = append(out, r)
+		}
+	}
+	return out
+}

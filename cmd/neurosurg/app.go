@@ -73,7 +73,8 @@ func exitCode(err error) int {
 	case errors.Is(err, errUsage):
 		return exitUsage
 	case errors.As(err, &ec):
-		return ec.ExitCode()
+		// Only urfave/cli itself returns ExitCoders (unknown command, bad flags): usage errors.
+		return exitUsage
 	}
 	return exitError
 }

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+const stories = "../../testdata/stories260K"
+
+func runCLI(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), append([]string{"neurosurg"}, args...), &out, &errb)
+	return out.String(), errb.String(), code
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		os.MkdirAll("testdata", 0o755)
+		os.WriteFile(path, []byte(got), 0o644)
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs from golden:\n got %s\nwant %s", name, got, want)
+	}
+}
+
+func TestJSONGoldens(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"inspect.json", []string{"inspect", "--json", stories}},
+		{"logits.json", []string{"logits", "--json", "--top", "5", "--prompt", "Once upon a time", stories}},
+		{"tokenize.json", []string{"tokenize", "--json", stories, "The cat sat."}},
+		{"generate.json", []string{"generate", "--json", "-n", "12", "--prompt", "Lily", stories}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out, errs, code := runCLI(t, c.args...)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, errs)
+			}
+			golden(t, c.name, strings.ReplaceAll(out, stories, "STORIES"))
+		})
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	tmp := t.TempDir()
+	bad := filepath.Join(tmp, "bad")
+	os.MkdirAll(bad, 0o755)
+	os.WriteFile(filepath.Join(bad, "config.json"), []byte(`{}`), 0o644)
+	os.WriteFile(filepath.Join(bad, "model.safetensors"), []byte("short"), 0o644)
+	cases := []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"inspect"}, exitUsage, "one argument"},
+		{[]string{"inspect", bad}, exitError, "model.safetensors"},
+		{[]string{"synth", "--dtype", "q4", stories, "-o", filepath.Join(tmp, "x")}, exitUsage, "dtype"},
+		{[]string{"apply", stories, filepath.Join(tmp, "missing.nsd"), "--out", filepath.Join(tmp, "y")}, exitError, "missing.nsd"},
+		{[]string{"nope"}, exitUsage, ""},
+	}
+	for _, c := range cases {
+		_, errs, code := runCLI(t, c.args...)
+		if code != c.code || !strings.Contains(errs, c.msg) {
+			t.Errorf("%v: exit %d (%q), want %d mentioning %q", c.args, code, errs, c.code, c.msg)
+		}
+	}
+}
+
+// diff → apply through the CLI reproduces the edited checkpoint byte for byte; a second apply
+// into the same directory is refused.
+func TestDiffApplyCLI(t *testing.T) {
+	tmp := t.TempDir()
+	recipe := filepath.Join(tmp, "r.yaml")
+	abs, _ := filepath.Abs("../../testdata")
+	os.WriteFile(recipe, []byte("model: "+abs+"/stories260K\nout: ed\ndata: "+abs+"/samples/stories-animals-food.jsonl\nlocate: {method: dape, top_rate: 0.05}\npatch: {ops: [zero]}\nverify: {max_tokens: 4}\n"), 0o644)
+	if _, errs, code := runCLI(t, "surgery", recipe); code != 0 {
+		t.Fatalf("surgery: %d %s", code, errs)
+	}
+	edited := filepath.Join(tmp, "ed")
+	nsd := filepath.Join(tmp, "e.nsd")
+	if _, errs, code := runCLI(t, "diff", stories, edited, "--out", nsd); code != 0 {
+		t.Fatalf("diff: %s", errs)
+	}
+	out, _, _ := runCLI(t, "diff", stories, edited, "--stat")
+	if !strings.Contains(out, "down_proj") || !strings.Contains(out, "cols") {
+		t.Errorf("--stat:\n%s", out)
+	}
+	applied := filepath.Join(tmp, "applied")
+	if _, errs, code := runCLI(t, "apply", stories, nsd, "--out", applied); code != 0 {
+		t.Fatalf("apply: %s", errs)
+	}
+	a, _ := os.ReadFile(filepath.Join(edited, "model.safetensors"))
+	b, _ := os.ReadFile(filepath.Join(applied, "model.safetensors"))
+	if !bytes.Equal(a, b) {
+		t.Error("apply did not reproduce the surgery's checkpoint")
+	}
+	if _, errs, code := runCLI(t, "apply", stories, nsd, "--out", applied); code != exitError || !strings.Contains(errs, "exists") {
+		t.Errorf("apply into an existing dir: %d %s", code, errs)
+	}
+	if _, errs, code := runCLI(t, "apply", edited, nsd, "--out", filepath.Join(tmp, "z")); code != exitError || !strings.Contains(errs, "does not match") {
+		t.Errorf("apply onto another base: %d %s", code, errs)
+	}
+}

@@ -1,0 +1,328 @@
+package main
+
+import (
+	"context"
+	"encoding/csv"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/neurosurg/neurosurg/formats/edit"
+	"github.com/neurosurg/neurosurg/formats/hfdir"
+	"github.com/neurosurg/neurosurg/formats/neuronset"
+	"github.com/neurosurg/neurosurg/formats/samples"
+	"github.com/neurosurg/neurosurg/locate"
+	"github.com/neurosurg/neurosurg/model"
+	"github.com/neurosurg/neurosurg/patch"
+	"github.com/neurosurg/neurosurg/verify"
+	"github.com/urfave/cli/v3"
+)
+
+func init() {
+	register(func() *cli.Command {
+		return &cli.Command{
+			Name:      "record",
+			Usage:     "run labelled samples through the model and save per-neuron statistics per label",
+			ArgsUsage: "CKPT",
+			UsageText: `neurosurg record testdata/stories260K --data testdata/samples/stories-animals-food.jsonl --out stats.st
+neurosurg record testdata/stories260K --data examples/stories-generated.jsonl --concept Lily --out lily.st
+neurosurg record testdata/stories260K --data more.jsonl --resume --out stats.st`,
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "data", Required: true, Usage: "samples JSONL"},
+				&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Required: true},
+				&cli.StringSliceFlag{Name: "concept", Usage: "word whose generating steps feed contribution scores (repeatable)"},
+				&cli.BoolFlag{Name: "resume", Usage: "extend --out, skipping sample ids it already holds"},
+			},
+			Action: func(ctx context.Context, cmd *cli.Command) error {
+				dir, err := oneArg(cmd, "CKPT")
+				if err != nil {
+					return err
+				}
+				c, err := hfdir.Open(dir)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				m, err := model.Open(dir)
+				if err != nil {
+					return err
+				}
+				defer m.Close()
+				ss, err := samples.ReadFile(cmd.String("data"))
+				if err != nil {
+					return err
+				}
+				o := locate.RecordOptions{Concepts: cmd.StringSlice("concept"), ModelHash: c.Fingerprint(), Skip: map[string]bool{}}
+				var into *locate.Stats
+				if cmd.Bool("resume") {
+					if into, err = locate.ReadStats(cmd.String("out")); err != nil {
+						return err
+					}
+					for _, id := range into.SampleIDs {
+						o.Skip[id] = true
+					}
+				}
+				bar := newBar(cmd, int64(len(ss)), "recording", false)
+				o.Progress = func(done, total int) { bar.set(int64(done)) }
+				st, err := locate.Record(ctx, m, ss, into, o)
+				bar.finish()
+				if err != nil {
+					return err
+				}
+				return st.WriteFile(cmd.String("out"))
+			},
+		}
+	})
+	register(func() *cli.Command {
+		return &cli.Command{
+			Name:      "locate",
+			Usage:     "select neurons from a stats file (dape, contrib, random)",
+			ArgsUsage: "STATS",
+			UsageText: `neurosurg locate --method dape stats.st --out neurons.json
+neurosurg locate --method contrib --top-k 60 --layers 4 lily.st --out lily.json
+neurosurg locate --method random --like neurons.json --seed 1 stats.st --out random.json`,
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "method", Required: true, Usage: "dape, contrib or random"},
+				&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Required: true},
+				&cli.FloatFlag{Name: "top-rate", Usage: "dape: fraction kept (default 0.01)"},
+				&cli.FloatFlag{Name: "filter-rate", Usage: "dape: percentile bar (default 0.95)"},
+				&cli.IntFlag{Name: "top-k", Usage: "contrib: neurons per concept"},
+				&cli.IntSliceFlag{Name: "layers", Usage: "contrib: search only these layers"},
+				&cli.StringFlag{Name: "like", Usage: "random: neuron set whose per-layer counts to copy"},
+				&cli.Uint64Flag{Name: "seed"},
+			},
+			Action: func(ctx context.Context, cmd *cli.Command) error {
+				path, err := oneArg(cmd, "STATS")
+				if err != nil {
+					return err
+				}
+				st, err := locate.ReadStats(path)
+				if err != nil {
+					return err
+				}
+				var set *neuronset.Set
+				switch cmd.String("method") {
+				case "dape":
+					set, err = locate.DAPE(st, locate.DAPEOptions{TopRate: cmd.Float("top-rate"), FilterRate: cmd.Float("filter-rate")})
+				case "contrib":
+					var layers []int
+					for _, l := range cmd.IntSlice("layers") {
+						layers = append(layers, int(l))
+					}
+					set, err = locate.Contrib(st, locate.ContribOptions{TopK: int(cmd.Int("top-k")), Layers: layers})
+				case "random":
+					if cmd.String("like") == "" {
+						return usageErrorf("--method random needs --like NEURONS.json")
+					}
+					like, lerr := neuronset.ReadFile(cmd.String("like"))
+					if lerr != nil {
+						return lerr
+					}
+					set = locate.Random(like, st.Layers, st.Neurons, cmd.Uint64("seed"))
+				default:
+					return usageErrorf("--method %q: want dape, contrib or random", cmd.String("method"))
+				}
+				if err != nil {
+					return err
+				}
+				set.ModelSHA256 = st.ModelHash
+				b, err := set.Marshal()
+				if err != nil {
+					return err
+				}
+				if err := writeFileAtomic(cmd.String("out"), b); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.Root().Writer, "%d neurons → %s\n", len(set.Neurons), cmd.String("out"))
+				return nil
+			},
+		}
+	})
+	register(func() *cli.Command {
+		return &cli.Command{
+			Name:      "stats",
+			Usage:     "merge or export stats files",
+			UsageText: `neurosurg stats merge a.st b.st --out ab.st
+neurosurg stats export stats.st --csv > stats.csv`,
+			Commands: []*cli.Command{
+				{
+					Name: "merge", ArgsUsage: "A B [C…]",
+					Flags: []cli.Flag{&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Required: true}},
+					Action: func(ctx context.Context, cmd *cli.Command) error {
+						if cmd.Args().Len() < 2 {
+							return usageErrorf("stats merge takes two or more stats files")
+						}
+						acc, err := locate.ReadStats(cmd.Args().First())
+						if err != nil {
+							return err
+						}
+						for _, p := range cmd.Args().Tail() {
+							s, err := locate.ReadStats(p)
+							if err != nil {
+								return err
+							}
+							if err := acc.Merge(s); err != nil {
+								return fmt.Errorf("%s: %w", p, err)
+							}
+						}
+						return acc.WriteFile(cmd.String("out"))
+					},
+				},
+				{
+					Name: "export", ArgsUsage: "STATS",
+					Flags: []cli.Flag{&cli.BoolFlag{Name: "csv"}, &cli.BoolFlag{Name: "json"}},
+					Action: func(ctx context.Context, cmd *cli.Command) error {
+						path, err := oneArg(cmd, "STATS")
+						if err != nil {
+							return err
+						}
+						st, err := locate.ReadStats(path)
+						if err != nil {
+							return err
+						}
+						rows := st.Export()
+						if cmd.Bool("json") {
+							return printJSON(cmd.Root().Writer, rows)
+						}
+						w := csv.NewWriter(cmd.Root().Writer)
+						w.Write([]string{"label", "layer", "neuron", "probability", "mean", "max"})
+						for _, r := range rows {
+							w.Write([]string{r.Label, strconv.Itoa(r.Layer), strconv.Itoa(r.Neuron), fmt.Sprint(r.Probability), fmt.Sprint(r.Mean), fmt.Sprint(r.Max)})
+						}
+						w.Flush()
+						return w.Error()
+					},
+				},
+			},
+		}
+	})
+	register(func() *cli.Command {
+		return &cli.Command{
+			Name:      "patch",
+			Usage:     "turn a neuron set into an edit file (release diff)",
+			ArgsUsage: "CKPT",
+			UsageText: `neurosurg patch testdata/stories260K --neurons neurons.json --op zero --out edit.nsd
+neurosurg patch testdata/stories260K --neurons lily.json --op swap:Lily>Tim --out swap.nsd
+neurosurg patch CKPT --neurons n.json --op scale:0.5 --op noise:0.01 --seed 3 --out e.nsd`,
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "neurons", Required: true},
+				&cli.StringSliceFlag{Name: "op", Required: true, Usage: "zero, scale:α, swap:SRC>TGT[:λ], noise:σ (repeatable, applied in order)"},
+				&cli.Uint64Flag{Name: "seed", Usage: "noise seed"},
+				&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Required: true},
+			},
+			Action: func(ctx context.Context, cmd *cli.Command) error {
+				dir, err := oneArg(cmd, "CKPT")
+				if err != nil {
+					return err
+				}
+				var ops []patch.Op
+				for _, s := range cmd.StringSlice("op") {
+					op, err := patch.ParseOp(s)
+					if err != nil {
+						return usageErrorf("%v", err)
+					}
+					op.Seed = cmd.Uint64("seed")
+					ops = append(ops, op)
+				}
+				set, err := neuronset.ReadFile(cmd.String("neurons"))
+				if err != nil {
+					return err
+				}
+				m, err := model.Open(dir)
+				if err != nil {
+					return err
+				}
+				defer m.Close()
+				c, err := hfdir.Open(dir)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				changed, err := patch.Apply(patch.Inputs{Base: c, Tokenizer: m.Tokenizer}, set, ops)
+				if err != nil {
+					return fmt.Errorf("%s: %w", cmd.String("neurons"), err)
+				}
+				e, err := edit.Build(c, changed, map[string]string{"neurosurg.ops": strings.Join(cmd.StringSlice("op"), " ")})
+				if err != nil {
+					return err
+				}
+				if err := e.WriteFile(cmd.String("out")); err != nil {
+					return err
+				}
+				return printStat(cmd, e)
+			},
+		}
+	})
+	register(func() *cli.Command {
+		return &cli.Command{
+			Name:      "verify",
+			Usage:     "run base and edited model on a bench and report what the edit did",
+			ArgsUsage: "CKPT",
+			UsageText: `neurosurg verify testdata/stories260K --edit edit.nsd --bench testdata/samples/stories-animals-food.jsonl
+neurosurg verify testdata/stories260K --edit swap.nsd --swap Lily>Tim --bench examples/stories-swap-bench.jsonl --gate efficacy>0.5 --gate kl<0.1
+neurosurg verify CKPT --edit e.nsd --bench b.jsonl --random neurons.json --json`,
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "edit", Required: true},
+				&cli.StringFlag{Name: "bench", Required: true},
+				&cli.StringFlag{Name: "swap", Usage: "SRC>TGT: also measure swap efficacy"},
+				&cli.StringSliceFlag{Name: "gate", Usage: "METRIC<VALUE or METRIC>VALUE (exit 3 when one fails)"},
+				&cli.IntFlag{Name: "max-tokens", Value: 32},
+				&cli.BoolFlag{Name: "json"},
+			},
+			Action: func(ctx context.Context, cmd *cli.Command) error {
+				dir, err := oneArg(cmd, "CKPT")
+				if err != nil {
+					return err
+				}
+				m, err := model.Open(dir)
+				if err != nil {
+					return err
+				}
+				defer m.Close()
+				c, err := hfdir.Open(dir)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				e, err := edit.ReadFile(cmd.String("edit"))
+				if err != nil {
+					return err
+				}
+				ov, err := e.Overlay(c)
+				if err != nil {
+					return err
+				}
+				em, err := model.Load(c.ConfigJSON, ov)
+				if err != nil {
+					return err
+				}
+				bench, err := samples.ReadFile(cmd.String("bench"))
+				if err != nil {
+					return err
+				}
+				o := verify.Options{MaxTokens: int(cmd.Int("max-tokens"))}
+				if s := cmd.String("swap"); s != "" {
+					src, tgt, ok := strings.Cut(s, ">")
+					if !ok {
+						return usageErrorf("--swap %q: want SRC>TGT", s)
+					}
+					o.Source, o.Target = src, tgt
+				}
+				rep, err := verify.Run(ctx, m, []verify.Variant{{Name: "edited", Model: em}}, bench, o)
+				if err != nil {
+					return err
+				}
+				gerr := rep.CheckGates("edited", cmd.StringSlice("gate"))
+				if cmd.Bool("json") {
+					printJSON(cmd.Root().Writer, rep)
+				} else {
+					fmt.Fprint(cmd.Root().Writer, rep.Markdown())
+				}
+				if gerr != nil {
+					return fmt.Errorf("%w: %v", errGate, gerr)
+				}
+				return nil
+			},
+		}
+	})
+}
