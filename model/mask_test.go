@@ -58,11 +58,13 @@ func TestRuntimeMaskEqualsWeightEdit(t *testing.T) {
 		alpha float32
 		tol   float64
 	}{
-		{"stories/zero/f32", stories, 0, 0},
+		// Zero is exact with a plain dot-product kernel; through gonum's Sgemm the masked and the
+		// edited product differ at float32 rounding (measured 4.8e-6 on logits of ~10).
+		{"stories/zero/f32", stories, 0, 1e-5},
 		{"stories/scale/f32", stories, 0.5, 1e-5},
-		{"qwen2/zero/f32", qwenDir, 0, 0},
+		{"qwen2/zero/f32", qwenDir, 0, 1e-5},
 		{"qwen2/scale/f32", qwenDir, 0.25, 1e-5},
-		{"qwen2/zero/bf16", qwenBF16, 0, 0},
+		{"qwen2/zero/bf16", qwenBF16, 0, 1e-5},
 		// 0.5 is exact in bf16, so the edited weights hold no rounding either.
 		{"qwen2/scale/bf16", qwenBF16, 0.5, 1e-4},
 	} {

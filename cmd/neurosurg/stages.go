@@ -140,8 +140,8 @@ neurosurg locate --method random --like neurons.json --seed 1 stats.st --out ran
 	})
 	register(func() *cli.Command {
 		return &cli.Command{
-			Name:      "stats",
-			Usage:     "merge or export stats files",
+			Name:  "stats",
+			Usage: "merge or export stats files",
 			UsageText: `neurosurg stats merge a.st b.st --out ab.st
 neurosurg stats export stats.st --csv > stats.csv`,
 			Commands: []*cli.Command{

@@ -3,6 +3,13 @@ package kernels
 import (
 	"encoding/binary"
 	"math"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/gonum"
 )
 
 // DType is the storage type of a weight matrix.
@@ -33,13 +40,56 @@ func MatMul(out, x []float32, w []byte, dt DType, m, n, k int) {
 	if len(out) < m*n || len(x) < m*k || len(w) < n*k*dt.Size() {
 		panic("kernels: MatMul: slice too short for shape")
 	}
-	row := make([]float32, k)
-	for j := 0; j < n; j++ {
-		ToFloat32(row, w[j*k*dt.Size():(j+1)*k*dt.Size()], dt)
-		for i := 0; i < m; i++ {
-			out[i*n+j] = Dot(x[i*k:(i+1)*k], row)
-		}
+	// Weight rows are converted block by block (never the whole matrix) and multiplied with
+	// gonum's Sgemm (SIMD assembly for f32); blocks are spread over all cores.
+	block := 64
+	if m == 1 {
+		block = 256
 	}
+	blocks := (n + block - 1) / block
+	workers := min(runtime.GOMAXPROCS(0), blocks)
+	if m*n*k < 1<<16 {
+		workers = 1
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	es := dt.Size()
+	impl := gonum.Implementation{}
+	for g := 0; g < workers; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var buf []float32
+			if dt != F32 {
+				buf = make([]float32, block*k)
+			}
+			tmp := make([]float32, m*block)
+			for {
+				b := int(next.Add(1) - 1)
+				if b >= blocks {
+					return
+				}
+				j0, j1 := b*block, min((b+1)*block, n)
+				var rows []float32
+				if dt == F32 {
+					rows = f32view(w[j0*k*4 : j1*k*4])
+				} else {
+					rows = buf[:(j1-j0)*k]
+					ToFloat32(rows, w[j0*k*es:j1*k*es], dt)
+				}
+				nb := j1 - j0
+				if m == 1 {
+					impl.Sgemv(blas.NoTrans, nb, k, 1, rows, k, x[:k], 1, 0, out[j0:j1], 1)
+					continue
+				}
+				impl.Sgemm(blas.NoTrans, blas.Trans, m, nb, k, 1, x, k, rows, k, 0, tmp[:m*nb], nb)
+				for i := 0; i < m; i++ {
+					copy(out[i*n+j0:i*n+j1], tmp[i*nb:(i+1)*nb])
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // ToFloat32 converts len(dst) elements of src (raw little-endian bytes of dtype dt) to f32.
@@ -85,14 +135,21 @@ func F16ToF32(h uint16) float32 {
 	return math.Float32frombits(sign | (exp+112)<<23 | man<<13)
 }
 
-// Dot is Σ a[i]·b[i].
+// Dot is Σ a[i]·b[i], accumulated in four lanes (the SIMD kernels' summation order).
 func Dot(a, b []float32) float32 {
 	b = b[:len(a)]
-	var s float32
-	for i := range a {
-		s += a[i] * b[i]
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		s0 += a[i] * b[i]
+		s1 += a[i+1] * b[i+1]
+		s2 += a[i+2] * b[i+2]
+		s3 += a[i+3] * b[i+3]
 	}
-	return s
+	for ; i < len(a); i++ {
+		s0 += a[i] * b[i]
+	}
+	return (s0 + s1) + (s2 + s3)
 }
 
 // Axpy computes y += alpha·x.
@@ -151,4 +208,18 @@ func Softmax(x []float32) {
 	for i := range x {
 		x[i] *= inv
 	}
+}
+
+// f32view reinterprets little-endian f32 bytes in place (amd64 and arm64 are little-endian);
+// a misaligned slice is copied instead.
+func f32view(b []byte) []float32 {
+	if len(b) == 0 {
+		return nil
+	}
+	if uintptr(unsafe.Pointer(&b[0]))%4 != 0 {
+		v := make([]float32, len(b)/4)
+		ToFloat32(v, b, F32)
+		return v
+	}
+	return unsafe.Slice((*float32)(unsafe.Pointer(&b[0])), len(b)/4)
 }

@@ -1,0 +1,122 @@
+package kernels_test
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/neurosurg/neurosurg/formats/safetensors"
+	"github.com/neurosurg/neurosurg/model/kernels"
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/gonum"
+)
+
+func encode(v []float32, dt kernels.DType) []byte {
+	sd := map[kernels.DType]safetensors.DType{kernels.F32: safetensors.F32, kernels.BF16: safetensors.BF16, kernels.F16: safetensors.F16}[dt]
+	b := make([]byte, len(v)*dt.Size())
+	safetensors.FromFloat32(b, v, sd)
+	return b
+}
+
+// TestMatMulAgainstReference checks MatMul against a float64 loop over the decoded weights,
+// for odd shapes, every dtype, with guard values around the output.
+func TestMatMulAgainstReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	for _, dt := range []kernels.DType{kernels.F32, kernels.BF16, kernels.F16} {
+		for _, s := range [][3]int{{1, 1, 1}, {1, 3, 17}, {3, 17, 1}, {2, 33, 100}, {17, 64, 64}, {5, 1000, 3}, {64, 40, 257}} {
+			m, n, k := s[0], s[1], s[2]
+			t.Run(fmt.Sprintf("%s/m=%d,n=%d,k=%d", dt, m, n, k), func(t *testing.T) {
+				x := make([]float32, m*k)
+				for i := range x {
+					x[i] = rng.Float32()*2 - 1
+				}
+				wv := make([]float32, n*k)
+				for i := range wv {
+					wv[i] = rng.Float32()*2 - 1
+				}
+				w := encode(wv, dt)
+				dec := make([]float32, n*k)
+				kernels.ToFloat32(dec, w, dt)
+				const guard = 12345
+				out := make([]float32, m*n+2)
+				out[0], out[m*n+1] = guard, guard
+				kernels.MatMul(out[1:m*n+1], x, w, dt, m, n, k)
+				if out[0] != guard || out[m*n+1] != guard {
+					t.Fatal("MatMul wrote outside its output")
+				}
+				for i := 0; i < m; i++ {
+					for j := 0; j < n; j++ {
+						var ref, mag float64
+						for p := 0; p < k; p++ {
+							ref += float64(x[i*k+p]) * float64(dec[j*k+p])
+							mag += math.Abs(float64(x[i*k+p]) * float64(dec[j*k+p]))
+						}
+						if d := math.Abs(float64(out[1+i*n+j]) - ref); d > 1e-6*mag+1e-7 {
+							t.Fatalf("out[%d,%d] = %g, want %g", i, j, out[1+i*n+j], ref)
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestConversionsEdgeValues(t *testing.T) {
+	vals := []float32{0, float32(math.Copysign(0, -1)), 1, -1, 65504, 6.1035156e-05, 5.9604645e-08, float32(math.Inf(1)), float32(math.Inf(-1))}
+	for _, dt := range []kernels.DType{kernels.BF16, kernels.F16} {
+		got := make([]float32, len(vals))
+		kernels.ToFloat32(got, encode(vals, dt), dt)
+		for i, v := range vals {
+			if dt == kernels.BF16 && (v == 65504 || v == 6.1035156e-05 || v == 5.9604645e-08) {
+				continue // not exactly representable in bf16
+			}
+			if got[i] != v || math.Signbit(float64(got[i])) != math.Signbit(float64(v)) {
+				t.Errorf("%s: %g -> %g", dt, v, got[i])
+			}
+		}
+	}
+	nan := make([]float32, 1)
+	kernels.ToFloat32(nan, []byte{0x01, 0x7e}, kernels.F16)
+	if !math.IsNaN(float64(nan[0])) {
+		t.Errorf("f16 NaN decoded as %g", nan[0])
+	}
+}
+
+var sink float32
+
+// BenchmarkMatMul reports GFLOP/s at real model shapes; GB/s of weights for m=1 (decode).
+// gonum's Sgemm on f32 runs beside it for the ratio.
+func BenchmarkMatMul(b *testing.B) {
+	shapes := [][3]int{{1, 896, 4864}, {1, 896, 151936}, {64, 896, 4864}, {512, 896, 4864}}
+	for _, s := range shapes {
+		m, k, n := s[0], s[1], s[2]
+		x := make([]float32, m*k)
+		for i := range x {
+			x[i] = float32(i%7) * 0.1
+		}
+		out := make([]float32, m*n)
+		for _, dt := range []kernels.DType{kernels.F32, kernels.BF16} {
+			w := make([]byte, n*k*dt.Size())
+			b.Run(fmt.Sprintf("%s/m=%d,k=%d,n=%d/generic", dt, m, k, n), func(b *testing.B) {
+				b.SetBytes(int64(len(w)))
+				for b.Loop() {
+					kernels.MatMul(out, x, w, dt, m, n, k)
+				}
+				b.ReportMetric(2*float64(m*n*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
+		wf := make([]float32, n*k)
+		b.Run(fmt.Sprintf("f32/m=%d,k=%d,n=%d/gonum", m, k, n), func(b *testing.B) {
+			impl := gonum.Implementation{}
+			b.SetBytes(int64(4 * len(wf)))
+			for b.Loop() {
+				impl.Sgemm(blas.NoTrans, blas.Trans, m, n, k, 1, x, k, wf, k, 0, out, n)
+			}
+			b.ReportMetric(2*float64(m*n*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+	sink = out0(shapes)
+}
+
+func out0([][3]int) float32 { return 0 }
