@@ -143,7 +143,6 @@ func TestBatchedGenerationEqualsSingle(t *testing.T) {
 	m := openModel(t, stories)
 	prompts := [][]int32{{1}, {1, 403, 407, 261, 378}, {1, 403, 407}}
 	o := model.GenerateOptions{MaxTokens: 12, Temperature: 0.8, TopK: 20, TopP: 0.95, Seed: 3}
-	var batch []model.Generation
 	for i := range prompts {
 		// Sampling draws from one generator per call, so compare greedy batches and seeded singles.
 		g, err := m.Generate(context.Background(), prompts[i:i+1], o)
@@ -154,7 +153,6 @@ func TestBatchedGenerationEqualsSingle(t *testing.T) {
 		if len(g[0].Tokens) != len(g2[0].Tokens) || !equal(g[0].Tokens, g2[0].Tokens) {
 			t.Errorf("seeded sampling not reproducible: %v vs %v", g[0].Tokens, g2[0].Tokens)
 		}
-		batch = append(batch, g...)
 	}
 	greedy := model.GenerateOptions{MaxTokens: 12}
 	all, err := m.Generate(context.Background(), prompts, greedy)

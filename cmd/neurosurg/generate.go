@@ -200,7 +200,9 @@ func TopK(logits []float32, k int, tok *tokenizer.Tokenizer) []TopEntry {
 	out := make([]TopEntry, k)
 	for i := range out {
 		id := idx[i]
-		out[i] = TopEntry{ID: int32(id), Token: tok.Decode([]int32{int32(id)}), Logit: logits[id], Prob: math.Exp(lp[id])}
+		// Rounded so the output does not depend on the kernel's last bits.
+		out[i] = TopEntry{ID: int32(id), Token: tok.Decode([]int32{int32(id)}),
+			Logit: float32(math.Round(float64(logits[id])*1000) / 1000), Prob: math.Round(math.Exp(lp[id])*1e4) / 1e4}
 	}
 	return out
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"io"
 	"os"
 
 	"github.com/schollz/progressbar/v3"
@@ -21,7 +20,7 @@ func newBar(cmd *cli.Command, total int64, what string, bytes bool) *bar {
 	if f, ok := w.(*os.File); !ok || !term.IsTerminal(int(f.Fd())) {
 		return &bar{}
 	}
-	opts := []progressbar.Option{progressbar.OptionSetWriter(w.(io.Writer)), progressbar.OptionSetDescription(what),
+	opts := []progressbar.Option{progressbar.OptionSetWriter(w), progressbar.OptionSetDescription(what),
 		progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(true), progressbar.OptionClearOnFinish()}
 	if bytes {
 		opts = append(opts, progressbar.OptionShowBytes(true))
@@ -32,12 +31,6 @@ func newBar(cmd *cli.Command, total int64, what string, bytes bool) *bar {
 func (b *bar) set(n int64) {
 	if b.pb != nil {
 		b.pb.Set64(n)
-	}
-}
-
-func (b *bar) add(n int) {
-	if b.pb != nil {
-		b.pb.Add(n)
 	}
 }
 
