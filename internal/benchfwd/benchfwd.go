@@ -1,0 +1,130 @@
+// Package benchfwd measures forward-pass throughput: prefill and decode tokens/s on a
+// checkpoint (by default a synthetic one with Qwen2-0.5B's exact shapes in BF16), with peak RSS.
+package benchfwd
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/neurosurg/neurosurg/formats/hfdir"
+	"github.com/neurosurg/neurosurg/formats/safetensors"
+	"github.com/neurosurg/neurosurg/model"
+	"github.com/neurosurg/neurosurg/model/synth"
+)
+
+// Result is one measurement.
+type Result struct {
+	Name       string  `json:"name"`
+	Tokens     int     `json:"tokens"`
+	Seconds    float64 `json:"seconds"`
+	TokensPerS float64 `json:"tokens_per_s"`
+	PeakRSSMiB float64 `json:"peak_rss_mib"`
+}
+
+// Options for Run.
+type Options struct {
+	Checkpoint string // existing checkpoint; empty: synthesise from Config
+	Config     string // default testdata/configs/Qwen2-0.5B
+	Dir        string
+	Log        func(string)
+}
+
+// Run measures prefill 1×512, prefill 8×128 and decode of 64 tokens after a 128-token prompt.
+func Run(ctx context.Context, o Options) ([]Result, int64, error) {
+	log := o.Log
+	if log == nil {
+		log = func(string) {}
+	}
+	dir := o.Checkpoint
+	if dir == "" {
+		scratch, err := os.MkdirTemp(o.Dir, "neurosurg-bench-fwd-")
+		if err != nil {
+			return nil, 0, err
+		}
+		defer os.RemoveAll(scratch)
+		dir = filepath.Join(scratch, "m")
+		log("generating " + dir)
+		if err := synth.Generate(o.Config, dir, synth.Options{DType: safetensors.BF16, Seed: 1}); err != nil {
+			return nil, 0, err
+		}
+	}
+	c, err := hfdir.Open(dir)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer c.Close()
+	m, err := model.Load(c.ConfigJSON, c)
+	if err != nil {
+		return nil, 0, err
+	}
+	vocab := m.Config().Vocab
+	seq := func(n, salt int) []int32 {
+		s := make([]int32, n)
+		for i := range s {
+			s[i] = int32((i*7919 + salt*104729) % vocab)
+		}
+		return s
+	}
+	var out []Result
+	measure := func(name string, tokens int, f func() error) error {
+		debug.FreeOSMemory()
+		os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+		t0 := time.Now()
+		if err := f(); err != nil {
+			return err
+		}
+		s := time.Since(t0).Seconds()
+		out = append(out, Result{Name: name, Tokens: tokens, Seconds: s, TokensPerS: float64(tokens) / s, PeakRSSMiB: peakMiB()})
+		log(name + " done")
+		return nil
+	}
+	if err := measure("prefill 1×512", 512, func() error {
+		_, err := m.Forward(ctx, [][]int32{seq(512, 0)}, model.ForwardOptions{})
+		return err
+	}); err != nil {
+		return nil, 0, err
+	}
+	if err := measure("prefill 8×128", 1024, func() error {
+		var b [][]int32
+		for i := 0; i < 8; i++ {
+			b = append(b, seq(128, i+1))
+		}
+		_, err := m.Forward(ctx, b, model.ForwardOptions{})
+		return err
+	}); err != nil {
+		return nil, 0, err
+	}
+	// Decode: time only the 64 generated steps (the 128-token prefill is subtracted).
+	var prefill float64
+	t0 := time.Now()
+	if _, err := m.Generate(ctx, [][]int32{seq(128, 9)}, model.GenerateOptions{MaxTokens: 1}); err != nil {
+		return nil, 0, err
+	}
+	prefill = time.Since(t0).Seconds()
+	if err := measure("decode 64 after 128", 64, func() error {
+		_, err := m.Generate(ctx, [][]int32{seq(128, 9)}, model.GenerateOptions{MaxTokens: 65})
+		return err
+	}); err != nil {
+		return nil, 0, err
+	}
+	last := &out[len(out)-1]
+	last.Seconds -= prefill
+	last.TokensPerS = float64(last.Tokens) / last.Seconds
+	return out, c.Size(), nil
+}
+
+func peakMiB() float64 {
+	b, _ := os.ReadFile("/proc/self/status")
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			kb, _ := strconv.ParseFloat(strings.Fields(line)[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
