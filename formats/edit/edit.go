@@ -18,6 +18,7 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"sync"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/neurosurg/neurosurg/formats/hfdir"
@@ -392,11 +393,49 @@ func Apply(ctx context.Context, base *hfdir.Checkpoint, e *Edit, out string, opt
 			return nil, fmt.Errorf("%w: %s has shard %s, the edit expects %s", ErrWrongBase, base.Dir, base.ShardNames[i], s.File)
 		}
 	}
-	changed, err := e.Materialize(base)
-	if err != nil {
-		return nil, err
+	// Edited tensors are made one at a time as the writer reaches them; the base is checked
+	// by the hash of every shard it streams, each result by its own hash.
+	opts.Lazy = map[string]func() ([]byte, error){}
+	var (
+		checks sync.WaitGroup
+		mu     sync.Mutex
+		bad    []error
+	)
+	inflight := make(chan struct{}, 2)
+	defer checks.Wait()
+	for i := range e.Tensors {
+		te := &e.Tensors[i]
+		info, ok := base.Info(te.Name)
+		if !ok {
+			return nil, fmt.Errorf("%w: %s has no tensor %q", ErrWrongBase, base.Dir, te.Name)
+		}
+		if info.DType != te.DType || !sameShape(info.Shape, te.Shape) {
+			return nil, fmt.Errorf("%w: %s: tensor %q is %s %v, the edit expects %s %v", ErrWrongBase, base.Dir, te.Name, info.DType, info.Shape, te.DType, te.Shape)
+		}
+		opts.Lazy[te.Name] = func() ([]byte, error) {
+			_, orig, err := base.Tensor(te.Name)
+			if err != nil {
+				return nil, err
+			}
+			nb := append([]byte(nil), orig...)
+			base.Release(te.Name)
+			if err := applyTensor(te, nb); err != nil {
+				return nil, err
+			}
+			// Hashed beside the write; checked before the output is renamed into place.
+			checks.Add(1)
+			inflight <- struct{}{} // at most two tensors wait for their hash: memory stays bounded
+			go func() {
+				defer func() { <-inflight; checks.Done() }()
+				if got := sum(nb); got != te.ResultSHA256 {
+					mu.Lock()
+					bad = append(bad, fmt.Errorf("%w: tensor %q of %s: result sha256 %s, the edit promises %.12s (is this the base the edit was made for?)", ErrWrongBase, te.Name, base.Dir, got[:12], te.ResultSHA256))
+					mu.Unlock()
+				}
+			}()
+			return nb, nil
+		}
 	}
-	opts.Replace = changed
 	opts.Metadata = e.Metadata
 	// The output of a verified base and verified tensors is determined; its hashes are the
 	// edit's (the round-trip tests hold the writer to them).
@@ -405,6 +444,10 @@ func Apply(ctx context.Context, base *hfdir.Checkpoint, e *Edit, out string, opt
 		opts.KnownOutputs[s.File] = s.ResultSHA256
 	}
 	opts.Check = func(p *hfdir.Provenance) error {
+		checks.Wait()
+		if len(bad) > 0 {
+			return bad[0]
+		}
 		for _, s := range e.Shards {
 			if p.Inputs[s.File] != s.BaseSHA256 {
 				return fmt.Errorf("%w: %s has sha256 %s, the edit was made for %s", ErrWrongBase, filepath.Join(base.Dir, s.File), p.Inputs[s.File][:12], s.BaseSHA256[:min(12, len(s.BaseSHA256))])

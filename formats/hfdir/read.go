@@ -215,3 +215,11 @@ func (c *Checkpoint) Fingerprint() string {
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
+
+// Release drops this process's mapped pages of the named tensor (see safetensors.File.Release).
+func (c *Checkpoint) Release(name string) {
+	if i, ok := c.where[name]; ok {
+		t, _ := c.Shards[i].Tensor(name)
+		c.Shards[i].Release(t.Offsets[0], t.ByteSize())
+	}
+}

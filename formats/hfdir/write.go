@@ -32,6 +32,9 @@ var ErrExists = errors.New("hfdir: output already exists")
 type WriteOptions struct {
 	// Replace holds new bytes for some tensors; each must have the tensor's byte length.
 	Replace map[string][]byte
+	// Lazy holds replacements made only when the writer reaches the tensor and dropped after,
+	// so memory stays O(largest tensor). Their shards' output hashes must be in KnownOutputs.
+	Lazy map[string]func() ([]byte, error)
 	// Metadata keys are added to every shard's __metadata__. With none, and no edited tensor
 	// in a shard, its header is copied byte for byte.
 	Metadata map[string]string
@@ -99,6 +102,15 @@ func Write(ctx context.Context, base *Checkpoint, out string, opts WriteOptions)
 		prov.BaseModel = filepath.Base(filepath.Clean(base.Dir))
 	}
 	for n := range opts.Replace {
+		prov.Edited = append(prov.Edited, n)
+	}
+	for n := range opts.Lazy {
+		if !base.Has(n) {
+			return nil, fmt.Errorf("write %s: replacement for tensor %q, which %s does not have", out, n, base.Dir)
+		}
+		if sh, _ := base.ShardOf(n); opts.KnownOutputs[sh] == "" {
+			return nil, fmt.Errorf("write %s: lazy replacement of %q needs the known output hash of %s", out, n, sh)
+		}
 		prov.Edited = append(prov.Edited, n)
 	}
 	sort.Strings(prov.Edited)
@@ -293,7 +305,7 @@ func writeShard(ctx context.Context, f *safetensors.File, path string, opts *Wri
 	inHeader, outHeader := ShardHeader(f, nil), ShardHeader(f, opts.Metadata)
 	touched := len(opts.Metadata) > 0
 	for _, t := range f.Tensors {
-		if _, ok := opts.Replace[t.Name]; ok {
+		if opts.replaced(t.Name) {
 			touched = true
 		}
 	}
@@ -346,7 +358,17 @@ func writeShard(ctx context.Context, f *safetensors.File, path string, opts *Wri
 			return "", "", n, err
 		}
 		t := f.Tensors[i]
-		if r, ok := opts.Replace[t.Name]; ok {
+		if opts.replaced(t.Name) {
+			r, ok := opts.Replace[t.Name]
+			if !ok {
+				var err error
+				if r, err = opts.Lazy[t.Name](); err != nil {
+					return "", "", n, err
+				}
+				if int64(len(r)) != t.ByteSize() {
+					return "", "", n, fmt.Errorf("tensor %q: replacement has %d bytes, want %d", t.Name, len(r), t.ByteSize())
+				}
+			}
 			if _, err := w.Write(r); err != nil {
 				return "", "", n, err
 			}
@@ -356,7 +378,7 @@ func writeShard(ctx context.Context, f *safetensors.File, path string, opts *Wri
 			// Copy the run of untouched tensors starting here in one go.
 			j := i
 			for j < len(f.Tensors) {
-				if _, ok := opts.Replace[f.Tensors[j].Name]; ok {
+				if opts.replaced(f.Tensors[j].Name) {
 					break
 				}
 				j++
@@ -386,4 +408,12 @@ func writeShard(ctx context.Context, f *safetensors.File, path string, opts *Wri
 		}
 	}
 	return inSum, outSum, n, nil
+}
+
+func (o *WriteOptions) replaced(name string) bool {
+	if _, ok := o.Replace[name]; ok {
+		return true
+	}
+	_, ok := o.Lazy[name]
+	return ok
 }
