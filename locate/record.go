@@ -16,7 +16,11 @@ type recorder struct {
 	cur      *LabelStats
 	ids      []int32                 // token ids of the current sample
 	concepts map[int32]*ConceptStats // concept token id -> accumulators
+	product  bool                    // concepts accumulate a·u instead of a
 }
+
+// WantsUp asks the runtime for u = up_proj x when contribution scores use a·u.
+func (r *recorder) WantsUp() bool { return r.product }
 
 func (r *recorder) FFN(e *model.FFNEvent) {
 	if e.Site.Module != r.s.Module {
@@ -42,8 +46,15 @@ func (r *recorder) FFN(e *model.FFNEvent) {
 		if p+1 < len(r.ids) {
 			if c := r.concepts[r.ids[p+1]]; c != nil {
 				acc := c.ActSum[l*N : (l+1)*N]
-				for j, v := range a {
-					acc[j] += float64(v)
+				if r.product && e.Up != nil {
+					u := e.Up[t*N : (t+1)*N]
+					for j, v := range a {
+						acc[j] += float64(v) * float64(u[j])
+					}
+				} else {
+					for j, v := range a {
+						acc[j] += float64(v)
+					}
 				}
 				if l == 0 {
 					c.Steps++
@@ -59,6 +70,9 @@ type RecordOptions struct {
 	Skip      map[string]bool
 	ModelHash string
 	Progress  func(done, total int)
+	// Product makes contribution scores use the neuron's true coefficient c = a·u (up_proj
+	// output included, sign and all) instead of the papers' a = act(gate).
+	Product bool
 }
 
 // Record runs every sample through m (plain prompts: BOS + text) and accumulates statistics of
@@ -80,7 +94,7 @@ func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stat
 	if s.Layers != cfg.Layers || s.Neurons != cfg.Intermediate {
 		return nil, fmt.Errorf("%w: stats are %d×%d, the model %d×%d", ErrStats, s.Layers, s.Neurons, cfg.Layers, cfg.Intermediate)
 	}
-	r := &recorder{s: s, concepts: map[int32]*ConceptStats{}}
+	r := &recorder{s: s, concepts: map[int32]*ConceptStats{}, product: o.Product}
 	for _, w := range o.Concepts {
 		ids, err := m.Tokenizer.WordIDs(w)
 		if err != nil || len(ids) == 0 {

@@ -92,12 +92,12 @@ func Run(ctx context.Context, path string, o Options) (*Result, error) {
 	fp := base.Fingerprint()
 
 	// record
-	statsPath := filepath.Join(work, "stats-"+key(fp, dataHash, r.Record.Concepts)+".st")
+	statsPath := filepath.Join(work, "stats-"+key(fp, dataHash, r.Record.Concepts, r.Record.Coefficient)+".st")
 	if exists(statsPath) {
 		res.Cached = append(res.Cached, "record")
 	} else {
 		log("record: " + dataPath)
-		st, err := locate.Record(ctx, m, data, nil, locate.RecordOptions{Concepts: r.Record.Concepts, ModelHash: fp})
+		st, err := locate.Record(ctx, m, data, nil, locate.RecordOptions{Concepts: r.Record.Concepts, ModelHash: fp, Product: r.Record.Coefficient == "au"})
 		if err != nil {
 			return nil, err
 		}

@@ -83,3 +83,40 @@ func TestFailingGateWritesNothing(t *testing.T) {
 		t.Error("provenance does not record --force")
 	}
 }
+
+// The swap example on the real stories260K: the edited model stops writing the source name
+// and writes the target, on held-out prompts, with small KL on unrelated prompts, and the same
+// op on random neurons of the same per-layer size does not.
+func TestStoriesSwapExample(t *testing.T) {
+	dir := t.TempDir()
+	b, err := os.ReadFile("../examples/stories-swap.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	abs, _ := filepath.Abs("..")
+	r := strings.NewReplacer("model: ../testdata", "model: "+abs+"/testdata", "out: ../out/stories-lily-to-tim", "out: out/ckpt",
+		"data: stories-", "data: "+abs+"/examples/stories-", "bench: stories-", "bench: "+abs+"/examples/stories-").Replace(string(b))
+	p := filepath.Join(dir, "swap.yaml")
+	os.WriteFile(p, []byte(r), 0o644)
+	res, err := Run(context.Background(), p, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ed, rnd := res.Report.Metrics["edited"], res.Report.Metrics["random"]
+	t.Logf("edited %v\nrandom %v", ed, rnd)
+	if ed["source_positions"] < 10 {
+		t.Fatalf("only %v source positions in the bench", ed["source_positions"])
+	}
+	if ed["efficacy"] < 0.9 || ed["swap_rate"] < 0.5 || ed["target_prob_rise"] <= 0 || ed["source_prob_drop"] <= 0 {
+		t.Errorf("swap did not take: %v", ed)
+	}
+	if ed["generated_target"] <= ed["generated_source"] || ed["generated_source"] >= res.Report.Metrics["base"]["generated_source"] {
+		t.Errorf("free generations: source %v target %v (base source %v)", ed["generated_source"], ed["generated_target"], res.Report.Metrics["base"]["generated_source"])
+	}
+	if ed["kl"] > 0.1 {
+		t.Errorf("KL on control prompts %v", ed["kl"])
+	}
+	if rnd["efficacy"] >= ed["efficacy"] || rnd["swap_rate"] >= ed["swap_rate"] {
+		t.Errorf("random baseline does as well: %v", rnd)
+	}
+}

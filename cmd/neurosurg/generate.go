@@ -50,11 +50,18 @@ neurosurg generate /models/Qwen2-0.5B-Instruct --chat --prompt "Name three colou
 				if err != nil {
 					return err
 				}
-				text := m.Tokenizer.Decode(gens[0].Tokens)
+				// Decode prompt and continuation together so word boundaries come out right.
+				var all []int32
+				for _, id := range ids {
+					if !m.Tokenizer.IsSpecial(id) {
+						all = append(all, id)
+					}
+				}
+				text := m.Tokenizer.Decode(append(all, gens[0].Tokens...))
 				if cmd.Bool("json") {
 					return printJSON(cmd.Root().Writer, map[string]any{"prompt_ids": ids, "ids": gens[0].Tokens, "text": text})
 				}
-				fmt.Fprintln(cmd.Root().Writer, cmd.String("prompt")+text)
+				fmt.Fprintln(cmd.Root().Writer, text)
 				return nil
 			},
 		}

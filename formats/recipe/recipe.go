@@ -21,7 +21,8 @@ type Recipe struct {
 	Out    string `yaml:"out"`
 	Data   string `yaml:"data"`
 	Record struct {
-		Concepts []string `yaml:"concepts"`
+		Concepts    []string `yaml:"concepts"`
+		Coefficient string   `yaml:"coefficient"` // "a" (the papers', default) or "au" (a·u)
 	} `yaml:"record"`
 	Locate struct {
 		Method     string  `yaml:"method"` // dape, contrib, random
