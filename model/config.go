@@ -245,3 +245,6 @@ func (c *Config) ropeFrequencies(seqLen int) ([]float64, float64) {
 	}
 	return inv, scale
 }
+
+// RopeFrequencies exposes the inverse frequencies and cos/sin scale for tests and tools.
+func RopeFrequencies(c *Config, seqLen int) ([]float64, float64) { return c.ropeFrequencies(seqLen) }
