@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/neurosurg/neurosurg/formats/edit"
 	"github.com/neurosurg/neurosurg/formats/hfdir"
@@ -148,6 +149,9 @@ func Run(ctx context.Context, path string, o Options) (*Result, error) {
 		if err := writeSet(neuronsPath, set); err != nil {
 			return nil, err
 		}
+		if err := locate.PlotLayers(set, st.Layers, strings.TrimSuffix(neuronsPath, ".json")+".svg"); err != nil {
+			return nil, err
+		}
 		rnd := locate.Random(set, st.Layers, st.Neurons, r.Verify.RandomSeed)
 		rnd.StatsSHA256, rnd.ModelSHA256 = statsHash, fp
 		if err := writeSet(randomPath, rnd); err != nil {
@@ -259,6 +263,12 @@ func Run(ctx context.Context, path string, o Options) (*Result, error) {
 		rep = *got
 		b, _ := json.MarshalIndent(rep, "", "  ")
 		if err := os.WriteFile(reportPath, append(b, '\n'), 0o644); err != nil {
+			return nil, err
+		}
+		if err := rep.Plot(strings.TrimSuffix(reportPath, ".json") + ".svg"); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(strings.TrimSuffix(reportPath, ".json")+".md", []byte(rep.Markdown()), 0o644); err != nil {
 			return nil, err
 		}
 	}

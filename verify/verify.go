@@ -175,6 +175,38 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 				m["target_prob_rise"] = (pTgtE - pTgtB) / srcPos
 			}
 		}
+		// Multiple choice by log-likelihood: the choice whose tokens the model finds likeliest.
+		var mcRight, mcN float64
+		for _, e := range enc {
+			if len(e.s.Choices) == 0 || e.s.Answer == "" {
+				continue
+			}
+			best, bestLP := -1, math.Inf(-1)
+			for ci, c := range e.s.Choices {
+				ct, err := tok.Encode(" "+c, false)
+				if err != nil || len(ct) == 0 {
+					return nil, fmt.Errorf("verify: sample %s: choice %q does not tokenize", e.s.ID, c)
+				}
+				lps, err := v.Model.LogProbs(ctx, e.ids, ct, model.ForwardOptions{})
+				if err != nil {
+					return nil, err
+				}
+				var lp float64
+				for _, x := range lps {
+					lp += x
+				}
+				if lp > bestLP {
+					best, bestLP = ci, lp
+				}
+			}
+			mcN++
+			if normalize(e.s.Choices[best]) == normalize(e.s.Answer) {
+				mcRight++
+			}
+		}
+		if mcN > 0 {
+			m["mc_accuracy"] = mcRight / mcN
+		}
 		// Free generation: how often each word is written.
 		if src >= 0 || hasAnswers(bench) {
 			gens, err := v.Model.Generate(ctx, prompts, model.GenerateOptions{MaxTokens: o.MaxTokens})
@@ -191,7 +223,7 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 						nt++
 					}
 				}
-				if a := enc[i].s.Answer; a != "" {
+				if a := enc[i].s.Answer; a != "" && len(enc[i].s.Choices) == 0 {
 					out := tok.Decode(g.Tokens)
 					nqa++
 					if normalize(out) == normalize(a) {
