@@ -32,6 +32,7 @@ type Op struct {
 	Lambda float64 // swap strength: 1 exchanges the two components exactly
 	Sigma  float64 // noise standard deviation
 	Seed   uint64
+	Path   string // set: safetensors file with one F32 vector "MODULE.LAYER.INDEX" per neuron
 }
 
 func (o Op) String() string {
@@ -46,11 +47,13 @@ func (o Op) String() string {
 		return s
 	case "noise":
 		return "noise:" + strconv.FormatFloat(o.Sigma, 'g', -1, 64)
+	case "set":
+		return "set:" + o.Path
 	}
 	return o.Kind
 }
 
-// ParseOp reads zero, scale:α, swap:SRC>TGT[:λ], noise:σ.
+// ParseOp reads zero, scale:α, swap:SRC>TGT[:λ], noise:σ, set:FILE.
 func ParseOp(s string) (Op, error) {
 	kind, arg, _ := strings.Cut(s, ":")
 	num := func(v string) (float64, error) {
@@ -71,6 +74,11 @@ func ParseOp(s string) (Op, error) {
 		o.Alpha, err = num(arg)
 	case "noise":
 		o.Sigma, err = num(arg)
+	case "set":
+		if arg == "" {
+			return o, fmt.Errorf("%w: %q: want set:FILE.safetensors", ErrOp, s)
+		}
+		o.Path = arg
 	case "swap":
 		pair, lam, hasLam := strings.Cut(arg, ":")
 		src, tgt, ok := strings.Cut(pair, ">")
@@ -82,7 +90,7 @@ func ParseOp(s string) (Op, error) {
 			o.Lambda, err = num(lam)
 		}
 	default:
-		return o, fmt.Errorf("%w: %q: want zero, scale:α, swap:SRC>TGT[:λ] or noise:σ", ErrOp, s)
+		return o, fmt.Errorf("%w: %q: want zero, scale:α, swap:SRC>TGT[:λ], noise:σ or set:FILE", ErrOp, s)
 	}
 	return o, err
 }
@@ -126,7 +134,20 @@ func Apply(in Inputs, set *neuronset.Set, ops []Op) (map[string][]byte, error) {
 	}
 	sort.Strings(names)
 	dirs := map[int][]float64{}
+	sets := map[int]*safetensors.File{}
+	defer func() {
+		for _, f := range sets {
+			f.Close()
+		}
+	}()
 	for i, op := range ops {
+		if op.Kind == "set" {
+			f, err := safetensors.Open(op.Path)
+			if err != nil {
+				return nil, err
+			}
+			sets[i] = f
+		}
 		if op.Kind == "swap" {
 			w, err := swapDirection(in, a, op)
 			if err != nil {
@@ -134,6 +155,10 @@ func Apply(in Inputs, set *neuronset.Set, ops []Op) (map[string][]byte, error) {
 			}
 			dirs[i] = w
 		}
+	}
+	neuronOf := map[string]neuronset.Neuron{} // tensor/column -> neuron, for set's vector names
+	for _, n := range set.Neurons {
+		neuronOf[archdef.TensorName(byModule[n.Module].Down, n.Layer)+"/"+strconv.Itoa(n.Index)] = n
 	}
 	out := map[string][]byte{}
 	for _, name := range names {
@@ -179,6 +204,19 @@ func Apply(in Inputs, set *neuronset.Set, ops []Op) (map[string][]byte, error) {
 					}
 					for r := range v {
 						v[r] -= 2 * op.Lambda * dot * w[r]
+					}
+				case "set":
+					n := neuronOf[name+"/"+strconv.Itoa(j)]
+					vec := fmt.Sprintf("%s.%d.%d", n.Module, n.Layer, n.Index)
+					info, ok := sets[i].Tensor(vec)
+					if !ok || info.DType != safetensors.F32 || info.NumElements() != int64(rows) {
+						return nil, fmt.Errorf("%w: %s: want an F32 tensor %q of %d values", ErrOp, op.Path, vec, rows)
+					}
+					b, _ := sets[i].Bytes(vec)
+					f := make([]float32, rows)
+					safetensors.ToFloat32(f, b, safetensors.F32)
+					for r := range v {
+						v[r] = float64(f[r])
 					}
 				case "noise":
 					// One stream per (seed, tensor, column): the same neuron gets the same noise.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/neurosurg/neurosurg/formats/hfdir"
@@ -99,6 +100,43 @@ func TestSwapExchangesComponents(t *testing.T) {
 	// Out of range.
 	bad := &neuronset.Set{Neurons: []neuronset.Neuron{{Module: "llm", Layer: 5, Index: 0}}}
 	if _, err := Apply(Inputs{Base: c, Tokenizer: tok}, bad, []Op{{Kind: "zero"}}); !errors.Is(err, ErrOp) {
+		t.Errorf("err %v", err)
+	}
+}
+
+func TestSetFromFile(t *testing.T) {
+	c, err := hfdir.Open("../testdata/stories260K")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	vec := make([]float32, 64)
+	for i := range vec {
+		vec[i] = float32(i) / 8 // exact in f32
+	}
+	b := make([]byte, 256)
+	safetensors.FromFloat32(b, vec, safetensors.F32)
+	path := t.TempDir() + "/v.safetensors"
+	if err := safetensors.WriteFile(path, []safetensors.Tensor{{Info: safetensors.TensorInfo{Name: "llm.1.5", DType: safetensors.F32, Shape: []int64{64}}, Data: b}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	op, err := ParseOp("set:" + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := &neuronset.Set{Neurons: []neuronset.Neuron{{Module: "llm", Layer: 1, Index: 5}}}
+	out, err := Apply(Inputs{Base: c}, set, []Op{op})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := column(out["model.layers.1.mlp.down_proj.weight"], 64, 172, 5)
+	for i := range got {
+		if got[i] != float64(vec[i]) {
+			t.Fatalf("col[%d] = %g, want %g", i, got[i], vec[i])
+		}
+	}
+	set.Neurons[0].Index = 6 // no vector for this neuron
+	if _, err := Apply(Inputs{Base: c}, set, []Op{op}); !errors.Is(err, ErrOp) || !strings.Contains(err.Error(), "llm.1.6") {
 		t.Errorf("err %v", err)
 	}
 }

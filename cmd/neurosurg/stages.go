@@ -206,7 +206,7 @@ neurosurg patch testdata/stories260K --neurons lily.json --op swap:Lily>Tim --ou
 neurosurg patch CKPT --neurons n.json --op scale:0.5 --op noise:0.01 --seed 3 --out e.nsd`,
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "neurons", Required: true},
-				&cli.StringSliceFlag{Name: "op", Required: true, Usage: "zero, scale:α, swap:SRC>TGT[:λ], noise:σ (repeatable, applied in order)"},
+				&cli.StringSliceFlag{Name: "op", Required: true, Usage: "zero, scale:α, swap:SRC>TGT[:λ], noise:σ, set:FILE.safetensors (repeatable, applied in order)"},
 				&cli.Uint64Flag{Name: "seed", Usage: "noise seed"},
 				&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Required: true},
 			},
