@@ -17,6 +17,59 @@ type recorder struct {
 	ids      []int32                 // token ids of the current sample
 	concepts map[int32]*ConceptStats // concept token id -> accumulators
 	product  bool                    // concepts accumulate a·u instead of a
+	miner    bool                    // MINER importance scores
+	types    []int                   // token type of each position of the current sample
+	ismCur   *ISMStats
+	attn     []float32 // mean-over-heads non-causal attention of the current layer (T×T)
+}
+
+// WantsAttention asks for MINER's non-causal attention when MINER scores are recorded.
+func (r *recorder) WantsAttention() (bool, bool) { return false, r.miner }
+
+func (r *recorder) Attention(e *model.AttnEvent) {
+	if !e.NonCausal || e.Pos0 != 0 {
+		return
+	}
+	T := e.Cols
+	if cap(r.attn) < T*T {
+		r.attn = make([]float32, T*T)
+	}
+	r.attn = r.attn[:T*T]
+	clear(r.attn)
+	inv := 1 / float32(e.Heads)
+	for h := 0; h < e.Heads; h++ {
+		for i, v := range e.Probs[h*e.Rows*T : (h+1)*e.Rows*T] {
+			r.attn[i] += v * inv
+		}
+	}
+}
+
+// ism adds one layer's MINER scores of the current sample (prefill only, §2.3).
+func (r *recorder) addISM(e *model.FFNEvent) {
+	if e.Pos0 != 0 || e.Rows < 2 {
+		return
+	}
+	L, N := r.s.Layers, e.Neurons
+	masks := modalityMasks(r.types[:e.Rows])
+	var S []float32
+	if len(r.attn) == e.Rows*e.Rows {
+		S = r.attn
+	}
+	for m, idx := range masks {
+		if len(idx) == 0 {
+			continue
+		}
+		sc := ismSample(e.Act, N, S, e.Rows, idx)
+		for i := 0; i < 5; i++ {
+			base := ((i*7+m)*L + e.Site.Layer) * N
+			for j, v := range sc[i] {
+				r.ismCur.Sum[base+j] += v
+			}
+		}
+		if e.Site.Layer == 0 {
+			r.ismCur.Count[m]++
+		}
+	}
 }
 
 // WantsUp asks the runtime for u = up_proj x when contribution scores use a·u.
@@ -27,6 +80,9 @@ func (r *recorder) FFN(e *model.FFNEvent) {
 		return
 	}
 	N, l := e.Neurons, e.Site.Layer
+	if r.miner {
+		r.addISM(e)
+	}
 	ls := r.cur
 	ls.Positions[l] += float64(e.Rows)
 	fire, sum, mx := ls.Fire[l*N:(l+1)*N], ls.Sum[l*N:(l+1)*N], ls.Max[l*N:(l+1)*N]
@@ -73,6 +129,8 @@ type RecordOptions struct {
 	// Product makes contribution scores use the neuron's true coefficient c = a·u (up_proj
 	// output included, sign and all) instead of the papers' a = act(gate).
 	Product bool
+	// MINER records MINER's per-sample importance scores (needs attention: slower).
+	MINER bool
 }
 
 // Record runs every sample through m (plain prompts: BOS + text) and accumulates statistics of
@@ -94,7 +152,7 @@ func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stat
 	if s.Layers != cfg.Layers || s.Neurons != cfg.Intermediate {
 		return nil, fmt.Errorf("%w: stats are %d×%d, the model %d×%d", ErrStats, s.Layers, s.Neurons, cfg.Layers, cfg.Intermediate)
 	}
-	r := &recorder{s: s, concepts: map[int32]*ConceptStats{}, product: o.Product}
+	r := &recorder{s: s, concepts: map[int32]*ConceptStats{}, product: o.Product, miner: o.MINER}
 	for _, w := range o.Concepts {
 		ids, err := m.Tokenizer.WordIDs(w)
 		if err != nil || len(ids) == 0 {
@@ -126,6 +184,17 @@ func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stat
 			continue
 		}
 		r.cur, r.ids = s.label(smp.Label), ids
+		if o.MINER {
+			ds := smp.Dataset
+			if ds == "" {
+				ds = smp.Label
+			}
+			r.ismCur = s.ism(ds)
+			r.types = r.types[:0]
+			for _, id := range ids {
+				r.types = append(r.types, tokenType(m.Tokenizer, id))
+			}
+		}
 		if _, err := m.Forward(ctx, [][]int32{ids}, model.ForwardOptions{Taps: []model.Tap{r}}); err != nil {
 			return nil, fmt.Errorf("record: sample %s: %w", smp.ID, err)
 		}
@@ -139,4 +208,24 @@ func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stat
 		s.DataHash = hex.EncodeToString(h.Sum(nil))
 	}
 	return s, nil
+}
+
+// tokenType classifies a token id by MINER's modality split: image/video/audio placeholders
+// by their content, other special tokens as special, the rest as text.
+func tokenType(tok interface {
+	IsSpecial(int32) bool
+	Token(int32) string
+}, id int32) int {
+	switch tok.Token(id) {
+	case "<|image_pad|>", "<image>":
+		return TokImage
+	case "<|video_pad|>", "<video>":
+		return TokVideo
+	case "<|AUDIO|>", "<|audio_pad|>", "<audio>":
+		return TokAudio
+	}
+	if tok.IsSpecial(id) {
+		return TokSpecial
+	}
+	return TokText
 }

@@ -44,6 +44,7 @@ type Stats struct {
 	Labels    []string
 	ByLabel   map[string]*LabelStats
 	Concepts  []*ConceptStats
+	ISMs      []*ISMStats // MINER, one per dataset
 	SampleIDs []string
 }
 
@@ -106,8 +107,28 @@ func (s *Stats) Merge(o *Stats) error {
 			c.ActSum[i] += oc.ActSum[i]
 		}
 	}
+	for _, od := range o.ISMs {
+		d := s.ism(od.Dataset)
+		for i := range d.Sum {
+			d.Sum[i] += od.Sum[i]
+		}
+		for i := range d.Count {
+			d.Count[i] += od.Count[i]
+		}
+	}
 	s.SampleIDs = append(s.SampleIDs, o.SampleIDs...)
 	return nil
+}
+
+func (s *Stats) ism(dataset string) *ISMStats {
+	for _, d := range s.ISMs {
+		if d.Dataset == dataset {
+			return d
+		}
+	}
+	d := &ISMStats{Dataset: dataset, Sum: make([]float64, 5*7*s.Layers*s.Neurons), Count: make([]float64, 7)}
+	s.ISMs = append(s.ISMs, d)
+	return d
 }
 
 func (s *Stats) concept(word string, id int32, phi []float64) *ConceptStats {
@@ -136,6 +157,7 @@ type statsMeta struct {
 		Steps   float64 `json:"steps"`
 	} `json:"concepts"`
 	SampleIDs []string `json:"sample_ids"`
+	Datasets  []string `json:"ism_datasets,omitempty"`
 }
 
 const statsKey = "neurosurg.stats"
@@ -170,6 +192,11 @@ func (s *Stats) WriteFile(path string) error {
 		p := fmt.Sprintf("concept.%d.", i)
 		f64(p+"act_sum", c.ActSum, L, N)
 		f64(p+"phi", c.Phi, L, N)
+	}
+	for i, d := range s.ISMs {
+		meta.Datasets = append(meta.Datasets, d.Dataset)
+		f64(fmt.Sprintf("ism.%d.sum", i), d.Sum, 5, 7, L, N)
+		f64(fmt.Sprintf("ism.%d.count", i), d.Count, 7)
 	}
 	mj, _ := json.Marshal(meta)
 	return safetensors.WriteFile(path, ts, map[string]string{statsKey: string(mj)})
@@ -232,6 +259,17 @@ func ReadStats(path string) (*Stats, error) {
 			return nil, err
 		}
 		s.Concepts = append(s.Concepts, &ConceptStats{Word: c.Word, TokenID: c.TokenID, Steps: c.Steps, ActSum: act, Phi: phi})
+	}
+	for i, name := range meta.Datasets {
+		sum, err := get(fmt.Sprintf("ism.%d.sum", i), 35*n)
+		if err != nil {
+			return nil, err
+		}
+		cnt, err := get(fmt.Sprintf("ism.%d.count", i), 7)
+		if err != nil {
+			return nil, err
+		}
+		s.ISMs = append(s.ISMs, &ISMStats{Dataset: name, Sum: sum, Count: cnt})
 	}
 	return s, nil
 }

@@ -93,12 +93,12 @@ func Run(ctx context.Context, path string, o Options) (*Result, error) {
 	fp := base.Fingerprint()
 
 	// record
-	statsPath := filepath.Join(work, "stats-"+key(fp, dataHash, r.Record.Concepts, r.Record.Coefficient)+".st")
+	statsPath := filepath.Join(work, "stats-"+key(fp, dataHash, r.Record.Concepts, r.Record.Coefficient, r.Record.MINER)+".st")
 	if exists(statsPath) {
 		res.Cached = append(res.Cached, "record")
 	} else {
 		log("record: " + dataPath)
-		st, err := locate.Record(ctx, m, data, nil, locate.RecordOptions{Concepts: r.Record.Concepts, ModelHash: fp, Product: r.Record.Coefficient == "au"})
+		st, err := locate.Record(ctx, m, data, nil, locate.RecordOptions{Concepts: r.Record.Concepts, ModelHash: fp, Product: r.Record.Coefficient == "au", MINER: r.Record.MINER})
 		if err != nil {
 			return nil, err
 		}
@@ -122,6 +122,14 @@ func Run(ctx context.Context, path string, o Options) (*Result, error) {
 		log("locate: " + lp.Method)
 		var set *neuronset.Set
 		switch lp.Method {
+		case "miner":
+			o := locate.MINEROptions{Ratio: lp.Ratio, Strategy: lp.Strategy, Split: lp.Split, Seed: lp.Seed}
+			if len(lp.Weights) == 5 {
+				copy(o.Weights[:], lp.Weights)
+			} else if len(lp.Weights) != 0 {
+				return nil, fmt.Errorf("%s: locate.weights needs 5 numbers (prob, mean, max, attn_k, attn_q)", path)
+			}
+			set, err = locate.MINER(st, o)
 		case "dape":
 			set, err = locate.DAPE(st, locate.DAPEOptions{TopRate: lp.TopRate, FilterRate: lp.FilterRate})
 		case "contrib":

@@ -32,6 +32,8 @@ neurosurg record testdata/stories260K --data more.jsonl --resume --out stats.st`
 				&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Required: true},
 				&cli.StringSliceFlag{Name: "concept", Usage: "word whose generating steps feed contribution scores (repeatable)"},
 				&cli.BoolFlag{Name: "resume", Usage: "extend --out, skipping sample ids it already holds"},
+				&cli.BoolFlag{Name: "miner", Usage: "also record MINER's per-sample importance scores (needs attention: slower)"},
+				&cli.BoolFlag{Name: "au", Usage: "contribution scores with the coefficient a·u instead of a"},
 			},
 			Action: func(ctx context.Context, cmd *cli.Command) error {
 				dir, err := oneArg(cmd, "CKPT")
@@ -52,7 +54,8 @@ neurosurg record testdata/stories260K --data more.jsonl --resume --out stats.st`
 				if err != nil {
 					return err
 				}
-				o := locate.RecordOptions{Concepts: cmd.StringSlice("concept"), ModelHash: c.Fingerprint(), Skip: map[string]bool{}}
+				o := locate.RecordOptions{Concepts: cmd.StringSlice("concept"), ModelHash: c.Fingerprint(), Skip: map[string]bool{},
+					MINER: cmd.Bool("miner"), Product: cmd.Bool("au")}
 				var into *locate.Stats
 				if cmd.Bool("resume") {
 					if into, err = locate.ReadStats(cmd.String("out")); err != nil {
@@ -76,13 +79,19 @@ neurosurg record testdata/stories260K --data more.jsonl --resume --out stats.st`
 	register(func() *cli.Command {
 		return &cli.Command{
 			Name:      "locate",
-			Usage:     "select neurons from a stats file (dape, contrib, random)",
+			Usage:     "select neurons from a stats file (miner, dape, contrib, random)",
 			ArgsUsage: "STATS",
 			UsageText: `neurosurg locate --method dape stats.st --out neurons.json
+neurosurg locate --method miner --strategy LA_MU --ratio 0.02 --weights 0,.25,.25,.5,0 stats.st --out msn.json
 neurosurg locate --method contrib --top-k 60 --layers 4 lily.st --out lily.json
 neurosurg locate --method random --like neurons.json --seed 1 stats.st --out random.json`,
 			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "method", Required: true, Usage: "dape, contrib or random"},
+				&cli.StringFlag{Name: "method", Required: true, Usage: "miner, dape, contrib or random"},
+				&cli.FloatSliceFlag{Name: "weights", Usage: "miner: weights of prob, mean, max, attn_k, attn_q (default 0,.25,.25,.5,0)"},
+				&cli.FloatFlag{Name: "ratio", Usage: "miner: fraction of neurons (default 0.02)"},
+				&cli.StringFlag{Name: "strategy", Usage: "miner: adaptive, LA_MU (default), LU_MA, uniform, random"},
+				&cli.StringFlag{Name: "split", Usage: "miner: special_text_separate (default), special_text_as_one, prompt"},
+				&cli.StringFlag{Name: "plot", Usage: "draw the per-layer distribution here (.svg or .png)"},
 				&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Required: true},
 				&cli.FloatFlag{Name: "top-rate", Usage: "dape: fraction kept (default 0.01)"},
 				&cli.FloatFlag{Name: "filter-rate", Usage: "dape: percentile bar (default 0.95)"},
@@ -102,6 +111,15 @@ neurosurg locate --method random --like neurons.json --seed 1 stats.st --out ran
 				}
 				var set *neuronset.Set
 				switch cmd.String("method") {
+				case "miner":
+					o := locate.MINEROptions{Ratio: cmd.Float("ratio"), Strategy: cmd.String("strategy"), Split: cmd.String("split"), Seed: cmd.Uint64("seed")}
+					if w := cmd.FloatSlice("weights"); len(w) > 0 {
+						if len(w) != 5 {
+							return usageErrorf("--weights takes 5 numbers (prob, mean, max, attn_k, attn_q)")
+						}
+						copy(o.Weights[:], w)
+					}
+					set, err = locate.MINER(st, o)
 				case "dape":
 					set, err = locate.DAPE(st, locate.DAPEOptions{TopRate: cmd.Float("top-rate"), FilterRate: cmd.Float("filter-rate")})
 				case "contrib":
@@ -120,7 +138,7 @@ neurosurg locate --method random --like neurons.json --seed 1 stats.st --out ran
 					}
 					set = locate.Random(like, st.Layers, st.Neurons, cmd.Uint64("seed"))
 				default:
-					return usageErrorf("--method %q: want dape, contrib or random", cmd.String("method"))
+					return usageErrorf("--method %q: want miner, dape, contrib or random", cmd.String("method"))
 				}
 				if err != nil {
 					return err
@@ -132,6 +150,11 @@ neurosurg locate --method random --like neurons.json --seed 1 stats.st --out ran
 				}
 				if err := writeFileAtomic(cmd.String("out"), b); err != nil {
 					return err
+				}
+				if p := cmd.String("plot"); p != "" {
+					if err := locate.PlotLayers(set, st.Layers, p); err != nil {
+						return err
+					}
 				}
 				fmt.Fprintf(cmd.Root().Writer, "%d neurons → %s\n", len(set.Neurons), cmd.String("out"))
 				return nil

@@ -23,15 +23,20 @@ type Recipe struct {
 	Record struct {
 		Concepts    []string `yaml:"concepts"`
 		Coefficient string   `yaml:"coefficient"` // "a" (the papers', default) or "au" (a·u)
+		MINER       bool     `yaml:"miner"`       // record MINER's importance scores
 	} `yaml:"record"`
 	Locate struct {
-		Method     string  `yaml:"method"` // dape, contrib, random
-		Label      string  `yaml:"label"`  // keep only neurons of this label
-		Layers     []int   `yaml:"layers"` // search only these layers (default: all)
-		TopK       int     `yaml:"top_k"`
-		TopRate    float64 `yaml:"top_rate"`
-		FilterRate float64 `yaml:"filter_rate"`
-		Seed       uint64  `yaml:"seed"`
+		Method     string    `yaml:"method"` // miner, dape, contrib, random
+		Weights    []float64 `yaml:"weights"`
+		Ratio      float64   `yaml:"ratio"`
+		Strategy   string    `yaml:"strategy"`
+		Split      string    `yaml:"split"`
+		Label      string    `yaml:"label"`  // keep only neurons of this label
+		Layers     []int     `yaml:"layers"` // search only these layers (default: all)
+		TopK       int       `yaml:"top_k"`
+		TopRate    float64   `yaml:"top_rate"`
+		FilterRate float64   `yaml:"filter_rate"`
+		Seed       uint64    `yaml:"seed"`
 	} `yaml:"locate"`
 	Patch struct {
 		Ops  []string `yaml:"ops"`
@@ -74,9 +79,9 @@ func Parse(b []byte, name string) (*Recipe, error) {
 		return nil, miss("patch.ops")
 	}
 	switch r.Locate.Method {
-	case "dape", "contrib", "random":
+	case "miner", "dape", "contrib", "random":
 	default:
-		return nil, fmt.Errorf("%s: %w: locate.method %q (dape, contrib, random)", name, ErrRecipe, r.Locate.Method)
+		return nil, fmt.Errorf("%s: %w: locate.method %q (miner, dape, contrib, random)", name, ErrRecipe, r.Locate.Method)
 	}
 	return &r, nil
 }

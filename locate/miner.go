@@ -1,0 +1,318 @@
+package locate
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sort"
+
+	"github.com/neurosurg/neurosurg/formats/neuronset"
+)
+
+// MINER's modality split of token positions (algorithms.md §2.2) and metric order (§2.3).
+var (
+	Modalities = []string{"text", "special", "special_text", "image", "video", "audio", "prompt"}
+	Metrics    = []string{"prob", "mean", "max", "attn_k", "attn_q"}
+)
+
+// Token types of one position.
+const (
+	TokText = iota
+	TokSpecial
+	TokImage
+	TokVideo
+	TokAudio
+)
+
+// modalityMasks returns, for each of the 7 modalities, the positions it holds.
+func modalityMasks(types []int) [7][]int {
+	var m [7][]int
+	for p, t := range types {
+		switch t {
+		case TokText:
+			m[0] = append(m[0], p)
+			m[2] = append(m[2], p)
+		case TokSpecial:
+			m[1] = append(m[1], p)
+			m[2] = append(m[2], p)
+		case TokImage:
+			m[3] = append(m[3], p)
+		case TokVideo:
+			m[4] = append(m[4], p)
+		case TokAudio:
+			m[5] = append(m[5], p)
+		}
+		m[6] = append(m[6], p)
+	}
+	return m
+}
+
+// ismSample computes the five min-max-normalised metric vectors of one layer for the positions
+// idx: X = act[idx, :] (rows of n neurons), S = mean-over-heads non-causal attention (T×T).
+// out[metric][j]. S may be nil (the attention metrics are then 0).
+func ismSample(act []float32, N int, S []float32, T int, idx []int) [5][]float64 {
+	var out [5][]float64
+	for i := range out {
+		out[i] = make([]float64, N)
+	}
+	n := len(idx)
+	prob, mean, mx := out[0], out[1], out[2]
+	for j := range mx {
+		mx[j] = math.Inf(-1)
+	}
+	for _, t := range idx {
+		row := act[t*N : (t+1)*N]
+		for j, v := range row {
+			if v > 0 {
+				prob[j]++
+			}
+			mean[j] += float64(v)
+			mx[j] = math.Max(mx[j], float64(v))
+		}
+	}
+	for j := range prob {
+		prob[j] /= float64(n)
+		mean[j] /= float64(n)
+	}
+	if S != nil {
+		// Ŝ = S[idx, idx]; a second softmax over probabilities, as the official code does.
+		sub := make([]float64, n*n)
+		for a, q := range idx {
+			for b, k := range idx {
+				sub[a*n+b] = float64(S[q*T+k])
+			}
+		}
+		wk := make([]float64, n) // column softmax, then row sums
+		wq := make([]float64, n) // row softmax, then column sums
+		for b := 0; b < n; b++ {
+			var z float64
+			for a := 0; a < n; a++ {
+				z += math.Exp(sub[a*n+b])
+			}
+			for a := 0; a < n; a++ {
+				wk[a] += math.Exp(sub[a*n+b]) / z
+			}
+		}
+		for a := 0; a < n; a++ {
+			var z float64
+			for b := 0; b < n; b++ {
+				z += math.Exp(sub[a*n+b])
+			}
+			for b := 0; b < n; b++ {
+				wq[b] += math.Exp(sub[a*n+b]) / z
+			}
+		}
+		for a, t := range idx {
+			row := act[t*N : (t+1)*N]
+			for j, v := range row {
+				out[3][j] += wk[a] * float64(v)
+				out[4][j] += wq[a] * float64(v)
+			}
+		}
+	}
+	for i := range out {
+		minMax(out[i])
+	}
+	return out
+}
+
+// minMax rescales v to [0,1]; a constant vector becomes 0 (the official code divides by zero).
+func minMax(v []float64) {
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, x := range v {
+		lo, hi = math.Min(lo, x), math.Max(hi, x)
+	}
+	for i := range v {
+		if hi > lo {
+			v[i] = (v[i] - lo) / (hi - lo)
+		} else {
+			v[i] = 0
+		}
+	}
+}
+
+// ISMStats accumulate MINER's per-sample scores of one dataset.
+type ISMStats struct {
+	Dataset string
+	Sum     []float64 // [metric][modality][layer][neuron]
+	Count   []float64 // [modality] samples in which the modality occurred
+}
+
+// MINEROptions are MINER's selection parameters (defaults of ISM_gen_and_apply_mask.py).
+type MINEROptions struct {
+	Weights  [5]float64 // over prob, mean, max, attn_k, attn_q (default 0, .25, .25, .5, 0)
+	Ratio    float64    // r (default 0.02)
+	Strategy string     // adaptive, LA_MU (default), LU_MA, uniform, random
+	Split    string     // special_text_separate (default), special_text_as_one, prompt
+	Seed     uint64     // random strategy
+}
+
+// ISM aggregates the datasets into the Importance Score Matrix [metric][modality][L·N]
+// (algorithms.md §2.4): per dataset the mean over samples, summed over datasets, each modality
+// divided by the number of datasets in which it occurs.
+func (s *Stats) ISM() [5][7][]float64 {
+	var out [5][7][]float64
+	n := s.Layers * s.Neurons
+	for i := range out {
+		for m := range out[i] {
+			out[i][m] = make([]float64, n)
+		}
+	}
+	var occurs [7]int
+	for _, d := range s.ISMs {
+		for m := 0; m < 7; m++ {
+			if d.Count[m] == 0 {
+				continue
+			}
+			nonzero := false
+			for i := 0; i < 5; i++ {
+				base := (i*7 + m) * n
+				for k := 0; k < n; k++ {
+					v := d.Sum[base+k] / d.Count[m]
+					out[i][m][k] += v
+					nonzero = nonzero || v != 0
+				}
+			}
+			if nonzero {
+				occurs[m]++
+			}
+		}
+	}
+	for m := 0; m < 7; m++ {
+		if occurs[m] > 1 {
+			for i := 0; i < 5; i++ {
+				for k := range out[i][m] {
+					out[i][m][k] /= float64(occurs[m])
+				}
+			}
+		}
+	}
+	return out
+}
+
+// MINER selects modality-specific neurons (algorithms.md §2.5).
+func MINER(s *Stats, o MINEROptions) (*neuronset.Set, error) {
+	if len(s.ISMs) == 0 {
+		return nil, fmt.Errorf("%w: no MINER importance scores recorded", ErrStats)
+	}
+	if o.Weights == ([5]float64{}) {
+		o.Weights = [5]float64{0, 0.25, 0.25, 0.5, 0}
+	}
+	if o.Ratio == 0 {
+		o.Ratio = 0.02
+	}
+	if o.Strategy == "" {
+		o.Strategy = "LA_MU"
+	}
+	if o.Split == "" {
+		o.Split = "special_text_separate"
+	}
+	var split []int
+	switch o.Split {
+	case "special_text_separate":
+		split = []int{0, 1, 3, 4, 5}
+	case "special_text_as_one":
+		split = []int{2, 3, 4, 5}
+	case "prompt":
+		split = []int{6}
+	default:
+		return nil, fmt.Errorf("%w: split %q (special_text_separate, special_text_as_one, prompt)", ErrStats, o.Split)
+	}
+	ism := s.ISM()
+	L, N := s.Layers, s.Neurons
+	var names []string
+	var W [][]float64
+	for _, m := range split {
+		w := make([]float64, L*N)
+		nonzero := false
+		for i := 0; i < 5; i++ {
+			for k := range w {
+				w[k] += o.Weights[i] * ism[i][m][k]
+			}
+		}
+		for i := 0; i < 5 && !nonzero; i++ {
+			for _, v := range ism[i][m] {
+				if v != 0 {
+					nonzero = true
+					break
+				}
+			}
+		}
+		if nonzero {
+			names = append(names, Modalities[m])
+			W = append(W, w)
+		}
+	}
+	M := len(W)
+	if M == 0 {
+		return nil, fmt.Errorf("%w: no modality of split %s occurs in the stats", ErrStats, o.Split)
+	}
+	K := int(math.Floor(o.Ratio * float64(L*N)))
+	set := &neuronset.Set{Version: neuronset.Version, Method: "miner", Labels: names,
+		Params: map[string]any{"weights": o.Weights[:], "ratio": o.Ratio, "strategy": o.Strategy, "split": o.Split, "k": K}}
+	add := func(m, k int, score float64) {
+		set.Neurons = append(set.Neurons, neuronset.Neuron{Module: s.Module, Layer: k / N, Index: k % N, Label: names[m], Score: score})
+	}
+	switch o.Strategy {
+	case "adaptive":
+		C := make([]float64, L*N)
+		for _, w := range W {
+			for k := range C {
+				C[k] += w[k]
+			}
+		}
+		for _, k := range topK(C, K) {
+			best := 0
+			for m := 1; m < M; m++ {
+				if W[m][k] > W[best][k] {
+					best = m
+				}
+			}
+			add(best, k, W[best][k])
+		}
+	case "LA_MU":
+		for m := range W {
+			for _, k := range topK(W[m], K/M) {
+				add(m, k, W[m][k])
+			}
+		}
+	case "LU_MA":
+		for l := 0; l < L; l++ {
+			stack := make([]float64, 0, M*N)
+			for m := range W {
+				stack = append(stack, W[m][l*N:(l+1)*N]...)
+			}
+			for _, e := range topK(stack, K/L) {
+				m, j := e/N, e%N
+				add(m, l*N+j, W[m][l*N+j])
+			}
+		}
+	case "uniform":
+		for l := 0; l < L; l++ {
+			for m := range W {
+				for _, j := range topK(W[m][l*N:(l+1)*N], K/(M*L)) {
+					add(m, l*N+j, W[m][l*N+j])
+				}
+			}
+		}
+	case "random":
+		rng := rand.New(rand.NewPCG(o.Seed, 2024))
+		for i := 0; i < K; i++ {
+			k := rng.IntN(L * N)
+			set.Neurons = append(set.Neurons, neuronset.Neuron{Module: s.Module, Layer: k / N, Index: k % N, Label: "random"})
+		}
+	default:
+		return nil, fmt.Errorf("%w: strategy %q (adaptive, LA_MU, LU_MA, uniform, random)", ErrStats, o.Strategy)
+	}
+	return set, nil
+}
+
+// topK returns the indices of the k largest values (ties: lower index first).
+func topK(v []float64, k int) []int {
+	idx := make([]int, len(v))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return v[idx[a]] > v[idx[b]] })
+	return idx[:min(k, len(idx))]
+}

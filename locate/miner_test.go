@@ -1,0 +1,207 @@
+package locate
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"path/filepath"
+	"sort"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/neurosurg/neurosurg/formats/samples"
+	"github.com/neurosurg/neurosurg/model"
+)
+
+func near(a, b float64) bool { return math.Abs(a-b) < 1e-12 }
+
+// Two positions, three neurons, hand-computed (algorithms.md §2.3).
+func TestISMSampleHandComputed(t *testing.T) {
+	act := []float32{
+		1, -1, 0.5,
+		3, -2, 0.5,
+	}
+	// S rows are queries; Ŝ = S (both positions in the modality).
+	S := []float32{0, 0, 0, 1}
+	sc := ismSample(act, 3, S, 2, []int{0, 1})
+	// prob = {1, 0, 1} -> min-max {1, 0, 1}; mean = {2, -1.5, .5} -> {1, 0, 2/3.5};
+	// max = {3, -1, .5} -> {1, 0, 1.5/4}.
+	want := [3][]float64{{1, 0, 1}, {1, 0, 2 / 3.5}, {1, 0, 1.5 / 4}}
+	for i := 0; i < 3; i++ {
+		for j := range want[i] {
+			if !near(sc[i][j], want[i][j]) {
+				t.Errorf("%s[%d] = %g, want %g", Metrics[i], j, sc[i][j], want[i][j])
+			}
+		}
+	}
+	// attn_k: column softmax of [[0,0],[0,1]]: col0 = (.5,.5), col1 = (1/(1+e), e/(1+e));
+	// row sums w = (.5+1/(1+e), .5+e/(1+e)).
+	e := math.E
+	w := []float64{0.5 + 1/(1+e), 0.5 + e/(1+e)}
+	raw := make([]float64, 3)
+	for j := 0; j < 3; j++ {
+		raw[j] = w[0]*float64(act[j]) + w[1]*float64(act[3+j])
+	}
+	minMax(raw)
+	for j := range raw {
+		if !near(sc[3][j], raw[j]) {
+			t.Errorf("attn_k[%d] = %g, want %g", j, sc[3][j], raw[j])
+		}
+	}
+	// A constant vector normalises to 0, not NaN.
+	flat := ismSample([]float32{2, 2}, 2, nil, 1, []int{0})
+	if flat[1][0] != 0 || flat[1][1] != 0 {
+		t.Errorf("constant mean -> %v", flat[1])
+	}
+}
+
+// minerNaive writes the four strategies out directly from the table in §2.5.
+func minerNaive(W [][]float64, L, N, K int, strategy string) map[[3]int]bool {
+	M := len(W)
+	type e struct {
+		v    float64
+		m, k int
+	}
+	top := func(es []e, k int) []e {
+		sort.SliceStable(es, func(a, b int) bool { return es[a].v > es[b].v })
+		return es[:min(k, len(es))]
+	}
+	out := map[[3]int]bool{}
+	switch strategy {
+	case "adaptive":
+		var es []e
+		for k := 0; k < L*N; k++ {
+			var c float64
+			best := 0
+			for m := range W {
+				c += W[m][k]
+				if W[m][k] > W[best][k] {
+					best = m
+				}
+			}
+			es = append(es, e{c, best, k})
+		}
+		for _, x := range top(es, K) {
+			out[[3]int{x.m, x.k / N, x.k % N}] = true
+		}
+	case "LA_MU":
+		for m := range W {
+			var es []e
+			for k := 0; k < L*N; k++ {
+				es = append(es, e{W[m][k], m, k})
+			}
+			for _, x := range top(es, K/M) {
+				out[[3]int{m, x.k / N, x.k % N}] = true
+			}
+		}
+	case "LU_MA":
+		for l := 0; l < L; l++ {
+			var es []e
+			for m := range W {
+				for j := 0; j < N; j++ {
+					es = append(es, e{W[m][l*N+j], m, l*N + j})
+				}
+			}
+			for _, x := range top(es, K/L) {
+				out[[3]int{x.m, l, x.k % N}] = true
+			}
+		}
+	case "uniform":
+		for l := 0; l < L; l++ {
+			for m := range W {
+				var es []e
+				for j := 0; j < N; j++ {
+					es = append(es, e{W[m][l*N+j], m, l*N + j})
+				}
+				for _, x := range top(es, K/(M*L)) {
+					out[[3]int{m, l, x.k % N}] = true
+				}
+			}
+		}
+	}
+	return out
+}
+
+func TestMINERStrategiesAgainstNaive(t *testing.T) {
+	L, N := 3, 40
+	s := NewStats("llm", L, N)
+	d := s.ism("d1")
+	rng := rand.New(rand.NewPCG(4, 4))
+	for i := range d.Sum {
+		d.Sum[i] = rng.Float64()
+	}
+	d.Count[0], d.Count[1] = 1, 1 // text and special occur; nothing else
+	for i := 0; i < 5; i++ {
+		for m := 2; m < 7; m++ {
+			for k := 0; k < L*N; k++ {
+				d.Sum[(i*7+m)*L*N+k] = 0
+			}
+		}
+	}
+	weights := [5]float64{0, .25, .25, .5, 0}
+	var W [][]float64
+	ism := s.ISM()
+	for _, m := range []int{0, 1} {
+		w := make([]float64, L*N)
+		for i := 0; i < 5; i++ {
+			for k := range w {
+				w[k] += weights[i] * ism[i][m][k]
+			}
+		}
+		W = append(W, w)
+	}
+	for _, st := range []string{"adaptive", "LA_MU", "LU_MA", "uniform"} {
+		set, err := MINER(s, MINEROptions{Strategy: st, Ratio: 0.1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[[3]int]bool{}
+		for _, n := range set.Neurons {
+			m := map[string]int{"text": 0, "special": 1}[n.Label]
+			got[[3]int{m, n.Layer, n.Index}] = true
+		}
+		if want := minerNaive(W, L, N, 12, st); len(want) == 0 || !cmp.Equal(want, got) {
+			t.Errorf("%s: got %d, want %d neurons (or different ones)", st, len(got), len(want))
+		}
+	}
+	r, _ := MINER(s, MINEROptions{Strategy: "random", Ratio: 0.1, Seed: 1})
+	if len(r.Neurons) != 12 {
+		t.Errorf("random drew %d", len(r.Neurons))
+	}
+}
+
+// On stories260K: MINER scores are recorded for the text and special (BOS) modalities, survive
+// the stats file, and select K = 2% of the neurons split between them.
+func TestStoriesMINER(t *testing.T) {
+	m, err := model.Open("../testdata/stories260K")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ss, _ := samples.ReadFile("../testdata/samples/stories-animals-food.jsonl")
+	st, err := Record(context.Background(), m, ss[:10], nil, RecordOptions{MINER: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.ISMs) != 1 || st.ISMs[0].Count[0] != 10 || st.ISMs[0].Count[1] != 10 || st.ISMs[0].Count[3] != 0 {
+		t.Fatalf("ISM counts %+v", st.ISMs[0].Count)
+	}
+	path := filepath.Join(t.TempDir(), "s.st")
+	if err := st.WriteFile(path); err != nil {
+		t.Fatal(err)
+	}
+	back, err := ReadStats(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cmp.Equal(st.ISMs, back.ISMs) {
+		t.Fatal("ISMs changed in the file round trip")
+	}
+	set, err := MINER(back, MINEROptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(set.Labels) != 2 || len(set.Neurons) != 2*(5*172*2/100/2) {
+		t.Errorf("labels %v, %d neurons", set.Labels, len(set.Neurons))
+	}
+}
