@@ -8,6 +8,7 @@ import (
 
 	"github.com/neurosurg/neurosurg/formats/samples"
 	"github.com/neurosurg/neurosurg/model"
+	"github.com/neurosurg/neurosurg/model/tokenizer"
 )
 
 // recorder is the tap that fills Stats during forward passes.
@@ -131,6 +132,11 @@ type RecordOptions struct {
 	Product bool
 	// MINER records MINER's per-sample importance scores (needs attention: slower).
 	MINER bool
+	// ConceptsFromLabels adds every sample label as a concept word.
+	ConceptsFromLabels bool
+	// Chat wraps each sample's text as a user turn of the checkpoint's chat template
+	// (with the generation prompt); otherwise the prompt is BOS + text.
+	Chat bool
 }
 
 // Record runs every sample through m (plain prompts: BOS + text) and accumulates statistics of
@@ -153,7 +159,14 @@ func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stat
 		return nil, fmt.Errorf("%w: stats are %d×%d, the model %d×%d", ErrStats, s.Layers, s.Neurons, cfg.Layers, cfg.Intermediate)
 	}
 	r := &recorder{s: s, concepts: map[int32]*ConceptStats{}, product: o.Product, miner: o.MINER}
-	for _, w := range o.Concepts {
+	concepts := append([]string(nil), o.Concepts...)
+	if o.ConceptsFromLabels {
+		concepts = append(concepts, samples.Labels(ss)...)
+	}
+	for _, w := range concepts {
+		if w == "" {
+			continue
+		}
 		ids, err := m.Tokenizer.WordIDs(w)
 		if err != nil || len(ids) == 0 {
 			return nil, fmt.Errorf("record: concept %q does not tokenize", w)
@@ -176,7 +189,7 @@ func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stat
 		if o.Skip[smp.ID] {
 			continue
 		}
-		ids, err := m.Tokenizer.Encode(smp.Text, true)
+		ids, err := Prompt(m.Tokenizer, smp.Text, o.Chat)
 		if err != nil {
 			return nil, fmt.Errorf("record: sample %s: %w", smp.ID, err)
 		}
@@ -228,4 +241,18 @@ func tokenType(tok interface {
 		return TokSpecial
 	}
 	return TokText
+}
+
+// Prompt builds the token ids of a sample: BOS + text, or the text as a user turn of the chat
+// template with the assistant prompt opened (docs/samples.md).
+func Prompt(tok *tokenizer.Tokenizer, text string, chat bool) ([]int32, error) {
+	if !chat {
+		return tok.Encode(text, true)
+	}
+	s, err := tok.ApplyChatTemplate([]tokenizer.Message{{Role: "user", Content: text}}, true)
+	if err != nil {
+		return nil, err
+	}
+	// The template writes its own special tokens (BOS included where the family has one).
+	return tok.Encode(s, false)
 }

@@ -93,12 +93,12 @@ func Run(ctx context.Context, path string, o Options) (*Result, error) {
 	fp := base.Fingerprint()
 
 	// record
-	statsPath := filepath.Join(work, "stats-"+key(fp, dataHash, r.Record.Concepts, r.Record.Coefficient, r.Record.MINER)+".st")
+	statsPath := filepath.Join(work, "stats-"+key(fp, dataHash, r.Record)+".st")
 	if exists(statsPath) {
 		res.Cached = append(res.Cached, "record")
 	} else {
 		log("record: " + dataPath)
-		st, err := locate.Record(ctx, m, data, nil, locate.RecordOptions{Concepts: r.Record.Concepts, ModelHash: fp, Product: r.Record.Coefficient == "au", MINER: r.Record.MINER})
+		st, err := locate.Record(ctx, m, data, nil, locate.RecordOptions{Concepts: r.Record.Concepts, ModelHash: fp, Product: r.Record.Coefficient == "au", MINER: r.Record.MINER, Chat: r.Record.Chat})
 		if err != nil {
 			return nil, err
 		}

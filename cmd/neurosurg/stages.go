@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/csv"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -34,6 +35,8 @@ neurosurg record testdata/stories260K --data more.jsonl --resume --out stats.st`
 				&cli.BoolFlag{Name: "resume", Usage: "extend --out, skipping sample ids it already holds"},
 				&cli.BoolFlag{Name: "miner", Usage: "also record MINER's per-sample importance scores (needs attention: slower)"},
 				&cli.BoolFlag{Name: "au", Usage: "contribution scores with the coefficient a·u instead of a"},
+				&cli.BoolFlag{Name: "concept-from-label", Usage: "every sample label is also a concept word"},
+				&cli.BoolFlag{Name: "chat", Usage: "wrap each text in the chat template (default: BOS + text)"},
 			},
 			Action: func(ctx context.Context, cmd *cli.Command) error {
 				dir, err := oneArg(cmd, "CKPT")
@@ -55,7 +58,7 @@ neurosurg record testdata/stories260K --data more.jsonl --resume --out stats.st`
 					return err
 				}
 				o := locate.RecordOptions{Concepts: cmd.StringSlice("concept"), ModelHash: c.Fingerprint(), Skip: map[string]bool{},
-					MINER: cmd.Bool("miner"), Product: cmd.Bool("au")}
+					MINER: cmd.Bool("miner"), Product: cmd.Bool("au"), ConceptsFromLabels: cmd.Bool("concept-from-label"), Chat: cmd.Bool("chat")}
 				var into *locate.Stats
 				if cmd.Bool("resume") {
 					if into, err = locate.ReadStats(cmd.String("out")); err != nil {
@@ -290,6 +293,7 @@ neurosurg verify CKPT --edit e.nsd --bench b.jsonl --random neurons.json --json`
 				&cli.StringFlag{Name: "swap", Usage: "SRC>TGT: also measure swap efficacy"},
 				&cli.StringSliceFlag{Name: "gate", Usage: "METRIC<VALUE or METRIC>VALUE (exit 3 when one fails)"},
 				&cli.IntFlag{Name: "max-tokens", Value: 32},
+				&cli.StringFlag{Name: "out", Usage: "write the report as OUT.json, OUT.md and OUT.svg"},
 				&cli.BoolFlag{Name: "json"},
 			},
 			Action: func(ctx context.Context, cmd *cli.Command) error {
@@ -336,6 +340,11 @@ neurosurg verify CKPT --edit e.nsd --bench b.jsonl --random neurons.json --json`
 					return err
 				}
 				gerr := rep.CheckGates("edited", cmd.StringSlice("gate"))
+				if out := cmd.String("out"); out != "" {
+					if err := writeReport(rep, out); err != nil {
+						return err
+					}
+				}
 				if cmd.Bool("json") {
 					printJSON(cmd.Root().Writer, rep)
 				} else {
@@ -348,4 +357,18 @@ neurosurg verify CKPT --edit e.nsd --bench b.jsonl --random neurons.json --json`
 			},
 		}
 	})
+}
+
+func writeReport(rep *verify.Report, out string) error {
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(out+".json", append(b, '\n')); err != nil {
+		return err
+	}
+	if err := writeFileAtomic(out+".md", []byte(rep.Markdown())); err != nil {
+		return err
+	}
+	return rep.Plot(out + ".svg")
 }

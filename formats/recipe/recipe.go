@@ -24,6 +24,7 @@ type Recipe struct {
 		Concepts    []string `yaml:"concepts"`
 		Coefficient string   `yaml:"coefficient"` // "a" (the papers', default) or "au" (a·u)
 		MINER       bool     `yaml:"miner"`       // record MINER's importance scores
+		Chat        bool     `yaml:"chat"`        // wrap samples in the chat template
 	} `yaml:"record"`
 	Locate struct {
 		Method     string    `yaml:"method"` // miner, dape, contrib, random
