@@ -41,7 +41,7 @@ type Model struct {
 	norm      []float32
 	head      weight
 	Tokenizer *tokenizer.Tokenizer // nil when the directory has none
-	closer    interface{ Close() error }
+	ckpt      *hfdir.Checkpoint    // set by Open
 	dir       string
 }
 
@@ -56,7 +56,7 @@ func Open(dir string) (*Model, error) {
 		c.Close()
 		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
-	m.closer, m.dir = c, dir
+	m.ckpt, m.dir = c, dir
 	if hasTokenizer(dir) {
 		tok, err := tokenizer.Load(dir)
 		if err != nil {
@@ -80,10 +80,13 @@ func hasTokenizer(dir string) bool {
 // Dir is the directory the model was opened from ("" for Load).
 func (m *Model) Dir() string { return m.dir }
 
+// Checkpoint is the checkpoint the model was opened from (nil for Load).
+func (m *Model) Checkpoint() *hfdir.Checkpoint { return m.ckpt }
+
 // Close releases the checkpoint's mappings when the model owns them.
 func (m *Model) Close() error {
-	if m.closer != nil {
-		return m.closer.Close()
+	if m.ckpt != nil {
+		return m.ckpt.Close()
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/neurosurg/neurosurg/formats/atomicfile"
 	"github.com/neurosurg/neurosurg/formats/edit"
 	"github.com/neurosurg/neurosurg/formats/hfdir"
 	"github.com/neurosurg/neurosurg/formats/neuronset"
@@ -314,7 +315,7 @@ func writeSet(path string, s *neuronset.Set) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, b, 0o644)
+	return atomicfile.Write(path, b)
 }
 
 // key hashes stage inputs into a short cache key.

@@ -1,27 +1,6 @@
 package main
 
-import (
-	"os"
-	"path/filepath"
-)
+import "github.com/neurosurg/neurosurg/formats/atomicfile"
 
 // writeFileAtomic writes through a temporary file and a rename, so a failure leaves nothing.
-func writeFileAtomic(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	// CreateTemp makes the file 0600; a written file gets the usual 0644.
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
-}
+func writeFileAtomic(path string, b []byte) error { return atomicfile.Write(path, b) }

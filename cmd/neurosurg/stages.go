@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/neurosurg/neurosurg/formats/edit"
-	"github.com/neurosurg/neurosurg/formats/hfdir"
 	"github.com/neurosurg/neurosurg/formats/neuronset"
 	"github.com/neurosurg/neurosurg/formats/samples"
 	"github.com/neurosurg/neurosurg/locate"
@@ -43,16 +42,12 @@ neurosurg record testdata/stories260K --data more.jsonl --resume --out stats.st`
 				if err != nil {
 					return err
 				}
-				c, err := hfdir.Open(dir)
-				if err != nil {
-					return err
-				}
-				defer c.Close()
 				m, err := model.Open(dir)
 				if err != nil {
 					return err
 				}
 				defer m.Close()
+				c := m.Checkpoint()
 				ss, err := samples.ReadFile(cmd.String("data"))
 				if err != nil {
 					return err
@@ -259,11 +254,7 @@ neurosurg patch CKPT --neurons n.json --op scale:0.5 --op noise:0.01 --seed 3 --
 					return err
 				}
 				defer m.Close()
-				c, err := hfdir.Open(dir)
-				if err != nil {
-					return err
-				}
-				defer c.Close()
+				c := m.Checkpoint()
 				changed, err := patch.Apply(patch.Inputs{Base: c, Tokenizer: m.Tokenizer}, set, ops)
 				if err != nil {
 					return fmt.Errorf("%s: %w", cmd.String("neurons"), err)
@@ -306,11 +297,7 @@ neurosurg verify CKPT --edit e.nsd --bench b.jsonl --random neurons.json --json`
 					return err
 				}
 				defer m.Close()
-				c, err := hfdir.Open(dir)
-				if err != nil {
-					return err
-				}
-				defer c.Close()
+				c := m.Checkpoint()
 				e, err := edit.ReadFile(cmd.String("edit"))
 				if err != nil {
 					return err

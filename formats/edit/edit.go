@@ -21,6 +21,7 @@ import (
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/neurosurg/neurosurg/formats/atomicfile"
 	"github.com/neurosurg/neurosurg/formats/hfdir"
 	"github.com/neurosurg/neurosurg/formats/safetensors"
 )
@@ -574,26 +575,13 @@ var layouts = map[string]bool{LayoutCols: true, LayoutRows: true, LayoutRuns: tr
 // WriteFile writes the edit to path through a temporary file and a rename.
 func (e *Edit) WriteFile(path string) error {
 	b, err := e.Marshal()
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(b)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
+	if err == nil {
+		err = atomicfile.Write(path, b)
 	}
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	// CreateTemp makes the file 0600; a written file gets the usual 0644.
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return nil
 }
 
 // ReadFile reads and validates an edit file.

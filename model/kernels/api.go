@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"unsafe"
 
+	"github.com/neurosurg/neurosurg/formats/safetensors"
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/gonum"
 )
@@ -114,26 +115,7 @@ func ToFloat32(dst []float32, src []byte, dt DType) {
 }
 
 // F16ToF32 converts one IEEE half-precision value.
-func F16ToF32(h uint16) float32 {
-	sign := uint32(h>>15) << 31
-	exp := uint32(h>>10) & 0x1f
-	man := uint32(h) & 0x3ff
-	switch {
-	case exp == 0 && man == 0:
-		return math.Float32frombits(sign)
-	case exp == 0: // subnormal
-		for man&0x400 == 0 {
-			man <<= 1
-			exp--
-		}
-		exp++
-		man &= 0x3ff
-		return math.Float32frombits(sign | (exp+112)<<23 | man<<13)
-	case exp == 0x1f:
-		return math.Float32frombits(sign | 0xff<<23 | man<<13)
-	}
-	return math.Float32frombits(sign | (exp+112)<<23 | man<<13)
-}
+func F16ToF32(h uint16) float32 { return safetensors.F16ToFloat32(h) }
 
 // Dot is Σ a[i]·b[i], accumulated in four lanes (the SIMD kernels' summation order).
 func Dot(a, b []float32) float32 {
