@@ -41,6 +41,14 @@ func MatMul(out, x []float32, w []byte, dt DType, m, n, k int) {
 	if len(out) < m*n || len(x) < m*k || len(w) < n*k*dt.Size() {
 		panic("kernels: MatMul: slice too short for shape")
 	}
+	if k == 0 {
+		clear(out[:m*n])
+		return
+	}
+	if v := active.Load(); v != nil && m > 1 {
+		v.fn(out, x, w, dt, m, n, k)
+		return
+	}
 	// Weight rows are converted block by block (never the whole matrix) and multiplied with
 	// gonum's Sgemm (SIMD assembly for f32); blocks are spread over all cores.
 	block := 64

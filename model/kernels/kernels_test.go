@@ -98,13 +98,17 @@ func BenchmarkMatMul(b *testing.B) {
 		out := make([]float32, m*n)
 		for _, dt := range []kernels.DType{kernels.F32, kernels.BF16} {
 			w := make([]byte, n*k*dt.Size())
-			b.Run(fmt.Sprintf("%s/m=%d,k=%d,n=%d/generic", dt, m, k, n), func(b *testing.B) {
-				b.SetBytes(int64(len(w)))
-				for b.Loop() {
-					kernels.MatMul(out, x, w, dt, m, n, k)
-				}
-				b.ReportMetric(2*float64(m*n*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-			})
+			for _, v := range kernels.Variants() {
+				b.Run(fmt.Sprintf("%s/m=%d,k=%d,n=%d/%s", dt, m, k, n, v), func(b *testing.B) {
+					prev := kernels.Use(v)
+					defer kernels.Use(prev)
+					b.SetBytes(int64(len(w)))
+					for b.Loop() {
+						kernels.MatMul(out, x, w, dt, m, n, k)
+					}
+					b.ReportMetric(2*float64(m*n*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				})
+			}
 		}
 		wf := make([]float32, n*k)
 		b.Run(fmt.Sprintf("f32/m=%d,k=%d,n=%d/gonum", m, k, n), func(b *testing.B) {
@@ -120,3 +124,14 @@ func BenchmarkMatMul(b *testing.B) {
 }
 
 func out0([][3]int) float32 { return 0 }
+
+// Every variant the CPU has must pass the reference test.
+func TestMatMulEveryVariant(t *testing.T) {
+	for _, v := range kernels.Variants() {
+		t.Run(v, func(t *testing.T) {
+			prev := kernels.Use(v)
+			defer kernels.Use(prev)
+			TestMatMulAgainstReference(t)
+		})
+	}
+}

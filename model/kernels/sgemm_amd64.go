@@ -1,0 +1,83 @@
+//go:build !purego && !noasm
+
+package kernels
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+)
+
+// sgemm6x32 computes a 6×32 tile: c[i*32+j] = Σ_p a[i*lda+p]·b[p*32+j] for i < 6, j < 32.
+// Reference loop: see sgemm6x32Generic. Requires AVX-512F.
+//
+//go:noescape
+func sgemm6x32(k int, a *float32, lda int, b *float32, c *float32)
+
+func init() {
+	if cpu.X86.HasAVX512F {
+		register("avx512", true, matmulTiled)
+	}
+}
+
+// matmulTiled packs 32 weight rows at a time (transposed, converted to f32) and runs the
+// 6×32 micro-kernel over all activation rows; panels are spread over the cores.
+func matmulTiled(out, x []float32, w []byte, dt DType, m, n, k int) {
+	const nr, mr = 32, 6
+	panels := (n + nr - 1) / nr
+	workers := min(runtime.GOMAXPROCS(0), panels)
+	// Rows past the last multiple of 6 run on a zero-padded copy.
+	mFull := m / mr * mr
+	var xpad []float32
+	if mFull < m {
+		xpad = make([]float32, mr*k)
+		copy(xpad, x[mFull*k:m*k])
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	es := dt.Size()
+	for g := 0; g < workers; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			packed := make([]float32, k*nr)
+			row := make([]float32, k)
+			tile := make([]float32, mr*nr)
+			for {
+				pnl := int(next.Add(1) - 1)
+				if pnl >= panels {
+					return
+				}
+				j0 := pnl * nr
+				cols := min(nr, n-j0)
+				for jj := 0; jj < nr; jj++ {
+					if jj >= cols {
+						for p := 0; p < k; p++ {
+							packed[p*nr+jj] = 0
+						}
+						continue
+					}
+					j := j0 + jj
+					ToFloat32(row, w[j*k*es:(j+1)*k*es], dt)
+					for p, v := range row {
+						packed[p*nr+jj] = v
+					}
+				}
+				for i0 := 0; i0 < m; i0 += mr {
+					a := x[i0*k:]
+					if i0 >= mFull {
+						a = xpad
+					}
+					sgemm6x32(k, (*float32)(unsafe.Pointer(&a[0])), k, &packed[0], &tile[0])
+					for i := 0; i < mr && i0+i < m; i++ {
+						copy(out[(i0+i)*n+j0:(i0+i)*n+j0+cols], tile[i*nr:i*nr+cols])
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
