@@ -45,6 +45,10 @@ func MatMul(out, x []float32, w []byte, dt DType, m, n, k int) {
 		clear(out[:m*n])
 		return
 	}
+	if m == 1 && dt == BF16 && gemvBF16 != nil && useGemv {
+		gemvBF16(out, x, w, n, k)
+		return
+	}
 	if v := active.Load(); v != nil && m > 1 {
 		v.fn(out, x, w, dt, m, n, k)
 		return

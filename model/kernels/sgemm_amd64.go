@@ -17,10 +17,36 @@ import (
 //go:noescape
 func sgemm6x32(k int, a *float32, lda int, b *float32, c *float32)
 
+// dotBF16 is Σ_p x[p]·bf16(w[2p:]) for k a multiple of 32. Requires AVX-512F.
+//
+//go:noescape
+func dotBF16(x *float32, w *byte, k int) float32
+
 func init() {
 	if cpu.X86.HasAVX512F {
 		register("avx512", true, matmulTiled)
+		gemvBF16 = gemvBF16AVX512
 	}
+}
+
+// gemvBF16AVX512 computes out[j] = x·W[j] for bf16 weights, streaming each row once: decode
+// is bound by memory bandwidth, so nothing is packed or converted ahead.
+func gemvBF16AVX512(out, x []float32, w []byte, n, k int) {
+	body := k &^ 31
+	rows := func(j0, j1 int) {
+		for j := j0; j < j1; j++ {
+			row := w[j*k*2 : (j+1)*k*2]
+			var s float32
+			if body > 0 {
+				s = dotBF16(&x[0], &row[0], body)
+			}
+			for p := body; p < k; p++ {
+				s += x[p] * bf16(row[2*p:])
+			}
+			out[j] = s
+		}
+	}
+	parallelRows(n, rows)
 }
 
 // matmulTiled packs 32 weight rows at a time (transposed, converted to f32) and runs the

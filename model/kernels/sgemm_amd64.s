@@ -76,3 +76,38 @@ done:
 	VMOVUPS Z15, 704(DX)
 	VZEROUPPER
 	RET
+
+// func dotBF16(x *float32, w *byte, k int) float32
+// Σ_p x[p]·bf16(w[2p:2p+2]) for k a multiple of 32. Needs AVX-512F.
+TEXT ·dotBF16(SB), NOSPLIT, $0-28
+	MOVQ   x+0(FP), SI
+	MOVQ   w+8(FP), DI
+	MOVQ   k+16(FP), CX
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+
+dotloop:
+	TESTQ       CX, CX
+	JE          dotdone
+	VPMOVZXWD   (DI), Z2
+	VPSLLD      $16, Z2, Z2
+	VFMADD231PS (SI), Z2, Z0
+	VPMOVZXWD   32(DI), Z3
+	VPSLLD      $16, Z3, Z3
+	VFMADD231PS 64(SI), Z3, Z1
+	ADDQ        $64, DI
+	ADDQ        $128, SI
+	SUBQ        $32, CX
+	JMP         dotloop
+
+dotdone:
+	VADDPS         Z1, Z0, Z0
+	VEXTRACTF64X4  $1, Z0, Y1
+	VADDPS         Y1, Y0, Y0
+	VEXTRACTF128   $1, Y0, X1
+	VADDPS         X1, X0, X0
+	VHADDPS        X0, X0, X0
+	VHADDPS        X0, X0, X0
+	MOVSS          X0, ret+24(FP)
+	VZEROUPPER
+	RET

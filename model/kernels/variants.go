@@ -1,7 +1,10 @@
 package kernels
 
 import (
+	"math"
 	"os"
+	"runtime"
+	"sync"
 	"sync/atomic"
 )
 
@@ -14,6 +17,7 @@ type variant struct {
 var (
 	variants []variant
 	active   atomic.Pointer[variant]
+	useGemv  = os.Getenv("NEUROSURG_KERNELS") != "generic"
 )
 
 func register(name string, prefer bool, fn func(out, x []float32, w []byte, dt DType, m, n, k int)) {
@@ -42,8 +46,10 @@ func Use(name string) (previous string) {
 	}
 	if name == "generic" {
 		active.Store(nil)
+		useGemv = false
 		return previous
 	}
+	useGemv = true
 	for i := range variants {
 		if variants[i].name == name {
 			active.Store(&variants[i])
@@ -63,4 +69,35 @@ func sgemm6x32Generic(k int, a []float32, lda int, b []float32, c []float32) {
 			c[i*32+j] = s
 		}
 	}
+}
+
+// gemvBF16, when set by a SIMD variant, replaces the m = 1 path for BF16 weights.
+var gemvBF16 func(out, x []float32, w []byte, n, k int)
+
+func bf16(b []byte) float32 { return math.Float32frombits(uint32(b[0])<<16 | uint32(b[1])<<24) }
+
+// parallelRows splits [0, n) over the cores in chunks.
+func parallelRows(n int, f func(j0, j1 int)) {
+	workers := runtime.GOMAXPROCS(0)
+	if n < 256 || workers == 1 {
+		f(0, n)
+		return
+	}
+	const chunk = 256
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for g := 0; g < workers; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				j0 := int(next.Add(chunk)) - chunk
+				if j0 >= n {
+					return
+				}
+				f(j0, min(j0+chunk, n))
+			}
+		}()
+	}
+	wg.Wait()
 }

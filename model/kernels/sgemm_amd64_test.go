@@ -1,0 +1,57 @@
+//go:build !purego && !noasm
+
+package kernels
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"golang.org/x/sys/cpu"
+)
+
+// The assembly micro-kernels against their Go twins, with guard values after the output.
+func TestAssemblyTwins(t *testing.T) {
+	if !cpu.X86.HasAVX512F {
+		t.Skip("no AVX-512 on this CPU: the generic path is the only one")
+	}
+	rng := rand.New(rand.NewPCG(3, 3))
+	for _, k := range []int{1, 3, 17, 64, 255} {
+		lda := k + 3
+		a := make([]float32, 6*lda)
+		b := make([]float32, k*32)
+		for i := range a {
+			a[i] = rng.Float32() - 0.5
+		}
+		for i := range b {
+			b[i] = rng.Float32() - 0.5
+		}
+		got := make([]float32, 6*32+1)
+		got[6*32] = 777
+		want := make([]float32, 6*32)
+		sgemm6x32(k, &a[0], lda, &b[0], &got[0])
+		sgemm6x32Generic(k, a, lda, b, want)
+		if got[6*32] != 777 {
+			t.Fatal("sgemm6x32 wrote past its tile")
+		}
+		for i := range want {
+			if math.Abs(float64(got[i]-want[i])) > 1e-5*float64(k) {
+				t.Fatalf("k=%d: c[%d] = %g, want %g", k, i, got[i], want[i])
+			}
+		}
+	}
+	for _, k := range []int{32, 64, 896} {
+		x := make([]float32, k)
+		w := make([]byte, 2*k)
+		var want float64
+		for p := range x {
+			x[p] = rng.Float32() - 0.5
+			w[2*p+1] = byte(0x3c + rng.IntN(4)) // bf16 values in [2^-7, 2^-3)
+			w[2*p] = byte(rng.IntN(256))
+			want += float64(x[p]) * float64(bf16(w[2*p:]))
+		}
+		if got := dotBF16(&x[0], &w[0], k); math.Abs(float64(got)-want) > 1e-5 {
+			t.Errorf("dotBF16 k=%d: %g, want %g", k, got, want)
+		}
+	}
+}
