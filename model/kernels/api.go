@@ -132,6 +132,9 @@ func F16ToF32(h uint16) float32 { return safetensors.F16ToFloat32(h) }
 // Dot is Σ a[i]·b[i], accumulated in four lanes (the SIMD kernels' summation order).
 func Dot(a, b []float32) float32 {
 	b = b[:len(a)]
+	if vecDot != nil && useGemv {
+		return vecDot(a, b)
+	}
 	var s0, s1, s2, s3 float32
 	i := 0
 	for ; i+4 <= len(a); i += 4 {
@@ -149,6 +152,10 @@ func Dot(a, b []float32) float32 {
 // Axpy computes y += alpha·x.
 func Axpy(alpha float32, x, y []float32) {
 	y = y[:len(x)]
+	if vecAxpy != nil && useGemv {
+		vecAxpy(alpha, x, y)
+		return
+	}
 	for i := range x {
 		y[i] += alpha * x[i]
 	}

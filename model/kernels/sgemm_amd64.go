@@ -22,8 +22,38 @@ func sgemm6x32(k int, a *float32, lda int, b *float32, c *float32)
 //go:noescape
 func dotBF16(x *float32, w *byte, k int) float32
 
+// dotF32 is Σ a[i]·b[i] for n a multiple of 16. Requires AVX-512F.
+//
+//go:noescape
+func dotF32(a, b *float32, n int) float32
+
+// axpyF32 computes y += alpha·x for n a multiple of 16. Requires AVX-512F.
+//
+//go:noescape
+func axpyF32(alpha float32, x, y *float32, n int)
+
 func init() {
 	if cpu.X86.HasAVX512F {
+		vecDot = func(a, b []float32) float32 {
+			body := len(a) &^ 15
+			var s float32
+			if body > 0 {
+				s = dotF32(&a[0], &b[0], body)
+			}
+			for i := body; i < len(a); i++ {
+				s += a[i] * b[i]
+			}
+			return s
+		}
+		vecAxpy = func(alpha float32, x, y []float32) {
+			body := len(x) &^ 15
+			if body > 0 {
+				axpyF32(alpha, &x[0], &y[0], body)
+			}
+			for i := body; i < len(x); i++ {
+				y[i] += alpha * x[i]
+			}
+		}
 		register("avx512", true, matmulTiled)
 		gemvBF16 = gemvBF16AVX512
 	}

@@ -111,3 +111,53 @@ dotdone:
 	MOVSS          X0, ret+24(FP)
 	VZEROUPPER
 	RET
+
+// func dotF32(a, b *float32, n int) float32   (n a multiple of 16)
+TEXT ·dotF32(SB), NOSPLIT, $0-28
+	MOVQ   a+0(FP), SI
+	MOVQ   b+8(FP), DI
+	MOVQ   n+16(FP), CX
+	VPXORD Z0, Z0, Z0
+
+d32loop:
+	TESTQ       CX, CX
+	JE          d32done
+	VMOVUPS     (SI), Z1
+	VFMADD231PS (DI), Z1, Z0
+	ADDQ        $64, SI
+	ADDQ        $64, DI
+	SUBQ        $16, CX
+	JMP         d32loop
+
+d32done:
+	VEXTRACTF64X4 $1, Z0, Y1
+	VADDPS        Y1, Y0, Y0
+	VEXTRACTF128  $1, Y0, X1
+	VADDPS        X1, X0, X0
+	VHADDPS       X0, X0, X0
+	VHADDPS       X0, X0, X0
+	MOVSS         X0, ret+24(FP)
+	VZEROUPPER
+	RET
+
+// func axpyF32(alpha float32, x, y *float32, n int)   y += alpha·x, n a multiple of 16
+TEXT ·axpyF32(SB), NOSPLIT, $0-32
+	VBROADCASTSS alpha+0(FP), Z0
+	MOVQ         x+8(FP), SI
+	MOVQ         y+16(FP), DI
+	MOVQ         n+24(FP), CX
+
+axloop:
+	TESTQ       CX, CX
+	JE          axdone
+	VMOVUPS     (DI), Z1
+	VFMADD231PS (SI), Z0, Z1
+	VMOVUPS     Z1, (DI)
+	ADDQ        $64, SI
+	ADDQ        $64, DI
+	SUBQ        $16, CX
+	JMP         axloop
+
+axdone:
+	VZEROUPPER
+	RET

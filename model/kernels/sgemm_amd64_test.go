@@ -40,6 +40,25 @@ func TestAssemblyTwins(t *testing.T) {
 			}
 		}
 	}
+	for _, n := range []int{16, 48, 64} {
+		a, b, y := make([]float32, n), make([]float32, n), make([]float32, n+1)
+		var want float64
+		for i := range a {
+			a[i], b[i], y[i] = rng.Float32()-.5, rng.Float32()-.5, rng.Float32()
+			want += float64(a[i]) * float64(b[i])
+		}
+		if got := dotF32(&a[0], &b[0], n); math.Abs(float64(got)-want) > 1e-5 {
+			t.Errorf("dotF32 n=%d: %g, want %g", n, got, want)
+		}
+		y[n] = 777
+		ref := append([]float32(nil), y...)
+		axpyF32(0.5, &a[0], &y[0], n)
+		for i := 0; i < n; i++ {
+			if d := y[i] - (ref[i] + 0.5*a[i]); d > 1e-6 || d < -1e-6 || y[n] != 777 {
+				t.Fatalf("axpyF32 n=%d at %d: %g, want %g", n, i, y[i], ref[i]+0.5*a[i])
+			}
+		}
+	}
 	for _, k := range []int{32, 64, 896} {
 		x := make([]float32, k)
 		w := make([]byte, 2*k)

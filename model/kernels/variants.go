@@ -101,3 +101,9 @@ func parallelRows(n int, f func(j0, j1 int)) {
 	}
 	wg.Wait()
 }
+
+// vecDot and vecAxpy, when set by a SIMD variant, replace Dot's and Axpy's loops.
+var (
+	vecDot  func(a, b []float32) float32
+	vecAxpy func(alpha float32, x, y []float32)
+)
