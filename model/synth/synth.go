@@ -167,17 +167,17 @@ func writeShard(path string, specs []archdef.TensorSpec, opts Options, std float
 	for _, t := range infos {
 		rng := newRNG(opts.Seed, t.Name)
 		a := float32(std * math.Sqrt(3)) // uniform [-a, a] has the wanted std
+		scale, offset := a, float32(0)
+		switch {
+		case init[t.Name] == "ones":
+			scale, offset = 0.1*a, 1
+		case strings.HasSuffix(t.Name, ".bias"):
+			scale = 0.1
+		}
 		for left := t.NumElements(); left > 0; {
 			n := min(left, rows)
 			for i := range vals[:n] {
-				switch {
-				case init[t.Name] == "ones":
-					vals[i] = 1 + 0.1*a*rng.sym()
-				case strings.HasSuffix(t.Name, ".bias"):
-					vals[i] = 0.1 * rng.sym()
-				default:
-					vals[i] = a * rng.sym()
-				}
+				vals[i] = offset + scale*rng.sym()
 			}
 			b := buf[:int(n)*opts.DType.Size()]
 			if err := safetensors.FromFloat32(b, vals[:n], opts.DType); err != nil {
