@@ -32,8 +32,14 @@ func dotF32(a, b *float32, n int) float32
 //go:noescape
 func axpyF32(alpha float32, x, y *float32, n int)
 
+// fmaPeak runs iters × 12 AVX-512 FMAs (384 flops per iteration) on registers only.
+//
+//go:noescape
+func fmaPeak(iters int)
+
 func init() {
 	if cpu.X86.HasAVX512F {
+		peakLoop = fmaPeak
 		vecDot = func(a, b []float32) float32 {
 			body := len(a) &^ 15
 			var s float32

@@ -107,3 +107,23 @@ var (
 	vecDot  func(a, b []float32) float32
 	vecAxpy func(alpha float32, x, y []float32)
 )
+
+// peakLoop is the register-only FMA loop of a SIMD variant (nil without one).
+var peakLoop func(iters int)
+
+// FMAPeak measures the f32 FMA throughput of all cores in GFLOP/s (0 without a SIMD variant).
+func FMAPeak() float64 {
+	if peakLoop == nil {
+		return 0
+	}
+	const iters = 20_000_000
+	workers := runtime.GOMAXPROCS(0)
+	var wg sync.WaitGroup
+	t0 := nowSeconds()
+	for g := 0; g < workers; g++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); peakLoop(iters) }()
+	}
+	wg.Wait()
+	return float64(workers) * iters * 12 * 32 / (nowSeconds() - t0) / 1e9
+}

@@ -1,0 +1,114 @@
+// Package kbench measures the machine's ceilings (FMA peak, memory bandwidth) and the kernels
+// at the shapes of real models, for `neurosurg bench gemm`.
+package kbench
+
+import (
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/neurosurg/neurosurg/formats/safetensors"
+	"github.com/neurosurg/neurosurg/model/kernels"
+)
+
+// Result is one GEMM measurement.
+type Result struct {
+	DType   string  `json:"dtype"`
+	M, K, N int     `json:"-"`
+	Shape   string  `json:"shape"`
+	Variant string  `json:"variant"`
+	GFLOPS  float64 `json:"gflops"`
+	GBps    float64 `json:"weight_gb_per_s"`
+	OfPeak  float64 `json:"of_peak"` // GFLOP/s / FMA peak (m > 1); GB/s / bandwidth (m = 1)
+}
+
+// Ceilings are the machine's measured limits.
+type Ceilings struct {
+	FMAPeakGFLOPS float64 `json:"fma_peak_gflops"`
+	TriadGBps     float64 `json:"triad_gb_per_s"`
+}
+
+// Measure runs the ceilings and the GEMM shapes (m×k×n).
+func Measure(shapes [][3]int) (Ceilings, []Result) {
+	c := Ceilings{FMAPeakGFLOPS: kernels.FMAPeak(), TriadGBps: triad()}
+	var out []Result
+	for _, s := range shapes {
+		m, k, n := s[0], s[1], s[2]
+		x := make([]float32, m*k)
+		for i := range x {
+			x[i] = float32(i%13) * 0.01
+		}
+		o := make([]float32, m*n)
+		for _, dt := range []kernels.DType{kernels.F32, kernels.BF16} {
+			// Realistic weights: arbitrary bytes would hold denormals and NaNs, which slow FMAs.
+			wf := make([]float32, n*k)
+			for i := range wf {
+				wf[i] = float32((i*7919)%2001-1000) * 2e-5
+			}
+			w := make([]byte, n*k*dt.Size())
+			sd := map[kernels.DType]safetensors.DType{kernels.F32: safetensors.F32, kernels.BF16: safetensors.BF16}[dt]
+			safetensors.FromFloat32(w, wf, sd)
+			for _, v := range kernels.Variants() {
+				prev := kernels.Use(v)
+				kernels.MatMul(o, x, w, dt, m, n, k) // warm
+				reps := 0
+				t0 := time.Now()
+				for time.Since(t0) < 500*time.Millisecond || reps < 2 {
+					kernels.MatMul(o, x, w, dt, m, n, k)
+					reps++
+				}
+				sec := time.Since(t0).Seconds() / float64(reps)
+				kernels.Use(prev)
+				r := Result{DType: dt.String(), M: m, K: k, N: n, Shape: shape(m, k, n), Variant: v,
+					GFLOPS: 2 * float64(m*n*k) / sec / 1e9, GBps: float64(len(w)) / sec / 1e9}
+				if m == 1 && c.TriadGBps > 0 {
+					r.OfPeak = r.GBps / c.TriadGBps
+				} else if c.FMAPeakGFLOPS > 0 {
+					r.OfPeak = r.GFLOPS / c.FMAPeakGFLOPS
+				}
+				out = append(out, r)
+			}
+		}
+	}
+	return c, out
+}
+
+func shape(m, k, n int) string {
+	return itoa(m) + "×" + itoa(k) + "×" + itoa(n)
+}
+
+func itoa(i int) string {
+	if i < 10 {
+		return string(rune('0' + i))
+	}
+	return itoa(i/10) + string(rune('0'+i%10))
+}
+
+// triad is a STREAM-triad a = b + s·c over 3 × 256 MiB on all cores: bytes moved / second.
+func triad() float64 {
+	const n = 64 << 20
+	a, b, c := make([]float32, n), make([]float32, n), make([]float32, n)
+	for i := range b {
+		b[i], c[i] = 1, 2
+	}
+	workers := runtime.GOMAXPROCS(0)
+	best := 0.0
+	for rep := 0; rep < 3; rep++ {
+		var wg sync.WaitGroup
+		t0 := time.Now()
+		chunk := n / workers
+		for g := 0; g < workers; g++ {
+			wg.Add(1)
+			go func(lo, hi int) {
+				defer wg.Done()
+				copy(a[lo:hi], b[lo:hi])
+				kernels.Axpy(3, c[lo:hi], a[lo:hi])
+			}(g*chunk, (g+1)*chunk)
+		}
+		wg.Wait()
+		// copy + axpy move 2+3 arrays' worth; STREAM counts triad as 3.
+		bw := float64(5*4*n) / time.Since(t0).Seconds() / 1e9
+		best = max(best, bw)
+	}
+	return best
+}
