@@ -277,7 +277,7 @@ neurosurg patch CKPT --neurons n.json --op scale:0.5 --op noise:0.01 --seed 3 --
 			ArgsUsage: "CKPT",
 			UsageText: `neurosurg verify testdata/stories260K --edit edit.nsd --bench testdata/samples/stories-animals-food.jsonl
 neurosurg verify testdata/stories260K --edit swap.nsd --swap Lily>Tim --bench examples/stories-swap-bench.jsonl --gate efficacy>0.5 --gate kl<0.1
-neurosurg verify CKPT --edit e.nsd --bench b.jsonl --random neurons.json --json`,
+neurosurg verify CKPT --edit e.nsd --bench b.jsonl --out report --json`,
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "edit", Required: true},
 				&cli.StringFlag{Name: "bench", Required: true},
