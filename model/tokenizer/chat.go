@@ -33,7 +33,9 @@ func (t *Tokenizer) ApplyChatTemplate(messages []Message, addGenerationPrompt bo
 func RenderChatTemplate(template string, messages []Message, addGenerationPrompt bool, bos, eos string) (string, error) {
 	quietGonja.Do(func() { gonja.SetLoggerOutput(io.Discard); gonja.SetLoggerLevel(logrus.PanicLevel) })
 	// gonja lacks a few jinja2 conveniences real templates use; map them to what it has.
-	src := strings.NewReplacer(".strip()", "|trim", ".lstrip()", "|trim", ".rstrip()", "|trim", ".title()", "|title", ".upper()", "|upper", ".lower()", "|lower").Replace(template)
+	src := strings.NewReplacer(".strip()", "|trim", ".lstrip()", "|trim", ".rstrip()", "|trim", ".title()", "|title", ".upper()", "|upper", ".lower()", "|lower",
+		// transformers' assistant-mask markers render as nothing.
+		"{% generation %}", "", "{% endgeneration %}", "", "{%- generation %}", "", "{%- endgeneration %}", "").Replace(template)
 	// transformers renders with trim_blocks and lstrip_blocks.
 	cfg := gonja.DefaultConfig.Inherit()
 	cfg.TrimBlocks, cfg.LeftStripBlocks = true, true
@@ -53,6 +55,13 @@ func RenderChatTemplate(template string, messages []Message, addGenerationPrompt
 	msgs := make([]map[string]any, len(messages))
 	for i, m := range messages {
 		msgs[i] = map[string]any{"role": m.Role, "content": m.Content}
+		if m.Parts != nil {
+			parts := make([]map[string]any, len(m.Parts))
+			for j, p := range m.Parts {
+				parts[j] = map[string]any{"type": p.Type, "text": p.Text}
+			}
+			msgs[i]["content"] = parts
+		}
 	}
 	ctx := exec.NewContext(map[string]any{
 		"messages":              msgs,

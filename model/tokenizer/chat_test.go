@@ -35,3 +35,30 @@ func TestChatTemplates(t *testing.T) {
 		t.Error("raise_exception should fail the render")
 	}
 }
+
+// The real templates of the target families (testdata/chat, copied from shared/models), with
+// the strings transformers renders for them, read off the templates.
+func TestRealMultimodalTemplates(t *testing.T) {
+	mm := []tokenizer.Message{{Role: "user", Parts: []tokenizer.Part{{Type: "image"}, {Type: "text", Text: "What is this?"}}}}
+	txt := []tokenizer.Message{{Role: "user", Content: "Hi"}}
+	cases := []struct {
+		file string
+		msgs []tokenizer.Message
+		want string
+	}{
+		{"llava-1.5.jinja", mm, "USER: <image>\nWhat is this? ASSISTANT:"},
+		{"qwen2-vl.jinja", mm, "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>What is this?<|im_end|>\n<|im_start|>assistant\n"},
+		{"smolvlm.jinja", mm, "<|im_start|>User:<image>What is this?<end_of_utterance>\nAssistant:"},
+		{"qwen2.5.jinja", txt, "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"},
+	}
+	for _, c := range cases {
+		b, err := os.ReadFile("../../testdata/chat/" + c.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := tokenizer.RenderChatTemplate(string(b), c.msgs, true, "<s>", "</s>")
+		if err != nil || got != c.want {
+			t.Errorf("%s: %v\n got %q\nwant %q", c.file, err, got, c.want)
+		}
+	}
+}

@@ -37,10 +37,18 @@ type AddedToken struct {
 	RStrip  bool   `json:"rstrip"`
 }
 
-// Message is one chat turn.
+// Message is one chat turn. Multimodal templates take Parts (content as a list of typed
+// parts, e.g. {type: image} then {type: text}); text-only ones take Content.
 type Message struct {
 	Role    string `json:"role"`
 	Content string `json:"content"`
+	Parts   []Part `json:"parts,omitempty"`
+}
+
+// Part is one piece of a multimodal message.
+type Part struct {
+	Type string `json:"type"` // "text", "image", "video", "audio"
+	Text string `json:"text,omitempty"`
 }
 
 // Tokenizer is a loaded tokenizer.
