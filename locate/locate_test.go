@@ -253,3 +253,33 @@ func TestStoriesDAPEMaskingHurtsItsLabel(t *testing.T) {
 		t.Errorf("located neurons: animal-specific NLL rise %.4f, random %.4f", located, random)
 	}
 }
+
+// Recording in two halves with resume gives the same statistics as one pass.
+func TestRecordResumeEqualsOnePass(t *testing.T) {
+	m, err := model.Open("../testdata/stories260K")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ss, _ := samples.ReadFile("../testdata/samples/stories-animals-food.jsonl")
+	ss = ss[15:25]
+	one, err := Record(context.Background(), m, ss, nil, RecordOptions{ModelHash: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	half, _ := Record(context.Background(), m, ss[:4], nil, RecordOptions{ModelHash: "m"})
+	skip := map[string]bool{}
+	for _, id := range half.SampleIDs {
+		skip[id] = true
+	}
+	both, err := Record(context.Background(), m, ss, half, RecordOptions{ModelHash: "m", Skip: skip})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cmp.Equal(one.ByLabel, both.ByLabel) || len(both.SampleIDs) != len(ss) {
+		t.Errorf("resumed stats differ from one pass (%d ids)", len(both.SampleIDs))
+	}
+	if _, err := Record(context.Background(), m, ss, half, RecordOptions{ModelHash: "other"}); err == nil {
+		t.Error("resuming stats of another model should fail")
+	}
+}
