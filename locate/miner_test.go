@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/neurosurg/neurosurg/formats/neuronset"
 	"github.com/neurosurg/neurosurg/formats/samples"
 	"github.com/neurosurg/neurosurg/model"
 )
@@ -203,5 +204,62 @@ func TestStoriesMINER(t *testing.T) {
 	}
 	if len(set.Labels) != 2 || len(set.Neurons) != 2*(5*172*2/100/2) {
 		t.Errorf("labels %v, %d neurons", set.Labels, len(set.Neurons))
+	}
+}
+
+// MINER's "text" neurons of stories260K, zeroed, raise the NLL of stories more than the same
+// number of random neurons per layer (measured: +0.150 vs +0.053, mean of 5 seeds).
+func TestStoriesMINERMaskingBeatsRandom(t *testing.T) {
+	m, err := model.Open("../testdata/stories260K")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ss, _ := samples.ReadFile("../testdata/samples/stories-animals-food.jsonl")
+	st, err := Record(context.Background(), m, ss, nil, RecordOptions{MINER: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := MINER(st, MINEROptions{Ratio: 0.05})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := &neuronset.Set{}
+	for _, n := range set.Neurons {
+		if n.Label == "text" {
+			text.Neurons = append(text.Neurons, n)
+		}
+	}
+	nll := func(set *neuronset.Set) float64 {
+		mask := model.NewMask()
+		if set != nil {
+			for _, n := range set.Neurons {
+				mask.Set(model.Site{Module: "llm", Layer: n.Layer}, n.Index, 0)
+			}
+		}
+		var tot float64
+		var c int
+		for _, s := range ss {
+			ids, _ := m.Tokenizer.Encode(s.Text, true)
+			lp, err := m.LogProbs(context.Background(), ids[:1], ids[1:], model.ForwardOptions{Mask: mask})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, v := range lp {
+				tot -= v
+				c++
+			}
+		}
+		return tot / float64(c)
+	}
+	base := nll(nil)
+	located := nll(text) - base
+	var random float64
+	for seed := uint64(1); seed <= 5; seed++ {
+		random += (nll(Random(text, st.Layers, st.Neurons, seed)) - base) / 5
+	}
+	t.Logf("%d text neurons: NLL +%.4f located, +%.4f random", len(text.Neurons), located, random)
+	if located <= random {
+		t.Errorf("MINER text neurons raise NLL by %.4f, random ones by %.4f", located, random)
 	}
 }
