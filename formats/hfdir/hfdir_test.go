@@ -221,3 +221,62 @@ func TestWriteFailuresLeaveNothing(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestMain(m *testing.M) {
+	// Keep the hash cache of these tests out of the user's cache directory.
+	dir, _ := os.MkdirTemp("", "neurosurg-cache-")
+	os.Setenv("XDG_CACHE_HOME", dir)
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func TestHashCache(t *testing.T) {
+	dir := makeSharded(t)
+	base, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer base.Close()
+	tmp := t.TempDir()
+	before := hashedInputs.Load()
+	p1, err := Write(context.Background(), base, filepath.Join(tmp, "a"), WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hashedInputs.Load()-before != 2 {
+		t.Fatalf("cold write hashed %d shards, want 2", hashedInputs.Load()-before)
+	}
+	p2, err := Write(context.Background(), base, filepath.Join(tmp, "b"), WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hashedInputs.Load()-before != 2 {
+		t.Error("warm write hashed the base again")
+	}
+	for n, h := range p1.Inputs {
+		if p2.Inputs[n] != h {
+			t.Errorf("%s: cached hash %s differs from computed %s", n, p2.Inputs[n], h)
+		}
+	}
+	// A written output is known too: writing from it hashes nothing.
+	out, _ := Open(filepath.Join(tmp, "a"))
+	defer out.Close()
+	if _, err := Write(context.Background(), out, filepath.Join(tmp, "c"), WriteOptions{}); err != nil || hashedInputs.Load()-before != 2 {
+		t.Errorf("write from a fresh output hashed it again (err %v)", err)
+	}
+	// Changing a shard in place (same size) invalidates its entry.
+	shard := filepath.Join(dir, base.ShardNames[0])
+	b, _ := os.ReadFile(shard)
+	b[len(b)-1] ^= 1
+	os.WriteFile(shard, b, 0o644)
+	base2, _ := Open(dir)
+	defer base2.Close()
+	p3, err := Write(context.Background(), base2, filepath.Join(tmp, "d"), WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hashedInputs.Load()-before != 3 || p3.Inputs[base.ShardNames[0]] == p1.Inputs[base.ShardNames[0]] {
+		t.Error("a modified shard was served from the cache")
+	}
+}

@@ -25,6 +25,9 @@ const (
 	ProvenanceFile = "neurosurg.provenance.json"
 )
 
+// hashedInputs counts input shards hashed (not served by the hash cache): a test hook.
+var hashedInputs atomic.Int64
+
 // ErrExists reports an output directory that already exists.
 var ErrExists = errors.New("hfdir: output already exists")
 
@@ -204,6 +207,12 @@ func Write(ctx context.Context, base *Checkpoint, out string, opts WriteOptions)
 		return nil, fmt.Errorf("write %s: %w", out, err)
 	}
 	done = true
+	// The new shards' hashes are known: the next apply onto them need not read them.
+	c := sharedCache()
+	for _, name := range base.ShardNames {
+		c.put(filepath.Join(out, name), prov.Outputs[name])
+	}
+	c.save()
 	return prov, nil
 }
 
@@ -311,9 +320,18 @@ func writeShard(ctx context.Context, f *safetensors.File, path string, opts *Wri
 	}
 	hashOut := touched && knownOut == ""
 	var wg sync.WaitGroup
-	wg.Add(1)
+	cached, hit := sharedCache().get(f.Path)
+	if hit {
+		inSum = cached
+	} else {
+		wg.Add(1)
+	}
 	go func() {
+		if hit {
+			return
+		}
 		defer wg.Done()
+		hashedInputs.Add(1)
 		h := sha256.New()
 		h.Write(inHeader)
 		for _, t := range f.Tensors {
@@ -325,6 +343,7 @@ func writeShard(ctx context.Context, f *safetensors.File, path string, opts *Wri
 			}
 		}
 		inSum = hex.EncodeToString(h.Sum(nil))
+		sharedCache().put(f.Path, inSum)
 	}()
 	if hashOut {
 		wg.Add(1)

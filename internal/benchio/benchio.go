@@ -83,14 +83,26 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 		return nil, err
 	}
 	log("cp done")
-	resetPeak()
-	t0 := time.Now()
-	if _, err := hfdir.Write(ctx, c, filepath.Join(scratch, "copy"), hfdir.WriteOptions{}); err != nil {
+	writeRun := func(name string) (Result, error) {
+		resetPeak()
+		t0 := time.Now()
+		if _, err := hfdir.Write(ctx, c, filepath.Join(scratch, "copy"), hfdir.WriteOptions{}); err != nil {
+			return Result{}, err
+		}
+		r := Result{Name: name, Bytes: size, Seconds: time.Since(t0).Seconds(), PeakRSSMiB: peakMiB()}
+		os.RemoveAll(filepath.Join(scratch, "copy"))
+		log(name + " done")
+		return r, nil
+	}
+	// The first write hashes the new base; the hash cache serves the later ones.
+	wrCold, err := writeRun("write, unedited (cold: hashes the base)")
+	if err != nil {
 		return nil, err
 	}
-	wr := Result{Name: "write (unedited, sha256 in+out)", Bytes: size, Seconds: time.Since(t0).Seconds(), PeakRSSMiB: peakMiB()}
-	os.RemoveAll(filepath.Join(scratch, "copy"))
-	log("write done")
+	wr, err := writeRun("write, unedited (base hashes cached)")
+	if err != nil {
+		return nil, err
+	}
 
 	// An edit: scale 2% of the columns of every down_proj by 0.5.
 	a, err := archdef.ForConfig(c.ConfigJSON)
@@ -126,11 +138,11 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 		return nil, err
 	}
 	resetPeak()
-	t0 = time.Now()
+	t0 := time.Now()
 	if _, err := edit.Apply(ctx, c, e, filepath.Join(scratch, "applied"), hfdir.WriteOptions{}); err != nil {
 		return nil, err
 	}
-	ap := Result{Name: "apply (2% FFN columns, hash-checked)", Bytes: size, Seconds: time.Since(t0).Seconds(), PeakRSSMiB: peakMiB()}
+	ap := Result{Name: "apply, 2% FFN columns (base hashes cached)", Bytes: size, Seconds: time.Since(t0).Seconds(), PeakRSSMiB: peakMiB()}
 	os.RemoveAll(filepath.Join(scratch, "applied"))
 	log("apply done")
 	cp2, err := cpRun("cp2")
@@ -141,7 +153,7 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 	if cp2.Seconds < cp.Seconds {
 		cp = cp2 // the faster cp: the stricter comparison
 	}
-	for _, r := range []Result{cp, wr, ap} {
+	for _, r := range []Result{cp, wrCold, wr, ap} {
 		r.GBps = float64(r.Bytes) / r.Seconds / 1e9
 		r.VsCp = cp.Seconds / r.Seconds
 		out = append(out, r)

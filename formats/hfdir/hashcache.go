@@ -1,0 +1,109 @@
+package hfdir
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+
+	"github.com/neurosurg/neurosurg/formats/atomicfile"
+)
+
+// The hash cache remembers the sha256 of large files keyed by what stat says about them (path,
+// size, inode, mtime and ctime in nanoseconds), as git's index does, so that applying edits
+// to the same base again does not re-read it. Any write to a file changes its ctime, so a
+// changed file misses the cache. NEUROSURG_HASH_CACHE=off disables it.
+type hashCache struct {
+	mu      sync.Mutex
+	path    string
+	entries map[string]string
+	dirty   bool
+}
+
+var (
+	cacheOnce sync.Once
+	cache     *hashCache
+)
+
+func sharedCache() *hashCache {
+	cacheOnce.Do(func() {
+		if os.Getenv("NEUROSURG_HASH_CACHE") == "off" {
+			return
+		}
+		dir, err := os.UserCacheDir()
+		if err != nil {
+			return
+		}
+		c := &hashCache{path: filepath.Join(dir, "neurosurg", "sha256-cache.json"), entries: map[string]string{}}
+		if b, err := os.ReadFile(c.path); err == nil {
+			json.Unmarshal(b, &c.entries) // a corrupt cache is an empty one
+		}
+		cache = c
+	})
+	return cache
+}
+
+// statKey identifies a file's content as far as stat can tell.
+func statKey(path string) (string, bool) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", false
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return "", false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return "", false
+	}
+	return fmt.Sprintf("%s|%d|%d|%d.%d|%d.%d", abs, fi.Size(), st.Ino, st.Mtim.Sec, st.Mtim.Nsec, st.Ctim.Sec, st.Ctim.Nsec), true
+}
+
+func (c *hashCache) get(path string) (string, bool) {
+	if c == nil {
+		return "", false
+	}
+	k, ok := statKey(path)
+	if !ok {
+		return "", false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h, ok := c.entries[k]
+	return h, ok
+}
+
+func (c *hashCache) put(path, sum string) {
+	if c == nil {
+		return
+	}
+	if k, ok := statKey(path); ok {
+		c.mu.Lock()
+		c.entries[k] = sum
+		c.dirty = true
+		c.mu.Unlock()
+	}
+}
+
+// save writes the cache, dropping entries whose files no longer match.
+func (c *hashCache) save() {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.dirty {
+		return
+	}
+	if len(c.entries) > 10000 {
+		c.entries = map[string]string{} // bounded: start over
+	}
+	b, _ := json.Marshal(c.entries)
+	if os.MkdirAll(filepath.Dir(c.path), 0o755) == nil {
+		atomicfile.Write(c.path, b)
+	}
+	c.dirty = false
+}
