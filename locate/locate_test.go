@@ -214,31 +214,7 @@ func TestStoriesDAPEMaskingHurtsItsLabel(t *testing.T) {
 	if len(animals.Neurons) < 3 {
 		t.Fatalf("only %d animal neurons", len(animals.Neurons))
 	}
-	nll := func(set *neuronset.Set, label string) float64 {
-		mask := model.NewMask()
-		if set != nil {
-			for _, n := range set.Neurons {
-				mask.Set(model.Site{Module: n.Module, Layer: n.Layer}, n.Index, 0)
-			}
-		}
-		var total float64
-		var count int
-		for _, smp := range ss {
-			if smp.Label != label {
-				continue
-			}
-			ids, _ := m.Tokenizer.Encode(smp.Text, true)
-			lp, err := m.LogProbs(context.Background(), ids[:1], ids[1:], model.ForwardOptions{Mask: mask})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, v := range lp {
-				total -= v
-				count++
-			}
-		}
-		return total / float64(count)
-	}
+	nll := func(set *neuronset.Set, label string) float64 { return maskedNLL(t, m, ss, set, label) }
 	// Domain-specific means: it hurts its own label more than the other one.
 	effect := func(set *neuronset.Set) float64 {
 		return (nll(set, "animals") - nll(nil, "animals")) - (nll(set, "food") - nll(nil, "food"))
@@ -282,4 +258,33 @@ func TestRecordResumeEqualsOnePass(t *testing.T) {
 	if _, err := Record(context.Background(), m, ss, half, RecordOptions{ModelHash: "other"}); err == nil {
 		t.Error("resuming stats of another model should fail")
 	}
+}
+
+// maskedNLL is the mean next-token NLL of the samples with label ("" for all) when the
+// neurons of set (nil: none) are zeroed at run time.
+func maskedNLL(t *testing.T, m *model.Model, ss []samples.Sample, set *neuronset.Set, label string) float64 {
+	t.Helper()
+	mask := model.NewMask()
+	if set != nil {
+		for _, n := range set.Neurons {
+			mask.Set(model.Site{Module: n.Module, Layer: n.Layer}, n.Index, 0)
+		}
+	}
+	var total float64
+	var count int
+	for _, smp := range ss {
+		if label != "" && smp.Label != label {
+			continue
+		}
+		ids, _ := m.Tokenizer.Encode(smp.Text, true)
+		lp, err := m.LogProbs(context.Background(), ids[:1], ids[1:], model.ForwardOptions{Mask: mask})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range lp {
+			total -= v
+			count++
+		}
+	}
+	return total / float64(count)
 }

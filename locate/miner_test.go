@@ -230,28 +230,7 @@ func TestStoriesMINERMaskingBeatsRandom(t *testing.T) {
 			text.Neurons = append(text.Neurons, n)
 		}
 	}
-	nll := func(set *neuronset.Set) float64 {
-		mask := model.NewMask()
-		if set != nil {
-			for _, n := range set.Neurons {
-				mask.Set(model.Site{Module: "llm", Layer: n.Layer}, n.Index, 0)
-			}
-		}
-		var tot float64
-		var c int
-		for _, s := range ss {
-			ids, _ := m.Tokenizer.Encode(s.Text, true)
-			lp, err := m.LogProbs(context.Background(), ids[:1], ids[1:], model.ForwardOptions{Mask: mask})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, v := range lp {
-				tot -= v
-				c++
-			}
-		}
-		return tot / float64(c)
-	}
+	nll := func(set *neuronset.Set) float64 { return maskedNLL(t, m, ss, set, "") }
 	base := nll(nil)
 	located := nll(text) - base
 	var random float64
