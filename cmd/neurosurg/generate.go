@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"math"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -89,7 +87,7 @@ neurosurg logits testdata/stories260K --prompt "The cat" --top 10 --json`,
 				if err != nil {
 					return err
 				}
-				top := TopK(res.Logits[0], int(cmd.Int("top")), m.Tokenizer)
+				top := model.TopK(res.Logits[0], int(cmd.Int("top")), m.Tokenizer.Decode)
 				if cmd.Bool("json") {
 					return printJSON(cmd.Root().Writer, map[string]any{"prompt_ids": ids, "top": top})
 				}
@@ -185,31 +183,4 @@ func openWithPrompt(cmd *cli.Command) (*model.Model, []int32, error) {
 		return nil, nil, usageErrorf("--prompt is empty and the tokenizer adds no BOS")
 	}
 	return m, ids, nil
-}
-
-// TopEntry is one of the top-K next tokens.
-type TopEntry struct {
-	ID    int32   `json:"id"`
-	Token string  `json:"token"`
-	Logit float32 `json:"logit"`
-	Prob  float64 `json:"prob"`
-}
-
-// TopK lists the k largest logits with their tokens and probabilities.
-func TopK(logits []float32, k int, tok *tokenizer.Tokenizer) []TopEntry {
-	lp := model.LogSoftmax(logits)
-	idx := make([]int, len(logits))
-	for i := range idx {
-		idx[i] = i
-	}
-	sort.SliceStable(idx, func(a, b int) bool { return logits[idx[a]] > logits[idx[b]] })
-	k = min(k, len(idx))
-	out := make([]TopEntry, k)
-	for i := range out {
-		id := idx[i]
-		// Rounded so the output does not depend on the kernel's last bits.
-		out[i] = TopEntry{ID: int32(id), Token: tok.Decode([]int32{int32(id)}),
-			Logit: float32(math.Round(float64(logits[id])*1000) / 1000), Prob: math.Round(math.Exp(lp[id])*1e4) / 1e4}
-	}
-	return out
 }
