@@ -242,3 +242,44 @@ func TestStoriesMINERMaskingBeatsRandom(t *testing.T) {
 		t.Errorf("MINER text neurons raise NLL by %.4f, random ones by %.4f", located, random)
 	}
 }
+
+// Integrated gradients find neurons whose zeroing lowers the concept's probability where the
+// model writes it, more than random neurons of the same per-layer count.
+func TestStoriesIGBeatsRandom(t *testing.T) {
+	m, err := model.Open("../testdata/stories260K")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ss, err := samples.ReadFile("../examples/stories-generated.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := IG(context.Background(), m, ss, IGOptions{Concept: "Lily", TopK: 40, Steps: 8, MaxOccurrences: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lily, _ := m.Tokenizer.WordIDs("Lily")
+	prompt, _ := m.Tokenizer.Encode("Once upon a time, there was a little girl named", true)
+	logp := func(s *neuronset.Set) float64 {
+		mask := model.NewMask()
+		for _, n := range s.Neurons {
+			mask.Set(model.Site{Module: "llm", Layer: n.Layer}, n.Index, 0)
+		}
+		lp, err := m.LogProbs(context.Background(), prompt, lily[:1], model.ForwardOptions{Mask: mask})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return lp[0]
+	}
+	base := logp(&neuronset.Set{})
+	located := base - logp(set)
+	var random float64
+	for seed := uint64(1); seed <= 5; seed++ {
+		random += (base - logp(Random(set, 5, 172, seed))) / 5
+	}
+	t.Logf("log p(Lily) drop: %.3f with the 40 IG neurons, %.3f with random ones", located, random)
+	if located <= random {
+		t.Errorf("IG neurons drop log p(Lily) by %.3f, random ones by %.3f", located, random)
+	}
+}

@@ -135,6 +135,11 @@ func Run(ctx context.Context, path string, o Options) (*Result, error) {
 			set, err = locate.DAPE(st, locate.DAPEOptions{TopRate: lp.TopRate, FilterRate: lp.FilterRate})
 		case "contrib":
 			set, err = locate.Contrib(st, locate.ContribOptions{TopK: lp.TopK, Layers: lp.Layers})
+		case "ig":
+			if len(r.Record.Concepts) != 1 {
+				return nil, fmt.Errorf("%s: locate.method ig needs exactly one record.concepts word", path)
+			}
+			set, err = locate.IG(ctx, m, data, locate.IGOptions{Concept: r.Record.Concepts[0], TopK: lp.TopK})
 		case "random":
 			like, e := locate.Contrib(st, locate.ContribOptions{TopK: lp.TopK})
 			set, err = locate.Random(like, st.Layers, st.Neurons, lp.Seed), e

@@ -80,9 +80,9 @@ func Parse(b []byte, name string) (*Recipe, error) {
 		return nil, miss("patch.ops")
 	}
 	switch r.Locate.Method {
-	case "miner", "dape", "contrib", "random":
+	case "miner", "dape", "contrib", "ig", "random":
 	default:
-		return nil, fmt.Errorf("%s: %w: locate.method %q (miner, dape, contrib, random)", name, ErrRecipe, r.Locate.Method)
+		return nil, fmt.Errorf("%s: %w: locate.method %q (miner, dape, contrib, ig, random)", name, ErrRecipe, r.Locate.Method)
 	}
 	return &r, nil
 }
