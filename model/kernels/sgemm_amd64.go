@@ -37,6 +37,12 @@ func axpyF32(alpha float32, x, y *float32, n int)
 //go:noescape
 func fmaPeak(iters int)
 
+// dotBF16x4 computes four row dots against x at once: out[r] = Σ_p x[p]·bf16(w[r*stride+2p:]),
+// k a multiple of 16. Requires AVX-512F.
+//
+//go:noescape
+func dotBF16x4(x *float32, w *byte, stride int, k int, out *float32)
+
 func init() {
 	if cpu.X86.HasAVX512F {
 		peakLoop = fmaPeak
@@ -68,15 +74,28 @@ func init() {
 // gemvBF16AVX512 computes out[j] = x·W[j] for bf16 weights, streaming each row once: decode
 // is bound by memory bandwidth, so nothing is packed or converted ahead.
 func gemvBF16AVX512(out, x []float32, w []byte, n, k int) {
-	body := k &^ 31
+	body := k &^ 15
 	rows := func(j0, j1 int) {
-		for j := j0; j < j1; j++ {
+		var four [4]float32
+		j := j0
+		for ; j+4 <= j1 && body > 0; j += 4 {
+			dotBF16x4(&x[0], &w[j*k*2], k*2, body, &four[0])
+			for r := 0; r < 4; r++ {
+				s := four[r]
+				row := w[(j+r)*k*2 : (j+r+1)*k*2]
+				for p := body; p < k; p++ {
+					s += x[p] * bf16(row[2*p:])
+				}
+				out[j+r] = s
+			}
+		}
+		for ; j < j1; j++ {
 			row := w[j*k*2 : (j+1)*k*2]
 			var s float32
-			if body > 0 {
-				s = dotBF16(&x[0], &row[0], body)
+			if b32 := k &^ 31; b32 > 0 {
+				s = dotBF16(&x[0], &row[0], b32)
 			}
-			for p := body; p < k; p++ {
+			for p := k &^ 31; p < k; p++ {
 				s += x[p] * bf16(row[2*p:])
 			}
 			out[j] = s

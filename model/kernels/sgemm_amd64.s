@@ -197,3 +197,76 @@ peakloop:
 	JNZ         peakloop
 	VZEROUPPER
 	RET
+
+// func dotBF16x4(x *float32, w *byte, stride int, k int, out *float32)
+// out[r] = Σ_p x[p]·bf16(w[r*stride + 2p:]) for r < 4 and k a multiple of 16: four weight rows
+// stream at once against one load of x.
+TEXT ·dotBF16x4(SB), NOSPLIT, $0-40
+	MOVQ   x+0(FP), SI
+	MOVQ   w+8(FP), DI
+	MOVQ   stride+16(FP), R8
+	MOVQ   k+24(FP), CX
+	MOVQ   out+32(FP), DX
+	LEAQ   (DI)(R8*1), R9
+	LEAQ   (DI)(R8*2), R10
+	LEAQ   (R9)(R8*2), R11
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+
+x4loop:
+	TESTQ       CX, CX
+	JE          x4done
+	VMOVUPS     (SI), Z4
+	VPMOVZXWD   (DI), Z5
+	VPSLLD      $16, Z5, Z5
+	VFMADD231PS Z4, Z5, Z0
+	VPMOVZXWD   (R9), Z6
+	VPSLLD      $16, Z6, Z6
+	VFMADD231PS Z4, Z6, Z1
+	VPMOVZXWD   (R10), Z7
+	VPSLLD      $16, Z7, Z7
+	VFMADD231PS Z4, Z7, Z2
+	VPMOVZXWD   (R11), Z8
+	VPSLLD      $16, Z8, Z8
+	VFMADD231PS Z4, Z8, Z3
+	ADDQ        $64, SI
+	ADDQ        $32, DI
+	ADDQ        $32, R9
+	ADDQ        $32, R10
+	ADDQ        $32, R11
+	SUBQ        $16, CX
+	JMP         x4loop
+
+x4done:
+	VEXTRACTF64X4 $1, Z0, Y4
+	VADDPS        Y4, Y0, Y0
+	VEXTRACTF128  $1, Y0, X4
+	VADDPS        X4, X0, X0
+	VHADDPS       X0, X0, X0
+	VHADDPS       X0, X0, X0
+	MOVSS         X0, (DX)
+	VEXTRACTF64X4 $1, Z1, Y4
+	VADDPS        Y4, Y1, Y1
+	VEXTRACTF128  $1, Y1, X4
+	VADDPS        X4, X1, X1
+	VHADDPS       X1, X1, X1
+	VHADDPS       X1, X1, X1
+	MOVSS         X1, 4(DX)
+	VEXTRACTF64X4 $1, Z2, Y4
+	VADDPS        Y4, Y2, Y2
+	VEXTRACTF128  $1, Y2, X4
+	VADDPS        X4, X2, X2
+	VHADDPS       X2, X2, X2
+	VHADDPS       X2, X2, X2
+	MOVSS         X2, 8(DX)
+	VEXTRACTF64X4 $1, Z3, Y4
+	VADDPS        Y4, Y3, Y3
+	VEXTRACTF128  $1, Y3, X4
+	VADDPS        X4, X3, X3
+	VHADDPS       X3, X3, X3
+	VHADDPS       X3, X3, X3
+	MOVSS         X3, 12(DX)
+	VZEROUPPER
+	RET

@@ -59,6 +59,28 @@ func TestAssemblyTwins(t *testing.T) {
 			}
 		}
 	}
+	for _, k := range []int{16, 48, 896} {
+		x := make([]float32, k)
+		w := make([]byte, 4*2*k)
+		for p := range x {
+			x[p] = rng.Float32() - 0.5
+		}
+		for i := 0; i < len(w); i += 2 {
+			w[i], w[i+1] = byte(rng.IntN(256)), byte(0x3c+rng.IntN(4))
+		}
+		var out [5]float32
+		out[4] = 777
+		dotBF16x4(&x[0], &w[0], 2*k, k, &out[0])
+		for r := 0; r < 4; r++ {
+			var want float64
+			for p := 0; p < k; p++ {
+				want += float64(x[p]) * float64(bf16(w[r*2*k+2*p:]))
+			}
+			if math.Abs(float64(out[r])-want) > 1e-5 || out[4] != 777 {
+				t.Errorf("dotBF16x4 k=%d row %d: %g, want %g", k, r, out[r], want)
+			}
+		}
+	}
 	for _, k := range []int{32, 64, 896} {
 		x := make([]float32, k)
 		w := make([]byte, 2*k)
