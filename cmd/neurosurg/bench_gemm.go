@@ -26,10 +26,10 @@ neurosurg bench gemm --json`,
 				if cmd.Bool("json") {
 					return printJSON(w, map[string]any{"ceilings": c, "results": res})
 				}
-				fmt.Fprintf(w, "FMA peak %.0f GFLOP/s f32, memory bandwidth (triad) %.1f GB/s\n", c.FMAPeakGFLOPS, c.TriadGBps)
-				fmt.Fprintf(w, "%-18s %-5s %-8s %9s %9s %8s\n", "m×k×n", "dtype", "variant", "GFLOP/s", "GB/s", "of peak")
+				fmt.Fprintf(w, "FMA peak %.0f GFLOP/s f32, VDPBF16PS peak %.0f GFLOP/s, memory bandwidth (triad) %.1f GB/s\n", c.FMAPeakGFLOPS, c.DotPeakGFLOPS, c.TriadGBps)
+				fmt.Fprintf(w, "%-18s %-5s %-10s %9s %9s %8s\n", "m×k×n", "dtype", "variant", "GFLOP/s", "GB/s", "of peak")
 				for _, r := range res {
-					fmt.Fprintf(w, "%-18s %-5s %-8s %9.1f %9.1f %7.0f%%\n", r.Shape, r.DType, r.Variant, r.GFLOPS, r.GBps, 100*r.OfPeak)
+					fmt.Fprintf(w, "%-18s %-5s %-10s %9.1f %9.1f %7.0f%%\n", r.Shape, r.DType, r.Variant, r.GFLOPS, r.GBps, 100*r.OfPeak)
 				}
 				return nil
 			},

@@ -45,11 +45,18 @@ func MatMul(out, x []float32, w []byte, dt DType, m, n, k int) {
 		clear(out[:m*n])
 		return
 	}
-	if m == 1 && dt == BF16 && gemvBF16 != nil && useGemv {
-		gemvBF16(out, x, w, n, k)
-		return
+	v := active.Load()
+	if m == 1 && dt == BF16 && useGemv {
+		if v != nil && v.roundsBF16 && gemvBF16Dot != nil {
+			gemvBF16Dot(out, x, w, n, k)
+			return
+		}
+		if gemvBF16 != nil {
+			gemvBF16(out, x, w, n, k)
+			return
+		}
 	}
-	if v := active.Load(); v != nil && m > 1 {
+	if v != nil && m > 1 {
 		v.fn(out, x, w, dt, m, n, k)
 		return
 	}

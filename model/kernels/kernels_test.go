@@ -24,7 +24,7 @@ func encode(v []float32, dt kernels.DType) []byte {
 func TestMatMulAgainstReference(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 1))
 	for _, dt := range []kernels.DType{kernels.F32, kernels.BF16, kernels.F16} {
-		for _, s := range [][3]int{{1, 1, 1}, {1, 3, 17}, {3, 17, 1}, {2, 33, 100}, {17, 64, 64}, {5, 1000, 3}, {64, 40, 257}} {
+		for _, s := range [][3]int{{1, 1, 1}, {1, 3, 17}, {3, 17, 1}, {2, 33, 100}, {17, 64, 64}, {5, 1000, 3}, {64, 40, 257}, {13, 33, 1025}, {25, 64, 600}, {12, 32, 513}, {24, 96, 256}, {1, 7, 1000}, {1, 300, 1025}, {1, 9, 64}} {
 			m, n, k := s[0], s[1], s[2]
 			t.Run(fmt.Sprintf("%s/m=%d,n=%d,k=%d", dt, m, n, k), func(t *testing.T) {
 				x := make([]float32, m*k)
@@ -45,12 +45,19 @@ func TestMatMulAgainstReference(t *testing.T) {
 				if out[0] != guard || out[m*n+1] != guard {
 					t.Fatal("MatMul wrote outside its output")
 				}
+				// A variant that rounds activations to bf16 must equal the reference on the
+				// rounded activations: the rounding is the only approximation.
+				xr := x
+				if dt == kernels.BF16 && kernels.BF16Activations() {
+					xr = make([]float32, len(x))
+					kernels.ToFloat32(xr, encode(x, kernels.BF16), kernels.BF16)
+				}
 				for i := 0; i < m; i++ {
 					for j := 0; j < n; j++ {
 						var ref, mag float64
 						for p := 0; p < k; p++ {
-							ref += float64(x[i*k+p]) * float64(dec[j*k+p])
-							mag += math.Abs(float64(x[i*k+p]) * float64(dec[j*k+p]))
+							ref += float64(xr[i*k+p]) * float64(dec[j*k+p])
+							mag += math.Abs(float64(xr[i*k+p]) * float64(dec[j*k+p]))
 						}
 						if d := math.Abs(float64(out[1+i*n+j]) - ref); d > 1e-6*mag+1e-7 {
 							t.Fatalf("out[%d,%d] = %g, want %g", i, j, out[1+i*n+j], ref)

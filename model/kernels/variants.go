@@ -11,7 +11,11 @@ import (
 // A variant is one implementation of MatMul's prefill path (m > 1).
 type variant struct {
 	name string
-	fn   func(out, x []float32, w []byte, dt DType, m, n, k int)
+	// roundsBF16 is set when the variant rounds activations to bf16 before multiplying them
+	// with BF16 weights (VDPBF16PS); results then differ from the f32-exact path by about 2⁻⁹
+	// relative per product.
+	roundsBF16 bool
+	fn         func(out, x []float32, w []byte, dt DType, m, n, k int)
 }
 
 var (
@@ -20,12 +24,21 @@ var (
 	useGemv  = os.Getenv("NEUROSURG_KERNELS") != "generic"
 )
 
-func register(name string, prefer bool, fn func(out, x []float32, w []byte, dt DType, m, n, k int)) {
-	v := &variant{name, fn}
+// register adds a variant; NEUROSURG_KERNELS=<name> selects it whatever prefer says.
+func register(name string, prefer, roundsBF16 bool, fn func(out, x []float32, w []byte, dt DType, m, n, k int)) {
+	v := &variant{name, roundsBF16, fn}
 	variants = append(variants, *v)
-	if prefer && os.Getenv("NEUROSURG_KERNELS") != "generic" {
+	env := os.Getenv("NEUROSURG_KERNELS")
+	if env == name || prefer && env == "" {
 		active.Store(v)
 	}
+}
+
+// BF16Activations reports whether the active variant rounds activations to bf16 when it
+// multiplies them with BF16 weights; Use("avx512") selects the f32-exact path.
+func BF16Activations() bool {
+	v := active.Load()
+	return v != nil && v.roundsBF16
 }
 
 // Variants lists the MatMul implementations this CPU can run ("generic" always).
@@ -38,7 +51,8 @@ func Variants() []string {
 }
 
 // Use selects a variant by name for the rest of the process (tests and benchmarks loop over
-// them); it returns the previous one. NEUROSURG_KERNELS=generic forces the generic path.
+// them); it returns the previous one. NEUROSURG_KERNELS=generic forces the generic path,
+// NEUROSURG_KERNELS=avx512 the f32-exact SIMD path.
 func Use(name string) (previous string) {
 	previous = "generic"
 	if v := active.Load(); v != nil {
@@ -58,21 +72,11 @@ func Use(name string) (previous string) {
 	return previous
 }
 
-// sgemm6x32Generic is the reference of the assembly micro-kernel.
-func sgemm6x32Generic(k int, a []float32, lda int, b []float32, c []float32) {
-	for i := 0; i < 6; i++ {
-		for j := 0; j < 32; j++ {
-			var s float32
-			for p := 0; p < k; p++ {
-				s += a[i*lda+p] * b[p*32+j]
-			}
-			c[i*32+j] = s
-		}
-	}
-}
-
 // gemvBF16, when set by a SIMD variant, replaces the m = 1 path for BF16 weights.
 var gemvBF16 func(out, x []float32, w []byte, n, k int)
+
+// gemvBF16Dot, when set, is the m = 1 path of variants that round activations to bf16.
+var gemvBF16Dot func(out, x []float32, w []byte, n, k int)
 
 func bf16(b []byte) float32 { return math.Float32frombits(uint32(b[0])<<16 | uint32(b[1])<<24) }
 
@@ -111,19 +115,36 @@ var (
 // peakLoop is the register-only FMA loop of a SIMD variant (nil without one).
 var peakLoop func(iters int)
 
+// dotPeakLoop is the register-only VDPBF16PS loop (nil without AVX512_BF16).
+var dotPeakLoop func(iters int)
+
+// BF16DotPeak measures the VDPBF16PS throughput of all cores in GFLOP/s (two flops per bf16
+// product; 0 without AVX512_BF16): the ceiling of a variant that rounds activations to bf16.
+func BF16DotPeak() float64 {
+	if dotPeakLoop == nil {
+		return 0
+	}
+	return runPeak(dotPeakLoop, 12*64)
+}
+
 // FMAPeak measures the f32 FMA throughput of all cores in GFLOP/s (0 without a SIMD variant).
 func FMAPeak() float64 {
 	if peakLoop == nil {
 		return 0
 	}
+	return runPeak(peakLoop, 12*32)
+}
+
+// runPeak runs loop on every core and returns GFLOP/s for flops per iteration.
+func runPeak(loop func(int), flops int) float64 {
 	const iters = 20_000_000
 	workers := runtime.GOMAXPROCS(0)
 	var wg sync.WaitGroup
 	t0 := nowSeconds()
 	for g := 0; g < workers; g++ {
 		wg.Add(1)
-		go func() { defer wg.Done(); peakLoop(iters) }()
+		go func() { defer wg.Done(); loop(iters) }()
 	}
 	wg.Wait()
-	return float64(workers) * iters * 12 * 32 / (nowSeconds() - t0) / 1e9
+	return float64(workers) * iters * float64(flops) / (nowSeconds() - t0) / 1e9
 }

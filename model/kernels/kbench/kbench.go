@@ -19,18 +19,21 @@ type Result struct {
 	Variant string  `json:"variant"`
 	GFLOPS  float64 `json:"gflops"`
 	GBps    float64 `json:"weight_gb_per_s"`
-	OfPeak  float64 `json:"of_peak"` // GFLOP/s / FMA peak (m > 1); GB/s / bandwidth (m = 1)
+	// OfPeak is GB/s / bandwidth for m = 1; for m > 1 GFLOP/s over the FMA peak, or over the
+	// bf16 dot peak when the variant rounds activations to bf16 for BF16 weights.
+	OfPeak float64 `json:"of_peak"`
 }
 
 // Ceilings are the machine's measured limits.
 type Ceilings struct {
 	FMAPeakGFLOPS float64 `json:"fma_peak_gflops"`
+	DotPeakGFLOPS float64 `json:"bf16_dot_peak_gflops"` // VDPBF16PS; 0 without AVX512_BF16
 	TriadGBps     float64 `json:"triad_gb_per_s"`
 }
 
 // Measure runs the ceilings and the GEMM shapes (m×k×n).
 func Measure(shapes [][3]int) (Ceilings, []Result) {
-	c := Ceilings{FMAPeakGFLOPS: kernels.FMAPeak(), TriadGBps: triad()}
+	c := Ceilings{FMAPeakGFLOPS: kernels.FMAPeak(), DotPeakGFLOPS: kernels.BF16DotPeak(), TriadGBps: triad()}
 	var out []Result
 	for _, s := range shapes {
 		m, k, n := s[0], s[1], s[2]
@@ -58,13 +61,17 @@ func Measure(shapes [][3]int) (Ceilings, []Result) {
 					reps++
 				}
 				sec := time.Since(t0).Seconds() / float64(reps)
+				peak := c.FMAPeakGFLOPS
+				if dt == kernels.BF16 && kernels.BF16Activations() {
+					peak = c.DotPeakGFLOPS
+				}
 				kernels.Use(prev)
 				r := Result{DType: dt.String(), M: m, K: k, N: n, Shape: shape(m, k, n), Variant: v,
 					GFLOPS: 2 * float64(m*n*k) / sec / 1e9, GBps: float64(len(w)) / sec / 1e9}
 				if m == 1 && c.TriadGBps > 0 {
 					r.OfPeak = r.GBps / c.TriadGBps
-				} else if c.FMAPeakGFLOPS > 0 {
-					r.OfPeak = r.GFLOPS / c.FMAPeakGFLOPS
+				} else if peak > 0 {
+					r.OfPeak = r.GFLOPS / peak
 				}
 				out = append(out, r)
 			}

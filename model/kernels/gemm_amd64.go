@@ -1,0 +1,262 @@
+//go:build !purego && !noasm
+
+package kernels
+
+import (
+	"math"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/neurosurg/neurosurg/formats/safetensors"
+)
+
+//go:generate go run ./gen -out gemm_amd64.s
+
+// gemmF32 computes a tileM×tileN block C (+)= Σ_p a[p][i]·b[p][j] over kc steps, with a packed
+// [kc][tileM] f32 and b packed [kc][tileN] f32; C has row stride ldc. Requires AVX-512F.
+//
+//go:noescape
+func gemmF32(kc int, a, b unsafe.Pointer, c *float32, ldc int, accumulate int)
+
+// gemmBF16 is gemmF32 over kc k-pairs with VDPBF16PS: a packed [kc][tileM] and b packed
+// [kc][tileN] words of two bf16 each (even k in the low half). Requires AVX512_BF16.
+//
+//go:noescape
+func gemmBF16(kc int, a, b unsafe.Pointer, c *float32, ldc int, accumulate int)
+
+// gemvBF16Dot1 is Σ_q x[q]·w[4q:] over kp words of bf16 pairs, kp a positive multiple of 16.
+//
+//go:noescape
+func gemvBF16Dot1(x unsafe.Pointer, w *byte, kp int) float32
+
+// dpbf16Peak runs iters × 12 VDPBF16PS (768 flops per iteration) on registers only.
+//
+//go:noescape
+func dpbf16Peak(iters int)
+
+const (
+	tileM = 12 // activation rows per micro-kernel call (2·tileM of the 32 zmm registers accumulate)
+	tileN = 32 // weight rows (output columns) per micro-kernel call: two zmm wide
+	// blockK is the k depth of one packed B micro-panel, in 4-byte words (f32 steps or bf16
+	// pairs): 256 × 32 × 4 B = 32 KiB stays in the 48 KiB L1d while every row panel of A passes.
+	blockK = 256
+)
+
+var wordPool sync.Pool
+
+// words returns a scratch []uint32 of length n from a pool (packed A is up to m·k words).
+func words(n int) *[]uint32 {
+	if p, ok := wordPool.Get().(*[]uint32); ok && cap(*p) >= n {
+		*p = (*p)[:n]
+		return p
+	}
+	s := make([]uint32, n)
+	return &s
+}
+
+// gemmBlocked is MatMul for m > 1: A (activations) is packed once into tileM-row panels; each
+// worker takes tileN-column panels of W, packs blockK-deep micro-panels of them (converted to
+// f32, or kept as bf16 pairs when dot is set) and sweeps all of A's row panels with the
+// micro-kernel, accumulating into out across k blocks.
+func gemmBlocked(out, x []float32, w []byte, dt DType, m, n, k int, dot bool) {
+	steps := k
+	if dot {
+		steps = (k + 1) / 2
+	}
+	kBlocks := (steps + blockK - 1) / blockK
+	kc := (steps + kBlocks - 1) / kBlocks
+	mPanels := (m + tileM - 1) / tileM
+	nPanels := (n + tileN - 1) / tileN
+	workers := runtime.GOMAXPROCS(0)
+
+	ap := words(mPanels * steps * tileM)
+	defer wordPool.Put(ap)
+	apack := *ap
+	forEach(mPanels, workers, func(ip int) { packA(apack[ip*steps*tileM:(ip+1)*steps*tileM], x, ip*tileM, m, k, dot) })
+
+	kern := gemmF32
+	if dot {
+		kern = gemmBF16
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for g := 0; g < min(workers, nPanels); g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			bpack := make([]uint32, kc*tileN)
+			edge := make([]float32, tileM*tileN)
+			var cols []float32 // a whole column panel when it is narrower than tileN
+			for {
+				jp := int(next.Add(1) - 1)
+				if jp >= nPanels {
+					return
+				}
+				j0 := jp * tileN
+				width := min(tileN, n-j0)
+				if width < tileN && cols == nil {
+					cols = make([]float32, mPanels*tileM*tileN)
+				}
+				for kb := 0; kb < kBlocks; kb++ {
+					s0, s1 := kb*kc, min((kb+1)*kc, steps)
+					packB(bpack[:(s1-s0)*tileN], w, dt, j0, width, k, s0, s1, dot)
+					acc := 0
+					if kb > 0 {
+						acc = 1
+					}
+					for ip := 0; ip < mPanels; ip++ {
+						a := unsafe.Pointer(&apack[(ip*steps+s0)*tileM])
+						c, ldc := (*float32)(nil), n
+						switch {
+						case width < tileN:
+							c, ldc = &cols[ip*tileM*tileN], tileN
+						case ip*tileM+tileM > m:
+							c, ldc = &edge[0], tileN
+						default:
+							c = &out[ip*tileM*n+j0]
+						}
+						kern(s1-s0, a, unsafe.Pointer(&bpack[0]), c, ldc, acc)
+					}
+				}
+				switch {
+				case width < tileN:
+					for i := 0; i < m; i++ {
+						copy(out[i*n+j0:i*n+j0+width], cols[i*tileN:i*tileN+width])
+					}
+				case m%tileM != 0:
+					i0 := (mPanels - 1) * tileM
+					for i := i0; i < m; i++ {
+						copy(out[i*n+j0:i*n+j0+tileN], edge[(i-i0)*tileN:(i-i0+1)*tileN])
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// gemvBF16DotAVX512 is the decode path of the bf16-rounding variant: x is rounded to bf16 pairs once
+// and every weight row is streamed with VDPBF16PS, one row after another: a single sequential
+// stream per core reads ~1.5× faster than four interleaved rows (measured, docs/benchmarks.md).
+func gemvBF16DotAVX512(out, x []float32, w []byte, n, k int) {
+	xp := words((k + 1) / 2)
+	defer wordPool.Put(xp)
+	pairs := *xp
+	packA1(pairs, x)
+	body := k / 32 * 16 // pairs the kernel takes; the tail runs in Go on the same rounded x
+	tail := func(j, from int) float32 {
+		var s float32
+		row := w[j*k*2 : (j+1)*k*2]
+		for p := from; p < k; p++ {
+			s += bf16(row[2*p:]) * math.Float32frombits(pairs[p/2]<<(16*(1-p%2))&0xffff0000)
+		}
+		return s
+	}
+	parallelRows(n, func(j0, j1 int) {
+		for j := j0; j < j1; j++ {
+			if body == 0 {
+				out[j] = tail(j, 0)
+				continue
+			}
+			out[j] = gemvBF16Dot1(unsafe.Pointer(&pairs[0]), &w[j*k*2], body) + tail(j, 2*body)
+		}
+	})
+}
+
+// packA1 rounds one activation row to bf16 pairs (even k in the low half).
+func packA1(dst []uint32, x []float32) {
+	k := len(x)
+	for p := 0; p+1 < k; p += 2 {
+		dst[p/2] = uint32(safetensors.Float32ToBF16(x[p])) | uint32(safetensors.Float32ToBF16(x[p+1]))<<16
+	}
+	if k%2 == 1 {
+		dst[k/2] = uint32(safetensors.Float32ToBF16(x[k-1]))
+	}
+}
+
+// packA writes rows [i0, i0+tileM) of x as [steps][tileM] words, zero past row m (and past k).
+func packA(dst []uint32, x []float32, i0, m, k int, dot bool) {
+	clear(dst)
+	for i := 0; i < tileM && i0+i < m; i++ {
+		row := x[(i0+i)*k : (i0+i+1)*k]
+		if !dot {
+			for p, v := range row {
+				dst[p*tileM+i] = math.Float32bits(v)
+			}
+			continue
+		}
+		p := 0
+		for ; p+1 < k; p += 2 {
+			dst[p/2*tileM+i] = uint32(safetensors.Float32ToBF16(row[p])) | uint32(safetensors.Float32ToBF16(row[p+1]))<<16
+		}
+		if p < k {
+			dst[p/2*tileM+i] = uint32(safetensors.Float32ToBF16(row[p]))
+		}
+	}
+}
+
+// packB writes weight rows [j0, j0+width) for steps [s0, s1) as [s1-s0][tileN] words: f32
+// values, or the bf16 pairs as stored when dot is set (a little-endian bf16 row read as uint32
+// words is already pairs with the even k in the low half). Columns past width are zero. Rows
+// are read through word views (amd64 loads need no alignment): this loop runs n·k times per
+// MatMul, so it must cost far less than the m multiply-adds each element meets.
+func packB(dst []uint32, w []byte, dt DType, j0, width, k, s0, s1 int, dot bool) {
+	if width < tileN {
+		clear(dst)
+	}
+	es := dt.Size()
+	for jj := 0; jj < width; jj++ {
+		row := unsafe.Pointer(&w[(j0+jj)*k*es])
+		col := dst[jj:]
+		switch {
+		case dot:
+			full := min(s1, k/2)
+			src := unsafe.Slice((*uint32)(row), full)[s0:]
+			for p, v := range src {
+				col[p*tileN] = v
+			}
+			if full < s1 { // odd k: the last pair has one element
+				col[(full-s0)*tileN] = uint32(*(*uint16)(unsafe.Add(row, 4*full)))
+			}
+		case dt == F32:
+			src := unsafe.Slice((*uint32)(row), s1)[s0:]
+			for p, v := range src {
+				col[p*tileN] = v
+			}
+		case dt == BF16:
+			src := unsafe.Slice((*uint16)(row), s1)[s0:]
+			for p, v := range src {
+				col[p*tileN] = uint32(v) << 16
+			}
+		default:
+			src := unsafe.Slice((*uint16)(row), s1)[s0:]
+			for p, v := range src {
+				col[p*tileN] = math.Float32bits(F16ToF32(v))
+			}
+		}
+	}
+}
+
+// forEach runs f(0..n-1) over up to workers goroutines.
+func forEach(n, workers int, f func(i int)) {
+	if workers <= 1 || n <= 1 {
+		for i := 0; i < n; i++ {
+			f(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for g := 0; g < min(workers, n); g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				f(i)
+			}
+		}()
+	}
+	wg.Wait()
+}

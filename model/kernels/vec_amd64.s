@@ -1,0 +1,124 @@
+//go:build !purego && !noasm
+
+#include "textflag.h"
+
+// func dotBF16(x *float32, w *byte, k int) float32
+// Σ_p x[p]·bf16(w[2p:2p+2]) for k a multiple of 32. Needs AVX-512F.
+TEXT ·dotBF16(SB), NOSPLIT, $0-28
+	MOVQ   x+0(FP), SI
+	MOVQ   w+8(FP), DI
+	MOVQ   k+16(FP), CX
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+
+dotloop:
+	TESTQ       CX, CX
+	JE          dotdone
+	VPMOVZXWD   (DI), Z2
+	VPSLLD      $16, Z2, Z2
+	VFMADD231PS (SI), Z2, Z0
+	VPMOVZXWD   32(DI), Z3
+	VPSLLD      $16, Z3, Z3
+	VFMADD231PS 64(SI), Z3, Z1
+	ADDQ        $64, DI
+	ADDQ        $128, SI
+	SUBQ        $32, CX
+	JMP         dotloop
+
+dotdone:
+	VADDPS         Z1, Z0, Z0
+	VEXTRACTF64X4  $1, Z0, Y1
+	VADDPS         Y1, Y0, Y0
+	VEXTRACTF128   $1, Y0, X1
+	VADDPS         X1, X0, X0
+	VHADDPS        X0, X0, X0
+	VHADDPS        X0, X0, X0
+	MOVSS          X0, ret+24(FP)
+	VZEROUPPER
+	RET
+
+// func dotF32(a, b *float32, n int) float32   (n a multiple of 16)
+TEXT ·dotF32(SB), NOSPLIT, $0-28
+	MOVQ   a+0(FP), SI
+	MOVQ   b+8(FP), DI
+	MOVQ   n+16(FP), CX
+	VPXORD Z0, Z0, Z0
+
+d32loop:
+	TESTQ       CX, CX
+	JE          d32done
+	VMOVUPS     (SI), Z1
+	VFMADD231PS (DI), Z1, Z0
+	ADDQ        $64, SI
+	ADDQ        $64, DI
+	SUBQ        $16, CX
+	JMP         d32loop
+
+d32done:
+	VEXTRACTF64X4 $1, Z0, Y1
+	VADDPS        Y1, Y0, Y0
+	VEXTRACTF128  $1, Y0, X1
+	VADDPS        X1, X0, X0
+	VHADDPS       X0, X0, X0
+	VHADDPS       X0, X0, X0
+	MOVSS         X0, ret+24(FP)
+	VZEROUPPER
+	RET
+
+// func axpyF32(alpha float32, x, y *float32, n int)   y += alpha·x, n a multiple of 16
+TEXT ·axpyF32(SB), NOSPLIT, $0-32
+	VBROADCASTSS alpha+0(FP), Z0
+	MOVQ         x+8(FP), SI
+	MOVQ         y+16(FP), DI
+	MOVQ         n+24(FP), CX
+
+axloop:
+	TESTQ       CX, CX
+	JE          axdone
+	VMOVUPS     (DI), Z1
+	VFMADD231PS (SI), Z0, Z1
+	VMOVUPS     Z1, (DI)
+	ADDQ        $64, SI
+	ADDQ        $64, DI
+	SUBQ        $16, CX
+	JMP         axloop
+
+axdone:
+	VZEROUPPER
+	RET
+
+// func fmaPeak(iters int)   12 independent FMA chains on registers: the core's FMA ceiling.
+TEXT ·fmaPeak(SB), NOSPLIT, $0-8
+	MOVQ   iters+0(FP), CX
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+
+peakloop:
+	VFMADD231PS Z12, Z13, Z0
+	VFMADD231PS Z12, Z13, Z1
+	VFMADD231PS Z12, Z13, Z2
+	VFMADD231PS Z12, Z13, Z3
+	VFMADD231PS Z12, Z13, Z4
+	VFMADD231PS Z12, Z13, Z5
+	VFMADD231PS Z12, Z13, Z6
+	VFMADD231PS Z12, Z13, Z7
+	VFMADD231PS Z12, Z13, Z8
+	VFMADD231PS Z12, Z13, Z9
+	VFMADD231PS Z12, Z13, Z10
+	VFMADD231PS Z12, Z13, Z11
+	DECQ        CX
+	JNZ         peakloop
+	VZEROUPPER
+	RET
