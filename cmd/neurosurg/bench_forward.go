@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"runtime/pprof"
 
 	"github.com/neurosurg/neurosurg/internal/benchfwd"
 	"github.com/urfave/cli/v3"
@@ -19,8 +21,20 @@ neurosurg bench forward --checkpoint /models/Qwen2-0.5B --json`,
 				&cli.StringFlag{Name: "checkpoint", Usage: "measure this checkpoint instead of a synthetic one"},
 				&cli.StringFlag{Name: "config", Value: "testdata/configs/Qwen2-0.5B"},
 				&cli.BoolFlag{Name: "json"},
+				&cli.StringFlag{Name: "cpuprofile", Usage: "write a Go CPU profile of the whole run to this file (go tool pprof)"},
 			},
 			Action: func(ctx context.Context, cmd *cli.Command) error {
+				if path := cmd.String("cpuprofile"); path != "" {
+					f, err := os.Create(path)
+					if err != nil {
+						return err
+					}
+					defer f.Close()
+					if err := pprof.StartCPUProfile(f); err != nil {
+						return fmt.Errorf("cpu profile %s: %w", path, err)
+					}
+					defer pprof.StopCPUProfile()
+				}
 				res, size, err := benchfwd.Run(ctx, benchfwd.Options{Checkpoint: cmd.String("checkpoint"), Config: cmd.String("config"),
 					Log: func(s string) { fmt.Fprintln(cmd.Root().ErrWriter, s) }})
 				if err != nil {

@@ -46,13 +46,13 @@ func MatMul(out, x []float32, w []byte, dt DType, m, n, k int) {
 		return
 	}
 	v := active.Load()
-	if m == 1 && dt == BF16 && useGemv {
+	if m <= smallM && dt == BF16 && useGemv {
 		if v != nil && v.roundsBF16 && gemvBF16Dot != nil {
-			gemvBF16Dot(out, x, w, n, k)
+			gemvBF16Dot(out, x, w, m, n, k)
 			return
 		}
 		if gemvBF16 != nil {
-			gemvBF16(out, x, w, n, k)
+			gemvBF16(out, x, w, m, n, k)
 			return
 		}
 	}
@@ -182,6 +182,14 @@ func RMSNorm(out, x, weight []float32, eps float32) {
 
 // SiLU computes x[i] = x[i]·σ(x[i]) in place.
 func SiLU(x []float32) {
+	if vecSiLU != nil && useGemv {
+		vecSiLU(x)
+		return
+	}
+	siluGo(x)
+}
+
+func siluGo(x []float32) {
 	for i, v := range x {
 		x[i] = v / (1 + float32(math.Exp(float64(-v))))
 	}

@@ -57,9 +57,9 @@ func words(n int) *[]uint32 {
 }
 
 // gemmBlocked is MatMul for m > 1: A (activations) is packed once into tileM-row panels; each
-// worker takes tileN-column panels of W, packs blockK-deep micro-panels of them (converted to
-// f32, or kept as bf16 pairs when dot is set) and sweeps all of A's row panels with the
-// micro-kernel, accumulating into out across k blocks.
+// worker takes tileN-column panels of W, packs them (converted to f32, or kept as bf16 pairs
+// when dot is set; ≤ 32·k words, L2-resident) and, blockK deep at a time (an L1-resident
+// micro-panel), sweeps all of A's row panels with the micro-kernel, accumulating into out.
 func gemmBlocked(out, x []float32, w []byte, dt DType, m, n, k int, dot bool) {
 	steps := k
 	if dot {
@@ -86,7 +86,7 @@ func gemmBlocked(out, x []float32, w []byte, dt DType, m, n, k int, dot bool) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			bpack := make([]uint32, kc*tileN)
+			bpack := make([]uint32, steps*tileN)
 			edge := make([]float32, tileM*tileN)
 			var cols []float32 // a whole column panel when it is narrower than tileN
 			for {
@@ -99,9 +99,12 @@ func gemmBlocked(out, x []float32, w []byte, dt DType, m, n, k int, dot bool) {
 				if width < tileN && cols == nil {
 					cols = make([]float32, mPanels*tileM*tileN)
 				}
+				// The panel's weight rows are one contiguous region: packing all of k at once
+				// reads it as a single sequential stream (k-block by k-block it was 1 KiB pieces
+				// of 32 rows, latency-bound at ~1 GB/s from DRAM).
+				packB(bpack, w, dt, j0, width, k, 0, steps, dot)
 				for kb := 0; kb < kBlocks; kb++ {
 					s0, s1 := kb*kc, min((kb+1)*kc, steps)
-					packB(bpack[:(s1-s0)*tileN], w, dt, j0, width, k, s0, s1, dot)
 					acc := 0
 					if kb > 0 {
 						acc = 1
@@ -117,7 +120,7 @@ func gemmBlocked(out, x []float32, w []byte, dt DType, m, n, k int, dot bool) {
 						default:
 							c = &out[ip*tileM*n+j0]
 						}
-						kern(s1-s0, a, unsafe.Pointer(&bpack[0]), c, ldc, acc)
+						kern(s1-s0, a, unsafe.Pointer(&bpack[s0*tileN]), c, ldc, acc)
 					}
 				}
 				switch {
@@ -137,30 +140,38 @@ func gemmBlocked(out, x []float32, w []byte, dt DType, m, n, k int, dot bool) {
 	wg.Wait()
 }
 
-// gemvBF16DotAVX512 is the decode path of the bf16-rounding variant: x is rounded to bf16 pairs once
-// and every weight row is streamed with VDPBF16PS, one row after another: a single sequential
-// stream per core reads ~1.5× faster than four interleaved rows (measured, docs/benchmarks.md).
-func gemvBF16DotAVX512(out, x []float32, w []byte, n, k int) {
-	xp := words((k + 1) / 2)
+// gemvBF16DotAVX512 is the decode path (m ≤ smallM rows) of the bf16-rounding variant: x is
+// rounded to bf16 pairs once and every weight row is streamed with VDPBF16PS, one row after
+// another (a single sequential stream per core reads ~1.5× faster than four interleaved rows,
+// measured), against each activation row while it sits in L1. Packing W for a few rows would
+// cost more than the products: the 8 last rows of a batch against a 151936-row lm_head did.
+func gemvBF16DotAVX512(out, x []float32, w []byte, m, n, k int) {
+	kp := (k + 1) / 2
+	xp := words(m * kp)
 	defer wordPool.Put(xp)
 	pairs := *xp
-	packA1(pairs, x)
+	for i := 0; i < m; i++ {
+		packA1(pairs[i*kp:(i+1)*kp], x[i*k:(i+1)*k])
+	}
 	body := k / 32 * 16 // pairs the kernel takes; the tail runs in Go on the same rounded x
-	tail := func(j, from int) float32 {
+	tail := func(xi []uint32, j, from int) float32 {
 		var s float32
 		row := w[j*k*2 : (j+1)*k*2]
 		for p := from; p < k; p++ {
-			s += bf16(row[2*p:]) * math.Float32frombits(pairs[p/2]<<(16*(1-p%2))&0xffff0000)
+			s += bf16(row[2*p:]) * math.Float32frombits(xi[p/2]<<(16*(1-p%2))&0xffff0000)
 		}
 		return s
 	}
 	parallelRows(n, func(j0, j1 int) {
 		for j := j0; j < j1; j++ {
-			if body == 0 {
-				out[j] = tail(j, 0)
-				continue
+			for i := 0; i < m; i++ {
+				xi := pairs[i*kp : (i+1)*kp]
+				if body == 0 {
+					out[i*n+j] = tail(xi, j, 0)
+					continue
+				}
+				out[i*n+j] = gemvBF16Dot1(unsafe.Pointer(&xi[0]), &w[j*k*2], body) + tail(xi, j, 2*body)
 			}
-			out[j] = gemvBF16Dot1(unsafe.Pointer(&pairs[0]), &w[j*k*2], body) + tail(j, 2*body)
 		}
 	})
 }

@@ -24,7 +24,7 @@ func encode(v []float32, dt kernels.DType) []byte {
 func TestMatMulAgainstReference(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 1))
 	for _, dt := range []kernels.DType{kernels.F32, kernels.BF16, kernels.F16} {
-		for _, s := range [][3]int{{1, 1, 1}, {1, 3, 17}, {3, 17, 1}, {2, 33, 100}, {17, 64, 64}, {5, 1000, 3}, {64, 40, 257}, {13, 33, 1025}, {25, 64, 600}, {12, 32, 513}, {24, 96, 256}, {1, 7, 1000}, {1, 300, 1025}, {1, 9, 64}} {
+		for _, s := range [][3]int{{1, 1, 1}, {1, 3, 17}, {3, 17, 1}, {2, 33, 100}, {17, 64, 64}, {5, 1000, 3}, {64, 40, 257}, {13, 33, 1025}, {25, 64, 600}, {12, 32, 513}, {24, 96, 256}, {1, 7, 1000}, {1, 300, 1025}, {1, 9, 64}, {8, 70, 896}, {16, 33, 99}} {
 			m, n, k := s[0], s[1], s[2]
 			t.Run(fmt.Sprintf("%s/m=%d,n=%d,k=%d", dt, m, n, k), func(t *testing.T) {
 				x := make([]float32, m*k)
@@ -140,5 +140,32 @@ func TestMatMulEveryVariant(t *testing.T) {
 			defer kernels.Use(prev)
 			TestMatMulAgainstReference(t)
 		})
+	}
+}
+
+// SiLU on every variant against float64 math, over the range a model produces and past the
+// points where e^(−x) overflows or underflows f32.
+func TestSiLUEveryVariant(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 5))
+	for _, v := range kernels.Variants() {
+		prev := kernels.Use(v)
+		for _, n := range []int{1, 15, 16, 17, 1000} {
+			x := make([]float32, n)
+			for i := range x {
+				x[i] = float32(rng.NormFloat64() * 4)
+			}
+			if n == 1000 {
+				copy(x, []float32{0, -0.0, 1e-30, -1e-30, 20, -20, 87, -87, 88.5, -88.5, 89, -89, 100, -100, 1e6, -1e6})
+			}
+			got := append([]float32(nil), x...)
+			kernels.SiLU(got)
+			for i, xv := range x {
+				want := float64(xv) / (1 + math.Exp(-float64(xv)))
+				if d := math.Abs(float64(got[i]) - want); d > 1e-6*math.Abs(want)+1e-35 { // below 1e-35 both flush toward 0
+					t.Errorf("%s n=%d: SiLU(%g) = %g, want %g", v, n, xv, got[i], want)
+				}
+			}
+		}
+		kernels.Use(prev)
 	}
 }

@@ -72,11 +72,15 @@ func Use(name string) (previous string) {
 	return previous
 }
 
-// gemvBF16, when set by a SIMD variant, replaces the m = 1 path for BF16 weights.
-var gemvBF16 func(out, x []float32, w []byte, n, k int)
+// gemvBF16, when set by a SIMD variant, replaces the m ≤ smallM path for BF16 weights.
+var gemvBF16 func(out, x []float32, w []byte, m, n, k int)
 
-// gemvBF16Dot, when set, is the m = 1 path of variants that round activations to bf16.
-var gemvBF16Dot func(out, x []float32, w []byte, n, k int)
+// smallM is the most activation rows MatMul streams BF16 weights for, row by row, instead of
+// packing them: decode, the last rows of a batch against the lm_head.
+const smallM = 16
+
+// gemvBF16Dot, when set, is the m ≤ smallM path of variants that round activations to bf16.
+var gemvBF16Dot func(out, x []float32, w []byte, m, n, k int)
 
 func bf16(b []byte) float32 { return math.Float32frombits(uint32(b[0])<<16 | uint32(b[1])<<24) }
 
@@ -106,8 +110,9 @@ func parallelRows(n int, f func(j0, j1 int)) {
 	wg.Wait()
 }
 
-// vecDot and vecAxpy, when set by a SIMD variant, replace Dot's and Axpy's loops.
+// vecDot, vecAxpy and vecSiLU, when set by a SIMD variant, replace Dot's, Axpy's and SiLU's loops.
 var (
+	vecSiLU func(x []float32)
 	vecDot  func(a, b []float32) float32
 	vecAxpy func(alpha float32, x, y []float32)
 )

@@ -27,6 +27,11 @@ func axpyF32(alpha float32, x, y *float32, n int)
 //go:noescape
 func fmaPeak(iters int)
 
+// siluF32 computes x[i] = x[i]·σ(x[i]) for n a positive multiple of 16. Requires AVX-512F.
+//
+//go:noescape
+func siluF32(x *float32, n int)
+
 func init() {
 	if cpu.X86.HasAVX512F {
 		peakLoop = fmaPeak
@@ -50,6 +55,12 @@ func init() {
 				y[i] += alpha * x[i]
 			}
 		}
+		vecSiLU = func(x []float32) {
+			if body := len(x) &^ 15; body > 0 {
+				siluF32(&x[0], body)
+			}
+			siluGo(x[len(x)&^15:])
+		}
 		register("avx512", !cpu.X86.HasAVX512BF16, false, func(out, x []float32, w []byte, dt DType, m, n, k int) {
 			gemmBlocked(out, x, w, dt, m, n, k, false)
 		})
@@ -66,21 +77,24 @@ func init() {
 	}
 }
 
-// gemvBF16AVX512 computes out[j] = x·W[j] for bf16 weights, streaming each row once: decode
-// is bound by memory bandwidth, so nothing is packed or converted ahead, and rows are read one
-// after another (one sequential stream per core).
-func gemvBF16AVX512(out, x []float32, w []byte, n, k int) {
+// gemvBF16AVX512 computes out[i*n+j] = x_i·W[j] for m ≤ smallM rows and bf16 weights,
+// streaming each weight row once: decode is bound by memory bandwidth, so nothing is packed or
+// converted ahead, and rows are read one after another (one sequential stream per core).
+func gemvBF16AVX512(out, x []float32, w []byte, m, n, k int) {
 	rows := func(j0, j1 int) {
 		for j := j0; j < j1; j++ {
 			row := w[j*k*2 : (j+1)*k*2]
-			var s float32
-			if b32 := k &^ 31; b32 > 0 {
-				s = dotBF16(&x[0], &row[0], b32)
+			for i := 0; i < m; i++ {
+				xi := x[i*k : (i+1)*k]
+				var s float32
+				if b32 := k &^ 31; b32 > 0 {
+					s = dotBF16(&xi[0], &row[0], b32)
+				}
+				for p := k &^ 31; p < k; p++ {
+					s += xi[p] * bf16(row[2*p:])
+				}
+				out[i*n+j] = s
 			}
-			for p := k &^ 31; p < k; p++ {
-				s += x[p] * bf16(row[2*p:])
-			}
-			out[j] = s
 		}
 	}
 	parallelRows(n, rows)
