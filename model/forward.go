@@ -140,7 +140,11 @@ func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, ta
 		}
 		for i, s := range states {
 			n := len(toks[i])
-			m.attention(att[off[i]*qDim:off[i+1]*qDim], q[off[i]*qDim:off[i+1]*qDim], s.k[l], s.v[l], s.pos, n)
+			if n >= 16 {
+				m.attentionGEMM(att[off[i]*qDim:off[i+1]*qDim], q[off[i]*qDim:off[i+1]*qDim], s.k[l], s.v[l], s.pos, n)
+			} else {
+				m.attention(att[off[i]*qDim:off[i+1]*qDim], q[off[i]*qDim:off[i+1]*qDim], s.k[l], s.v[l], s.pos, n)
+			}
 			if len(attnTaps) > 0 {
 				m.attentionTaps(attnTaps, site, i, s.pos, n, q[off[i]*qDim:off[i+1]*qDim], s.k[l])
 			}

@@ -31,6 +31,12 @@ func gemmBF16(kc int, a, b unsafe.Pointer, c *float32, ldc int, accumulate int)
 //go:noescape
 func gemvBF16Dot1(x unsafe.Pointer, w *byte, kp int) float32
 
+// transpose16 moves word c of row r (rows rowBytes apart from src) to dst[c*32 + r] for
+// r < 16 and blocks × 16 words c, one 16×16 block in registers at a time. Requires AVX-512F.
+//
+//go:noescape
+func transpose16(dst *uint32, src *byte, rowBytes int, blocks int)
+
 // dpbf16Peak runs iters × 12 VDPBF16PS (768 flops per iteration) on registers only.
 //
 //go:noescape
@@ -215,9 +221,37 @@ func packA(dst []uint32, x []float32, i0, m, k int, dot bool) {
 // MatMul, so it must cost far less than the m multiply-adds each element meets.
 func packB(dst []uint32, w []byte, dt DType, j0, width, k, s0, s1 int, dot bool) {
 	if width < tileN {
-		clear(dst)
+		clear(dst[:(s1-s0)*tileN])
 	}
 	es := dt.Size()
+	if dot || dt == F32 {
+		// Words (bf16 pairs or f32) move as they are: full panels go through the register
+		// transpose 16 rows × 16 words at a time; the rest (narrow panels, odd tails) in Go.
+		full := s1
+		if dot {
+			full = min(s1, k/2)
+		}
+		p1 := s0
+		if width == tileN {
+			blocks := (full - s0) / 16
+			if blocks > 0 {
+				for half := 0; half < 2; half++ {
+					transpose16(&dst[16*half], &w[(j0+16*half)*k*es+4*s0], k*es, blocks)
+				}
+			}
+			p1 = s0 + 16*blocks
+		}
+		for jj := 0; jj < width; jj++ {
+			row := w[(j0+jj)*k*es:]
+			for p := p1; p < full; p++ {
+				dst[(p-s0)*tileN+jj] = uint32(row[4*p]) | uint32(row[4*p+1])<<8 | uint32(row[4*p+2])<<16 | uint32(row[4*p+3])<<24
+			}
+			if dot && full < s1 { // odd k: the last pair has one element
+				dst[(full-s0)*tileN+jj] = uint32(row[4*full]) | uint32(row[4*full+1])<<8
+			}
+		}
+		return
+	}
 	for jj := 0; jj < width; jj++ {
 		row := unsafe.Pointer(&w[(j0+jj)*k*es])
 		col := dst[jj:]

@@ -1,0 +1,106 @@
+package model
+
+import (
+	"math"
+	"runtime"
+	"sync"
+	"unsafe"
+
+	"github.com/neurosurg/neurosurg/model/kernels"
+)
+
+// attnRowBlock is how many query rows per head one pass of attentionGEMM scores at once; it
+// bounds the score buffer to heads-per-group × attnRowBlock × keys.
+const attnRowBlock = 128
+
+// attentionGEMM is attention for a prefill of n rows: per KV head, the query rows of all heads
+// sharing it are stacked into one matrix, scored against the keys with one MatMul, softmaxed
+// under the causal (and sliding-window) mask, and multiplied with the transposed values with
+// a second MatMul. Same result as attention's per-row loop up to summation order; ~20× faster
+// at 512 rows, where the loop spends its time in calls of 64-element dot products.
+func (m *Model) attentionGEMM(out, q, keys, vals []float32, pos0, n int) {
+	cfg := &m.cfg
+	hd, kvDim, qDim := cfg.HeadDim, cfg.KVHeads*cfg.HeadDim, cfg.Heads*cfg.HeadDim
+	group := cfg.Heads / cfg.KVHeads
+	T := pos0 + n
+	scale := float32(1 / math.Sqrt(float64(hd)))
+	kh := make([]float32, T*hd)
+	vt := make([]float32, hd*T)
+	rb := min(attnRowBlock, n)
+	qs := make([]float32, group*rb*hd)
+	os := make([]float32, group*rb*hd)
+	scores := make([]float32, group*rb*T)
+	for kvh := 0; kvh < cfg.KVHeads; kvh++ {
+		for t := 0; t < T; t++ {
+			copy(kh[t*hd:(t+1)*hd], keys[t*kvDim+kvh*hd:t*kvDim+(kvh+1)*hd])
+		}
+		for r0 := 0; r0 < n; r0 += rb {
+			rows := min(rb, n-r0)
+			keysUsed := pos0 + r0 + rows // causal: later keys get zero weight
+			for t := 0; t < keysUsed; t++ {
+				for i, v := range vals[t*kvDim+kvh*hd : t*kvDim+(kvh+1)*hd] {
+					vt[i*keysUsed+t] = v
+				}
+			}
+			for g := 0; g < group; g++ {
+				h := kvh*group + g
+				for r := 0; r < rows; r++ {
+					dst := qs[(g*rows+r)*hd : (g*rows+r+1)*hd]
+					for i, v := range q[(r0+r)*qDim+h*hd : (r0+r)*qDim+(h+1)*hd] {
+						dst[i] = v * scale
+					}
+				}
+			}
+			sc := scores[:group*rows*keysUsed]
+			kernels.MatMul(sc, qs[:group*rows*hd], f32bytes(kh[:keysUsed*hd]), kernels.F32, group*rows, keysUsed, hd)
+			parallelSpan(group*rows, func(i0, i1 int) {
+				for i := i0; i < i1; i++ {
+					p := pos0 + r0 + i%rows
+					lo := 0
+					if cfg.SlidingWindow > 0 && p-cfg.SlidingWindow+1 > 0 {
+						lo = p - cfg.SlidingWindow + 1
+					}
+					row := sc[i*keysUsed : (i+1)*keysUsed]
+					kernels.Softmax(row[lo : p+1])
+					clear(row[:lo])
+					clear(row[p+1:])
+				}
+			})
+			kernels.MatMul(os[:group*rows*hd], sc, f32bytes(vt[:hd*keysUsed]), kernels.F32, group*rows, hd, keysUsed)
+			for g := 0; g < group; g++ {
+				h := kvh*group + g
+				for r := 0; r < rows; r++ {
+					copy(out[(r0+r)*qDim+h*hd:(r0+r)*qDim+(h+1)*hd], os[(g*rows+r)*hd:(g*rows+r+1)*hd])
+				}
+			}
+		}
+	}
+}
+
+// f32bytes views f32s as the little-endian bytes MatMul takes for F32 weights.
+func f32bytes(v []float32) []byte {
+	if len(v) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 4*len(v))
+}
+
+// parallelSpan splits [0, n) into one contiguous span per core.
+func parallelSpan(n int, f func(i0, i1 int)) {
+	workers := min(runtime.GOMAXPROCS(0), n)
+	if workers <= 1 {
+		f(0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	chunk := (n + workers - 1) / workers
+	for w := 0; w < workers; w++ {
+		i0, i1 := w*chunk, min((w+1)*chunk, n)
+		if i0 >= i1 {
+			break
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); f(i0, i1) }()
+	}
+	wg.Wait()
+}
