@@ -214,13 +214,18 @@ func Softmax(x []float32) {
 			m = v
 		}
 	}
-	var s float64
-	for i, v := range x {
-		e := float32(math.Exp(float64(v - m)))
-		x[i] = e
-		s += float64(e)
+	var inv float32
+	if vecExpSubSum != nil && useGemv {
+		inv = 1 / vecExpSubSum(x, m)
+	} else {
+		var s float64
+		for i, v := range x {
+			e := float32(math.Exp(float64(v - m)))
+			x[i] = e
+			s += float64(e)
+		}
+		inv = float32(1 / s)
 	}
-	inv := float32(1 / s)
 	for i := range x {
 		x[i] *= inv
 	}

@@ -92,7 +92,10 @@ func gemmBlocked(out, x []float32, w []byte, dt DType, m, n, k int, dot bool) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			bpack := make([]uint32, steps*tileN)
+			// Pooled: a fresh 300 KiB buffer per call costs page faults on its first writes.
+			bp := words(steps * tileN)
+			defer wordPool.Put(bp)
+			bpack := *bp
 			edge := make([]float32, tileM*tileN)
 			var cols []float32 // a whole column panel when it is narrower than tileN
 			for {

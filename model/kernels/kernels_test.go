@@ -169,3 +169,38 @@ func TestSiLUEveryVariant(t *testing.T) {
 		kernels.Use(prev)
 	}
 }
+
+// Softmax on every variant against float64 math: lengths around the 16-lane body, large
+// spreads (underflowing terms) and a constant row.
+func TestSoftmaxEveryVariant(t *testing.T) {
+	rng := rand.New(rand.NewPCG(6, 6))
+	for _, v := range kernels.Variants() {
+		prev := kernels.Use(v)
+		for _, n := range []int{1, 15, 16, 17, 33, 1000} {
+			for _, spread := range []float64{0, 1, 30, 200} {
+				x := make([]float32, n)
+				for i := range x {
+					x[i] = float32(rng.NormFloat64() * spread)
+				}
+				got := append([]float32(nil), x...)
+				kernels.Softmax(got)
+				mx := math.Inf(-1)
+				for _, xv := range x {
+					mx = math.Max(mx, float64(xv))
+				}
+				var sum float64
+				for _, xv := range x {
+					sum += math.Exp(float64(xv) - mx)
+				}
+				for i, xv := range x {
+					want := math.Exp(float64(xv)-mx) / sum
+					// x−max is rounded to f32 first: e^t's relative error grows with |t|.
+					if d := math.Abs(float64(got[i]) - want); d > (1e-6+1.2e-7*(mx-float64(xv)))*want+1e-30 {
+						t.Fatalf("%s n=%d spread=%g: p[%d] = %g, want %g", v, n, spread, i, got[i], want)
+					}
+				}
+			}
+		}
+		kernels.Use(prev)
+	}
+}

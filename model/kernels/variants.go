@@ -112,9 +112,10 @@ func parallelRows(n int, f func(j0, j1 int)) {
 
 // vecDot, vecAxpy and vecSiLU, when set by a SIMD variant, replace Dot's, Axpy's and SiLU's loops.
 var (
-	vecSiLU func(x []float32)
-	vecDot  func(a, b []float32) float32
-	vecAxpy func(alpha float32, x, y []float32)
+	vecSiLU      func(x []float32)
+	vecExpSubSum func(x []float32, max float32) float32 // x[i] = e^(x[i]−max); returns Σ
+	vecDot       func(a, b []float32) float32
+	vecAxpy      func(alpha float32, x, y []float32)
 )
 
 // peakLoop is the register-only FMA loop of a SIMD variant (nil without one).

@@ -3,6 +3,7 @@
 package kernels
 
 import (
+	"math"
 
 	"golang.org/x/sys/cpu"
 )
@@ -32,6 +33,12 @@ func fmaPeak(iters int)
 //go:noescape
 func siluF32(x *float32, n int)
 
+// expSubSumF32 sets x[i] = e^(x[i]−max) and returns their sum, n a positive multiple of 16.
+// Requires AVX-512F.
+//
+//go:noescape
+func expSubSumF32(x *float32, n int, max float32) float32
+
 func init() {
 	if cpu.X86.HasAVX512F {
 		peakLoop = fmaPeak
@@ -60,6 +67,17 @@ func init() {
 				siluF32(&x[0], body)
 			}
 			siluGo(x[len(x)&^15:])
+		}
+		vecExpSubSum = func(x []float32, max float32) float32 {
+			var s float32
+			if body := len(x) &^ 15; body > 0 {
+				s = expSubSumF32(&x[0], body, max)
+			}
+			for i := len(x) &^ 15; i < len(x); i++ {
+				x[i] = float32(math.Exp(float64(x[i] - max)))
+				s += x[i]
+			}
+			return s
 		}
 		register("avx512", !cpu.X86.HasAVX512BF16, false, func(out, x []float32, w []byte, dt DType, m, n, k int) {
 			gemmBlocked(out, x, w, dt, m, n, k, false)
