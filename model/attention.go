@@ -85,10 +85,11 @@ func f32bytes(v []float32) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 4*len(v))
 }
 
-// parallelSpan splits [0, n) into one contiguous span per core.
+// parallelSpan splits [0, n) into one contiguous span per core (one span when n is small:
+// decode steps stay on the calling goroutine).
 func parallelSpan(n int, f func(i0, i1 int)) {
 	workers := min(runtime.GOMAXPROCS(0), n)
-	if workers <= 1 {
+	if workers <= 1 || n < 4 {
 		f(0, n)
 		return
 	}

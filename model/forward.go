@@ -122,19 +122,19 @@ func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, ta
 		}
 		ly := &m.layers[l]
 		site := Site{Module: "llm", Layer: l}
-		for r := 0; r < T; r++ {
-			kernels.RMSNorm(xn[r*d:(r+1)*d], x[r*d:(r+1)*d], ly.inNorm, cfg.Eps)
-		}
+		rmsNormRows(xn, x, ly.inNorm, cfg.Eps, T, d)
 		matmul(q, xn, &ly.q, T, ly.qb)
 		matmul(k, xn, &ly.k, T, ly.kb)
 		matmul(v, xn, &ly.v, T, ly.vb)
 		for i, s := range states {
-			for r := 0; r < len(toks[i]); r++ {
-				row := off[i] + r
-				pos := s.pos + r
-				rope(q[row*qDim:(row+1)*qDim], cfg.Heads, hd, pos, invFreq, ropeScale)
-				rope(k[row*kvDim:(row+1)*kvDim], cfg.KVHeads, hd, pos, invFreq, ropeScale)
-			}
+			parallelSpan(len(toks[i]), func(r0, r1 int) {
+				for r := r0; r < r1; r++ {
+					row := off[i] + r
+					pos := s.pos + r
+					rope(q[row*qDim:(row+1)*qDim], cfg.Heads, hd, pos, invFreq, ropeScale)
+					rope(k[row*kvDim:(row+1)*kvDim], cfg.KVHeads, hd, pos, invFreq, ropeScale)
+				}
+			})
 			s.k[l] = append(s.k[l], k[off[i]*kvDim:off[i+1]*kvDim]...)
 			s.v[l] = append(s.v[l], v[off[i]*kvDim:off[i+1]*kvDim]...)
 		}
@@ -150,14 +150,11 @@ func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, ta
 			}
 		}
 		matmul(o, att, &ly.o, T, ly.ob)
-		kernels.Axpy(1, o, x)
-
-		for r := 0; r < T; r++ {
-			kernels.RMSNorm(xn[r*d:(r+1)*d], x[r*d:(r+1)*d], ly.postNorm, cfg.Eps)
-		}
+		addInto(x, o[:T*d])
+		rmsNormRows(xn, x, ly.postNorm, cfg.Eps, T, d)
 		matmul(g, xn, &ly.gate, T, ly.gateB)
 		matmul(u, xn, &ly.up, T, ly.upB)
-		activate(g, cfg.Act)
+		parallelSpan(T, func(r0, r1 int) { activate(g[r0*inter:r1*inter], cfg.Act) })
 		for i, s := range states {
 			rows := len(toks[i])
 			if len(ffnTaps) > 0 {
@@ -169,9 +166,9 @@ func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, ta
 			}
 		}
 		mask.apply(site, g, T, inter)
-		kernels.Mul(g, u)
+		parallelSpan(T, func(r0, r1 int) { kernels.Mul(g[r0*inter:r1*inter], u[r0*inter:r1*inter]) })
 		matmul(o, g, &ly.down, T, ly.downB)
-		kernels.Axpy(1, o, x)
+		addInto(x, o[:T*d])
 		if len(resTaps) > 0 {
 			for i, s := range states {
 				e := ResidualEvent{Site: site, Seq: i, Pos0: s.pos, Rows: len(toks[i]), Hidden: x[off[i]*d : off[i+1]*d]}
@@ -217,10 +214,30 @@ func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, ta
 func matmul(out, x []float32, w *weight, m int, bias []float32) {
 	kernels.MatMul(out[:m*w.rows], x[:m*w.cols], w.b, w.dt, m, w.rows, w.cols)
 	if bias != nil {
-		for r := 0; r < m; r++ {
-			kernels.Axpy(1, bias, out[r*w.rows:(r+1)*w.rows])
-		}
+		parallelSpan(m, func(r0, r1 int) {
+			for r := r0; r < r1; r++ {
+				kernels.Axpy(1, bias, out[r*w.rows:(r+1)*w.rows])
+			}
+		})
 	}
+}
+
+// rmsNormRows normalises the T rows of x (width d) into xn, rows spread over the cores.
+func rmsNormRows(xn, x, weight []float32, eps float32, T, d int) {
+	parallelSpan(T, func(r0, r1 int) {
+		for r := r0; r < r1; r++ {
+			kernels.RMSNorm(xn[r*d:(r+1)*d], x[r*d:(r+1)*d], weight, eps)
+		}
+	})
+}
+
+// addInto computes x += y (the residual stream), spread over the cores.
+func addInto(x, y []float32) {
+	const chunk = 1 << 14
+	parallelSpan((len(y)+chunk-1)/chunk, func(c0, c1 int) {
+		lo, hi := c0*chunk, min(c1*chunk, len(y))
+		kernels.Axpy(1, y[lo:hi], x[lo:hi])
+	})
 }
 
 // rope rotates each head of vec (heads × hd) by position pos, HF rotate_half convention.

@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/neurosurg/neurosurg/formats/safetensors"
+	"golang.org/x/sys/cpu"
 )
 
 //go:generate go run ./gen -out gemm_amd64.s
@@ -36,6 +37,21 @@ func gemvBF16Dot1(x unsafe.Pointer, w *byte, kp int) float32
 //
 //go:noescape
 func transpose16(dst *uint32, src *byte, rowBytes int, blocks int)
+
+// packA12F32 writes 12 rows of f32 (ldx bytes apart) as [16·blocks][12] words. AVX-512F.
+//
+//go:noescape
+func packA12F32(dst *uint32, x unsafe.Pointer, ldx int, blocks int)
+
+// packA12BF16 rounds 12 rows of 32·blocks f32 (ldx bytes apart) to bf16 pairs, written as
+// [16·blocks][12] words. Requires AVX512_BF16.
+//
+//go:noescape
+func packA12BF16(dst *uint32, x unsafe.Pointer, ldx int, blocks int)
+
+// hasBF16Convert is set when packA12BF16 can run; the generic conversion is the same rounding
+// (to nearest even) except that VCVTNE2PS2BF16 flushes f32 denormals (|x| < 1.2e-38) to zero.
+var hasBF16Convert = cpu.X86.HasAVX512BF16
 
 // dpbf16Peak runs iters × 12 VDPBF16PS (768 flops per iteration) on registers only.
 //
@@ -197,17 +213,33 @@ func packA1(dst []uint32, x []float32) {
 }
 
 // packA writes rows [i0, i0+tileM) of x as [steps][tileM] words, zero past row m (and past k).
+// Full panels go through the generated register transposes (with VCVTNE2PS2BF16 rounding when
+// dot is set and the CPU has it) 16 steps at a time; the rest runs in Go.
 func packA(dst []uint32, x []float32, i0, m, k int, dot bool) {
-	clear(dst)
+	first := 0 // the first step Go packs
+	if i0+tileM <= m {
+		if blocks := k / 16; !dot && blocks > 0 {
+			packA12F32(&dst[0], unsafe.Pointer(&x[i0*k]), 4*k, blocks)
+			first = 16 * blocks
+		} else if blocks := k / 32; dot && blocks > 0 && hasBF16Convert {
+			packA12BF16(&dst[0], unsafe.Pointer(&x[i0*k]), 4*k, blocks)
+			first = 16 * blocks
+		}
+	}
+	steps := k
+	if dot {
+		steps = (k + 1) / 2
+	}
+	clear(dst[first*tileM : steps*tileM])
 	for i := 0; i < tileM && i0+i < m; i++ {
 		row := x[(i0+i)*k : (i0+i+1)*k]
 		if !dot {
-			for p, v := range row {
-				dst[p*tileM+i] = math.Float32bits(v)
+			for p := first; p < k; p++ {
+				dst[p*tileM+i] = math.Float32bits(row[p])
 			}
 			continue
 		}
-		p := 0
+		p := 2 * first
 		for ; p+1 < k; p += 2 {
 			dst[p/2*tileM+i] = uint32(safetensors.Float32ToBF16(row[p])) | uint32(safetensors.Float32ToBF16(row[p+1]))<<16
 		}

@@ -56,6 +56,8 @@ func generate() []byte {
 	}, "VPBROADCASTD")
 	gemv1(&b)
 	transpose(&b)
+	packAKernel(&b, false)
+	packAKernel(&b, true)
 	b.WriteString("\n// func dpbf16Peak(iters int)\n// 12 independent VDPBF16PS chains on registers (64 flops each): the core's bf16 dot ceiling.\n")
 	b.WriteString("TEXT ·dpbf16Peak(SB), NOSPLIT, $0-8\n\tMOVQ iters+0(FP), CX\n")
 	for i := 0; i < 14; i++ {
@@ -104,14 +106,22 @@ func kernel(b *strings.Builder, name, doc string, aStep, bStep int, madd func(*s
 
 // vdpbf16ps encodes VDPBF16PS zmm(dst), zmm(src1), zmm(src2) (Intel operand order:
 // dst += Σ pairs src1·src2), EVEX.512.F3.0F38.W0 52 /r, as a Go assembler BYTE sequence.
-func vdpbf16ps(dst, src1, src2 int) string {
+func vdpbf16ps(dst, src1, src2 int) string { return evex0F38(0b10, 0x52, dst, src1, src2) }
+
+// vcvtne2ps2bf16 encodes VCVTNE2PS2BF16 zmm(dst), zmm(src1), zmm(src2), EVEX.512.F2.0F38.W0
+// 72 /r: dst's low 16 bf16 are src2 rounded to nearest even, the high 16 src1. Checked against
+// GNU as: vcvtne2ps2bf16 zmm3, zmm17, zmm16 → 62 b2 77 40 72 d8.
+func vcvtne2ps2bf16(dst, src1, src2 int) string { return evex0F38(0b11, 0x72, dst, src1, src2) }
+
+// evex0F38 encodes a register-only EVEX.512.W0 instruction of map 0F38 with prefix pp.
+func evex0F38(pp byte, opcode byte, dst, src1, src2 int) string {
 	inv := func(bit int) byte { return byte(1 - bit) }
 	bit := func(r, n int) int { return (r >> n) & 1 }
 	p1 := inv(bit(dst, 3))<<7 | inv(bit(src2, 4))<<6 | inv(bit(src2, 3))<<5 | inv(bit(dst, 4))<<4 | 0b10
-	p2 := byte(0)<<7 | byte(^src1&15)<<3 | 1<<2 | 0b10
+	p2 := byte(0)<<7 | byte(^src1&15)<<3 | 1<<2 | pp
 	p3 := byte(0b10)<<5 | inv(bit(src1, 4))<<3
 	modrm := byte(0b11)<<6 | byte(dst&7)<<3 | byte(src2&7)
-	enc := []byte{0x62, p1, p2, p3, 0x52, modrm}
+	enc := []byte{0x62, p1, p2, p3, opcode, modrm}
 	parts := make([]string, len(enc))
 	for i, v := range enc {
 		parts[i] = fmt.Sprintf("$0x%02x", v)
@@ -159,6 +169,17 @@ func transpose(b *strings.Builder) {
 	for i := 0; i < 16; i++ {
 		fmt.Fprintf(b, "\tVMOVDQU32 (AX), Z%d\n\tADDQ R8, AX\n", i)
 	}
+	transposeRegs(b)
+	for c := 0; c < 16; c++ {
+		fmt.Fprintf(b, "\tVMOVDQU32 Z%d, %d(DI)\n", c, 128*c)
+	}
+	b.WriteString("\tADDQ $64, SI\n\tADDQ $2048, DI\n\tDECQ CX\n\tJNZ transpose16_loop\n")
+	b.WriteString("transpose16_done:\n\tVZEROUPPER\n\tRET\n")
+}
+
+// transposeRegs emits a 16×16 transpose of 32-bit words: row r in Z(r) in, column c in Z(c)
+// out, Z16–Z31 clobbered.
+func transposeRegs(b *strings.Builder) {
 	// step 1: 32-bit interleave → Z16..Z31
 	for i := 0; i < 8; i++ {
 		fmt.Fprintf(b, "\tVUNPCKLPS Z%d, Z%d, Z%d\n", 2*i+1, 2*i, 16+2*i)
@@ -191,9 +212,36 @@ func transpose(b *strings.Builder) {
 			fmt.Fprintf(b, "\tVSHUFI32X4 $%s, Z%d, Z%d, Z%d\n", c.imm, c.y, c.x, c.col)
 		}
 	}
-	for c := 0; c < 16; c++ {
-		fmt.Fprintf(b, "\tVMOVDQU32 Z%d, %d(DI)\n", c, 128*c)
+}
+
+// packAKernel emits func packA12<kind>(dst *uint32, x unsafe.Pointer, ldx int, blocks int): 12 activation rows
+// (ldx bytes apart) → [16·blocks][12] words, 16 words (steps) of every row per block: f32 bits
+// as they are, or (bf16) 32 floats per row rounded to 16 bf16 pairs by VCVTNE2PS2BF16.
+func packAKernel(b *strings.Builder, bf16 bool) {
+	name, xStep := "packA12F32", 64
+	if bf16 {
+		name, xStep = "packA12BF16", 128
 	}
-	b.WriteString("\tADDQ $64, SI\n\tADDQ $2048, DI\n\tDECQ CX\n\tJNZ transpose16_loop\n")
-	b.WriteString("transpose16_done:\n\tVZEROUPPER\n\tRET\n")
+	fmt.Fprintf(b, "\n// func %s(dst *uint32, x unsafe.Pointer, ldx int, blocks int)\n", name)
+	fmt.Fprintf(b, "TEXT ·%s(SB), NOSPLIT, $0-32\n", name)
+	b.WriteString("\tMOVQ dst+0(FP), DI\n\tMOVQ x+8(FP), SI\n\tMOVQ ldx+16(FP), R8\n\tMOVQ blocks+24(FP), CX\n")
+	b.WriteString("\tMOVL $0x0fff, AX\n\tKMOVW AX, K1\n")
+	fmt.Fprintf(b, "\tTESTQ CX, CX\n\tJE %s_done\n%s_loop:\n\tMOVQ SI, AX\n", name, name)
+	for r := 0; r < 12; r++ {
+		if bf16 {
+			fmt.Fprintf(b, "\tVMOVUPS (AX), Z16\n\tVMOVUPS 64(AX), Z17\n\t%s // VCVTNE2PS2BF16 Z16, Z17, Z%d\n", vcvtne2ps2bf16(r, 17, 16), r)
+		} else {
+			fmt.Fprintf(b, "\tVMOVDQU32 (AX), Z%d\n", r)
+		}
+		b.WriteString("\tADDQ R8, AX\n")
+	}
+	for r := 12; r < 16; r++ {
+		fmt.Fprintf(b, "\tVPXORD Z%d, Z%d, Z%d\n", r, r, r)
+	}
+	transposeRegs(b)
+	for c := 0; c < 16; c++ {
+		fmt.Fprintf(b, "\tVMOVDQU32 Z%d, K1, %d(DI)\n", c, 48*c)
+	}
+	fmt.Fprintf(b, "\tADDQ $%d, SI\n\tADDQ $768, DI\n\tDECQ CX\n\tJNZ %s_loop\n", xStep, name)
+	fmt.Fprintf(b, "%s_done:\n\tVZEROUPPER\n\tRET\n", name)
 }
