@@ -167,7 +167,7 @@ func transpose(b *strings.Builder) {
 	b.WriteString("transpose16_loop:\n\tMOVQ SI, AX\n")
 	// r_i in Z0..Z15
 	for i := 0; i < 16; i++ {
-		fmt.Fprintf(b, "\tVMOVDQU32 (AX), Z%d\n\tADDQ R8, AX\n", i)
+		fmt.Fprintf(b, "\tVMOVDQU32 (AX), Z%d\n\tPREFETCHT0 512(AX)\n\tADDQ R8, AX\n", i)
 	}
 	transposeRegs(b)
 	for c := 0; c < 16; c++ {
