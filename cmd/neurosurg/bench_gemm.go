@@ -26,10 +26,14 @@ neurosurg bench gemm --json`,
 				if cmd.Bool("json") {
 					return printJSON(w, map[string]any{"ceilings": c, "results": res})
 				}
-				fmt.Fprintf(w, "FMA peak %.0f GFLOP/s f32, VDPBF16PS peak %.0f GFLOP/s, memory bandwidth (triad) %.1f GB/s\n", c.FMAPeakGFLOPS, c.DotPeakGFLOPS, c.TriadGBps)
-				fmt.Fprintf(w, "%-18s %-5s %-10s %9s %9s %8s\n", "m×k×n", "dtype", "variant", "GFLOP/s", "GB/s", "of peak")
+				fmt.Fprintf(w, "FMA peak %.0f GFLOP/s f32, VDPBF16PS peak %.0f GFLOP/s, memory bandwidth: triad %.1f GB/s, read %.1f GB/s\n", c.FMAPeakGFLOPS, c.DotPeakGFLOPS, c.TriadGBps, c.ReadGBps)
+				fmt.Fprintf(w, "%-18s %-5s %-10s %9s %9s %8s %8s\n", "m×k×n", "dtype", "variant", "GFLOP/s", "GB/s", "of peak", "of read")
 				for _, r := range res {
-					fmt.Fprintf(w, "%-18s %-5s %-10s %9.1f %9.1f %7.0f%%\n", r.Shape, r.DType, r.Variant, r.GFLOPS, r.GBps, 100*r.OfPeak)
+					read := ""
+					if r.OfRead > 0 {
+						read = fmt.Sprintf("%7.0f%%", 100*r.OfRead)
+					}
+					fmt.Fprintf(w, "%-18s %-5s %-10s %9.1f %9.1f %7.0f%% %8s\n", r.Shape, r.DType, r.Variant, r.GFLOPS, r.GBps, 100*r.OfPeak, read)
 				}
 				return nil
 			},

@@ -141,16 +141,21 @@ func FMAPeak() float64 {
 	return runPeak(peakLoop, 12*32)
 }
 
-// runPeak runs loop on every core and returns GFLOP/s for flops per iteration.
+// runPeak runs loop on every core and returns GFLOP/s for flops per iteration: the best of
+// three runs, since a shared machine's other tenants only ever make a run slower.
 func runPeak(loop func(int), flops int) float64 {
-	const iters = 20_000_000
+	const iters = 10_000_000
 	workers := runtime.GOMAXPROCS(0)
-	var wg sync.WaitGroup
-	t0 := nowSeconds()
-	for g := 0; g < workers; g++ {
-		wg.Add(1)
-		go func() { defer wg.Done(); loop(iters) }()
+	best := 0.0
+	for rep := 0; rep < 3; rep++ {
+		var wg sync.WaitGroup
+		t0 := nowSeconds()
+		for g := 0; g < workers; g++ {
+			wg.Add(1)
+			go func() { defer wg.Done(); loop(iters) }()
+		}
+		wg.Wait()
+		best = max(best, float64(workers)*iters*float64(flops)/(nowSeconds()-t0)/1e9)
 	}
-	wg.Wait()
-	return float64(workers) * iters * float64(flops) / (nowSeconds() - t0) / 1e9
+	return best
 }

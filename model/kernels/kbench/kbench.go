@@ -22,6 +22,7 @@ type Result struct {
 	// OfPeak is GB/s / bandwidth for m = 1; for m > 1 GFLOP/s over the FMA peak, or over the
 	// bf16 dot peak when the variant rounds activations to bf16 for BF16 weights.
 	OfPeak float64 `json:"of_peak"`
+	OfRead float64 `json:"of_read_bandwidth,omitempty"` // m = 1: GB/s / read bandwidth
 }
 
 // Ceilings are the machine's measured limits.
@@ -29,11 +30,14 @@ type Ceilings struct {
 	FMAPeakGFLOPS float64 `json:"fma_peak_gflops"`
 	DotPeakGFLOPS float64 `json:"bf16_dot_peak_gflops"` // VDPBF16PS; 0 without AVX512_BF16
 	TriadGBps     float64 `json:"triad_gb_per_s"`
+	// ReadGBps streams 768 MiB through a dot product on all cores: the ceiling of a kernel that
+	// only reads, like decode's GEMV (triad also writes).
+	ReadGBps float64 `json:"read_gb_per_s"`
 }
 
 // Measure runs the ceilings and the GEMM shapes (m×k×n).
 func Measure(shapes [][3]int) (Ceilings, []Result) {
-	c := Ceilings{FMAPeakGFLOPS: kernels.FMAPeak(), DotPeakGFLOPS: kernels.BF16DotPeak(), TriadGBps: triad()}
+	c := Ceilings{FMAPeakGFLOPS: kernels.FMAPeak(), DotPeakGFLOPS: kernels.BF16DotPeak(), TriadGBps: triad(), ReadGBps: readBandwidth()}
 	var out []Result
 	for _, s := range shapes {
 		m, k, n := s[0], s[1], s[2]
@@ -70,6 +74,7 @@ func Measure(shapes [][3]int) (Ceilings, []Result) {
 					GFLOPS: 2 * float64(m*n*k) / sec / 1e9, GBps: float64(len(w)) / sec / 1e9}
 				if m == 1 && c.TriadGBps > 0 {
 					r.OfPeak = r.GBps / c.TriadGBps
+					r.OfRead = r.GBps / c.ReadGBps
 				} else if peak > 0 {
 					r.OfPeak = r.GFLOPS / peak
 				}
@@ -116,6 +121,33 @@ func triad() float64 {
 		// copy + axpy move 2+3 arrays' worth; STREAM counts triad as 3.
 		bw := float64(5*4*n) / time.Since(t0).Seconds() / 1e9
 		best = max(best, bw)
+	}
+	return best
+}
+
+// readBandwidth is the best of three passes of Σ a[i]·a[i] over 3 × 256 MiB, split over all
+// cores: bytes read / second.
+func readBandwidth() float64 {
+	const n = 3 * 64 << 20
+	a := make([]float32, n)
+	for i := range a {
+		a[i] = 1
+	}
+	workers := runtime.GOMAXPROCS(0)
+	best := 0.0
+	for rep := 0; rep < 3; rep++ {
+		var wg sync.WaitGroup
+		t0 := time.Now()
+		chunk := n / workers
+		for g := 0; g < workers; g++ {
+			wg.Add(1)
+			go func(lo, hi int) {
+				defer wg.Done()
+				kernels.Dot(a[lo:hi], a[lo:hi])
+			}(g*chunk, (g+1)*chunk)
+		}
+		wg.Wait()
+		best = max(best, float64(4*n)/time.Since(t0).Seconds()/1e9)
 	}
 	return best
 }
