@@ -18,18 +18,19 @@ const attnRowBlock = 128
 // under the causal (and sliding-window) mask, and multiplied with the transposed values with
 // a second MatMul. Same result as attention's per-row loop up to summation order; ~20× faster
 // at 512 rows, where the loop spends its time in calls of 64-element dot products.
-func (m *Model) attentionGEMM(out, q, keys, vals []float32, pos0, n int) {
+func (m *Model) attentionGEMM(sc *scratch, out, q, keys, vals []float32, pos0, n int) {
 	cfg := &m.cfg
 	hd, kvDim, qDim := cfg.HeadDim, cfg.KVHeads*cfg.HeadDim, cfg.Heads*cfg.HeadDim
 	group := cfg.Heads / cfg.KVHeads
 	T := pos0 + n
 	scale := float32(1 / math.Sqrt(float64(hd)))
-	kh := make([]float32, T*hd)
-	vt := make([]float32, hd*T)
+	defer sc.reuseFrom(sc.next) // the next head group, layer or sequence takes the same buffers
+	kh := sc.get(T * hd)
+	vt := sc.get(hd * T)
 	rb := min(attnRowBlock, n)
-	qs := make([]float32, group*rb*hd)
-	os := make([]float32, group*rb*hd)
-	scores := make([]float32, group*rb*T)
+	qs := sc.get(group * rb * hd)
+	os := sc.get(group * rb * hd)
+	scores := sc.get(group * rb * T)
 	for kvh := 0; kvh < cfg.KVHeads; kvh++ {
 		for t := 0; t < T; t++ {
 			copy(kh[t*hd:(t+1)*hd], keys[t*kvDim+kvh*hd:t*kvDim+(kvh+1)*hd])

@@ -26,8 +26,8 @@ func TestAttentionGEMMMatchesLoop(t *testing.T) {
 			vals := randn(rng, T*c.kv*c.hd)
 			want := make([]float32, c.n*c.heads*c.hd)
 			got := make([]float32, len(want))
-			m.attention(want, q, keys, vals, c.pos0, c.n)
-			m.attentionGEMM(got, q, keys, vals, c.pos0, c.n)
+			m.attention(new(scratch), want, q, keys, vals, c.pos0, c.n)
+			m.attentionGEMM(new(scratch), got, q, keys, vals, c.pos0, c.n)
 			for i := range want {
 				if d := math.Abs(float64(got[i] - want[i])); d > 1e-5 {
 					t.Fatalf("out[%d] = %g, want %g", i, got[i], want[i])
@@ -43,4 +43,21 @@ func randn(rng *rand.Rand, n int) []float32 {
 		v[i] = float32(rng.NormFloat64())
 	}
 	return v
+}
+
+func TestFFNChunks(t *testing.T) {
+	for _, c := range []struct {
+		off  []int
+		want string
+	}{
+		{[]int{0, 128, 256, 384, 512, 640, 768, 896, 1024}, "[[0 4] [4 8]]"},
+		{[]int{0, 512}, "[[0 1]]"},
+		{[]int{0, 2048}, "[[0 1]]"},
+		{[]int{0, 10, 700, 710}, "[[0 1] [1 2] [2 3]]"},
+		{[]int{0, 1, 2, 3}, "[[0 3]]"},
+	} {
+		if got := fmt.Sprint(ffnChunks(c.off, 512)); got != c.want {
+			t.Errorf("ffnChunks(%v) = %s, want %s", c.off, got, c.want)
+		}
+	}
 }

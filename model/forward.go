@@ -53,7 +53,7 @@ func (m *Model) Forward(ctx context.Context, batch [][]int32, opts ForwardOption
 		}
 		states[i] = m.newState(len(b))
 	}
-	logits, rows, err := m.step(ctx, states, batch, opts.Taps, opts.Mask, opts.AllLogits)
+	logits, rows, err := m.step(ctx, states, batch, opts.Taps, opts.Mask, opts.AllLogits, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -61,8 +61,17 @@ func (m *Model) Forward(ctx context.Context, batch [][]int32, opts ForwardOption
 }
 
 // step appends toks[i] to sequence i (all at once: prefill, or one token: decode) and returns
-// logits for the last row of each sequence (or all rows).
-func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, taps []Tap, mask *Mask, all bool) ([][]float32, []int, error) {
+// logits for the last row of each sequence (or all rows). A caller that steps repeatedly (a
+// decode loop) passes its own scratch: the logits then live in it too, valid until the next
+// step with it.
+func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, taps []Tap, mask *Mask, all bool, own *scratch) ([][]float32, []int, error) {
+	sc := own
+	if sc == nil {
+		// A one-off forward allocates afresh: a pooled scratch kept the buffers of the last
+		// (possibly larger) batch resident beside this one's, lifting peak RSS.
+		sc = new(scratch)
+	}
+	sc.next = 0
 	cfg := &m.cfg
 	d, hd, kvDim, qDim, inter := cfg.Hidden, cfg.HeadDim, cfg.KVHeads*cfg.HeadDim, cfg.Heads*cfg.HeadDim, cfg.Intermediate
 	// Rows of all sequences are stacked so each weight is one MatMul.
@@ -77,20 +86,25 @@ func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, ta
 		T += len(t)
 		off[i+1] = T
 	}
-	x := make([]float32, T*d)
+	x := sc.get(T * d)
 	for i, t := range toks {
 		for r, id := range t {
 			m.embed.row(x[(off[i]+r)*d:], int(id))
 		}
 	}
-	xn := make([]float32, T*d)
-	q := make([]float32, T*qDim)
-	k := make([]float32, T*kvDim)
-	v := make([]float32, T*kvDim)
-	att := make([]float32, T*qDim)
-	o := make([]float32, T*d)
-	g := make([]float32, T*inter)
-	u := make([]float32, T*inter)
+	xn := sc.get(T * d)
+	q := sc.get(T * qDim)
+	k := sc.get(T * kvDim)
+	v := sc.get(T * kvDim)
+	att := sc.get(T * qDim)
+	o := sc.get(T * d)
+	chunks := ffnChunks(off, ffnRows)
+	maxRows := 0
+	for _, ch := range chunks {
+		maxRows = max(maxRows, off[ch[1]]-off[ch[0]])
+	}
+	g := sc.get(maxRows * inter)
+	u := sc.get(maxRows * inter)
 
 	var ffnTaps []Tap
 	var attnTaps []AttnTap
@@ -141,9 +155,9 @@ func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, ta
 		for i, s := range states {
 			n := len(toks[i])
 			if n >= 16 {
-				m.attentionGEMM(att[off[i]*qDim:off[i+1]*qDim], q[off[i]*qDim:off[i+1]*qDim], s.k[l], s.v[l], s.pos, n)
+				m.attentionGEMM(sc, att[off[i]*qDim:off[i+1]*qDim], q[off[i]*qDim:off[i+1]*qDim], s.k[l], s.v[l], s.pos, n)
 			} else {
-				m.attention(att[off[i]*qDim:off[i+1]*qDim], q[off[i]*qDim:off[i+1]*qDim], s.k[l], s.v[l], s.pos, n)
+				m.attention(sc, att[off[i]*qDim:off[i+1]*qDim], q[off[i]*qDim:off[i+1]*qDim], s.k[l], s.v[l], s.pos, n)
 			}
 			if len(attnTaps) > 0 {
 				m.attentionTaps(attnTaps, site, i, s.pos, n, q[off[i]*qDim:off[i+1]*qDim], s.k[l])
@@ -152,22 +166,28 @@ func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, ta
 		matmul(o, att, &ly.o, T, ly.ob)
 		addInto(x, o[:T*d])
 		rmsNormRows(xn, x, ly.postNorm, cfg.Eps, T, d)
-		matmul(g, xn, &ly.gate, T, ly.gateB)
-		matmul(u, xn, &ly.up, T, ly.upB)
-		parallelSpan(T, func(r0, r1 int) { activate(g[r0*inter:r1*inter], cfg.Act) })
-		for i, s := range states {
-			rows := len(toks[i])
+		// The FFN runs over groups of whole sequences of ≤ ffnRows rows: its buffers (2 × rows
+		// × intermediate) are the largest of a step, and a big batch need not hold them all.
+		for _, ch := range chunks {
+			r0, r1 := off[ch[0]], off[ch[1]]
+			rows := r1 - r0
+			gc, uc, xc := g[:rows*inter], u[:rows*inter], xn[r0*d:r1*d]
+			matmul(gc, xc, &ly.gate, rows, ly.gateB)
+			matmul(uc, xc, &ly.up, rows, ly.upB)
+			parallelSpan(rows, func(a, b int) { activate(gc[a*inter:b*inter], cfg.Act) })
 			if len(ffnTaps) > 0 {
-				e := FFNEvent{Site: site, Seq: i, Pos0: s.pos, Tokens: toks[i], Rows: rows, Neurons: inter,
-					Act: g[off[i]*inter : off[i+1]*inter], Up: u[off[i]*inter : off[i+1]*inter]}
-				for _, tp := range ffnTaps {
-					tp.FFN(&e)
+				for i := ch[0]; i < ch[1]; i++ {
+					e := FFNEvent{Site: site, Seq: i, Pos0: states[i].pos, Tokens: toks[i], Rows: len(toks[i]), Neurons: inter,
+						Act: gc[(off[i]-r0)*inter : (off[i+1]-r0)*inter], Up: uc[(off[i]-r0)*inter : (off[i+1]-r0)*inter]}
+					for _, tp := range ffnTaps {
+						tp.FFN(&e)
+					}
 				}
 			}
+			mask.apply(site, gc, rows, inter)
+			parallelSpan(rows, func(a, b int) { kernels.Mul(gc[a*inter:b*inter], uc[a*inter:b*inter]) })
+			matmul(o[r0*d:r1*d], gc, &ly.down, rows, ly.downB)
 		}
-		mask.apply(site, g, T, inter)
-		parallelSpan(T, func(r0, r1 int) { kernels.Mul(g[r0*inter:r1*inter], u[r0*inter:r1*inter]) })
-		matmul(o, g, &ly.down, T, ly.downB)
 		addInto(x, o[:T*d])
 		if len(resTaps) > 0 {
 			for i, s := range states {
@@ -195,11 +215,16 @@ func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, ta
 			rows[i] = 1
 		}
 	}
-	hn := make([]float32, len(sel)*d)
+	hn := sc.get(len(sel) * d)
 	for j, r := range sel {
 		kernels.RMSNorm(hn[j*d:(j+1)*d], x[r*d:(r+1)*d], m.norm, cfg.Eps)
 	}
-	flat := make([]float32, len(sel)*cfg.Vocab)
+	var flat []float32
+	if own != nil {
+		flat = sc.get(len(sel) * cfg.Vocab)
+	} else {
+		flat = make([]float32, len(sel)*cfg.Vocab)
+	}
 	matmul(flat, hn, &m.head, len(sel), nil)
 	out := make([][]float32, len(toks))
 	j := 0
@@ -220,6 +245,23 @@ func matmul(out, x []float32, w *weight, m int, bias []float32) {
 			}
 		})
 	}
+}
+
+// ffnRows bounds the rows of one FFN chunk (unless a single sequence is longer).
+const ffnRows = 512
+
+// ffnChunks groups consecutive sequences (row offsets off) into [first, end) ranges of at
+// most maxRows rows each; a longer sequence is a chunk of its own.
+func ffnChunks(off []int, maxRows int) [][2]int {
+	var out [][2]int
+	first := 0
+	for i := 1; i < len(off); i++ {
+		if off[i]-off[first] > maxRows && i-1 > first {
+			out = append(out, [2]int{first, i - 1})
+			first = i - 1
+		}
+	}
+	return append(out, [2]int{first, len(off) - 1})
 }
 
 // rmsNormRows normalises the T rows of x (width d) into xn, rows spread over the cores.
@@ -256,7 +298,7 @@ func rope(vec []float32, heads, hd, pos int, invFreq []float64, scale float64) {
 
 // attention computes causal attention for n new rows starting at position pos0; keys and
 // values hold positions 0..pos0+n-1.
-func (m *Model) attention(out, q, keys, vals []float32, pos0, n int) {
+func (m *Model) attention(sc *scratch, out, q, keys, vals []float32, pos0, n int) {
 	cfg := &m.cfg
 	hd, kvDim, qDim := cfg.HeadDim, cfg.KVHeads*cfg.HeadDim, cfg.Heads*cfg.HeadDim
 	group := cfg.Heads / cfg.KVHeads
@@ -286,7 +328,8 @@ func (m *Model) attention(out, q, keys, vals []float32, pos0, n int) {
 	}
 	workers := runtime.GOMAXPROCS(0)
 	if n*(pos0+n) < 4096 || workers == 1 {
-		work(0, n, make([]float32, pos0+n))
+		defer sc.reuseFrom(sc.next)
+		work(0, n, sc.get(pos0+n))
 		return
 	}
 	var wg sync.WaitGroup

@@ -1,9 +1,9 @@
 package model_test
 
 import (
+	"math"
 	"context"
 	"encoding/json"
-	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -178,3 +178,49 @@ func equal(a, b []int32) bool {
 	}
 	return true
 }
+
+// A batch of more rows than one FFN chunk (512) gives every sequence the logits it gets alone,
+// with a mask and a tap in play: chunking must not mix sequences' rows, taps or edits.
+func TestBatchAcrossFFNChunksEqualsSingle(t *testing.T) {
+	m := openModel(t, stories)
+	var batch [][]int32
+	for i, n := range []int{200, 250, 180, 7} {
+		s := make([]int32, n)
+		for j := range s {
+			s[j] = int32(1 + (j*37+i*101)%500)
+		}
+		batch = append(batch, s)
+	}
+	mask := model.NewMask()
+	mask.Scale(model.Site{Module: "llm", Layer: 1}, 3, 0)
+	mask.Set(model.Site{Module: "llm", Layer: 4}, 7, 0.5)
+	count := func() (*rowCounter, model.ForwardOptions) {
+		c := &rowCounter{rows: map[int]int{}}
+		return c, model.ForwardOptions{Mask: mask, AllLogits: true, Taps: []model.Tap{c}}
+	}
+	cb, ob := count()
+	all, err := m.Forward(context.Background(), batch, ob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range batch {
+		c1, o1 := count()
+		one, err := m.Forward(context.Background(), batch[i:i+1], o1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cb.rows[i] != c1.rows[0] {
+			t.Errorf("sequence %d: tap saw %d rows in the batch, %d alone", i, cb.rows[i], c1.rows[0])
+		}
+		for j, v := range one.Logits[0] {
+			if d := math.Abs(float64(v - all.Logits[i][j])); d > 1e-4 {
+				t.Fatalf("sequence %d logit %d: batch %g, alone %g", i, j, all.Logits[i][j], v)
+			}
+		}
+	}
+}
+
+// rowCounter counts the FFN rows a tap sees per sequence (summed over layers).
+type rowCounter struct{ rows map[int]int }
+
+func (c *rowCounter) FFN(e *model.FFNEvent) { c.rows[e.Seq] += e.Rows }

@@ -2,7 +2,8 @@ package model
 
 // This file is the contract between the runtime and the packages that observe or edit it
 // (locate's record, verify, patch's runtime-mask checks). The runtime owner may extend it;
-// changing the meaning of a field breaks them.
+// changing the meaning of a field breaks them. An event's slices are the runtime's working
+// buffers, reused by the next step: a tap that keeps values past its call copies them.
 
 // Site names one group of FFN neurons: a module ("llm" for the language decoder; "vision",
 // "audio", "projector" for encoders) and a layer index within it.

@@ -4,6 +4,7 @@ package kernels
 
 import (
 	"math"
+	"math/bits"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -66,17 +67,23 @@ const (
 	blockK = 256
 )
 
-var wordPool sync.Pool
+// wordPools hold scratch []uint32 by size class (capacity 2^c): a single pool handed a 20 MiB
+// buffer to a caller that needed 8 KiB, and dropped it when it was too small, which churned
+// the heap and lifted peak RSS.
+var wordPools [48]sync.Pool
 
-// words returns a scratch []uint32 of length n from a pool (packed A is up to m·k words).
+// words returns a scratch []uint32 of length n; give it back with putWords.
 func words(n int) *[]uint32 {
-	if p, ok := wordPool.Get().(*[]uint32); ok && cap(*p) >= n {
+	c := bits.Len(uint(max(n, 1) - 1))
+	if p, ok := wordPools[c].Get().(*[]uint32); ok {
 		*p = (*p)[:n]
 		return p
 	}
-	s := make([]uint32, n)
+	s := make([]uint32, n, 1<<c)
 	return &s
 }
+
+func putWords(p *[]uint32) { wordPools[bits.Len(uint(cap(*p)-1))].Put(p) }
 
 // gemmBlocked is MatMul for m > 1: A (activations) is packed once into tileM-row panels; each
 // worker takes tileN-column panels of W, packs them (converted to f32, or kept as bf16 pairs
@@ -94,7 +101,7 @@ func gemmBlocked(out, x []float32, w []byte, dt DType, m, n, k int, dot bool) {
 	workers := runtime.GOMAXPROCS(0)
 
 	ap := words(mPanels * steps * tileM)
-	defer wordPool.Put(ap)
+	defer putWords(ap)
 	apack := *ap
 	forEach(mPanels, workers, func(ip int) { packA(apack[ip*steps*tileM:(ip+1)*steps*tileM], x, ip*tileM, m, k, dot) })
 
@@ -110,7 +117,7 @@ func gemmBlocked(out, x []float32, w []byte, dt DType, m, n, k int, dot bool) {
 			defer wg.Done()
 			// Pooled: a fresh 300 KiB buffer per call costs page faults on its first writes.
 			bp := words(steps * tileN)
-			defer wordPool.Put(bp)
+			defer putWords(bp)
 			bpack := *bp
 			edge := make([]float32, tileM*tileN)
 			var cols []float32 // a whole column panel when it is narrower than tileN
@@ -173,32 +180,34 @@ func gemmBlocked(out, x []float32, w []byte, dt DType, m, n, k int, dot bool) {
 func gemvBF16DotAVX512(out, x []float32, w []byte, m, n, k int) {
 	kp := (k + 1) / 2
 	xp := words(m * kp)
-	defer wordPool.Put(xp)
+	defer putWords(xp)
 	pairs := *xp
 	for i := 0; i < m; i++ {
 		packA1(pairs[i*kp:(i+1)*kp], x[i*k:(i+1)*k])
 	}
 	body := k / 32 * 16 // pairs the kernel takes; the tail runs in Go on the same rounded x
-	tail := func(xi []uint32, j, from int) float32 {
-		var s float32
-		row := w[j*k*2 : (j+1)*k*2]
-		for p := from; p < k; p++ {
-			s += bf16(row[2*p:]) * math.Float32frombits(xi[p/2]<<(16*(1-p%2))&0xffff0000)
-		}
-		return s
-	}
 	parallelRows(n, func(j0, j1 int) {
 		for j := j0; j < j1; j++ {
 			for i := 0; i < m; i++ {
 				xi := pairs[i*kp : (i+1)*kp]
 				if body == 0 {
-					out[i*n+j] = tail(xi, j, 0)
+					out[i*n+j] = dotPairsTail(xi, w[j*k*2:(j+1)*k*2], 0)
 					continue
 				}
-				out[i*n+j] = gemvBF16Dot1(unsafe.Pointer(&xi[0]), &w[j*k*2], body) + tail(xi, j, 2*body)
+				out[i*n+j] = gemvBF16Dot1(unsafe.Pointer(&xi[0]), &w[j*k*2], body) + dotPairsTail(xi, w[j*k*2:(j+1)*k*2], 2*body)
 			}
 		}
 	})
+}
+
+// dotPairsTail is Σ over p ≥ from of row's bf16 element p times element p of the bf16 pairs
+// xi: the part of a row the kernel leaves (k mod 32).
+func dotPairsTail(xi []uint32, row []byte, from int) float32 {
+	var s float32
+	for p := from; p < len(row)/2; p++ {
+		s += bf16(row[2*p:]) * math.Float32frombits(xi[p/2]<<(16*(1-p%2))&0xffff0000)
+	}
+	return s
 }
 
 // packA1 rounds one activation row to bf16 pairs (even k in the low half).

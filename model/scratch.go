@@ -1,0 +1,28 @@
+package model
+
+// scratch hands out a step's working buffers. A decode loop keeps one for all its steps, so
+// it reuses the same activation, attention and logits buffers token after token instead of
+// allocating them. Buffers come back dirty: every user overwrites them.
+type scratch struct {
+	bufs [][]float32
+	next int
+}
+
+// get returns the next buffer, length n. A step asks in the same order every time, so each
+// slot settles at the size its user needs.
+func (s *scratch) get(n int) []float32 {
+	if s.next == len(s.bufs) {
+		s.bufs = append(s.bufs, nil)
+	}
+	b := s.bufs[s.next]
+	if cap(b) < n {
+		b = make([]float32, n)
+	}
+	s.bufs[s.next] = b[:n]
+	s.next++
+	return b[:n]
+}
+
+// reuseFrom hands the buffers from slot mark on out again: a caller that takes temporaries
+// (attention, once per layer and sequence) gives them back for the next call to reuse.
+func (s *scratch) reuseFrom(mark int) { s.next = mark }
