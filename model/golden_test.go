@@ -1,9 +1,9 @@
 package model_test
 
 import (
-	"math"
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
