@@ -32,26 +32,31 @@ func (m *Model) attentionGEMM(sc *scratch, out, q, keys, vals []float32, pos0, n
 	os := sc.get(group * rb * hd)
 	scores := sc.get(group * rb * T)
 	for kvh := 0; kvh < cfg.KVHeads; kvh++ {
-		for t := 0; t < T; t++ {
-			copy(kh[t*hd:(t+1)*hd], keys[t*kvDim+kvh*hd:t*kvDim+(kvh+1)*hd])
-		}
+		parallelSpan(T, func(t0, t1 int) {
+			for t := t0; t < t1; t++ {
+				copy(kh[t*hd:(t+1)*hd], keys[t*kvDim+kvh*hd:t*kvDim+(kvh+1)*hd])
+			}
+		})
 		for r0 := 0; r0 < n; r0 += rb {
 			rows := min(rb, n-r0)
 			keysUsed := pos0 + r0 + rows // causal: later keys get zero weight
-			for t := 0; t < keysUsed; t++ {
-				for i, v := range vals[t*kvDim+kvh*hd : t*kvDim+(kvh+1)*hd] {
-					vt[i*keysUsed+t] = v
+			parallelSpan(keysUsed, func(t0, t1 int) {
+				for t := t0; t < t1; t++ {
+					for i, v := range vals[t*kvDim+kvh*hd : t*kvDim+(kvh+1)*hd] {
+						vt[i*keysUsed+t] = v
+					}
 				}
-			}
-			for g := 0; g < group; g++ {
-				h := kvh*group + g
-				for r := 0; r < rows; r++ {
-					dst := qs[(g*rows+r)*hd : (g*rows+r+1)*hd]
+			})
+			parallelSpan(group*rows, func(j0, j1 int) {
+				for j := j0; j < j1; j++ {
+					g, r := j/rows, j%rows
+					h := kvh*group + g
+					dst := qs[j*hd : (j+1)*hd]
 					for i, v := range q[(r0+r)*qDim+h*hd : (r0+r)*qDim+(h+1)*hd] {
 						dst[i] = v * scale
 					}
 				}
-			}
+			})
 			sc := scores[:group*rows*keysUsed]
 			kernels.MatMul(sc, qs[:group*rows*hd], f32bytes(kh[:keysUsed*hd]), kernels.F32, group*rows, keysUsed, hd)
 			parallelSpan(group*rows, func(i0, i1 int) {
@@ -68,12 +73,13 @@ func (m *Model) attentionGEMM(sc *scratch, out, q, keys, vals []float32, pos0, n
 				}
 			})
 			kernels.MatMul(os[:group*rows*hd], sc, f32bytes(vt[:hd*keysUsed]), kernels.F32, group*rows, hd, keysUsed)
-			for g := 0; g < group; g++ {
-				h := kvh*group + g
-				for r := 0; r < rows; r++ {
-					copy(out[(r0+r)*qDim+h*hd:(r0+r)*qDim+(h+1)*hd], os[(g*rows+r)*hd:(g*rows+r+1)*hd])
+			parallelSpan(group*rows, func(j0, j1 int) {
+				for j := j0; j < j1; j++ {
+					g, r := j/rows, j%rows
+					h := kvh*group + g
+					copy(out[(r0+r)*qDim+h*hd:(r0+r)*qDim+(h+1)*hd], os[j*hd:(j+1)*hd])
 				}
-			}
+			})
 		}
 	}
 }
