@@ -46,18 +46,12 @@ func MatMul(out, x []float32, w []byte, dt DType, m, n, k int) {
 		return
 	}
 	v := active.Load()
-	if m <= smallM && dt == BF16 && useGemv {
-		if v != nil && v.roundsBF16 && gemvBF16Dot != nil {
-			gemvBF16Dot(out, x, w, m, n, k)
-			return
-		}
-		if gemvBF16 != nil {
-			gemvBF16(out, x, w, m, n, k)
-			return
-		}
+	if v != nil && m <= smallM && dt == BF16 && v.gemvBF16 != nil {
+		v.gemvBF16(out, x, w, m, n, k)
+		return
 	}
-	if v != nil && m > 1 {
-		v.fn(out, x, w, dt, m, n, k)
+	if v != nil && m > 1 && v.matmul != nil {
+		v.matmul(out, x, w, dt, m, n, k)
 		return
 	}
 	// Weight rows are converted block by block (never the whole matrix) and multiplied with
@@ -81,9 +75,13 @@ func MatMul(out, x []float32, w []byte, dt DType, m, n, k int) {
 			defer wg.Done()
 			var buf []float32
 			if dt != F32 {
-				buf = make([]float32, block*k)
+				bp := floats(block * k)
+				defer putFloats(bp)
+				buf = *bp
 			}
-			tmp := make([]float32, m*block)
+			tp := floats(m * block)
+			defer putFloats(tp)
+			tmp := *tp
 			for {
 				b := int(next.Add(1) - 1)
 				if b >= blocks {
@@ -139,8 +137,8 @@ func F16ToF32(h uint16) float32 { return safetensors.F16ToFloat32(h) }
 // Dot is Σ a[i]·b[i], accumulated in four lanes (the SIMD kernels' summation order).
 func Dot(a, b []float32) float32 {
 	b = b[:len(a)]
-	if vecDot != nil && useGemv {
-		return vecDot(a, b)
+	if v := active.Load(); v != nil && v.dot != nil {
+		return v.dot(a, b)
 	}
 	var s0, s1, s2, s3 float32
 	i := 0
@@ -159,8 +157,8 @@ func Dot(a, b []float32) float32 {
 // Axpy computes y += alpha·x.
 func Axpy(alpha float32, x, y []float32) {
 	y = y[:len(x)]
-	if vecAxpy != nil && useGemv {
-		vecAxpy(alpha, x, y)
+	if v := active.Load(); v != nil && v.axpy != nil {
+		v.axpy(alpha, x, y)
 		return
 	}
 	for i := range x {
@@ -182,8 +180,8 @@ func RMSNorm(out, x, weight []float32, eps float32) {
 
 // SiLU computes x[i] = x[i]·σ(x[i]) in place.
 func SiLU(x []float32) {
-	if vecSiLU != nil && useGemv {
-		vecSiLU(x)
+	if v := active.Load(); v != nil && v.silu != nil {
+		v.silu(x)
 		return
 	}
 	siluGo(x)
@@ -215,8 +213,8 @@ func Softmax(x []float32) {
 		}
 	}
 	var inv float32
-	if vecExpSubSum != nil && useGemv {
-		inv = 1 / vecExpSubSum(x, m)
+	if v := active.Load(); v != nil && v.expSubSum != nil {
+		inv = 1 / v.expSubSum(x, m)
 	} else {
 		var s float64
 		for i, v := range x {

@@ -4,7 +4,6 @@ package kernels
 
 import (
 	"math"
-	"math/bits"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -21,6 +20,11 @@ import (
 //
 //go:noescape
 func gemmF32(kc int, a, b unsafe.Pointer, c *float32, ldc int, accumulate int)
+
+// gemmF32AVX2 is the AVX2/FMA micro-kernel: a 6×16 tile, a packed [kc][6], b packed [kc][16].
+//
+//go:noescape
+func gemmF32AVX2(kc int, a, b unsafe.Pointer, c *float32, ldc int, accumulate int)
 
 // gemmBF16 is gemmF32 over kc k-pairs with VDPBF16PS: a packed [kc][tileM] and b packed
 // [kc][tileN] words of two bf16 each (even k in the low half). Requires AVX512_BF16.
@@ -59,6 +63,18 @@ var hasBF16Convert = cpu.X86.HasAVX512BF16
 //go:noescape
 func dpbf16Peak(iters int)
 
+// A tiling is one micro-kernel shape with its kernels: mr activation rows × nr weight rows.
+type tiling struct {
+	mr, nr    int
+	f32, bf16 func(kc int, a, b unsafe.Pointer, c *float32, ldc int, accumulate int) // bf16: VDPBF16PS
+	avx512    bool                                                                   // the AVX-512 packers apply (mr 12, nr 32)
+}
+
+var (
+	tiles512 = tiling{mr: tileM, nr: tileN, f32: gemmF32, bf16: gemmBF16, avx512: true}
+	tiles256 = tiling{mr: 6, nr: 16, f32: gemmF32AVX2}
+)
+
 const (
 	tileM = 12 // activation rows per micro-kernel call (2·tileM of the 32 zmm registers accumulate)
 	tileN = 32 // weight rows (output columns) per micro-kernel call: two zmm wide
@@ -67,29 +83,12 @@ const (
 	blockK = 256
 )
 
-// wordPools hold scratch []uint32 by size class (capacity 2^c): a single pool handed a 20 MiB
-// buffer to a caller that needed 8 KiB, and dropped it when it was too small, which churned
-// the heap and lifted peak RSS.
-var wordPools [48]sync.Pool
-
-// words returns a scratch []uint32 of length n; give it back with putWords.
-func words(n int) *[]uint32 {
-	c := bits.Len(uint(max(n, 1) - 1))
-	if p, ok := wordPools[c].Get().(*[]uint32); ok {
-		*p = (*p)[:n]
-		return p
-	}
-	s := make([]uint32, n, 1<<c)
-	return &s
-}
-
-func putWords(p *[]uint32) { wordPools[bits.Len(uint(cap(*p)-1))].Put(p) }
-
 // gemmBlocked is MatMul for m > 1: A (activations) is packed once into tileM-row panels; each
 // worker takes tileN-column panels of W, packs them (converted to f32, or kept as bf16 pairs
 // when dot is set; ≤ 32·k words, L2-resident) and, blockK deep at a time (an L1-resident
 // micro-panel), sweeps all of A's row panels with the micro-kernel, accumulating into out.
-func gemmBlocked(out, x []float32, w []byte, dt DType, m, n, k int, dot bool) {
+func gemmBlocked(t *tiling, out, x []float32, w []byte, dt DType, m, n, k int, dot bool) {
+	tileM, tileN := t.mr, t.nr
 	steps := k
 	if dot {
 		steps = (k + 1) / 2
@@ -103,11 +102,11 @@ func gemmBlocked(out, x []float32, w []byte, dt DType, m, n, k int, dot bool) {
 	ap := words(mPanels * steps * tileM)
 	defer putWords(ap)
 	apack := *ap
-	forEach(mPanels, workers, func(ip int) { packA(apack[ip*steps*tileM:(ip+1)*steps*tileM], x, ip*tileM, m, k, dot) })
+	forEach(mPanels, workers, func(ip int) { packA(t, apack[ip*steps*tileM:(ip+1)*steps*tileM], x, ip*tileM, m, k, dot) })
 
-	kern := gemmF32
+	kern := t.f32
 	if dot {
-		kern = gemmBF16
+		kern = t.bf16
 	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -134,7 +133,7 @@ func gemmBlocked(out, x []float32, w []byte, dt DType, m, n, k int, dot bool) {
 				// The panel's weight rows are one contiguous region: packing all of k at once
 				// reads it as a single sequential stream (k-block by k-block it was 1 KiB pieces
 				// of 32 rows, latency-bound at ~1 GB/s from DRAM).
-				packB(bpack, w, dt, j0, width, k, 0, steps, dot)
+				packB(t, bpack, w, dt, j0, width, k, 0, steps, dot)
 				for kb := 0; kb < kBlocks; kb++ {
 					s0, s1 := kb*kc, min((kb+1)*kc, steps)
 					acc := 0
@@ -224,9 +223,10 @@ func packA1(dst []uint32, x []float32) {
 // packA writes rows [i0, i0+tileM) of x as [steps][tileM] words, zero past row m (and past k).
 // Full panels go through the generated register transposes (with VCVTNE2PS2BF16 rounding when
 // dot is set and the CPU has it) 16 steps at a time; the rest runs in Go.
-func packA(dst []uint32, x []float32, i0, m, k int, dot bool) {
+func packA(t *tiling, dst []uint32, x []float32, i0, m, k int, dot bool) {
+	tileM := t.mr
 	first := 0 // the first step Go packs
-	if i0+tileM <= m {
+	if t.avx512 && i0+tileM <= m {
 		if blocks := k / 16; !dot && blocks > 0 {
 			packA12F32(&dst[0], unsafe.Pointer(&x[i0*k]), 4*k, blocks)
 			first = 16 * blocks
@@ -263,7 +263,8 @@ func packA(dst []uint32, x []float32, i0, m, k int, dot bool) {
 // words is already pairs with the even k in the low half). Columns past width are zero. Rows
 // are read through word views (amd64 loads need no alignment): this loop runs n·k times per
 // MatMul, so it must cost far less than the m multiply-adds each element meets.
-func packB(dst []uint32, w []byte, dt DType, j0, width, k, s0, s1 int, dot bool) {
+func packB(t *tiling, dst []uint32, w []byte, dt DType, j0, width, k, s0, s1 int, dot bool) {
+	tileN := t.nr
 	if width < tileN {
 		clear(dst[:(s1-s0)*tileN])
 	}
@@ -276,7 +277,7 @@ func packB(dst []uint32, w []byte, dt DType, j0, width, k, s0, s1 int, dot bool)
 			full = min(s1, k/2)
 		}
 		p1 := s0
-		if width == tileN {
+		if t.avx512 && width == tileN {
 			blocks := (full - s0) / 16
 			if blocks > 0 {
 				for half := 0; half < 2; half++ {

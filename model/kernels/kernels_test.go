@@ -155,7 +155,7 @@ func TestSiLUEveryVariant(t *testing.T) {
 				x[i] = float32(rng.NormFloat64() * 4)
 			}
 			if n == 1000 {
-				copy(x, []float32{0, -0.0, 1e-30, -1e-30, 20, -20, 87, -87, 88.5, -88.5, 89, -89, 100, -100, 1e6, -1e6})
+				copy(x, []float32{0, float32(math.Copysign(0, -1)), 1e-30, -1e-30, 20, -20, 87, -87, 88.5, -88.5, 89, -89, 100, -100, 1e6, -1e6})
 			}
 			got := append([]float32(nil), x...)
 			kernels.SiLU(got)
@@ -199,6 +199,37 @@ func TestSoftmaxEveryVariant(t *testing.T) {
 						t.Fatalf("%s n=%d spread=%g: p[%d] = %g, want %g", v, n, spread, i, got[i], want)
 					}
 				}
+			}
+		}
+		kernels.Use(prev)
+	}
+}
+
+// Dot and Axpy on every variant against float64, lengths around every lane count.
+func TestDotAxpyEveryVariant(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8, 8))
+	for _, v := range kernels.Variants() {
+		prev := kernels.Use(v)
+		for _, n := range []int{1, 7, 8, 9, 15, 16, 17, 64, 1000} {
+			a, b := make([]float32, n), make([]float32, n+1)
+			var want float64
+			for i := range a {
+				a[i], b[i] = rng.Float32()-.5, rng.Float32()-.5
+				want += float64(a[i]) * float64(b[i])
+			}
+			if got := kernels.Dot(a, b[:n]); math.Abs(float64(got)-want) > 1e-5 {
+				t.Errorf("%s: Dot n=%d = %g, want %g", v, n, got, want)
+			}
+			b[n] = 777
+			y := append([]float32(nil), b...)
+			kernels.Axpy(0.25, a, y[:n])
+			for i := 0; i < n; i++ {
+				if d := float64(y[i]) - (float64(b[i]) + 0.25*float64(a[i])); math.Abs(d) > 1e-6 {
+					t.Fatalf("%s: Axpy n=%d at %d: %g", v, n, i, y[i])
+				}
+			}
+			if y[n] != 777 {
+				t.Fatalf("%s: Axpy n=%d wrote past its slice", v, n)
 			}
 		}
 		kernels.Use(prev)

@@ -8,28 +8,32 @@ import (
 	"sync/atomic"
 )
 
-// A variant is one implementation of MatMul's prefill path (m > 1).
+// A variant is one set of SIMD routines. A nil routine falls back to the generic Go (gonum)
+// one; the active variant is read once per call, so switching is safe between calls.
 type variant struct {
 	name string
 	// roundsBF16 is set when the variant rounds activations to bf16 before multiplying them
 	// with BF16 weights (VDPBF16PS); results then differ from the f32-exact path by about 2⁻⁹
 	// relative per product.
 	roundsBF16 bool
-	fn         func(out, x []float32, w []byte, dt DType, m, n, k int)
+	matmul     func(out, x []float32, w []byte, dt DType, m, n, k int) // m > 1
+	gemvBF16   func(out, x []float32, w []byte, m, n, k int)           // BF16 weights, m ≤ smallM
+	dot        func(a, b []float32) float32
+	axpy       func(alpha float32, x, y []float32)
+	silu       func(x []float32)
+	expSubSum  func(x []float32, max float32) float32 // x[i] = e^(x[i]−max); returns Σ
 }
 
 var (
-	variants []variant
+	variants []*variant
 	active   atomic.Pointer[variant]
-	useGemv  = os.Getenv("NEUROSURG_KERNELS") != "generic"
 )
 
 // register adds a variant; NEUROSURG_KERNELS=<name> selects it whatever prefer says.
-func register(name string, prefer, roundsBF16 bool, fn func(out, x []float32, w []byte, dt DType, m, n, k int)) {
-	v := &variant{name, roundsBF16, fn}
-	variants = append(variants, *v)
+func register(v *variant, prefer bool) {
+	variants = append(variants, v)
 	env := os.Getenv("NEUROSURG_KERNELS")
-	if env == name || prefer && env == "" {
+	if env == v.name || prefer && env == "" {
 		active.Store(v)
 	}
 }
@@ -41,7 +45,7 @@ func BF16Activations() bool {
 	return v != nil && v.roundsBF16
 }
 
-// Variants lists the MatMul implementations this CPU can run ("generic" always).
+// Variants lists the kernel variants this CPU can run ("generic" always).
 func Variants() []string {
 	out := []string{"generic"}
 	for _, v := range variants {
@@ -50,37 +54,34 @@ func Variants() []string {
 	return out
 }
 
+// Active names the variant in use.
+func Active() string {
+	if v := active.Load(); v != nil {
+		return v.name
+	}
+	return "generic"
+}
+
 // Use selects a variant by name for the rest of the process (tests and benchmarks loop over
 // them); it returns the previous one. NEUROSURG_KERNELS=generic forces the generic path,
-// NEUROSURG_KERNELS=avx512 the f32-exact SIMD path.
+// NEUROSURG_KERNELS=avx512 the f32-exact AVX-512 path, =avx2 the AVX2 one.
 func Use(name string) (previous string) {
-	previous = "generic"
-	if v := active.Load(); v != nil {
-		previous = v.name
-	}
+	previous = Active()
 	if name == "generic" {
 		active.Store(nil)
-		useGemv = false
 		return previous
 	}
-	useGemv = true
-	for i := range variants {
-		if variants[i].name == name {
-			active.Store(&variants[i])
+	for _, v := range variants {
+		if v.name == name {
+			active.Store(v)
 		}
 	}
 	return previous
 }
 
-// gemvBF16, when set by a SIMD variant, replaces the m ≤ smallM path for BF16 weights.
-var gemvBF16 func(out, x []float32, w []byte, m, n, k int)
-
 // smallM is the most activation rows MatMul streams BF16 weights for, row by row, instead of
 // packing them: decode, the last rows of a batch against the lm_head.
 const smallM = 16
-
-// gemvBF16Dot, when set, is the m ≤ smallM path of variants that round activations to bf16.
-var gemvBF16Dot func(out, x []float32, w []byte, m, n, k int)
 
 func bf16(b []byte) float32 { return math.Float32frombits(uint32(b[0])<<16 | uint32(b[1])<<24) }
 
@@ -109,14 +110,6 @@ func parallelRows(n int, f func(j0, j1 int)) {
 	}
 	wg.Wait()
 }
-
-// vecDot, vecAxpy and vecSiLU, when set by a SIMD variant, replace Dot's, Axpy's and SiLU's loops.
-var (
-	vecSiLU      func(x []float32)
-	vecExpSubSum func(x []float32, max float32) float32 // x[i] = e^(x[i]−max); returns Σ
-	vecDot       func(a, b []float32) float32
-	vecAxpy      func(alpha float32, x, y []float32)
-)
 
 // peakLoop is the register-only FMA loop of a SIMD variant (nil without one).
 var peakLoop func(iters int)

@@ -39,60 +39,130 @@ func siluF32(x *float32, n int)
 //go:noescape
 func expSubSumF32(x *float32, n int, max float32) float32
 
+// dotF32AVX2 is Σ a[i]·b[i] for n a positive multiple of 8. Requires AVX2 and FMA.
+//
+//go:noescape
+func dotF32AVX2(a, b *float32, n int) float32
+
+// axpyF32AVX2 computes y += alpha·x for n a positive multiple of 8. Requires AVX2 and FMA.
+//
+//go:noescape
+func axpyF32AVX2(alpha float32, x, y *float32, n int)
+
+// dotBF16AVX2 is Σ_p x[p]·bf16(w[2p:]) for k a positive multiple of 16. Requires AVX2, FMA.
+//
+//go:noescape
+func dotBF16AVX2(x *float32, w *byte, k int) float32
+
+// fmaPeakAVX2 runs iters × 12 ymm FMAs (192 flops per iteration) on registers only.
+//
+//go:noescape
+func fmaPeakAVX2(iters int)
+
 func init() {
 	if cpu.X86.HasAVX512F {
 		peakLoop = fmaPeak
-		vecDot = func(a, b []float32) float32 {
-			body := len(a) &^ 15
-			var s float32
-			if body > 0 {
-				s = dotF32(&a[0], &b[0], body)
-			}
-			for i := body; i < len(a); i++ {
-				s += a[i] * b[i]
-			}
-			return s
+		exact := &variant{
+			name: "avx512",
+			matmul: func(out, x []float32, w []byte, dt DType, m, n, k int) {
+				gemmBlocked(&tiles512, out, x, w, dt, m, n, k, false)
+			},
+			gemvBF16: gemvBF16AVX512,
+			dot:      simdDot(dotF32, 16),
+			axpy:     simdAxpy(axpyF32, 16),
+			silu: func(x []float32) {
+				if body := len(x) &^ 15; body > 0 {
+					siluF32(&x[0], body)
+				}
+				siluGo(x[len(x)&^15:])
+			},
+			expSubSum: func(x []float32, max float32) float32 {
+				var s float32
+				if body := len(x) &^ 15; body > 0 {
+					s = expSubSumF32(&x[0], body, max)
+				}
+				for i := len(x) &^ 15; i < len(x); i++ {
+					x[i] = float32(math.Exp(float64(x[i] - max)))
+					s += x[i]
+				}
+				return s
+			},
 		}
-		vecAxpy = func(alpha float32, x, y []float32) {
-			body := len(x) &^ 15
-			if body > 0 {
-				axpyF32(alpha, &x[0], &y[0], body)
-			}
-			for i := body; i < len(x); i++ {
-				y[i] += alpha * x[i]
-			}
-		}
-		vecSiLU = func(x []float32) {
-			if body := len(x) &^ 15; body > 0 {
-				siluF32(&x[0], body)
-			}
-			siluGo(x[len(x)&^15:])
-		}
-		vecExpSubSum = func(x []float32, max float32) float32 {
-			var s float32
-			if body := len(x) &^ 15; body > 0 {
-				s = expSubSumF32(&x[0], body, max)
-			}
-			for i := len(x) &^ 15; i < len(x); i++ {
-				x[i] = float32(math.Exp(float64(x[i] - max)))
-				s += x[i]
-			}
-			return s
-		}
-		register("avx512", !cpu.X86.HasAVX512BF16, false, func(out, x []float32, w []byte, dt DType, m, n, k int) {
-			gemmBlocked(out, x, w, dt, m, n, k, false)
-		})
+		register(exact, !cpu.X86.HasAVX512BF16)
 		if cpu.X86.HasAVX512BF16 {
 			dotPeakLoop = dpbf16Peak
-			gemvBF16Dot = gemvBF16DotAVX512
 			// BF16 weights meet activations rounded to bf16 (as PyTorch's bf16 matmul does, but
 			// accumulated and returned in f32) at twice the f32 FMA rate.
-			register("avx512bf16", true, true, func(out, x []float32, w []byte, dt DType, m, n, k int) {
-				gemmBlocked(out, x, w, dt, m, n, k, dt == BF16)
-			})
+			fast := *exact
+			fast.name, fast.roundsBF16, fast.gemvBF16 = "avx512bf16", true, gemvBF16DotAVX512
+			fast.matmul = func(out, x []float32, w []byte, dt DType, m, n, k int) {
+				gemmBlocked(&tiles512, out, x, w, dt, m, n, k, dt == BF16)
+			}
+			register(&fast, true)
 		}
-		gemvBF16 = gemvBF16AVX512
 	}
+	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
+		if peakLoop == nil {
+			peakLoop = fmaPeakAVX2
+		}
+		register(&variant{
+			name: "avx2",
+			matmul: func(out, x []float32, w []byte, dt DType, m, n, k int) {
+				gemmBlocked(&tiles256, out, x, w, dt, m, n, k, false)
+			},
+			gemvBF16: gemvBF16AVX2,
+			dot:      simdDot(dotF32AVX2, 8),
+			axpy:     simdAxpy(axpyF32AVX2, 8),
+		}, !cpu.X86.HasAVX512F)
+	}
+}
+
+// simdDot wraps an assembly dot product over a multiple of lanes with a Go tail.
+func simdDot(kern func(a, b *float32, n int) float32, lanes int) func(a, b []float32) float32 {
+	return func(a, b []float32) float32 {
+		body := len(a) / lanes * lanes
+		var s float32
+		if body > 0 {
+			s = kern(&a[0], &b[0], body)
+		}
+		for i := body; i < len(a); i++ {
+			s += a[i] * b[i]
+		}
+		return s
+	}
+}
+
+// simdAxpy wraps an assembly y += alpha·x over a multiple of lanes with a Go tail.
+func simdAxpy(kern func(alpha float32, x, y *float32, n int), lanes int) func(alpha float32, x, y []float32) {
+	return func(alpha float32, x, y []float32) {
+		body := len(x) / lanes * lanes
+		if body > 0 {
+			kern(alpha, &x[0], &y[0], body)
+		}
+		for i := body; i < len(x); i++ {
+			y[i] += alpha * x[i]
+		}
+	}
+}
+
+// gemvBF16AVX2 is gemvBF16AVX512 with 8-lane AVX2 dot products.
+func gemvBF16AVX2(out, x []float32, w []byte, m, n, k int) {
+	parallelRows(n, func(j0, j1 int) {
+		for j := j0; j < j1; j++ {
+			row := w[j*k*2 : (j+1)*k*2]
+			for i := 0; i < m; i++ {
+				xi := x[i*k : (i+1)*k]
+				var s float32
+				if b16 := k &^ 15; b16 > 0 {
+					s = dotBF16AVX2(&xi[0], &row[0], b16)
+				}
+				for p := k &^ 15; p < k; p++ {
+					s += xi[p] * bf16(row[2*p:])
+				}
+				out[i*n+j] = s
+			}
+		}
+	})
 }
 
 // gemvBF16AVX512 computes out[i*n+j] = x_i·W[j] for m ≤ smallM rows and bf16 weights,

@@ -55,6 +55,7 @@ func generate() []byte {
 		fmt.Fprintf(b, "\t%s // VDPBF16PS Z%d, Z%d, Z%d\n", vdpbf16ps(acc, bReg, aReg), aReg, bReg, acc)
 	}, "VPBROADCASTD")
 	gemv1(&b)
+	kernelAVX2(&b)
 	transpose(&b)
 	packAKernel(&b, false)
 	packAKernel(&b, true)
@@ -244,4 +245,36 @@ func packAKernel(b *strings.Builder, bf16 bool) {
 	}
 	fmt.Fprintf(b, "\tADDQ $%d, SI\n\tADDQ $768, DI\n\tDECQ CX\n\tJNZ %s_loop\n", xStep, name)
 	fmt.Fprintf(b, "%s_done:\n\tVZEROUPPER\n\tRET\n", name)
+}
+
+// kernelAVX2 emits func gemmF32AVX2(kc int, a, b unsafe.Pointer, c *float32, ldc int,
+// accumulate int): the AVX2/FMA micro-kernel, a 6×16 tile (12 of the 16 ymm registers
+// accumulate), a packed [kc][6] f32, b packed [kc][16] f32.
+func kernelAVX2(b *strings.Builder) {
+	const rows = 6
+	b.WriteString("\n// func gemmF32AVX2(kc int, a, b unsafe.Pointer, c *float32, ldc int, accumulate int)\n")
+	b.WriteString("TEXT ·gemmF32AVX2(SB), NOSPLIT, $0-48\n")
+	b.WriteString("\tMOVQ kc+0(FP), CX\n\tMOVQ a+8(FP), SI\n\tMOVQ b+16(FP), DI\n\tMOVQ c+24(FP), DX\n\tMOVQ ldc+32(FP), R8\n\tSHLQ $2, R8\n")
+	for i := 0; i < 2*rows; i++ {
+		fmt.Fprintf(b, "\tVXORPS Y%d, Y%d, Y%d\n", i, i, i)
+	}
+	b.WriteString("\tTESTQ CX, CX\n\tJE gemmF32AVX2_store\ngemmF32AVX2_loop:\n")
+	b.WriteString("\tVMOVUPS (DI), Y12\n\tVMOVUPS 32(DI), Y13\n")
+	for i := 0; i < rows; i++ {
+		t := 14 + i%2
+		fmt.Fprintf(b, "\tVBROADCASTSS %d(SI), Y%d\n", 4*i, t)
+		fmt.Fprintf(b, "\tVFMADD231PS Y%d, Y12, Y%d\n", t, 2*i)
+		fmt.Fprintf(b, "\tVFMADD231PS Y%d, Y13, Y%d\n", t, 2*i+1)
+	}
+	fmt.Fprintf(b, "\tADDQ $%d, SI\n\tADDQ $64, DI\n\tDECQ CX\n\tJNZ gemmF32AVX2_loop\n", 4*rows)
+	b.WriteString("gemmF32AVX2_store:\n\tMOVQ accumulate+40(FP), AX\n\tTESTQ AX, AX\n\tJE gemmF32AVX2_write\n")
+	for i := 0; i < rows; i++ {
+		fmt.Fprintf(b, "\tVADDPS (DX), Y%d, Y%d\n\tVADDPS 32(DX), Y%d, Y%d\n", 2*i, 2*i, 2*i+1, 2*i+1)
+		fmt.Fprintf(b, "\tVMOVUPS Y%d, (DX)\n\tVMOVUPS Y%d, 32(DX)\n\tADDQ R8, DX\n", 2*i, 2*i+1)
+	}
+	b.WriteString("\tVZEROUPPER\n\tRET\ngemmF32AVX2_write:\n")
+	for i := 0; i < rows; i++ {
+		fmt.Fprintf(b, "\tVMOVUPS Y%d, (DX)\n\tVMOVUPS Y%d, 32(DX)\n\tADDQ R8, DX\n", 2*i, 2*i+1)
+	}
+	b.WriteString("\tVZEROUPPER\n\tRET\n")
 }
