@@ -137,9 +137,7 @@ func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, ta
 		ly := &m.layers[l]
 		site := Site{Module: "llm", Layer: l}
 		rmsNormRows(xn, x, ly.inNorm, cfg.Eps, T, d)
-		matmul(q, xn, &ly.q, T, ly.qb)
-		matmul(k, xn, &ly.k, T, ly.kb)
-		matmul(v, xn, &ly.v, T, ly.vb)
+		matmulShared(xn, T, [][]float32{q, k, v}, []*weight{&ly.q, &ly.k, &ly.v}, [][]float32{ly.qb, ly.kb, ly.vb})
 		for i, s := range states {
 			parallelSpan(len(toks[i]), func(r0, r1 int) {
 				for r := r0; r < r1; r++ {
@@ -172,8 +170,7 @@ func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, ta
 			r0, r1 := off[ch[0]], off[ch[1]]
 			rows := r1 - r0
 			gc, uc, xc := g[:rows*inter], u[:rows*inter], xn[r0*d:r1*d]
-			matmul(gc, xc, &ly.gate, rows, ly.gateB)
-			matmul(uc, xc, &ly.up, rows, ly.upB)
+			matmulShared(xc, rows, [][]float32{gc, uc}, []*weight{&ly.gate, &ly.up}, [][]float32{ly.gateB, ly.upB})
 			parallelSpan(rows, func(a, b int) { activate(gc[a*inter:b*inter], cfg.Act) })
 			if len(ffnTaps) > 0 {
 				for i := ch[0]; i < ch[1]; i++ {
@@ -244,6 +241,26 @@ func matmul(out, x []float32, w *weight, m int, bias []float32) {
 				kernels.Axpy(1, bias, out[r*w.rows:(r+1)*w.rows])
 			}
 		})
+	}
+}
+
+// matmulShared computes outs[i] = x·ws[i]ᵀ (+ biases[i]) for weights with the same input
+// width, packing x once (q/k/v, gate/up).
+func matmulShared(x []float32, m int, outs [][]float32, ws []*weight, biases [][]float32) {
+	ps := make([]kernels.Product, len(ws))
+	for i, w := range ws {
+		ps[i] = kernels.Product{Out: outs[i][:m*w.rows], W: w.b, DType: w.dt, N: w.rows}
+	}
+	kernels.MatMulShared(x[:m*ws[0].cols], m, ws[0].cols, ps...)
+	for i, w := range ws {
+		if bias := biases[i]; bias != nil {
+			out := outs[i]
+			parallelSpan(m, func(r0, r1 int) {
+				for r := r0; r < r1; r++ {
+					kernels.Axpy(1, bias, out[r*w.rows:(r+1)*w.rows])
+				}
+			})
+		}
 	}
 }
 

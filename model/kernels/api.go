@@ -110,6 +110,31 @@ func MatMul(out, x []float32, w []byte, dt DType, m, n, k int) {
 	wg.Wait()
 }
 
+// Product is one weight of a MatMulShared call: Out[i*N+j] = Σ_p x[i*k+p] · W[j*k+p].
+type Product struct {
+	Out   []float32
+	W     []byte
+	DType DType
+	N     int
+}
+
+// MatMulShared computes several products of the same activations (a layer's q/k/v, or gate
+// and up) as MatMul would, one after another, except that kernels which pack the activations
+// pack them once, and spread all the weights' panels over the cores together.
+func MatMulShared(x []float32, m, k int, ps ...Product) {
+	for _, p := range ps {
+		if len(p.Out) < m*p.N || len(x) < m*k || len(p.W) < p.N*k*p.DType.Size() {
+			panic("kernels: MatMulShared: slice too short for shape")
+		}
+	}
+	if v := active.Load(); v != nil && v.shared != nil && m > smallM && k > 0 && v.shared(x, m, k, ps) {
+		return
+	}
+	for _, p := range ps {
+		MatMul(p.Out, x, p.W, p.DType, m, p.N, k)
+	}
+}
+
 // ToFloat32 converts len(dst) elements of src (raw little-endian bytes of dtype dt) to f32.
 func ToFloat32(dst []float32, src []byte, dt DType) {
 	if len(src) < len(dst)*dt.Size() {

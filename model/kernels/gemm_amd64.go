@@ -83,11 +83,17 @@ const (
 	blockK = 256
 )
 
-// gemmBlocked is MatMul for m > 1: A (activations) is packed once into tileM-row panels; each
-// worker takes tileN-column panels of W, packs them (converted to f32, or kept as bf16 pairs
-// when dot is set; ≤ 32·k words, L2-resident) and, blockK deep at a time (an L1-resident
-// micro-panel), sweeps all of A's row panels with the micro-kernel, accumulating into out.
+// gemmBlocked is MatMul for m > 1 with one weight; see gemmShared.
 func gemmBlocked(t *tiling, out, x []float32, w []byte, dt DType, m, n, k int, dot bool) {
+	gemmShared(t, x, m, k, dot, Product{Out: out, W: w, DType: dt, N: n})
+}
+
+// gemmShared is MatMul for m > 1 over one or more weights sharing the activations: A is packed
+// once into tileM-row panels; workers take tileN-column panels of all the weights in turn,
+// pack each (converted to f32, or kept as bf16 pairs when dot is set; ≤ 32·k words,
+// L2-resident) and, blockK deep at a time (an L1-resident micro-panel), sweep all of A's row
+// panels with the micro-kernel, accumulating into the product's output.
+func gemmShared(t *tiling, x []float32, m, k int, dot bool, ps ...Product) {
 	tileM, tileN := t.mr, t.nr
 	steps := k
 	if dot {
@@ -96,7 +102,11 @@ func gemmBlocked(t *tiling, out, x []float32, w []byte, dt DType, m, n, k int, d
 	kBlocks := (steps + blockK - 1) / blockK
 	kc := (steps + kBlocks - 1) / kBlocks
 	mPanels := (m + tileM - 1) / tileM
-	nPanels := (n + tileN - 1) / tileN
+	first := make([]int, len(ps)+1) // panel index of each product's first panel
+	for i, p := range ps {
+		first[i+1] = first[i] + (p.N+tileN-1)/tileN
+	}
+	nPanels := first[len(ps)]
 	workers := runtime.GOMAXPROCS(0)
 
 	ap := words(mPanels * steps * tileM)
@@ -120,19 +130,21 @@ func gemmBlocked(t *tiling, out, x []float32, w []byte, dt DType, m, n, k int, d
 			bpack := *bp
 			edge := make([]float32, tileM*tileN)
 			var cols []float32 // a whole column panel when it is narrower than tileN
+			pi := 0
 			for {
 				jp := int(next.Add(1) - 1)
 				if jp >= nPanels {
 					return
 				}
-				j0 := jp * tileN
+				for jp >= first[pi+1] {
+					pi++
+				}
+				out, w, dt, n := ps[pi].Out, ps[pi].W, ps[pi].DType, ps[pi].N
+				j0 := (jp - first[pi]) * tileN
 				width := min(tileN, n-j0)
 				if width < tileN && cols == nil {
 					cols = make([]float32, mPanels*tileM*tileN)
 				}
-				// The panel's weight rows are one contiguous region: packing all of k at once
-				// reads it as a single sequential stream (k-block by k-block it was 1 KiB pieces
-				// of 32 rows, latency-bound at ~1 GB/s from DRAM).
 				packB(t, bpack, w, dt, j0, width, k, 0, steps, dot)
 				for kb := 0; kb < kBlocks; kb++ {
 					s0, s1 := kb*kc, min((kb+1)*kc, steps)

@@ -235,3 +235,51 @@ func TestDotAxpyEveryVariant(t *testing.T) {
 		kernels.Use(prev)
 	}
 }
+
+// MatMulShared gives bit for bit what separate MatMuls give, on every variant, for weights of
+// several widths (narrow panels included) and for mixed dtypes (which fall back).
+func TestMatMulSharedEqualsSeparate(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	randw := func(n, k int, dt kernels.DType) []byte {
+		v := make([]float32, n*k)
+		for i := range v {
+			v[i] = rng.Float32() - .5
+		}
+		return encode(v, dt)
+	}
+	for _, v := range kernels.Variants() {
+		prev := kernels.Use(v)
+		for _, c := range []struct {
+			m, k int
+			ns   []int
+			dts  []kernels.DType
+		}{
+			{40, 96, []int{64, 16, 33}, []kernels.DType{kernels.BF16, kernels.BF16, kernels.BF16}},
+			{25, 301, []int{70, 70}, []kernels.DType{kernels.F32, kernels.F32}},
+			{17, 64, []int{32, 40}, []kernels.DType{kernels.BF16, kernels.F32}},
+		} {
+			x := make([]float32, c.m*c.k)
+			for i := range x {
+				x[i] = rng.Float32() - .5
+			}
+			var ps []kernels.Product
+			var want [][]float32
+			for i, n := range c.ns {
+				w := randw(n, c.k, c.dts[i])
+				ps = append(ps, kernels.Product{Out: make([]float32, c.m*n), W: w, DType: c.dts[i], N: n})
+				sep := make([]float32, c.m*n)
+				kernels.MatMul(sep, x, w, c.dts[i], c.m, n, c.k)
+				want = append(want, sep)
+			}
+			kernels.MatMulShared(x, c.m, c.k, ps...)
+			for i, p := range ps {
+				for j := range p.Out {
+					if p.Out[j] != want[i][j] {
+						t.Fatalf("%s m=%d k=%d product %d: out[%d] = %g, separately %g", v, c.m, c.k, i, j, p.Out[j], want[i][j])
+					}
+				}
+			}
+		}
+		kernels.Use(prev)
+	}
+}

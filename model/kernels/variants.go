@@ -17,6 +17,7 @@ type variant struct {
 	// relative per product.
 	roundsBF16 bool
 	matmul     func(out, x []float32, w []byte, dt DType, m, n, k int) // m > 1
+	shared     func(x []float32, m, k int, ps []Product) bool          // m > 1; false: not handled
 	gemvBF16   func(out, x []float32, w []byte, m, n, k int)           // BF16 weights, m ≤ smallM
 	dot        func(a, b []float32) float32
 	axpy       func(alpha float32, x, y []float32)

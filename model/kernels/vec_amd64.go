@@ -88,6 +88,7 @@ func init() {
 				return s
 			},
 		}
+		exact.shared = sharedOn(&tiles512, false)
 		register(exact, !cpu.X86.HasAVX512BF16)
 		if cpu.X86.HasAVX512BF16 {
 			dotPeakLoop = dpbf16Peak
@@ -98,6 +99,7 @@ func init() {
 			fast.matmul = func(out, x []float32, w []byte, dt DType, m, n, k int) {
 				gemmBlocked(&tiles512, out, x, w, dt, m, n, k, dt == BF16)
 			}
+			fast.shared = sharedOn(&tiles512, true)
 			register(&fast, true)
 		}
 	}
@@ -113,7 +115,23 @@ func init() {
 			gemvBF16: gemvBF16AVX2,
 			dot:      simdDot(dotF32AVX2, 8),
 			axpy:     simdAxpy(axpyF32AVX2, 8),
+			shared:   sharedOn(&tiles256, false),
 		}, !cpu.X86.HasAVX512F)
+	}
+}
+
+// sharedOn runs MatMulShared on a tiling when every product takes the same path (all BF16
+// with VDPBF16PS when roundsBF16, or none).
+func sharedOn(t *tiling, roundsBF16 bool) func(x []float32, m, k int, ps []Product) bool {
+	return func(x []float32, m, k int, ps []Product) bool {
+		dot := roundsBF16 && ps[0].DType == BF16
+		for _, p := range ps {
+			if (roundsBF16 && p.DType == BF16) != dot {
+				return false
+			}
+		}
+		gemmShared(t, x, m, k, dot, ps...)
+		return true
 	}
 }
 
