@@ -112,8 +112,12 @@ func parallelRows(n int, f func(j0, j1 int)) {
 	wg.Wait()
 }
 
-// peakLoop is the register-only FMA loop of a SIMD variant (nil without one).
-var peakLoop func(iters int)
+// peakLoop is the register-only FMA loop of the widest SIMD tier (nil without one), doing
+// peakFlops flops per iteration.
+var (
+	peakLoop  func(iters int)
+	peakFlops int
+)
 
 // dotPeakLoop is the register-only VDPBF16PS loop (nil without AVX512_BF16).
 var dotPeakLoop func(iters int)
@@ -132,16 +136,16 @@ func FMAPeak() float64 {
 	if peakLoop == nil {
 		return 0
 	}
-	return runPeak(peakLoop, 12*32)
+	return runPeak(peakLoop, peakFlops)
 }
 
 // runPeak runs loop on every core and returns GFLOP/s for flops per iteration: the best of
-// three runs, since a shared machine's other tenants only ever make a run slower.
+// five runs, since a shared machine's other tenants only ever make a run slower.
 func runPeak(loop func(int), flops int) float64 {
-	const iters = 10_000_000
+	const iters = 20_000_000
 	workers := runtime.GOMAXPROCS(0)
 	best := 0.0
-	for rep := 0; rep < 3; rep++ {
+	for rep := 0; rep < 5; rep++ {
 		var wg sync.WaitGroup
 		t0 := nowSeconds()
 		for g := 0; g < workers; g++ {

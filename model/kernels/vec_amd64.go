@@ -61,7 +61,7 @@ func fmaPeakAVX2(iters int)
 
 func init() {
 	if cpu.X86.HasAVX512F {
-		peakLoop = fmaPeak
+		peakLoop, peakFlops = fmaPeak, 12*32
 		exact := &variant{
 			name: "avx512",
 			matmul: func(out, x []float32, w []byte, dt DType, m, n, k int) {
@@ -105,7 +105,7 @@ func init() {
 	}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
 		if peakLoop == nil {
-			peakLoop = fmaPeakAVX2
+			peakLoop, peakFlops = fmaPeakAVX2, 12*16
 		}
 		register(&variant{
 			name: "avx2",
