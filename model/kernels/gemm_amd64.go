@@ -81,6 +81,9 @@ const (
 	// blockK is the k depth of one packed B micro-panel, in 4-byte words (f32 steps or bf16
 	// pairs): 256 × 32 × 4 B = 32 KiB stays in the 48 KiB L1d while every row panel of A passes.
 	blockK = 256
+	// groupWords bounds the A block one sweep over a packed B panel reads per k block (384 KiB
+	// of a 1–2 MiB L2): at 1024 rows A alone (1 MiB) evicted the panel.
+	groupWords = 96 << 10
 )
 
 // gemmBlocked is MatMul for m > 1 with one weight; see gemmShared.
@@ -102,6 +105,7 @@ func gemmShared(t *tiling, x []float32, m, k int, dot bool, ps ...Product) {
 	kBlocks := (steps + blockK - 1) / blockK
 	kc := (steps + kBlocks - 1) / kBlocks
 	mPanels := (m + tileM - 1) / tileM
+	groupPanels := max(1, groupWords/(tileM*kc))
 	first := make([]int, len(ps)+1) // panel index of each product's first panel
 	for i, p := range ps {
 		first[i+1] = first[i] + (p.N+tileN-1)/tileN
@@ -146,24 +150,28 @@ func gemmShared(t *tiling, x []float32, m, k int, dot bool, ps ...Product) {
 					cols = make([]float32, mPanels*tileM*tileN)
 				}
 				packB(t, bpack, w, dt, j0, width, k, 0, steps, dot)
-				for kb := 0; kb < kBlocks; kb++ {
-					s0, s1 := kb*kc, min((kb+1)*kc, steps)
-					acc := 0
-					if kb > 0 {
-						acc = 1
-					}
-					for ip := 0; ip < mPanels; ip++ {
-						a := unsafe.Pointer(&apack[(ip*steps+s0)*tileM])
-						c, ldc := (*float32)(nil), n
-						switch {
-						case width < tileN:
-							c, ldc = &cols[ip*tileM*tileN], tileN
-						case ip*tileM+tileM > m:
-							c, ldc = &edge[0], tileN
-						default:
-							c = &out[ip*tileM*n+j0]
+				// Row panels go in groups whose A block (group × blockK words) stays in L2 with
+				// the packed panel; the panel itself is reused by every group.
+				for g0 := 0; g0 < mPanels; g0 += groupPanels {
+					for kb := 0; kb < kBlocks; kb++ {
+						s0, s1 := kb*kc, min((kb+1)*kc, steps)
+						acc := 0
+						if kb > 0 {
+							acc = 1
 						}
-						kern(s1-s0, a, unsafe.Pointer(&bpack[s0*tileN]), c, ldc, acc)
+						for ip := g0; ip < min(g0+groupPanels, mPanels); ip++ {
+							a := unsafe.Pointer(&apack[(ip*steps+s0)*tileM])
+							c, ldc := (*float32)(nil), n
+							switch {
+							case width < tileN:
+								c, ldc = &cols[ip*tileM*tileN], tileN
+							case ip*tileM+tileM > m:
+								c, ldc = &edge[0], tileN
+							default:
+								c = &out[ip*tileM*n+j0]
+							}
+							kern(s1-s0, a, unsafe.Pointer(&bpack[s0*tileN]), c, ldc, acc)
+						}
 					}
 				}
 				switch {

@@ -95,7 +95,7 @@ var sink float32
 // BenchmarkMatMul reports GFLOP/s at real model shapes; GB/s of weights for m=1 (decode).
 // gonum's Sgemm on f32 runs beside it for the ratio.
 func BenchmarkMatMul(b *testing.B) {
-	shapes := [][3]int{{1, 896, 4864}, {1, 896, 151936}, {64, 896, 4864}, {512, 896, 4864}, {512, 4864, 896}}
+	shapes := [][3]int{{1, 896, 4864}, {1, 896, 151936}, {64, 896, 4864}, {512, 896, 4864}, {512, 4864, 896}, {1024, 896, 4864}}
 	for _, s := range shapes {
 		m, k, n := s[0], s[1], s[2]
 		x := make([]float32, m*k)
