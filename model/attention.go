@@ -6,6 +6,7 @@ import (
 	"sync"
 	"unsafe"
 
+	"github.com/neurosurg/neurosurg/formats/safetensors"
 	"github.com/neurosurg/neurosurg/model/kernels"
 )
 
@@ -25,6 +26,15 @@ func (m *Model) attentionGEMM(sc *scratch, out, q, keys, vals []float32, pos0, n
 	T := pos0 + n
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	defer sc.reuseFrom(sc.next) // the next head group, layer or sequence takes the same buffers
+	// Under a variant that computes BF16 products in bf16 (kernels.BF16Activations), keys and
+	// values go in as BF16 "weights" too, as PyTorch's bf16 attention does; otherwise f32.
+	wdt, khW, vtW := kernels.F32, f32bytes, f32bytes
+	if kernels.BF16Activations() {
+		kb, vb := sc.get((T*hd+1)/2), sc.get((hd*T+1)/2)
+		wdt = kernels.BF16
+		khW = func(v []float32) []byte { return bf16bytes(f32bytes(kb), v) }
+		vtW = func(v []float32) []byte { return bf16bytes(f32bytes(vb), v) }
+	}
 	kh := sc.get(T * hd)
 	vt := sc.get(hd * T)
 	rb := min(attnRowBlock, n)
@@ -58,7 +68,7 @@ func (m *Model) attentionGEMM(sc *scratch, out, q, keys, vals []float32, pos0, n
 				}
 			})
 			sc := scores[:group*rows*keysUsed]
-			kernels.MatMul(sc, qs[:group*rows*hd], f32bytes(kh[:keysUsed*hd]), kernels.F32, group*rows, keysUsed, hd)
+			kernels.MatMul(sc, qs[:group*rows*hd], khW(kh[:keysUsed*hd]), wdt, group*rows, keysUsed, hd)
 			parallelSpan(group*rows, func(i0, i1 int) {
 				for i := i0; i < i1; i++ {
 					p := pos0 + r0 + i%rows
@@ -72,7 +82,7 @@ func (m *Model) attentionGEMM(sc *scratch, out, q, keys, vals []float32, pos0, n
 					clear(row[p+1:])
 				}
 			})
-			kernels.MatMul(os[:group*rows*hd], sc, f32bytes(vt[:hd*keysUsed]), kernels.F32, group*rows, hd, keysUsed)
+			kernels.MatMul(os[:group*rows*hd], sc, vtW(vt[:hd*keysUsed]), wdt, group*rows, hd, keysUsed)
 			parallelSpan(group*rows, func(j0, j1 int) {
 				for j := j0; j < j1; j++ {
 					g, r := j/rows, j%rows
@@ -90,6 +100,17 @@ func f32bytes(v []float32) []byte {
 		return nil
 	}
 	return unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 4*len(v))
+}
+
+// bf16bytes rounds v to bf16 into dst and returns the bytes written.
+func bf16bytes(dst []byte, v []float32) []byte {
+	parallelSpan(len(v)/4096+1, func(c0, c1 int) {
+		lo, hi := c0*4096, min(c1*4096, len(v))
+		if lo < hi {
+			safetensors.FromFloat32(dst[2*lo:2*hi], v[lo:hi], safetensors.BF16)
+		}
+	})
+	return dst[:2*len(v)]
 }
 
 // parallelSpan splits [0, n) into one contiguous span per core (one span when n is small:

@@ -5,35 +5,48 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/neurosurg/neurosurg/model/kernels"
 )
 
 // The GEMM form of prefill attention equals the per-row loop: GQA groups, a cached prefix
 // (pos0 > 0), more rows than one score block, and a sliding window.
 func TestAttentionGEMMMatchesLoop(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 7))
-	cases := []struct{ heads, kv, hd, pos0, n, window int }{
+	type shape struct{ heads, kv, hd, pos0, n, window int }
+	cases := []shape{
 		{4, 4, 8, 0, 16, 0},
 		{14, 2, 64, 0, 300, 0},
 		{6, 2, 16, 37, 129, 0},
 		{4, 1, 32, 5, 200, 50},
 	}
-	for _, c := range cases {
-		t.Run(fmt.Sprintf("%+v", c), func(t *testing.T) {
-			m := &Model{cfg: Config{Heads: c.heads, KVHeads: c.kv, HeadDim: c.hd, SlidingWindow: c.window}}
-			T := c.pos0 + c.n
-			q := randn(rng, c.n*c.heads*c.hd)
-			keys := randn(rng, T*c.kv*c.hd)
-			vals := randn(rng, T*c.kv*c.hd)
-			want := make([]float32, c.n*c.heads*c.hd)
-			got := make([]float32, len(want))
-			m.attention(new(scratch), want, q, keys, vals, c.pos0, c.n)
-			m.attentionGEMM(new(scratch), got, q, keys, vals, c.pos0, c.n)
-			for i := range want {
-				if d := math.Abs(float64(got[i] - want[i])); d > 1e-5 {
-					t.Fatalf("out[%d] = %g, want %g", i, got[i], want[i])
+	for _, variant := range kernels.Variants() {
+		prev := kernels.Use(variant)
+		// The bf16 variant rounds q, k, the probabilities and v to bf16 (8 bits): the loop
+		// stays f32, so there only a mask or GQA mistake (errors of order 1) fails.
+		tol := 1e-5
+		if kernels.BF16Activations() {
+			tol = 3e-2
+		}
+		for _, c := range cases {
+			t.Run(fmt.Sprintf("%s/%+v", variant, c), func(t *testing.T) {
+				m := &Model{cfg: Config{Heads: c.heads, KVHeads: c.kv, HeadDim: c.hd, SlidingWindow: c.window}}
+				T := c.pos0 + c.n
+				q := randn(rng, c.n*c.heads*c.hd)
+				keys := randn(rng, T*c.kv*c.hd)
+				vals := randn(rng, T*c.kv*c.hd)
+				want := make([]float32, c.n*c.heads*c.hd)
+				got := make([]float32, len(want))
+				m.attention(new(scratch), want, q, keys, vals, c.pos0, c.n)
+				m.attentionGEMM(new(scratch), got, q, keys, vals, c.pos0, c.n)
+				for i := range want {
+					if d := math.Abs(float64(got[i] - want[i])); d > tol {
+						t.Fatalf("out[%d] = %g, want %g", i, got[i], want[i])
+					}
 				}
-			}
-		})
+			})
+		}
+		kernels.Use(prev)
 	}
 }
 
