@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
+	"strings"
 
+	"github.com/neurosurg/neurosurg/model/kernels"
 	"github.com/urfave/cli/v3"
 )
 
@@ -41,7 +44,18 @@ func newApp(stdout, stderr io.Writer) *cli.Command {
 		UsageText: `neurosurg inspect testdata/stories260K
 neurosurg surgery examples/stories-swap.yaml
 neurosurg COMMAND --help`,
-		Commands:              cmds,
+		Commands: cmds,
+		Flags: []cli.Flag{&cli.StringFlag{Name: "kernels", Sources: cli.EnvVars("NEUROSURG_KERNELS"),
+			Usage: "kernel variant: " + strings.Join(kernels.Variants(), ", ") + " (default " + kernels.Active() + "; avx512 is f32-exact, avx512bf16 rounds activations to bf16 against BF16 weights)"}},
+		Before: func(ctx context.Context, cmd *cli.Command) (context.Context, error) {
+			if name := cmd.String("kernels"); name != "" {
+				if !slices.Contains(kernels.Variants(), name) {
+					return ctx, fmt.Errorf("%w: --kernels %s: this CPU runs %s", errUsage, name, strings.Join(kernels.Variants(), ", "))
+				}
+				kernels.Use(name)
+			}
+			return ctx, nil
+		},
 		Writer:                stdout,
 		ErrWriter:             stderr,
 		EnableShellCompletion: true,

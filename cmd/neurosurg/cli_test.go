@@ -73,6 +73,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"synth", "--dtype", "q4", stories, "-o", filepath.Join(tmp, "x")}, exitUsage, "dtype"},
 		{[]string{"apply", stories, filepath.Join(tmp, "missing.nsd"), "--out", filepath.Join(tmp, "y")}, exitError, "missing.nsd"},
 		{[]string{"nope"}, exitUsage, ""},
+		{[]string{"--kernels", "sse9", "inspect", stories}, exitUsage, "--kernels sse9"},
 	}
 	for _, c := range cases {
 		_, errs, code := runCLI(t, c.args...)
