@@ -84,6 +84,9 @@ const (
 	// groupWords bounds the A block one sweep over a packed B panel reads per k block (384 KiB
 	// of a 1–2 MiB L2): at 1024 rows A alone (1 MiB) evicted the panel.
 	groupWords = 96 << 10
+	// segWords bounds the packed part of a B panel (128 KiB): a whole-k f32 panel at k = 4864
+	// (608 KiB) and the A group did not fit in L2 together.
+	segWords = 32 << 10
 )
 
 // gemmBlocked is MatMul for m > 1 with one weight; see gemmShared.
@@ -106,6 +109,7 @@ func gemmShared(t *tiling, x []float32, m, k int, dot bool, ps ...Product) {
 	kc := (steps + kBlocks - 1) / kBlocks
 	mPanels := (m + tileM - 1) / tileM
 	groupPanels := max(1, groupWords/(tileM*kc))
+	segSteps := max(1, segWords/tileN/kc) * kc
 	first := make([]int, len(ps)+1) // panel index of each product's first panel
 	for i, p := range ps {
 		first[i+1] = first[i] + (p.N+tileN-1)/tileN
@@ -129,7 +133,7 @@ func gemmShared(t *tiling, x []float32, m, k int, dot bool, ps ...Product) {
 		go func() {
 			defer wg.Done()
 			// Pooled: a fresh 300 KiB buffer per call costs page faults on its first writes.
-			bp := words(steps * tileN)
+			bp := words(min(steps, segSteps) * tileN)
 			defer putWords(bp)
 			bpack := *bp
 			edge := make([]float32, tileM*tileN)
@@ -149,28 +153,32 @@ func gemmShared(t *tiling, x []float32, m, k int, dot bool, ps ...Product) {
 				if width < tileN && cols == nil {
 					cols = make([]float32, mPanels*tileM*tileN)
 				}
-				packB(t, bpack, w, dt, j0, width, k, 0, steps, dot)
-				// Row panels go in groups whose A block (group × blockK words) stays in L2 with
-				// the packed panel; the panel itself is reused by every group.
-				for g0 := 0; g0 < mPanels; g0 += groupPanels {
-					for kb := 0; kb < kBlocks; kb++ {
-						s0, s1 := kb*kc, min((kb+1)*kc, steps)
-						acc := 0
-						if kb > 0 {
-							acc = 1
-						}
-						for ip := g0; ip < min(g0+groupPanels, mPanels); ip++ {
-							a := unsafe.Pointer(&apack[(ip*steps+s0)*tileM])
-							c, ldc := (*float32)(nil), n
-							switch {
-							case width < tileN:
-								c, ldc = &cols[ip*tileM*tileN], tileN
-							case ip*tileM+tileM > m:
-								c, ldc = &edge[0], tileN
-							default:
-								c = &out[ip*tileM*n+j0]
+				// The panel is packed segSteps at a time (≤ 128 KiB: all of k for most shapes);
+				// row panels go in groups whose A block (group × blockK words) stays in L2 beside
+				// it, and every group reuses the packed segment.
+				for seg0 := 0; seg0 < steps; seg0 += segSteps {
+					seg1 := min(seg0+segSteps, steps)
+					packB(t, bpack, w, dt, j0, width, k, seg0, seg1, dot)
+					for g0 := 0; g0 < mPanels; g0 += groupPanels {
+						for s0 := seg0; s0 < seg1; s0 += kc {
+							s1 := min(s0+kc, seg1)
+							acc := 0
+							if s0 > 0 {
+								acc = 1
 							}
-							kern(s1-s0, a, unsafe.Pointer(&bpack[s0*tileN]), c, ldc, acc)
+							for ip := g0; ip < min(g0+groupPanels, mPanels); ip++ {
+								a := unsafe.Pointer(&apack[(ip*steps+s0)*tileM])
+								c, ldc := (*float32)(nil), n
+								switch {
+								case width < tileN:
+									c, ldc = &cols[ip*tileM*tileN], tileN
+								case ip*tileM+tileM > m:
+									c, ldc = &edge[0], tileN
+								default:
+									c = &out[ip*tileM*n+j0]
+								}
+								kern(s1-s0, a, unsafe.Pointer(&bpack[(s0-seg0)*tileN]), c, ldc, acc)
+							}
 						}
 					}
 				}
