@@ -37,6 +37,12 @@ func gemmBF16(kc int, a, b unsafe.Pointer, c *float32, ldc int, accumulate int)
 //go:noescape
 func gemvBF16Dot1(x unsafe.Pointer, w *byte, kp int) float32
 
+// gemvBF16DotRows computes out[r] = gemvBF16Dot1(x, w + 4·kp·r, kp) for r < rows: rows stored
+// back to back, kp a positive multiple of 16. Requires AVX512_BF16.
+//
+//go:noescape
+func gemvBF16DotRows(x unsafe.Pointer, w *byte, kp int, rows int, out *float32)
+
 // transpose16 moves word c of row r (rows rowBytes apart from src) to dst[c*32 + r] for
 // r < 16 and blocks × 16 words c, one 16×16 block in registers at a time. Requires AVX-512F.
 //
@@ -213,6 +219,13 @@ func gemvBF16DotAVX512(out, x []float32, w []byte, m, n, k int) {
 		packA1(pairs[i*kp:(i+1)*kp], x[i*k:(i+1)*k])
 	}
 	body := k / 32 * 16 // pairs the kernel takes; the tail runs in Go on the same rounded x
+	if m == 1 && k%32 == 0 {
+		// Decode: a chunk of rows is one call and one stream.
+		parallelRows(n, func(j0, j1 int) {
+			gemvBF16DotRows(unsafe.Pointer(&pairs[0]), &w[j0*k*2], kp, j1-j0, &out[j0])
+		})
+		return
+	}
 	parallelRows(n, func(j0, j1 int) {
 		for j := j0; j < j1; j++ {
 			for i := 0; i < m; i++ {

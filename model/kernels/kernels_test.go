@@ -24,7 +24,7 @@ func encode(v []float32, dt kernels.DType) []byte {
 func TestMatMulAgainstReference(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 1))
 	for _, dt := range []kernels.DType{kernels.F32, kernels.BF16, kernels.F16} {
-		for _, s := range [][3]int{{1, 1, 1}, {1, 3, 17}, {3, 17, 1}, {2, 33, 100}, {17, 64, 64}, {5, 1000, 3}, {64, 40, 257}, {13, 33, 1025}, {25, 64, 600}, {12, 32, 513}, {24, 96, 256}, {1, 7, 1000}, {1, 300, 1025}, {1, 9, 64}, {8, 70, 896}, {16, 33, 99}} {
+		for _, s := range [][3]int{{1, 1, 1}, {1, 3, 17}, {3, 17, 1}, {2, 33, 100}, {17, 64, 64}, {5, 1000, 3}, {64, 40, 257}, {13, 33, 1025}, {25, 64, 600}, {12, 32, 513}, {24, 96, 256}, {1, 7, 1000}, {1, 300, 1025}, {1, 9, 64}, {8, 70, 896}, {16, 33, 99}, {1, 300, 64}, {1, 257, 2048}} {
 			m, n, k := s[0], s[1], s[2]
 			t.Run(fmt.Sprintf("%s/m=%d,n=%d,k=%d", dt, m, n, k), func(t *testing.T) {
 				x := make([]float32, m*k)

@@ -55,6 +55,7 @@ func generate() []byte {
 		fmt.Fprintf(b, "\t%s // VDPBF16PS Z%d, Z%d, Z%d\n", vdpbf16ps(acc, bReg, aReg), aReg, bReg, acc)
 	}, "VPBROADCASTD")
 	gemv1(&b)
+	gemvRows(&b)
 	kernelAVX2(&b)
 	transpose(&b)
 	packAKernel(&b, false)
@@ -277,4 +278,32 @@ func kernelAVX2(b *strings.Builder) {
 		fmt.Fprintf(b, "\tVMOVUPS Y%d, (DX)\n\tVMOVUPS Y%d, 32(DX)\n\tADDQ R8, DX\n", 2*i, 2*i+1)
 	}
 	b.WriteString("\tVZEROUPPER\n\tRET\n")
+}
+
+// gemvRows emits func gemvBF16DotRows(x unsafe.Pointer, w *byte, kp int, rows int, out *float32):
+// out[r] = gemvBF16Dot1(x, w + 4·kp·r, kp) for r < rows, the rows back to back (k a multiple
+// of 32): one call and one sequential stream for a whole chunk of decode's rows.
+func gemvRows(b *strings.Builder) {
+	b.WriteString("\n// func gemvBF16DotRows(x unsafe.Pointer, w *byte, kp int, rows int, out *float32)\n")
+	b.WriteString("TEXT ·gemvBF16DotRows(SB), NOSPLIT, $0-40\n")
+	b.WriteString("\tMOVQ x+0(FP), R9\n\tMOVQ w+8(FP), DI\n\tMOVQ kp+16(FP), R11\n\tMOVQ rows+24(FP), R10\n\tMOVQ out+32(FP), DX\n")
+	b.WriteString("\tTESTQ R10, R10\n\tJE gemvRows_end\ngemvRows_row:\n\tMOVQ R9, SI\n\tMOVQ R11, CX\n")
+	for i := 0; i < 4; i++ {
+		fmt.Fprintf(b, "\tVPXORD Z%d, Z%d, Z%d\n", i, i, i)
+	}
+	b.WriteString("\tCMPQ CX, $64\n\tJLT gemvRows_tail\ngemvRows_loop4:\n")
+	for r := 0; r < 4; r++ {
+		fmt.Fprintf(b, "\tVMOVDQU32 %d(DI), Z%d\n", 64*r, 4+r)
+		fmt.Fprintf(b, "\tVMOVDQU32 %d(SI), Z%d\n", 64*r, 8+r)
+		fmt.Fprintf(b, "\t%s // VDPBF16PS Z%d, Z%d, Z%d\n", vdpbf16ps(r, 4+r, 8+r), 8+r, 4+r, r)
+	}
+	b.WriteString("\tADDQ $256, SI\n\tADDQ $256, DI\n\tSUBQ $64, CX\n\tCMPQ CX, $64\n\tJGE gemvRows_loop4\n")
+	b.WriteString("gemvRows_tail:\n\tTESTQ CX, CX\n\tJE gemvRows_done\n")
+	b.WriteString("\tVMOVDQU32 (DI), Z4\n\tVMOVDQU32 (SI), Z8\n")
+	fmt.Fprintf(b, "\t%s // VDPBF16PS Z8, Z4, Z0\n", vdpbf16ps(0, 4, 8))
+	b.WriteString("\tADDQ $64, SI\n\tADDQ $64, DI\n\tSUBQ $16, CX\n\tJMP gemvRows_tail\n")
+	b.WriteString("gemvRows_done:\n\tVADDPS Z1, Z0, Z0\n\tVADDPS Z3, Z2, Z2\n\tVADDPS Z2, Z0, Z0\n")
+	b.WriteString("\tVEXTRACTF64X4 $1, Z0, Y4\n\tVADDPS Y4, Y0, Y0\n\tVEXTRACTF128 $1, Y0, X4\n\tVADDPS X4, X0, X0\n")
+	b.WriteString("\tVHADDPS X0, X0, X0\n\tVHADDPS X0, X0, X0\n\tMOVSS X0, (DX)\n\tADDQ $4, DX\n")
+	b.WriteString("\tDECQ R10\n\tJNZ gemvRows_row\ngemvRows_end:\n\tVZEROUPPER\n\tRET\n")
 }
