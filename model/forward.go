@@ -129,6 +129,21 @@ func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, ta
 		maxPos = max(maxPos, s.pos+len(toks[i]))
 	}
 	invFreq, ropeScale := cfg.ropeFrequencies(maxPos)
+	// cos/sin of every row's rotation angles, once per step (not per layer, q and k).
+	half := hd / 2
+	cosT, sinT := sc.get(T*half), sc.get(T*half)
+	for i, s := range states {
+		parallelSpan(len(toks[i]), func(r0, r1 int) {
+			for r := r0; r < r1; r++ {
+				row := off[i] + r
+				for j := 0; j < half; j++ {
+					ang := float64(s.pos+r) * invFreq[j]
+					cosT[row*half+j] = float32(math.Cos(ang) * ropeScale)
+					sinT[row*half+j] = float32(math.Sin(ang) * ropeScale)
+				}
+			}
+		})
+	}
 
 	for l := range m.layers {
 		if err := ctx.Err(); err != nil {
@@ -142,9 +157,9 @@ func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, ta
 			parallelSpan(len(toks[i]), func(r0, r1 int) {
 				for r := r0; r < r1; r++ {
 					row := off[i] + r
-					pos := s.pos + r
-					rope(q[row*qDim:(row+1)*qDim], cfg.Heads, hd, pos, invFreq, ropeScale)
-					rope(k[row*kvDim:(row+1)*kvDim], cfg.KVHeads, hd, pos, invFreq, ropeScale)
+					c, sn := cosT[row*half:(row+1)*half], sinT[row*half:(row+1)*half]
+					rope(q[row*qDim:(row+1)*qDim], cfg.Heads, hd, c, sn)
+					rope(k[row*kvDim:(row+1)*kvDim], cfg.KVHeads, hd, c, sn)
 				}
 			})
 			s.k[l] = append(s.k[l], k[off[i]*kvDim:off[i+1]*kvDim]...)
@@ -299,16 +314,17 @@ func addInto(x, y []float32) {
 	})
 }
 
-// rope rotates each head of vec (heads × hd) by position pos, HF rotate_half convention.
-func rope(vec []float32, heads, hd, pos int, invFreq []float64, scale float64) {
+// rope rotates each head of vec (heads × hd) by the angles whose (scaled) cosines and sines
+// are given, HF rotate_half convention.
+func rope(vec []float32, heads, hd int, cos, sin []float32) {
 	half := hd / 2
-	for i := 0; i < half; i++ {
-		ang := float64(pos) * invFreq[i]
-		c, s := float32(math.Cos(ang)*scale), float32(math.Sin(ang)*scale)
-		for h := 0; h < heads; h++ {
-			a, b := vec[h*hd+i], vec[h*hd+i+half]
-			vec[h*hd+i] = a*c - b*s
-			vec[h*hd+i+half] = b*c + a*s
+	for h := 0; h < heads; h++ {
+		x := vec[h*hd : (h+1)*hd]
+		for i, c := range cos[:half] {
+			s := sin[i]
+			a, b := x[i], x[i+half]
+			x[i] = a*c - b*s
+			x[i+half] = b*c + a*s
 		}
 	}
 }
