@@ -59,6 +59,16 @@ func dotBF16AVX2(x *float32, w *byte, k int) float32
 //go:noescape
 func fmaPeakAVX2(iters int)
 
+// siluF32AVX2 is siluF32 for n a positive multiple of 8. Requires AVX2 and FMA.
+//
+//go:noescape
+func siluF32AVX2(x *float32, n int)
+
+// expSubSumF32AVX2 is expSubSumF32 for n a positive multiple of 8. Requires AVX2 and FMA.
+//
+//go:noescape
+func expSubSumF32AVX2(x *float32, n int, max float32) float32
+
 func init() {
 	if cpu.X86.HasAVX512F {
 		peakLoop, peakFlops = fmaPeak, 12*32
@@ -70,23 +80,8 @@ func init() {
 			gemvBF16: gemvBF16AVX512,
 			dot:      simdDot(dotF32, 16),
 			axpy:     simdAxpy(axpyF32, 16),
-			silu: func(x []float32) {
-				if body := len(x) &^ 15; body > 0 {
-					siluF32(&x[0], body)
-				}
-				siluGo(x[len(x)&^15:])
-			},
-			expSubSum: func(x []float32, max float32) float32 {
-				var s float32
-				if body := len(x) &^ 15; body > 0 {
-					s = expSubSumF32(&x[0], body, max)
-				}
-				for i := len(x) &^ 15; i < len(x); i++ {
-					x[i] = float32(math.Exp(float64(x[i] - max)))
-					s += x[i]
-				}
-				return s
-			},
+			silu:      simdSiLU(siluF32, 16),
+			expSubSum: simdExpSubSum(expSubSumF32, 16),
 		}
 		exact.shared = sharedOn(&tiles512, false)
 		register(exact, !cpu.X86.HasAVX512BF16)
@@ -115,7 +110,9 @@ func init() {
 			gemvBF16: gemvBF16AVX2,
 			dot:      simdDot(dotF32AVX2, 8),
 			axpy:     simdAxpy(axpyF32AVX2, 8),
-			shared:   sharedOn(&tiles256, false),
+			shared:    sharedOn(&tiles256, false),
+			silu:      simdSiLU(siluF32AVX2, 8),
+			expSubSum: simdExpSubSum(expSubSumF32AVX2, 8),
 		}, !cpu.X86.HasAVX512F)
 	}
 }
@@ -132,6 +129,33 @@ func sharedOn(t *tiling, roundsBF16 bool) func(x []float32, m, k int, ps []Produ
 		}
 		gemmShared(t, x, m, k, dot, ps...)
 		return true
+	}
+}
+
+// simdSiLU wraps an assembly SiLU over a multiple of lanes with a Go tail.
+func simdSiLU(kern func(x *float32, n int), lanes int) func(x []float32) {
+	return func(x []float32) {
+		body := len(x) / lanes * lanes
+		if body > 0 {
+			kern(&x[0], body)
+		}
+		siluGo(x[body:])
+	}
+}
+
+// simdExpSubSum wraps an assembly x[i] = e^(x[i]−max), Σ over a multiple of lanes with a Go tail.
+func simdExpSubSum(kern func(x *float32, n int, max float32) float32, lanes int) func(x []float32, max float32) float32 {
+	return func(x []float32, max float32) float32 {
+		var s float32
+		body := len(x) / lanes * lanes
+		if body > 0 {
+			s = kern(&x[0], body, max)
+		}
+		for i := body; i < len(x); i++ {
+			x[i] = float32(math.Exp(float64(x[i] - max)))
+			s += x[i]
+		}
+		return s
 	}
 }
 

@@ -355,3 +355,111 @@ p2loop:
 	JNZ         p2loop
 	VZEROUPPER
 	RET
+
+// Eight copies each of −87.34 (below it e^t is denormal) and 0.5 (Cephes p5), for the AVX2
+// exponentials: AVX2 has 16 vector registers, too few to hold every constant.
+DATA expMin8<>+0(SB)/4, $0xc2aeac50
+DATA expMin8<>+4(SB)/4, $0xc2aeac50
+DATA expMin8<>+8(SB)/4, $0xc2aeac50
+DATA expMin8<>+12(SB)/4, $0xc2aeac50
+DATA expMin8<>+16(SB)/4, $0xc2aeac50
+DATA expMin8<>+20(SB)/4, $0xc2aeac50
+DATA expMin8<>+24(SB)/4, $0xc2aeac50
+DATA expMin8<>+28(SB)/4, $0xc2aeac50
+GLOBL expMin8<>(SB), RODATA|NOPTR, $32
+DATA expHalf8<>+0(SB)/4, $0x3f000000
+DATA expHalf8<>+4(SB)/4, $0x3f000000
+DATA expHalf8<>+8(SB)/4, $0x3f000000
+DATA expHalf8<>+12(SB)/4, $0x3f000000
+DATA expHalf8<>+16(SB)/4, $0x3f000000
+DATA expHalf8<>+20(SB)/4, $0x3f000000
+DATA expHalf8<>+24(SB)/4, $0x3f000000
+DATA expHalf8<>+28(SB)/4, $0x3f000000
+GLOBL expHalf8<>(SB), RODATA|NOPTR, $32
+
+// AVX2 constants of the exponential (Y5–Y12, Y14, Y15): as siluF32's, with 2^j built from the
+// bits of j (VCVTPS2DQ, shift into the exponent, add 1.0's bits) instead of VSCALEFPS, so t is
+// clamped to 88 (j ≤ 127).
+#define EXP_CONSTS_AVX2 \
+	MOVL $0x3fb8aa3b, AX; MOVL AX, X5; VPBROADCASTD X5, Y5 \
+	MOVL $0x3f318000, AX; MOVL AX, X6; VPBROADCASTD X6, Y6 \
+	MOVL $0xb95e8083, AX; MOVL AX, X7; VPBROADCASTD X7, Y7 \
+	MOVL $0x394fc0f9, AX; MOVL AX, X8; VPBROADCASTD X8, Y8 \
+	MOVL $0x3ab743ce, AX; MOVL AX, X9; VPBROADCASTD X9, Y9 \
+	MOVL $0x3c088908, AX; MOVL AX, X10; VPBROADCASTD X10, Y10 \
+	MOVL $0x3d2aa9c1, AX; MOVL AX, X11; VPBROADCASTD X11, Y11 \
+	MOVL $0x3e2aaaaa, AX; MOVL AX, X12; VPBROADCASTD X12, Y12 \
+	MOVL $0x3f800000, AX; MOVL AX, X14; VPBROADCASTD X14, Y14 \
+	MOVL $0x42b00000, AX; MOVL AX, X15; VPBROADCASTD X15, Y15
+
+// Y3 = e^Y1 (Y1 clobbered, Y2 and Y4 scratch).
+#define EXP_AVX2 \
+	VMINPS       Y15, Y1, Y1 \
+	VMAXPS       expMin8<>(SB), Y1, Y1 \
+	VMULPS       Y5, Y1, Y2 \
+	VROUNDPS     $0, Y2, Y2 \
+	VFNMADD231PS Y6, Y2, Y1 \
+	VFNMADD231PS Y7, Y2, Y1 \
+	VMOVAPS      Y8, Y3 \
+	VFMADD213PS  Y9, Y1, Y3 \
+	VFMADD213PS  Y10, Y1, Y3 \
+	VFMADD213PS  Y11, Y1, Y3 \
+	VFMADD213PS  Y12, Y1, Y3 \
+	VFMADD213PS  expHalf8<>(SB), Y1, Y3 \
+	VMULPS       Y1, Y1, Y4 \
+	VFMADD213PS  Y1, Y4, Y3 \
+	VADDPS       Y14, Y3, Y3 \
+	VCVTPS2DQ    Y2, Y2 \
+	VPSLLD       $23, Y2, Y2 \
+	VPADDD       Y14, Y2, Y2 \
+	VMULPS       Y2, Y3, Y3
+
+// func siluF32AVX2(x *float32, n int)   x[i] = x[i] / (1 + e^(−x[i])), n a multiple of 8.
+TEXT ·siluF32AVX2(SB), NOSPLIT, $0-16
+	MOVQ x+0(FP), SI
+	MOVQ n+8(FP), CX
+	EXP_CONSTS_AVX2
+
+silu2loop:
+	VMOVUPS (SI), Y0
+	VXORPS  Y1, Y1, Y1
+	VSUBPS  Y0, Y1, Y1
+	EXP_AVX2
+	VADDPS  Y14, Y3, Y3
+	VXORPS  Y4, Y4, Y4
+	VSUBPS  Y0, Y4, Y4
+	VCMPPS  $14, Y15, Y4, Y4 // −x > 88: x·σ(x) is below the smallest normal float, so 0
+	VDIVPS  Y3, Y0, Y0
+	VANDNPS Y0, Y4, Y0
+	VMOVUPS Y0, (SI)
+	ADDQ    $32, SI
+	SUBQ    $8, CX
+	JNZ     silu2loop
+	VZEROUPPER
+	RET
+
+// func expSubSumF32AVX2(x *float32, n int, max float32) float32
+// x[i] = e^(x[i] − max) for n a multiple of 8; returns Σ x[i].
+TEXT ·expSubSumF32AVX2(SB), NOSPLIT, $0-28
+	MOVQ         x+0(FP), SI
+	MOVQ         n+8(FP), CX
+	VBROADCASTSS max+16(FP), Y0
+	VXORPS       Y13, Y13, Y13
+	EXP_CONSTS_AVX2
+
+exp2loop:
+	VMOVUPS (SI), Y1
+	VSUBPS  Y0, Y1, Y1
+	EXP_AVX2
+	VMOVUPS Y3, (SI)
+	VADDPS  Y3, Y13, Y13
+	ADDQ    $32, SI
+	SUBQ    $8, CX
+	JNZ     exp2loop
+	VEXTRACTF128 $1, Y13, X1
+	VADDPS       X1, X13, X13
+	VHADDPS      X13, X13, X13
+	VHADDPS      X13, X13, X13
+	MOVSS        X13, ret+24(FP)
+	VZEROUPPER
+	RET
