@@ -127,7 +127,7 @@ func MatMulShared(x []float32, m, k int, ps ...Product) {
 			panic("kernels: MatMulShared: slice too short for shape")
 		}
 	}
-	if v := active.Load(); v != nil && v.shared != nil && m > smallM && k > 0 && v.shared(x, m, k, ps) {
+	if v := active.Load(); v != nil && v.shared != nil && m > 0 && k > 0 && v.shared(x, m, k, ps) {
 		return
 	}
 	for _, p := range ps {

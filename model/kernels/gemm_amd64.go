@@ -250,6 +250,38 @@ func dotPairsTail(xi []uint32, row []byte, from int) float32 {
 	return s
 }
 
+// gemvSharedBF16Dot is decode's MatMulShared: x rounded once, and the rows of all the
+// products (q, k and v; gate and up) spread over the cores as one range, so a 128-row k_proj
+// does not run alone between two fan-outs. It declines (false) unless every weight is BF16 and
+// k a multiple of 32.
+func gemvSharedBF16Dot(x []float32, k int, ps []Product) bool {
+	if k%32 != 0 {
+		return false
+	}
+	first := make([]int, len(ps)+1)
+	for i, p := range ps {
+		if p.DType != BF16 {
+			return false
+		}
+		first[i+1] = first[i] + p.N
+	}
+	kp := k / 2
+	xp := words(kp)
+	defer putWords(xp)
+	pairs := *xp
+	packA1(pairs, x[:k])
+	parallelRows(first[len(ps)], func(j0, j1 int) {
+		for i, p := range ps {
+			lo, hi := max(j0, first[i]), min(j1, first[i+1])
+			if lo < hi {
+				r0 := lo - first[i]
+				gemvBF16DotRows(unsafe.Pointer(&pairs[0]), &p.W[r0*k*2], kp, hi-lo, &p.Out[r0])
+			}
+		}
+	})
+	return true
+}
+
 // packA1 rounds one activation row to bf16 pairs (even k in the low half).
 func packA1(dst []uint32, x []float32) {
 	k := len(x)

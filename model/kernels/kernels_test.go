@@ -257,6 +257,8 @@ func TestMatMulSharedEqualsSeparate(t *testing.T) {
 			{40, 96, []int{64, 16, 33}, []kernels.DType{kernels.BF16, kernels.BF16, kernels.BF16}},
 			{25, 301, []int{70, 70}, []kernels.DType{kernels.F32, kernels.F32}},
 			{17, 64, []int{32, 40}, []kernels.DType{kernels.BF16, kernels.F32}},
+			{1, 896, []int{300, 128, 128}, []kernels.DType{kernels.BF16, kernels.BF16, kernels.BF16}}, // decode
+			{1, 100, []int{40, 7}, []kernels.DType{kernels.BF16, kernels.BF16}},
 		} {
 			x := make([]float32, c.m*c.k)
 			for i := range x {

@@ -121,6 +121,9 @@ func init() {
 // with VDPBF16PS when roundsBF16, or none).
 func sharedOn(t *tiling, roundsBF16 bool) func(x []float32, m, k int, ps []Product) bool {
 	return func(x []float32, m, k int, ps []Product) bool {
+		if m <= smallM {
+			return roundsBF16 && m == 1 && gemvSharedBF16Dot(x, k, ps)
+		}
 		dot := roundsBF16 && ps[0].DType == BF16
 		for _, p := range ps {
 			if (roundsBF16 && p.DType == BF16) != dot {
