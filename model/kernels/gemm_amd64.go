@@ -112,7 +112,8 @@ func gemmShared(t *tiling, x []float32, m, k int, dot bool, ps ...Product) {
 		steps = (k + 1) / 2
 	}
 	kBlocks := (steps + blockK - 1) / blockK
-	kc := (steps + kBlocks - 1) / kBlocks
+	kc := ((steps+kBlocks-1)/kBlocks + 15) &^ 15 // whole 16-step transposes per block
+	kBlocks = (steps + kc - 1) / kc
 	mPanels := (m + tileM - 1) / tileM
 	groupPanels := max(1, groupWords/(tileM*kc))
 	segSteps := max(1, segWords/tileN/kc) * kc
@@ -123,10 +124,18 @@ func gemmShared(t *tiling, x []float32, m, k int, dot bool, ps ...Product) {
 	nPanels := first[len(ps)]
 	workers := runtime.GOMAXPROCS(0)
 
-	ap := words(mPanels * steps * tileM)
+	ap := words(kBlocks * mPanels * kc * tileM)
 	defer putWords(ap)
 	apack := *ap
-	forEach(mPanels, workers, func(ip int) { packA(t, apack[ip*steps*tileM:(ip+1)*steps*tileM], x, ip*tileM, m, k, dot) })
+	// A is laid out k-block-major: block (kb, ip) holds steps [kb·kc, (kb+1)·kc) of row panel ip,
+	// so the blocks a group of row panels sweeps per k block sit side by side.
+	forEach(mPanels, workers, func(ip int) {
+		for kb := 0; kb < kBlocks; kb++ {
+			s0, s1 := kb*kc, min((kb+1)*kc, steps)
+			base := (kb*mPanels + ip) * kc * tileM
+			packA(t, apack[base:base+(s1-s0)*tileM], x, ip*tileM, m, k, s0, s1, dot)
+		}
+	})
 
 	kern := t.f32
 	if dot {
@@ -173,7 +182,7 @@ func gemmShared(t *tiling, x []float32, m, k int, dot bool, ps ...Product) {
 								acc = 1
 							}
 							for ip := g0; ip < min(g0+groupPanels, mPanels); ip++ {
-								a := unsafe.Pointer(&apack[(ip*steps+s0)*tileM])
+								a := unsafe.Pointer(&apack[(s0/kc*mPanels+ip)*kc*tileM])
 								c, ldc := (*float32)(nil), n
 								switch {
 								case width < tileN:
@@ -293,40 +302,38 @@ func packA1(dst []uint32, x []float32) {
 	}
 }
 
-// packA writes rows [i0, i0+tileM) of x as [steps][tileM] words, zero past row m (and past k).
-// Full panels go through the generated register transposes (with VCVTNE2PS2BF16 rounding when
-// dot is set and the CPU has it) 16 steps at a time; the rest runs in Go.
-func packA(t *tiling, dst []uint32, x []float32, i0, m, k int, dot bool) {
+// packA writes rows [i0, i0+tileM) of x, steps [s0, s1), as [s1-s0][tileM] words, zero past
+// row m (and past k). Full panels go through the generated register transposes (with
+// VCVTNE2PS2BF16 rounding when dot is set and the CPU has it) 16 steps at a time; the rest
+// runs in Go.
+func packA(t *tiling, dst []uint32, x []float32, i0, m, k, s0, s1 int, dot bool) {
 	tileM := t.mr
-	first := 0 // the first step Go packs
+	first := s0 // the first step Go packs
 	if t.avx512 && i0+tileM <= m {
-		if blocks := k / 16; !dot && blocks > 0 {
-			packA12F32(&dst[0], unsafe.Pointer(&x[i0*k]), 4*k, blocks)
-			first = 16 * blocks
-		} else if blocks := k / 32; dot && blocks > 0 && hasBF16Convert {
-			packA12BF16(&dst[0], unsafe.Pointer(&x[i0*k]), 4*k, blocks)
-			first = 16 * blocks
+		if blocks := (s1 - s0) / 16; !dot && blocks > 0 {
+			packA12F32(&dst[0], unsafe.Pointer(&x[i0*k+s0]), 4*k, blocks)
+			first += 16 * blocks
+		} else if blocks := (min(s1, k/2) - s0) / 16; dot && blocks > 0 && hasBF16Convert {
+			packA12BF16(&dst[0], unsafe.Pointer(&x[i0*k+2*s0]), 4*k, blocks)
+			first += 16 * blocks
 		}
 	}
-	steps := k
-	if dot {
-		steps = (k + 1) / 2
-	}
-	clear(dst[first*tileM : steps*tileM])
+	clear(dst[(first-s0)*tileM : (s1-s0)*tileM])
 	for i := 0; i < tileM && i0+i < m; i++ {
 		row := x[(i0+i)*k : (i0+i+1)*k]
 		if !dot {
-			for p := first; p < k; p++ {
-				dst[p*tileM+i] = math.Float32bits(row[p])
+			for p := first; p < s1; p++ {
+				dst[(p-s0)*tileM+i] = math.Float32bits(row[p])
 			}
 			continue
 		}
-		p := 2 * first
-		for ; p+1 < k; p += 2 {
-			dst[p/2*tileM+i] = uint32(safetensors.Float32ToBF16(row[p])) | uint32(safetensors.Float32ToBF16(row[p+1]))<<16
-		}
-		if p < k {
-			dst[p/2*tileM+i] = uint32(safetensors.Float32ToBF16(row[p]))
+		for q := first; q < s1; q++ {
+			p := 2 * q
+			w := uint32(safetensors.Float32ToBF16(row[p]))
+			if p+1 < k {
+				w |= uint32(safetensors.Float32ToBF16(row[p+1])) << 16
+			}
+			dst[(q-s0)*tileM+i] = w
 		}
 	}
 }

@@ -77,9 +77,9 @@ func init() {
 			matmul: func(out, x []float32, w []byte, dt DType, m, n, k int) {
 				gemmBlocked(&tiles512, out, x, w, dt, m, n, k, false)
 			},
-			gemvBF16: gemvBF16AVX512,
-			dot:      simdDot(dotF32, 16),
-			axpy:     simdAxpy(axpyF32, 16),
+			gemvBF16:  gemvBF16AVX512,
+			dot:       simdDot(dotF32, 16),
+			axpy:      simdAxpy(axpyF32, 16),
 			silu:      simdSiLU(siluF32, 16),
 			expSubSum: simdExpSubSum(expSubSumF32, 16),
 		}
@@ -107,9 +107,9 @@ func init() {
 			matmul: func(out, x []float32, w []byte, dt DType, m, n, k int) {
 				gemmBlocked(&tiles256, out, x, w, dt, m, n, k, false)
 			},
-			gemvBF16: gemvBF16AVX2,
-			dot:      simdDot(dotF32AVX2, 8),
-			axpy:     simdAxpy(axpyF32AVX2, 8),
+			gemvBF16:  gemvBF16AVX2,
+			dot:       simdDot(dotF32AVX2, 8),
+			axpy:      simdAxpy(axpyF32AVX2, 8),
 			shared:    sharedOn(&tiles256, false),
 			silu:      simdSiLU(siluF32AVX2, 8),
 			expSubSum: simdExpSubSum(expSubSumF32AVX2, 8),
