@@ -16,21 +16,8 @@ import (
 // token costs must stay far below what one step's buffers weigh (46 KiB here). What remains
 // is small and model-size independent: closures and goroutine hand-offs of the parallel loops.
 func TestDecodeAllocatesLittlePerToken(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "q")
-	if err := synth.Generate("../testdata/configs/Qwen2-0.5B", dir, synth.Options{DType: safetensors.BF16, Seed: 3,
-		Set: map[string]any{"num_hidden_layers": 2, "hidden_size": 256, "intermediate_size": 1024, "num_attention_heads": 4,
-			"num_key_value_heads": 2, "vocab_size": 8192}}); err != nil {
-		t.Fatal(err)
-	}
-	c, err := hfdir.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	m, err := model.Load(c.ConfigJSON, c)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := shrunkQwen2(t, 3, map[string]any{"num_hidden_layers": 2, "hidden_size": 256, "intermediate_size": 1024,
+		"num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 8192})
 	prompt := [][]int32{{1, 2, 3, 4, 5, 6, 7, 8}}
 	bytesFor := func(tokens int) (uint64, uint64) {
 		var a, b runtime.MemStats
@@ -51,4 +38,23 @@ func TestDecodeAllocatesLittlePerToken(t *testing.T) {
 	if perToken > stepBuffers/4 {
 		t.Errorf("decode allocates %.0f B per token; its buffers weigh %.0f B and should be reused", perToken, stepBuffers)
 	}
+}
+
+// shrunkQwen2 loads a synthetic BF16 checkpoint with Qwen2-0.5B's config but the sizes in set.
+func shrunkQwen2(t *testing.T, seed uint64, set map[string]any) *model.Model {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "q")
+	if err := synth.Generate("../testdata/configs/Qwen2-0.5B", dir, synth.Options{DType: safetensors.BF16, Seed: seed, Set: set}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := hfdir.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	m, err := model.Load(c.ConfigJSON, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

@@ -3,35 +3,18 @@ package model_test
 import (
 	"context"
 	"math"
-	"path/filepath"
 	"testing"
 
-	"github.com/neurosurg/neurosurg/formats/hfdir"
-	"github.com/neurosurg/neurosurg/formats/safetensors"
 	"github.com/neurosurg/neurosurg/model"
 	"github.com/neurosurg/neurosurg/model/kernels"
-	"github.com/neurosurg/neurosurg/model/synth"
 )
 
 // The default kernel variant against the pure-Go f32 path on a BF16 Qwen2-shaped model: where
 // the default rounds activations to bf16 (AVX512_BF16 CPUs) the logits move, but by a small
 // fraction of their spread, and the greedy choice stays put at nearly every position.
 func TestDefaultVariantPrecisionOnBF16(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "q")
-	if err := synth.Generate("../testdata/configs/Qwen2-0.5B", dir, synth.Options{DType: safetensors.BF16, Seed: 11,
-		Set: map[string]any{"num_hidden_layers": 4, "hidden_size": 256, "intermediate_size": 768, "num_attention_heads": 4,
-			"num_key_value_heads": 2, "vocab_size": 2048}}); err != nil {
-		t.Fatal(err)
-	}
-	c, err := hfdir.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	m, err := model.Load(c.ConfigJSON, c)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := shrunkQwen2(t, 11, map[string]any{"num_hidden_layers": 4, "hidden_size": 256, "intermediate_size": 768,
+		"num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 2048})
 	prompt := make([]int32, 96)
 	for i := range prompt {
 		prompt[i] = int32((i*131 + 7) % 2048)

@@ -112,8 +112,10 @@ func TestAssemblyTwins(t *testing.T) {
 				}
 			}
 			w[4*kp+1] = 0x7f // NaN guard just past the row: must not be read
-			if got := gemvBF16Dot1(unsafe.Pointer(&x[0]), &w[0], kp); math.Abs(float64(got)-want) > 1e-5 {
-				t.Errorf("gemvBF16Dot1 kp=%d: %g, want %g", kp, got, want)
+			var got [2]float32
+			got[1] = 777
+			if gemvBF16DotRows(unsafe.Pointer(&x[0]), &w[0], kp, 1, &got[0]); math.Abs(float64(got[0])-want) > 1e-5 || got[1] != 777 {
+				t.Errorf("gemvBF16DotRows kp=%d: %g, want %g", kp, got[0], want)
 			}
 		}
 	}

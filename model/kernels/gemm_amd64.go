@@ -32,13 +32,8 @@ func gemmF32AVX2(kc int, a, b unsafe.Pointer, c *float32, ldc int, accumulate in
 //go:noescape
 func gemmBF16(kc int, a, b unsafe.Pointer, c *float32, ldc int, accumulate int)
 
-// gemvBF16Dot1 is Σ_q x[q]·w[4q:] over kp words of bf16 pairs, kp a positive multiple of 16.
-//
-//go:noescape
-func gemvBF16Dot1(x unsafe.Pointer, w *byte, kp int) float32
-
-// gemvBF16DotRows computes out[r] = gemvBF16Dot1(x, w + 4·kp·r, kp) for r < rows: rows stored
-// back to back, kp a positive multiple of 16. Requires AVX512_BF16.
+// gemvBF16DotRows computes out[r] = Σ_q x[q]·w[4·kp·r + 4q:] (kp words of bf16 pairs) for
+// r < rows: rows stored back to back, kp a positive multiple of 16. Requires AVX512_BF16.
 //
 //go:noescape
 func gemvBF16DotRows(x unsafe.Pointer, w *byte, kp int, rows int, out *float32)
@@ -243,7 +238,9 @@ func gemvBF16DotAVX512(out, x []float32, w []byte, m, n, k int) {
 					out[i*n+j] = dotPairsTail(xi, w[j*k*2:(j+1)*k*2], 0)
 					continue
 				}
-				out[i*n+j] = gemvBF16Dot1(unsafe.Pointer(&xi[0]), &w[j*k*2], body) + dotPairsTail(xi, w[j*k*2:(j+1)*k*2], 2*body)
+				var s float32
+				gemvBF16DotRows(unsafe.Pointer(&xi[0]), &w[j*k*2], body, 1, &s)
+				out[i*n+j] = s + dotPairsTail(xi, w[j*k*2:(j+1)*k*2], 2*body)
 			}
 		}
 	})

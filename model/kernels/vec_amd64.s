@@ -123,123 +123,83 @@ peakloop:
 	VZEROUPPER
 	RET
 
+// Constants of the AVX-512 exponential, in Z16–Z27: log2 e; ln2 in two parts (0.693359375 and
+// −2.12194440e-4); the Cephes expf coefficients p0–p5 (1.9875691500e-4, 1.3981999507e-3,
+// 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 0.5); 1; 88.72 (e^t overflows past it);
+// −87.34 (e^t is denormal below it).
+#define EXP_CONSTS_AVX512 \
+	MOVL $0x3fb8aa3b, AX; VPBROADCASTD AX, Z16 \
+	MOVL $0x3f318000, AX; VPBROADCASTD AX, Z17 \
+	MOVL $0xb95e8083, AX; VPBROADCASTD AX, Z18 \
+	MOVL $0x394fc0f9, AX; VPBROADCASTD AX, Z19 \
+	MOVL $0x3ab743ce, AX; VPBROADCASTD AX, Z20 \
+	MOVL $0x3c088908, AX; VPBROADCASTD AX, Z21 \
+	MOVL $0x3d2aa9c1, AX; VPBROADCASTD AX, Z22 \
+	MOVL $0x3e2aaaaa, AX; VPBROADCASTD AX, Z23 \
+	MOVL $0x3f000000, AX; VPBROADCASTD AX, Z24 \
+	MOVL $0x3f800000, AX; VPBROADCASTD AX, Z25 \
+	MOVL $0x42b17218, AX; VPBROADCASTD AX, Z26 \
+	MOVL $0xc2aeac50, AX; VPBROADCASTD AX, Z27
+
+// Z3 = e^Z1 (Z1 clobbered, Z2 and Z4 scratch): 2^j · p(r), j = round(t·log2 e),
+// r = t − j·ln2 in two parts, p the Cephes expf polynomial, VSCALEFPS applying 2^j.
+#define EXP_AVX512 \
+	VMINPS       Z26, Z1, Z1 \
+	VMAXPS       Z27, Z1, Z1 \
+	VMULPS       Z16, Z1, Z2 \
+	VRNDSCALEPS  $0, Z2, Z2 \
+	VFNMADD231PS Z17, Z2, Z1 \
+	VFNMADD231PS Z18, Z2, Z1 \
+	VMOVAPS      Z19, Z3 \
+	VFMADD213PS  Z20, Z1, Z3 \
+	VFMADD213PS  Z21, Z1, Z3 \
+	VFMADD213PS  Z22, Z1, Z3 \
+	VFMADD213PS  Z23, Z1, Z3 \
+	VFMADD213PS  Z24, Z1, Z3 \
+	VMULPS       Z1, Z1, Z4 \
+	VFMADD213PS  Z1, Z4, Z3 \
+	VADDPS       Z25, Z3, Z3 \
+	VSCALEFPS    Z2, Z3, Z3
+
 // func siluF32(x *float32, n int)   x[i] = x[i] / (1 + e^(−x[i])), n a multiple of 16.
-// e^t as 2^j · p(r) with j = round(t·log2 e), r = t − j·ln2 (two-part ln2), p the Cephes expf
-// polynomial; VSCALEFPS applies 2^j. |relative error| < 2e-7 against math.Exp.
+// |relative error| < 2e-7 against math.Exp.
 TEXT ·siluF32(SB), NOSPLIT, $0-16
-	MOVQ         x+0(FP), SI
-	MOVQ         n+8(FP), CX
-	MOVL         $0x3fb8aa3b, AX // log2 e
-	VPBROADCASTD AX, Z16
-	MOVL         $0x3f318000, AX // ln2 high part 0.693359375
-	VPBROADCASTD AX, Z17
-	MOVL         $0xb95e8083, AX // ln2 low part −2.12194440e-4
-	VPBROADCASTD AX, Z18
-	MOVL         $0x394fc0f9, AX // p0 1.9875691500e-4
-	VPBROADCASTD AX, Z19
-	MOVL         $0x3ab743ce, AX // p1 1.3981999507e-3
-	VPBROADCASTD AX, Z20
-	MOVL         $0x3c088908, AX // p2 8.3334519073e-3
-	VPBROADCASTD AX, Z21
-	MOVL         $0x3d2aa9c1, AX // p3 4.1665795894e-2
-	VPBROADCASTD AX, Z22
-	MOVL         $0x3e2aaaaa, AX // p4 1.6666665459e-1
-	VPBROADCASTD AX, Z23
-	MOVL         $0x3f000000, AX // p5 0.5
-	VPBROADCASTD AX, Z24
-	MOVL         $0x3f800000, AX // 1
-	VPBROADCASTD AX, Z25
-	MOVL         $0x42b17218, AX // 88.72: e^t overflows past it
-	VPBROADCASTD AX, Z26
-	MOVL         $0xc2aeac50, AX // −87.34: e^t is denormal below it
-	VPBROADCASTD AX, Z27
+	MOVQ x+0(FP), SI
+	MOVQ n+8(FP), CX
+	EXP_CONSTS_AVX512
 
 siluloop:
-	VMOVUPS       (SI), Z0            // x
-	VXORPS        Z1, Z1, Z1
-	VSUBPS        Z0, Z1, Z1          // t = −x
-	VMINPS        Z26, Z1, Z1
-	VMAXPS        Z27, Z1, Z1
-	VMULPS        Z16, Z1, Z2
-	VRNDSCALEPS   $0, Z2, Z2          // j
-	VFNMADD231PS  Z17, Z2, Z1         // r = t − j·ln2hi
-	VFNMADD231PS  Z18, Z2, Z1         // r −= j·ln2lo
-	VMOVAPS       Z19, Z3
-	VFMADD213PS   Z20, Z1, Z3
-	VFMADD213PS   Z21, Z1, Z3
-	VFMADD213PS   Z22, Z1, Z3
-	VFMADD213PS   Z23, Z1, Z3
-	VFMADD213PS   Z24, Z1, Z3         // p(r)
-	VMULPS        Z1, Z1, Z4          // r²
-	VFMADD213PS   Z1, Z4, Z3          // p·r² + r
-	VADDPS        Z25, Z3, Z3         // e^r
-	VSCALEFPS     Z2, Z3, Z3          // e^t
-	VADDPS        Z25, Z3, Z3         // 1 + e^(−x)
-	VDIVPS        Z3, Z0, Z0          // x / (1 + e^(−x))
-	VMOVUPS       Z0, (SI)
-	ADDQ          $64, SI
-	SUBQ          $16, CX
-	JNZ           siluloop
+	VMOVUPS (SI), Z0
+	VXORPS  Z1, Z1, Z1
+	VSUBPS  Z0, Z1, Z1 // t = −x
+	EXP_AVX512
+	VADDPS  Z25, Z3, Z3 // 1 + e^(−x)
+	VDIVPS  Z3, Z0, Z0
+	VMOVUPS Z0, (SI)
+	ADDQ    $64, SI
+	SUBQ    $16, CX
+	JNZ     siluloop
 	VZEROUPPER
 	RET
 
 // func expSubSumF32(x *float32, n int, max float32) float32
-// x[i] = e^(x[i] − max) for n a positive multiple of 16; returns Σ x[i]. Same e^t as siluF32.
+// x[i] = e^(x[i] − max) for n a positive multiple of 16; returns Σ x[i].
 TEXT ·expSubSumF32(SB), NOSPLIT, $0-28
 	MOVQ         x+0(FP), SI
 	MOVQ         n+8(FP), CX
 	VBROADCASTSS max+16(FP), Z28
 	VXORPS       Z5, Z5, Z5 // Σ
-	MOVL         $0x3fb8aa3b, AX // log2 e
-	VPBROADCASTD AX, Z16
-	MOVL         $0x3f318000, AX // ln2 high part 0.693359375
-	VPBROADCASTD AX, Z17
-	MOVL         $0xb95e8083, AX // ln2 low part −2.12194440e-4
-	VPBROADCASTD AX, Z18
-	MOVL         $0x394fc0f9, AX // p0 1.9875691500e-4
-	VPBROADCASTD AX, Z19
-	MOVL         $0x3ab743ce, AX // p1 1.3981999507e-3
-	VPBROADCASTD AX, Z20
-	MOVL         $0x3c088908, AX // p2 8.3334519073e-3
-	VPBROADCASTD AX, Z21
-	MOVL         $0x3d2aa9c1, AX // p3 4.1665795894e-2
-	VPBROADCASTD AX, Z22
-	MOVL         $0x3e2aaaaa, AX // p4 1.6666665459e-1
-	VPBROADCASTD AX, Z23
-	MOVL         $0x3f000000, AX // p5 0.5
-	VPBROADCASTD AX, Z24
-	MOVL         $0x3f800000, AX // 1
-	VPBROADCASTD AX, Z25
-	MOVL         $0x42b17218, AX // 88.72: e^t overflows past it
-	VPBROADCASTD AX, Z26
-	MOVL         $0xc2aeac50, AX // −87.34: e^t is denormal below it
-	VPBROADCASTD AX, Z27
-
+	EXP_CONSTS_AVX512
 
 exploop:
-	VMOVUPS       (SI), Z1
-	VSUBPS        Z28, Z1, Z1         // t = x − max
-	VMINPS        Z26, Z1, Z1
-	VMAXPS        Z27, Z1, Z1
-	VMULPS        Z16, Z1, Z2
-	VRNDSCALEPS   $0, Z2, Z2          // j
-	VFNMADD231PS  Z17, Z2, Z1         // r = t − j·ln2hi
-	VFNMADD231PS  Z18, Z2, Z1         // r −= j·ln2lo
-	VMOVAPS       Z19, Z3
-	VFMADD213PS   Z20, Z1, Z3
-	VFMADD213PS   Z21, Z1, Z3
-	VFMADD213PS   Z22, Z1, Z3
-	VFMADD213PS   Z23, Z1, Z3
-	VFMADD213PS   Z24, Z1, Z3         // p(r)
-	VMULPS        Z1, Z1, Z4          // r²
-	VFMADD213PS   Z1, Z4, Z3          // p·r² + r
-	VADDPS        Z25, Z3, Z3         // e^r
-	VSCALEFPS     Z2, Z3, Z3          // e^t
-	VMOVUPS       Z3, (SI)
-	VADDPS        Z3, Z5, Z5
-	ADDQ          $64, SI
-	SUBQ          $16, CX
-	JNZ           exploop
+	VMOVUPS (SI), Z1
+	VSUBPS  Z28, Z1, Z1
+	EXP_AVX512
+	VMOVUPS Z3, (SI)
+	VADDPS  Z3, Z5, Z5
+	ADDQ    $64, SI
+	SUBQ    $16, CX
+	JNZ     exploop
 	VEXTRACTF64X4 $1, Z5, Y1
 	VADDPS        Y1, Y5, Y5
 	VEXTRACTF128  $1, Y5, X1

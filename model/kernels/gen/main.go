@@ -54,7 +54,6 @@ func generate() []byte {
 	kernel(&b, "gemmBF16", "Σ over kc k-pairs: a packed [kc][12] bf16 pairs, b packed [kc][32] bf16 pairs", 4*mr, 4*nr, func(b *strings.Builder, acc int, bReg, aReg int) {
 		fmt.Fprintf(b, "\t%s // VDPBF16PS Z%d, Z%d, Z%d\n", vdpbf16ps(acc, bReg, aReg), aReg, bReg, acc)
 	}, "VPBROADCASTD")
-	gemv1(&b)
 	gemvRows(&b)
 	kernelAVX2(&b)
 	transpose(&b)
@@ -131,31 +130,6 @@ func evex0F38(pp byte, opcode byte, dst, src1, src2 int) string {
 	return "BYTE " + strings.Join(parts, "; BYTE ")
 }
 
-// gemv1 emits func gemvBF16Dot1(x unsafe.Pointer, w *byte, kp int) float32: one weight row as a
-// single sequential stream with four accumulators (kp a positive multiple of 16).
-func gemv1(b *strings.Builder) {
-	b.WriteString("\n// func gemvBF16Dot1(x unsafe.Pointer, w *byte, kp int) float32\n")
-	b.WriteString("TEXT ·gemvBF16Dot1(SB), NOSPLIT, $0-28\n")
-	b.WriteString("\tMOVQ x+0(FP), SI\n\tMOVQ w+8(FP), DI\n\tMOVQ kp+16(FP), CX\n")
-	for i := 0; i < 4; i++ {
-		fmt.Fprintf(b, "\tVPXORD Z%d, Z%d, Z%d\n", i, i, i)
-	}
-	b.WriteString("\tCMPQ CX, $64\n\tJLT gemvBF16Dot1_tail\n")
-	b.WriteString("gemvBF16Dot1_loop4:\n")
-	for r := 0; r < 4; r++ {
-		fmt.Fprintf(b, "\tVMOVDQU32 %d(DI), Z%d\n", 64*r, 4+r)
-		fmt.Fprintf(b, "\tVMOVDQU32 %d(SI), Z%d\n", 64*r, 8+r)
-		fmt.Fprintf(b, "\t%s // VDPBF16PS Z%d, Z%d, Z%d\n", vdpbf16ps(r, 4+r, 8+r), 8+r, 4+r, r)
-	}
-	b.WriteString("\tADDQ $256, SI\n\tADDQ $256, DI\n\tSUBQ $64, CX\n\tCMPQ CX, $64\n\tJGE gemvBF16Dot1_loop4\n")
-	b.WriteString("gemvBF16Dot1_tail:\n\tTESTQ CX, CX\n\tJE gemvBF16Dot1_done\n")
-	b.WriteString("\tVMOVDQU32 (DI), Z4\n\tVMOVDQU32 (SI), Z8\n")
-	fmt.Fprintf(b, "\t%s // VDPBF16PS Z8, Z4, Z0\n", vdpbf16ps(0, 4, 8))
-	b.WriteString("\tADDQ $64, SI\n\tADDQ $64, DI\n\tSUBQ $16, CX\n\tJMP gemvBF16Dot1_tail\n")
-	b.WriteString("gemvBF16Dot1_done:\n\tVADDPS Z1, Z0, Z0\n\tVADDPS Z3, Z2, Z2\n\tVADDPS Z2, Z0, Z0\n")
-	b.WriteString("\tVEXTRACTF64X4 $1, Z0, Y4\n\tVADDPS Y4, Y0, Y0\n\tVEXTRACTF128 $1, Y0, X4\n\tVADDPS X4, X0, X0\n")
-	b.WriteString("\tVHADDPS X0, X0, X0\n\tVHADDPS X0, X0, X0\n\tMOVSS X0, ret+24(FP)\n\tVZEROUPPER\n\tRET\n")
-}
 
 // transpose emits func transpose16(dst *uint32, src *byte, rowBytes int, blocks int): for each
 // of blocks 16-word steps, rows 0..15 (rowBytes apart) are transposed in registers, so word c of
@@ -281,8 +255,9 @@ func kernelAVX2(b *strings.Builder) {
 }
 
 // gemvRows emits func gemvBF16DotRows(x unsafe.Pointer, w *byte, kp int, rows int, out *float32):
-// out[r] = gemvBF16Dot1(x, w + 4·kp·r, kp) for r < rows, the rows back to back (k a multiple
-// of 32): one call and one sequential stream for a whole chunk of decode's rows.
+// out[r] = Σ_q x[q]·(row r)[q] over kp bf16 pairs, the rows back to back: one call and one
+// sequential stream for a whole chunk of decode's rows. Each row is one stream with four
+// accumulators — measured ~1.5× faster than four rows interleaved.
 func gemvRows(b *strings.Builder) {
 	b.WriteString("\n// func gemvBF16DotRows(x unsafe.Pointer, w *byte, kp int, rows int, out *float32)\n")
 	b.WriteString("TEXT ·gemvBF16DotRows(SB), NOSPLIT, $0-40\n")
