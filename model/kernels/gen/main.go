@@ -130,7 +130,6 @@ func evex0F38(pp byte, opcode byte, dst, src1, src2 int) string {
 	return "BYTE " + strings.Join(parts, "; BYTE ")
 }
 
-
 // transpose emits func transpose16(dst *uint32, src *byte, rowBytes int, blocks int): for each
 // of blocks 16-word steps, rows 0..15 (rowBytes apart) are transposed in registers, so word c of
 // row r lands at dst[c*32 + r]; src advances 64 bytes and dst 16·32 words per block. It packs
