@@ -14,7 +14,8 @@ import (
 
 // Decode reuses its activation, attention and logits buffers: the heap bytes a generated
 // token costs must stay far below what one step's buffers weigh (46 KiB here). What remains
-// is small and model-size independent: closures and goroutine hand-offs of the parallel loops.
+// is small and model-size independent: the closures the parallel loops are handed (the loops'
+// goroutines and bookkeeping come from a pool).
 func TestDecodeAllocatesLittlePerToken(t *testing.T) {
 	m := shrunkQwen2(t, 3, map[string]any{"num_hidden_layers": 2, "hidden_size": 256, "intermediate_size": 1024,
 		"num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 8192})

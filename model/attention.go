@@ -3,7 +3,6 @@ package model
 import (
 	"math"
 	"runtime"
-	"sync"
 	"unsafe"
 
 	"github.com/neurosurg/neurosurg/formats/safetensors"
@@ -121,15 +120,5 @@ func parallelSpan(n int, f func(i0, i1 int)) {
 		f(0, n)
 		return
 	}
-	var wg sync.WaitGroup
-	chunk := (n + workers - 1) / workers
-	for w := 0; w < workers; w++ {
-		i0, i1 := w*chunk, min((w+1)*chunk, n)
-		if i0 >= i1 {
-			break
-		}
-		wg.Add(1)
-		go func() { defer wg.Done(); f(i0, i1) }()
-	}
-	wg.Wait()
+	kernels.Parallel(n, (n+workers-1)/workers, f)
 }

@@ -124,7 +124,7 @@ func gemmShared(t *tiling, x []float32, m, k int, dot bool, ps ...Product) {
 	apack := *ap
 	// A is laid out k-block-major: block (kb, ip) holds steps [kb·kc, (kb+1)·kc) of row panel ip,
 	// so the blocks a group of row panels sweeps per k block sit side by side.
-	forEach(mPanels, workers, func(ip int) {
+	forEach(mPanels, func(ip int) {
 		for kb := 0; kb < kBlocks; kb++ {
 			s0, s1 := kb*kc, min((kb+1)*kc, steps)
 			base := (kb*mPanels + ip) * kc * tileM
@@ -406,24 +406,11 @@ func packB(t *tiling, dst []uint32, w []byte, dt DType, j0, width, k, s0, s1 int
 	}
 }
 
-// forEach runs f(0..n-1) over up to workers goroutines.
-func forEach(n, workers int, f func(i int)) {
-	if workers <= 1 || n <= 1 {
-		for i := 0; i < n; i++ {
+// forEach runs f(0..n-1) over the cores.
+func forEach(n int, f func(i int)) {
+	Parallel(n, 1, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
 			f(i)
 		}
-		return
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for g := 0; g < min(workers, n); g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-				f(i)
-			}
-		}()
-	}
-	wg.Wait()
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"sync/atomic"
 	"testing"
 
 	"github.com/neurosurg/neurosurg/formats/safetensors"
@@ -283,5 +284,31 @@ func TestMatMulSharedEqualsSeparate(t *testing.T) {
 			}
 		}
 		kernels.Use(prev)
+	}
+}
+
+// Parallel visits every index once, for chunk sizes around n, and nested calls (a chunk that
+// itself runs a Parallel while the workers are busy) finish instead of deadlocking.
+func TestParallelCoversAndNests(t *testing.T) {
+	for _, c := range [][2]int{{0, 4}, {1, 4}, {7, 1}, {1000, 256}, {1000, 7}, {5, 100}} {
+		n, chunk := c[0], c[1]
+		seen := make([]atomic.Int32, n)
+		kernels.Parallel(n, chunk, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				seen[i].Add(1)
+			}
+		})
+		for i := range seen {
+			if v := seen[i].Load(); v != 1 {
+				t.Fatalf("n=%d chunk=%d: index %d visited %d times", n, chunk, i, v)
+			}
+		}
+	}
+	var total atomic.Int64
+	kernels.Parallel(64, 1, func(lo, hi int) {
+		kernels.Parallel(100, 3, func(a, b int) { total.Add(int64(b - a)) })
+	})
+	if total.Load() != 64*100 {
+		t.Fatalf("nested: %d of %d indices", total.Load(), 64*100)
 	}
 }

@@ -86,30 +86,13 @@ const smallM = 16
 
 func bf16(b []byte) float32 { return math.Float32frombits(uint32(b[0])<<16 | uint32(b[1])<<24) }
 
-// parallelRows splits [0, n) over the cores in chunks.
+// parallelRows splits [0, n) over the cores in chunks of 256 rows.
 func parallelRows(n int, f func(j0, j1 int)) {
-	workers := runtime.GOMAXPROCS(0)
-	if n < 256 || workers == 1 {
+	if n < 256 {
 		f(0, n)
 		return
 	}
-	const chunk = 256
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for g := 0; g < workers; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				j0 := int(next.Add(chunk)) - chunk
-				if j0 >= n {
-					return
-				}
-				f(j0, min(j0+chunk, n))
-			}
-		}()
-	}
-	wg.Wait()
+	Parallel(n, 256, f)
 }
 
 // peakLoop is the register-only FMA loop of the widest SIMD tier (nil without one), doing
