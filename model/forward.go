@@ -249,14 +249,7 @@ func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, ta
 
 // matmul computes out = x·Wᵀ (+ bias) for m rows.
 func matmul(out, x []float32, w *weight, m int, bias []float32) {
-	kernels.MatMul(out[:m*w.rows], x[:m*w.cols], w.b, w.dt, m, w.rows, w.cols)
-	if bias != nil {
-		parallelSpan(m, func(r0, r1 int) {
-			for r := r0; r < r1; r++ {
-				kernels.Axpy(1, bias, out[r*w.rows:(r+1)*w.rows])
-			}
-		})
-	}
+	matmulShared(x, m, [][]float32{out}, []*weight{w}, [][]float32{bias})
 }
 
 // matmulShared computes outs[i] = x·ws[i]ᵀ (+ biases[i]) for weights with the same input

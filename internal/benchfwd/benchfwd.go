@@ -95,9 +95,13 @@ func Run(ctx context.Context, o Options) ([]Result, int64, error) {
 		}
 		return time.Since(t0).Seconds() / float64(n), best, nil
 	}
-	measure := func(name string, tokens int, f func() error) error {
+	// resetPeak returns freed memory and restarts the kernel's peak-RSS count (Linux ≥ 4.0).
+	resetPeak := func() {
 		debug.FreeOSMemory()
 		os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+	}
+	measure := func(name string, tokens int, f func() error) error {
+		resetPeak()
 		s, _, err := timed(f)
 		if err != nil {
 			return err
@@ -130,8 +134,7 @@ func Run(ctx context.Context, o Options) ([]Result, int64, error) {
 			return err
 		}
 	}
-	debug.FreeOSMemory()
-	os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+	resetPeak()
 	_, first, err := timed(generate(1))
 	if err != nil {
 		return nil, 0, err

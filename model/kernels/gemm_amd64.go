@@ -10,7 +10,6 @@ import (
 	"unsafe"
 
 	"github.com/neurosurg/neurosurg/formats/safetensors"
-	"golang.org/x/sys/cpu"
 )
 
 //go:generate go run ./gen -out gemm_amd64.s
@@ -54,10 +53,6 @@ func packA12F32(dst *uint32, x unsafe.Pointer, ldx int, blocks int)
 //
 //go:noescape
 func packA12BF16(dst *uint32, x unsafe.Pointer, ldx int, blocks int)
-
-// hasBF16Convert is set when packA12BF16 can run; the generic conversion is the same rounding
-// (to nearest even) except that VCVTNE2PS2BF16 flushes f32 denormals (|x| < 1.2e-38) to zero.
-var hasBF16Convert = cpu.X86.HasAVX512BF16
 
 // dpbf16Peak runs iters × 12 VDPBF16PS (768 flops per iteration) on registers only.
 //
@@ -225,12 +220,12 @@ func gemvBF16DotAVX512(out, x []float32, w []byte, m, n, k int) {
 	body := k / 32 * 16 // pairs the kernel takes; the tail runs in Go on the same rounded x
 	if m == 1 && k%32 == 0 {
 		// Decode: a chunk of rows is one call and one stream.
-		parallelRows(n, func(j0, j1 int) {
+		Parallel(n, rowChunk, func(j0, j1 int) {
 			gemvBF16DotRows(unsafe.Pointer(&pairs[0]), &w[j0*k*2], kp, j1-j0, &out[j0])
 		})
 		return
 	}
-	parallelRows(n, func(j0, j1 int) {
+	Parallel(n, rowChunk, func(j0, j1 int) {
 		for j := j0; j < j1; j++ {
 			for i := 0; i < m; i++ {
 				xi := pairs[i*kp : (i+1)*kp]
@@ -276,7 +271,7 @@ func gemvSharedBF16Dot(x []float32, k int, ps []Product) bool {
 	defer putWords(xp)
 	pairs := *xp
 	packA1(pairs, x[:k])
-	parallelRows(first[len(ps)], func(j0, j1 int) {
+	Parallel(first[len(ps)], rowChunk, func(j0, j1 int) {
 		for i, p := range ps {
 			lo, hi := max(j0, first[i]), min(j1, first[i+1])
 			if lo < hi {
@@ -310,7 +305,7 @@ func packA(t *tiling, dst []uint32, x []float32, i0, m, k, s0, s1 int, dot bool)
 		if blocks := (s1 - s0) / 16; !dot && blocks > 0 {
 			packA12F32(&dst[0], unsafe.Pointer(&x[i0*k+s0]), 4*k, blocks)
 			first += 16 * blocks
-		} else if blocks := (min(s1, k/2) - s0) / 16; dot && blocks > 0 && hasBF16Convert {
+		} else if blocks := (min(s1, k/2) - s0) / 16; dot && blocks > 0 {
 			packA12BF16(&dst[0], unsafe.Pointer(&x[i0*k+2*s0]), 4*k, blocks)
 			first += 16 * blocks
 		}

@@ -86,14 +86,9 @@ const smallM = 16
 
 func bf16(b []byte) float32 { return math.Float32frombits(uint32(b[0])<<16 | uint32(b[1])<<24) }
 
-// parallelRows splits [0, n) over the cores in chunks of 256 rows.
-func parallelRows(n int, f func(j0, j1 int)) {
-	if n < 256 {
-		f(0, n)
-		return
-	}
-	Parallel(n, 256, f)
-}
+// rowChunk is how many weight rows one core takes at a time in the row-streaming (m ≤ smallM)
+// paths.
+const rowChunk = 256
 
 // peakLoop is the register-only FMA loop of the widest SIMD tier (nil without one), doing
 // peakFlops flops per iteration.

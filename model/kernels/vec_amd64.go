@@ -77,7 +77,7 @@ func init() {
 			matmul: func(out, x []float32, w []byte, dt DType, m, n, k int) {
 				gemmBlocked(&tiles512, out, x, w, dt, m, n, k, false)
 			},
-			gemvBF16:  gemvBF16AVX512,
+			gemvBF16:  gemvBF16Widen(dotBF16, 32),
 			dot:       simdDot(dotF32, 16),
 			axpy:      simdAxpy(axpyF32, 16),
 			silu:      simdSiLU(siluF32, 16),
@@ -107,7 +107,7 @@ func init() {
 			matmul: func(out, x []float32, w []byte, dt DType, m, n, k int) {
 				gemmBlocked(&tiles256, out, x, w, dt, m, n, k, false)
 			},
-			gemvBF16:  gemvBF16AVX2,
+			gemvBF16:  gemvBF16Widen(dotBF16AVX2, 16),
 			dot:       simdDot(dotF32AVX2, 8),
 			axpy:      simdAxpy(axpyF32AVX2, 8),
 			shared:    sharedOn(&tiles256, false),
@@ -190,45 +190,28 @@ func simdAxpy(kern func(alpha float32, x, y *float32, n int), lanes int) func(al
 	}
 }
 
-// gemvBF16AVX2 is gemvBF16AVX512 with 8-lane AVX2 dot products.
-func gemvBF16AVX2(out, x []float32, w []byte, m, n, k int) {
-	parallelRows(n, func(j0, j1 int) {
-		for j := j0; j < j1; j++ {
-			row := w[j*k*2 : (j+1)*k*2]
-			for i := 0; i < m; i++ {
-				xi := x[i*k : (i+1)*k]
-				var s float32
-				if b16 := k &^ 15; b16 > 0 {
-					s = dotBF16AVX2(&xi[0], &row[0], b16)
+// gemvBF16Widen returns the f32-exact m ≤ smallM path for BF16 weights over an assembly row
+// dot that widens bf16 in registers (k a multiple of lanes), with a Go tail. Each weight row is
+// streamed once: decode is bound by memory bandwidth, so nothing is packed or converted ahead,
+// and rows are read one after another (one sequential stream per core).
+func gemvBF16Widen(dot func(x *float32, w *byte, k int) float32, lanes int) func(out, x []float32, w []byte, m, n, k int) {
+	return func(out, x []float32, w []byte, m, n, k int) {
+		body := k / lanes * lanes
+		Parallel(n, rowChunk, func(j0, j1 int) {
+			for j := j0; j < j1; j++ {
+				row := w[j*k*2 : (j+1)*k*2]
+				for i := 0; i < m; i++ {
+					xi := x[i*k : (i+1)*k]
+					var s float32
+					if body > 0 {
+						s = dot(&xi[0], &row[0], body)
+					}
+					for p := body; p < k; p++ {
+						s += xi[p] * bf16(row[2*p:])
+					}
+					out[i*n+j] = s
 				}
-				for p := k &^ 15; p < k; p++ {
-					s += xi[p] * bf16(row[2*p:])
-				}
-				out[i*n+j] = s
 			}
-		}
-	})
-}
-
-// gemvBF16AVX512 computes out[i*n+j] = x_i·W[j] for m ≤ smallM rows and bf16 weights,
-// streaming each weight row once: decode is bound by memory bandwidth, so nothing is packed or
-// converted ahead, and rows are read one after another (one sequential stream per core).
-func gemvBF16AVX512(out, x []float32, w []byte, m, n, k int) {
-	rows := func(j0, j1 int) {
-		for j := j0; j < j1; j++ {
-			row := w[j*k*2 : (j+1)*k*2]
-			for i := 0; i < m; i++ {
-				xi := x[i*k : (i+1)*k]
-				var s float32
-				if b32 := k &^ 31; b32 > 0 {
-					s = dotBF16(&xi[0], &row[0], b32)
-				}
-				for p := k &^ 31; p < k; p++ {
-					s += xi[p] * bf16(row[2*p:])
-				}
-				out[i*n+j] = s
-			}
-		}
+		})
 	}
-	parallelRows(n, rows)
 }
