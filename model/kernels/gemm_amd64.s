@@ -372,71 +372,8 @@ gemmBF16_write:
 	VZEROUPPER
 	RET
 
-// func gemvBF16DotRows(x unsafe.Pointer, w *byte, kp int, rows int, out *float32)
-TEXT ·gemvBF16DotRows(SB), NOSPLIT, $0-40
-	MOVQ x+0(FP), R9
-	MOVQ w+8(FP), DI
-	MOVQ kp+16(FP), R11
-	MOVQ rows+24(FP), R10
-	MOVQ out+32(FP), DX
-	TESTQ R10, R10
-	JE gemvRows_end
-gemvRows_row:
-	MOVQ R9, SI
-	MOVQ R11, CX
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	CMPQ CX, $64
-	JLT gemvRows_tail
-gemvRows_loop4:
-	VMOVDQU32 0(DI), Z4
-	VMOVDQU32 0(SI), Z8
-	BYTE $0x62; BYTE $0xd2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xc0 // VDPBF16PS Z8, Z4, Z0
-	VMOVDQU32 64(DI), Z5
-	VMOVDQU32 64(SI), Z9
-	BYTE $0x62; BYTE $0xd2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xc9 // VDPBF16PS Z9, Z5, Z1
-	VMOVDQU32 128(DI), Z6
-	VMOVDQU32 128(SI), Z10
-	BYTE $0x62; BYTE $0xd2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xd2 // VDPBF16PS Z10, Z6, Z2
-	VMOVDQU32 192(DI), Z7
-	VMOVDQU32 192(SI), Z11
-	BYTE $0x62; BYTE $0xd2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xdb // VDPBF16PS Z11, Z7, Z3
-	ADDQ $256, SI
-	ADDQ $256, DI
-	SUBQ $64, CX
-	CMPQ CX, $64
-	JGE gemvRows_loop4
-gemvRows_tail:
-	TESTQ CX, CX
-	JE gemvRows_done
-	VMOVDQU32 (DI), Z4
-	VMOVDQU32 (SI), Z8
-	BYTE $0x62; BYTE $0xd2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xc0 // VDPBF16PS Z8, Z4, Z0
-	ADDQ $64, SI
-	ADDQ $64, DI
-	SUBQ $16, CX
-	JMP gemvRows_tail
-gemvRows_done:
-	VADDPS Z1, Z0, Z0
-	VADDPS Z3, Z2, Z2
-	VADDPS Z2, Z0, Z0
-	VEXTRACTF64X4 $1, Z0, Y4
-	VADDPS Y4, Y0, Y0
-	VEXTRACTF128 $1, Y0, X4
-	VADDPS X4, X0, X0
-	VHADDPS X0, X0, X0
-	VHADDPS X0, X0, X0
-	MOVSS X0, (DX)
-	ADDQ $4, DX
-	DECQ R10
-	JNZ gemvRows_row
-gemvRows_end:
-	VZEROUPPER
-	RET
-
 // func gemmF32AVX2(kc int, a, b unsafe.Pointer, c *float32, ldc int, accumulate int)
+// AVX2/FMA: a packed [kc][6] f32, b packed [kc][16] f32.
 TEXT ·gemmF32AVX2(SB), NOSPLIT, $0-48
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), SI
@@ -538,6 +475,70 @@ gemmF32AVX2_write:
 	VMOVUPS Y10, (DX)
 	VMOVUPS Y11, 32(DX)
 	ADDQ R8, DX
+	VZEROUPPER
+	RET
+
+// func gemvBF16DotRows(x unsafe.Pointer, w *byte, kp int, rows int, out *float32)
+TEXT ·gemvBF16DotRows(SB), NOSPLIT, $0-40
+	MOVQ x+0(FP), R9
+	MOVQ w+8(FP), DI
+	MOVQ kp+16(FP), R11
+	MOVQ rows+24(FP), R10
+	MOVQ out+32(FP), DX
+	TESTQ R10, R10
+	JE gemvRows_end
+gemvRows_row:
+	MOVQ R9, SI
+	MOVQ R11, CX
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	CMPQ CX, $64
+	JLT gemvRows_tail
+gemvRows_loop4:
+	VMOVDQU32 0(DI), Z4
+	VMOVDQU32 0(SI), Z8
+	BYTE $0x62; BYTE $0xd2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xc0 // VDPBF16PS Z8, Z4, Z0
+	VMOVDQU32 64(DI), Z5
+	VMOVDQU32 64(SI), Z9
+	BYTE $0x62; BYTE $0xd2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xc9 // VDPBF16PS Z9, Z5, Z1
+	VMOVDQU32 128(DI), Z6
+	VMOVDQU32 128(SI), Z10
+	BYTE $0x62; BYTE $0xd2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xd2 // VDPBF16PS Z10, Z6, Z2
+	VMOVDQU32 192(DI), Z7
+	VMOVDQU32 192(SI), Z11
+	BYTE $0x62; BYTE $0xd2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xdb // VDPBF16PS Z11, Z7, Z3
+	ADDQ $256, SI
+	ADDQ $256, DI
+	SUBQ $64, CX
+	CMPQ CX, $64
+	JGE gemvRows_loop4
+gemvRows_tail:
+	TESTQ CX, CX
+	JE gemvRows_done
+	VMOVDQU32 (DI), Z4
+	VMOVDQU32 (SI), Z8
+	BYTE $0x62; BYTE $0xd2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xc0 // VDPBF16PS Z8, Z4, Z0
+	ADDQ $64, SI
+	ADDQ $64, DI
+	SUBQ $16, CX
+	JMP gemvRows_tail
+gemvRows_done:
+	VADDPS Z1, Z0, Z0
+	VADDPS Z3, Z2, Z2
+	VADDPS Z2, Z0, Z0
+	VEXTRACTF64X4 $1, Z0, Y4
+	VADDPS Y4, Y0, Y0
+	VEXTRACTF128 $1, Y0, X4
+	VADDPS X4, X0, X0
+	VHADDPS X0, X0, X0
+	VHADDPS X0, X0, X0
+	MOVSS X0, (DX)
+	ADDQ $4, DX
+	DECQ R10
+	JNZ gemvRows_row
+gemvRows_end:
 	VZEROUPPER
 	RET
 
