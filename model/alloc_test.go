@@ -2,6 +2,7 @@ package model_test
 
 import (
 	"context"
+	"math"
 	"path/filepath"
 	"runtime"
 	"testing"
@@ -12,15 +13,15 @@ import (
 	"github.com/neurosurg/neurosurg/model/synth"
 )
 
-// Decode reuses its activation, attention and logits buffers: the heap bytes a generated
-// token costs must stay far below what one step's buffers weigh (46 KiB here). What remains
-// is small and model-size independent: the closures the parallel loops are handed (the loops'
-// goroutines and bookkeeping come from a pool).
-func TestDecodeAllocatesLittlePerToken(t *testing.T) {
+// Decode reuses its activation, attention and logits buffers, and its parallel loops run on
+// pooled argument structs: past warm-up, a generated token costs no heap allocation. What a
+// longer generation does allocate is its KV cache (sized up front: layers × 2 × kv width × 4 B
+// per token) and the growth of its output slices (a few appends in all, not one per token).
+func TestDecodeAllocatesNothingPerToken(t *testing.T) {
 	m := shrunkQwen2(t, 3, map[string]any{"num_hidden_layers": 2, "hidden_size": 256, "intermediate_size": 1024,
 		"num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 8192})
 	prompt := [][]int32{{1, 2, 3, 4, 5, 6, 7, 8}}
-	bytesFor := func(tokens int) (uint64, uint64) {
+	cost := func(tokens int) (bytes, allocs float64) {
 		var a, b runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&a)
@@ -28,16 +29,24 @@ func TestDecodeAllocatesLittlePerToken(t *testing.T) {
 			t.Fatal(err)
 		}
 		runtime.ReadMemStats(&b)
-		return b.TotalAlloc - a.TotalAlloc, b.Mallocs - a.Mallocs
+		return float64(b.TotalAlloc - a.TotalAlloc), float64(b.Mallocs - a.Mallocs)
 	}
-	bytesFor(40) // warm the pools
-	short, shortN := bytesFor(8)
-	long, longN := bytesFor(40)
-	perToken := float64(long-short) / 32
-	stepBuffers := float64(4 * (256*6 + 1024*2 + 8192))
-	t.Logf("%.0f B in %.0f allocations per token (one step's buffers: %.0f B)", perToken, float64(longN-shortN)/32, stepBuffers)
-	if perToken > stepBuffers/4 {
-		t.Errorf("decode allocates %.0f B per token; its buffers weigh %.0f B and should be reused", perToken, stepBuffers)
+	cost(40) // warm the pools
+	// The runtime allocates now and then on its own (a few KiB in ~10 objects, seen in one run
+	// of three): the best of three trials is the generation's own cost.
+	moreN, moreB := math.Inf(1), math.Inf(1)
+	for range 3 {
+		shortB, shortN := cost(8)
+		longB, longN := cost(40)
+		moreN, moreB = min(moreN, longN-shortN), min(moreB, longB-shortB)
+	}
+	kvPerToken := float64(2 * 2 * (2 * 64) * 4)
+	t.Logf("32 more tokens: %.0f more allocations, %.0f B more per token (KV cache %.0f B per token)", moreN, moreB/32, kvPerToken)
+	if moreN > 8 {
+		t.Errorf("32 more decoded tokens cost %.0f more allocations; the output slices' growth accounts for ≤ 8", moreN)
+	}
+	if perToken := moreB / 32; perToken > kvPerToken+64 {
+		t.Errorf("decode allocates %.0f B per token, beyond its KV cache's %.0f B", perToken, kvPerToken)
 	}
 }
 

@@ -2,7 +2,6 @@ package model
 
 import (
 	"math"
-	"runtime"
 	"unsafe"
 
 	"github.com/neurosurg/neurosurg/formats/safetensors"
@@ -110,15 +109,4 @@ func bf16bytes(dst []byte, v []float32) []byte {
 		}
 	})
 	return dst[:2*len(v)]
-}
-
-// parallelSpan splits [0, n) into one contiguous span per core (one span when n is small:
-// decode steps stay on the calling goroutine).
-func parallelSpan(n int, f func(i0, i1 int)) {
-	workers := min(runtime.GOMAXPROCS(0), n)
-	if workers <= 1 || n < 4 {
-		f(0, n)
-		return
-	}
-	kernels.Parallel(n, (n+workers-1)/workers, f)
 }

@@ -69,7 +69,7 @@ func TestFFNChunks(t *testing.T) {
 		{[]int{0, 10, 700, 710}, "[[0 1] [1 2] [2 3]]"},
 		{[]int{0, 1, 2, 3}, "[[0 3]]"},
 	} {
-		if got := fmt.Sprint(ffnChunks(c.off, 512)); got != c.want {
+		if got := fmt.Sprint(ffnChunks(nil, c.off, 512)); got != c.want {
 			t.Errorf("ffnChunks(%v) = %s, want %s", c.off, got, c.want)
 		}
 	}

@@ -173,9 +173,9 @@ func ids(raw json.RawMessage) []int32 {
 	return many
 }
 
-// ropeFrequencies returns the inverse frequencies and the cos/sin scale for a sequence of
-// length seqLen, following transformers' modeling_rope_utils.
-func (c *Config) ropeFrequencies(seqLen int) ([]float64, float64) {
+// ropeFrequencies returns the inverse frequencies (appended to dst) and the cos/sin scale for
+// a sequence of length seqLen, following transformers' modeling_rope_utils.
+func (c *Config) ropeFrequencies(dst []float64, seqLen int) ([]float64, float64) {
 	d := c.HeadDim
 	base := c.RopeTheta
 	rs := c.RopeScaling
@@ -186,7 +186,7 @@ func (c *Config) ropeFrequencies(seqLen int) ([]float64, float64) {
 	if typ == "dynamic" && c.MaxPositions > 0 && seqLen > c.MaxPositions {
 		base *= math.Pow(rs.Factor*float64(seqLen)/float64(c.MaxPositions)-(rs.Factor-1), float64(d)/float64(d-2))
 	}
-	inv := make([]float64, d/2)
+	inv := append(dst, make([]float64, d/2)...)[len(dst):]
 	for i := range inv {
 		inv[i] = 1 / math.Pow(base, float64(2*i)/float64(d))
 	}
@@ -247,4 +247,6 @@ func (c *Config) ropeFrequencies(seqLen int) ([]float64, float64) {
 }
 
 // RopeFrequencies exposes the inverse frequencies and cos/sin scale for tests and tools.
-func RopeFrequencies(c *Config, seqLen int) ([]float64, float64) { return c.ropeFrequencies(seqLen) }
+func RopeFrequencies(c *Config, seqLen int) ([]float64, float64) {
+	return c.ropeFrequencies(nil, seqLen)
+}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"runtime"
-	"sync"
 
 	"github.com/neurosurg/neurosurg/model/kernels"
 )
@@ -76,7 +74,7 @@ func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, ta
 	d, hd, kvDim, qDim, inter := cfg.Hidden, cfg.HeadDim, cfg.KVHeads*cfg.HeadDim, cfg.Heads*cfg.HeadDim, cfg.Intermediate
 	// Rows of all sequences are stacked so each weight is one MatMul.
 	T := 0
-	off := make([]int, len(toks)+1)
+	off := grow(&sc.off, len(toks)+1)
 	for i, t := range toks {
 		for _, id := range t {
 			if id < 0 || int(id) >= cfg.Vocab {
@@ -98,7 +96,8 @@ func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, ta
 	v := sc.get(T * kvDim)
 	att := sc.get(T * qDim)
 	o := sc.get(T * d)
-	chunks := ffnChunks(off, ffnRows)
+	chunks := ffnChunks(sc.chunks[:0], off, ffnRows)
+	sc.chunks = chunks
 	maxRows := 0
 	for _, ch := range chunks {
 		maxRows = max(maxRows, off[ch[1]]-off[ch[0]])
@@ -128,21 +127,14 @@ func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, ta
 	for i, s := range states {
 		maxPos = max(maxPos, s.pos+len(toks[i]))
 	}
-	invFreq, ropeScale := cfg.ropeFrequencies(maxPos)
+	invFreq, ropeScale := cfg.ropeFrequencies(sc.invFreq[:0], maxPos)
+	sc.invFreq = invFreq
 	// cos/sin of every row's rotation angles, once per step (not per layer, q and k).
 	half := hd / 2
 	cosT, sinT := sc.get(T*half), sc.get(T*half)
 	for i, s := range states {
-		parallelSpan(len(toks[i]), func(r0, r1 int) {
-			for r := r0; r < r1; r++ {
-				row := off[i] + r
-				for j := 0; j < half; j++ {
-					ang := float64(s.pos+r) * invFreq[j]
-					cosT[row*half+j] = float32(math.Cos(ang) * ropeScale)
-					sinT[row*half+j] = float32(math.Sin(ang) * ropeScale)
-				}
-			}
-		})
+		n := len(toks[i])
+		ropeTableTasks.Run(n, spanChunk(n), ropeTableTask{cos: cosT[off[i]*half:], sin: sinT[off[i]*half:], invFreq: invFreq, scale: ropeScale, pos0: s.pos})
 	}
 
 	for l := range m.layers {
@@ -154,14 +146,9 @@ func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, ta
 		rmsNormRows(xn, x, ly.inNorm, cfg.Eps, T, d)
 		matmulShared(xn, T, [][]float32{q, k, v}, []*weight{&ly.q, &ly.k, &ly.v}, [][]float32{ly.qb, ly.kb, ly.vb})
 		for i, s := range states {
-			parallelSpan(len(toks[i]), func(r0, r1 int) {
-				for r := r0; r < r1; r++ {
-					row := off[i] + r
-					c, sn := cosT[row*half:(row+1)*half], sinT[row*half:(row+1)*half]
-					rope(q[row*qDim:(row+1)*qDim], cfg.Heads, hd, c, sn)
-					rope(k[row*kvDim:(row+1)*kvDim], cfg.KVHeads, hd, c, sn)
-				}
-			})
+			n := len(toks[i])
+			ropeTasks.Run(n, spanChunk(n), ropeTask{q: q[off[i]*qDim:], k: k[off[i]*kvDim:], cos: cosT[off[i]*half:], sin: sinT[off[i]*half:],
+				heads: cfg.Heads, kvHeads: cfg.KVHeads, hd: hd})
 			s.k[l] = append(s.k[l], k[off[i]*kvDim:off[i+1]*kvDim]...)
 			s.v[l] = append(s.v[l], v[off[i]*kvDim:off[i+1]*kvDim]...)
 		}
@@ -186,7 +173,7 @@ func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, ta
 			rows := r1 - r0
 			gc, uc, xc := g[:rows*inter], u[:rows*inter], xn[r0*d:r1*d]
 			matmulShared(xc, rows, [][]float32{gc, uc}, []*weight{&ly.gate, &ly.up}, [][]float32{ly.gateB, ly.upB})
-			parallelSpan(rows, func(a, b int) { activate(gc[a*inter:b*inter], cfg.Act) })
+			rowTasks.Run(rows, spanChunk(rows), rowTask{op: rowActivate, x: gc, width: inter, act: cfg.Act})
 			if len(ffnTaps) > 0 {
 				for i := ch[0]; i < ch[1]; i++ {
 					e := FFNEvent{Site: site, Seq: i, Pos0: states[i].pos, Tokens: toks[i], Rows: len(toks[i]), Neurons: inter,
@@ -197,7 +184,7 @@ func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, ta
 				}
 			}
 			mask.apply(site, gc, rows, inter)
-			parallelSpan(rows, func(a, b int) { kernels.Mul(gc[a*inter:b*inter], uc[a*inter:b*inter]) })
+			rowTasks.Run(rows, spanChunk(rows), rowTask{op: rowMul, x: gc, y: uc, width: inter})
 			matmul(o[r0*d:r1*d], gc, &ly.down, rows, ly.downB)
 		}
 		addInto(x, o[:T*d])
@@ -214,8 +201,8 @@ func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, ta
 		s.pos += len(toks[i])
 	}
 	// Final norm and logits for the rows asked for.
-	var sel []int
-	rows := make([]int, len(toks))
+	sel := sc.sel[:0]
+	rows := grow(&sc.rows, len(toks))
 	for i := range toks {
 		if all {
 			for r := off[i]; r < off[i+1]; r++ {
@@ -227,6 +214,7 @@ func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, ta
 			rows[i] = 1
 		}
 	}
+	sc.sel = sel
 	hn := sc.get(len(sel) * d)
 	for j, r := range sel {
 		kernels.RMSNorm(hn[j*d:(j+1)*d], x[r*d:(r+1)*d], m.norm, cfg.Eps)
@@ -238,7 +226,7 @@ func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, ta
 		flat = make([]float32, len(sel)*cfg.Vocab)
 	}
 	matmul(flat, hn, &m.head, len(sel), nil)
-	out := make([][]float32, len(toks))
+	out := grow(&sc.logits, len(toks))
 	j := 0
 	for i := range toks {
 		out[i] = flat[j*cfg.Vocab : (j+rows[i])*cfg.Vocab]
@@ -255,19 +243,15 @@ func matmul(out, x []float32, w *weight, m int, bias []float32) {
 // matmulShared computes outs[i] = x·ws[i]ᵀ (+ biases[i]) for weights with the same input
 // width, packing x once (q/k/v, gate/up).
 func matmulShared(x []float32, m int, outs [][]float32, ws []*weight, biases [][]float32) {
-	ps := make([]kernels.Product, len(ws))
+	var buf [3]kernels.Product // on the stack: kernels copy what they keep
+	ps := buf[:0]
 	for i, w := range ws {
-		ps[i] = kernels.Product{Out: outs[i][:m*w.rows], W: w.b, DType: w.dt, N: w.rows}
+		ps = append(ps, kernels.Product{Out: outs[i][:m*w.rows], W: w.b, DType: w.dt, N: w.rows})
 	}
 	kernels.MatMulShared(x[:m*ws[0].cols], m, ws[0].cols, ps...)
 	for i, w := range ws {
 		if bias := biases[i]; bias != nil {
-			out := outs[i]
-			parallelSpan(m, func(r0, r1 int) {
-				for r := r0; r < r1; r++ {
-					kernels.Axpy(1, bias, out[r*w.rows:(r+1)*w.rows])
-				}
-			})
+			rowTasks.Run(m, spanChunk(m), rowTask{op: rowAddBias, x: outs[i], y: bias, width: w.rows})
 		}
 	}
 }
@@ -276,9 +260,8 @@ func matmulShared(x []float32, m int, outs [][]float32, ws []*weight, biases [][
 const ffnRows = 512
 
 // ffnChunks groups consecutive sequences (row offsets off) into [first, end) ranges of at
-// most maxRows rows each; a longer sequence is a chunk of its own.
-func ffnChunks(off []int, maxRows int) [][2]int {
-	var out [][2]int
+// most maxRows rows each, appended to out; a longer sequence is a chunk of its own.
+func ffnChunks(out [][2]int, off []int, maxRows int) [][2]int {
 	first := 0
 	for i := 1; i < len(off); i++ {
 		if off[i]-off[first] > maxRows && i-1 > first {
@@ -291,20 +274,14 @@ func ffnChunks(off []int, maxRows int) [][2]int {
 
 // rmsNormRows normalises the T rows of x (width d) into xn, rows spread over the cores.
 func rmsNormRows(xn, x, weight []float32, eps float32, T, d int) {
-	parallelSpan(T, func(r0, r1 int) {
-		for r := r0; r < r1; r++ {
-			kernels.RMSNorm(xn[r*d:(r+1)*d], x[r*d:(r+1)*d], weight, eps)
-		}
-	})
+	rowTasks.Run(T, spanChunk(T), rowTask{op: rowRMSNorm, x: x, y: xn, w: weight, eps: eps, width: d})
 }
 
 // addInto computes x += y (the residual stream), spread over the cores.
 func addInto(x, y []float32) {
 	const chunk = 1 << 14
-	parallelSpan((len(y)+chunk-1)/chunk, func(c0, c1 int) {
-		lo, hi := c0*chunk, min(c1*chunk, len(y))
-		kernels.Axpy(1, y[lo:hi], x[lo:hi])
-	})
+	n := (len(y) + chunk - 1) / chunk
+	rowTasks.Run(n, spanChunk(n), rowTask{op: rowAdd, x: x, y: y, width: chunk})
 }
 
 // rope rotates each head of vec (heads × hd) by the angles whose (scaled) cosines and sines
@@ -323,55 +300,58 @@ func rope(vec []float32, heads, hd int, cos, sin []float32) {
 }
 
 // attention computes causal attention for n new rows starting at position pos0; keys and
-// values hold positions 0..pos0+n-1.
+// values hold positions 0..pos0+n-1. Its (row, head) pairs are spread over the cores once
+// there is enough of them times keys to pay for the hand-off.
 func (m *Model) attention(sc *scratch, out, q, keys, vals []float32, pos0, n int) {
-	cfg := &m.cfg
+	items := n * m.cfg.Heads
+	chunk := items
+	if items*(pos0+n) >= attnSpanWork {
+		chunk = spanChunk(items)
+	}
+	defer sc.reuseFrom(sc.next)
+	scores := sc.get((items + chunk - 1) / chunk * (pos0 + n)) // one row per chunk
+	attnTasks.Run(items, chunk, attnTask{cfg: &m.cfg, out: out, q: q, keys: keys, vals: vals, scores: scores, pos0: pos0, cols: pos0 + n, chunk: chunk})
+}
+
+// attnSpanWork is the (row, head) pairs × keys from which attention runs on all cores.
+const attnSpanWork = 4096
+
+// attnTask is attention over (row, head) pairs [i0, i1): i = row·heads + head.
+type attnTask struct {
+	cfg                *Config
+	out, q, keys, vals []float32
+	scores             []float32
+	pos0, cols, chunk  int // cols = pos0 + rows: the length of a scores row
+}
+
+var attnTasks kernels.TaskPool[attnTask, *attnTask]
+
+func (t *attnTask) Run(i0, i1 int) {
+	cfg := t.cfg
 	hd, kvDim, qDim := cfg.HeadDim, cfg.KVHeads*cfg.HeadDim, cfg.Heads*cfg.HeadDim
 	group := cfg.Heads / cfg.KVHeads
 	scale := float32(1 / math.Sqrt(float64(hd)))
-	work := func(r0, r1 int, scores []float32) {
-		for r := r0; r < r1; r++ {
-			p := pos0 + r
-			lo := 0
-			if cfg.SlidingWindow > 0 && p-cfg.SlidingWindow+1 > 0 {
-				lo = p - cfg.SlidingWindow + 1
-			}
-			for h := 0; h < cfg.Heads; h++ {
-				kvh := h / group
-				qh := q[r*qDim+h*hd : r*qDim+(h+1)*hd]
-				sc := scores[:p+1-lo]
-				for t := lo; t <= p; t++ {
-					sc[t-lo] = kernels.Dot(qh, keys[t*kvDim+kvh*hd:t*kvDim+(kvh+1)*hd]) * scale
-				}
-				kernels.Softmax(sc)
-				oh := out[r*qDim+h*hd : r*qDim+(h+1)*hd]
-				clear(oh)
-				for t := lo; t <= p; t++ {
-					kernels.Axpy(sc[t-lo], vals[t*kvDim+kvh*hd:t*kvDim+(kvh+1)*hd], oh)
-				}
-			}
+	scores := t.scores[i0/t.chunk*t.cols:]
+	for i := i0; i < i1; i++ {
+		r, h := i/cfg.Heads, i%cfg.Heads
+		p := t.pos0 + r
+		lo := 0
+		if cfg.SlidingWindow > 0 && p-cfg.SlidingWindow+1 > 0 {
+			lo = p - cfg.SlidingWindow + 1
+		}
+		kvh := h / group
+		qh := t.q[r*qDim+h*hd : r*qDim+(h+1)*hd]
+		sc := scores[:p+1-lo]
+		for k := lo; k <= p; k++ {
+			sc[k-lo] = kernels.Dot(qh, t.keys[k*kvDim+kvh*hd:k*kvDim+(kvh+1)*hd]) * scale
+		}
+		kernels.Softmax(sc)
+		oh := t.out[r*qDim+h*hd : r*qDim+(h+1)*hd]
+		clear(oh)
+		for k := lo; k <= p; k++ {
+			kernels.Axpy(sc[k-lo], t.vals[k*kvDim+kvh*hd:k*kvDim+(kvh+1)*hd], oh)
 		}
 	}
-	workers := runtime.GOMAXPROCS(0)
-	if n*(pos0+n) < 4096 || workers == 1 {
-		defer sc.reuseFrom(sc.next)
-		work(0, n, sc.get(pos0+n))
-		return
-	}
-	var wg sync.WaitGroup
-	chunk := (n + workers - 1) / workers
-	for w := 0; w < workers; w++ {
-		r0, r1 := w*chunk, min((w+1)*chunk, n)
-		if r0 >= r1 {
-			break
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			work(r0, r1, make([]float32, pos0+n))
-		}()
-	}
-	wg.Wait()
 }
 
 // attentionTaps computes attention probabilities for the taps that want them: the model's

@@ -55,6 +55,14 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int32, o GenerateOptio
 	}
 	toks := prompts
 	st := states
+	// The next step's lists are built beside the current ones, in two sets of buffers used in
+	// turn, and each sequence's next token lives in its own slot of last.
+	last := make([]int32, len(prompts))
+	var spare struct {
+		active []int
+		toks   [][]int32
+		states []*seqState
+	}
 	// One scratch for the whole loop: every token reuses the same buffers (pick reads the
 	// logits, KeepLogits copies them).
 	sc := new(scratch)
@@ -63,9 +71,7 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int32, o GenerateOptio
 		if err != nil {
 			return nil, err
 		}
-		var nextActive []int
-		var nextToks [][]int32
-		var nextStates []*seqState
+		nextActive, nextToks, nextStates := spare.active[:0], spare.toks[:0], spare.states[:0]
 		for j, i := range active {
 			l := logits[j]
 			id := pick(l, o, rng)
@@ -79,8 +85,12 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int32, o GenerateOptio
 				continue
 			}
 			nextActive = append(nextActive, i)
-			nextToks = append(nextToks, []int32{id})
+			last[i] = id
+			nextToks = append(nextToks, last[i:i+1])
 			nextStates = append(nextStates, states[i])
+		}
+		if step > 0 { // the first step's lists are the caller's prompts
+			spare.active, spare.toks, spare.states = active, toks, st
 		}
 		active, toks, st = nextActive, nextToks, nextStates
 	}

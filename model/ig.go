@@ -122,7 +122,7 @@ type igGraph struct {
 
 func newIGGraph(m *Model, st *seqState, layer, pos int) *igGraph {
 	g := &igGraph{m: m, layer: layer, pos: pos, st: st, dense: map[string]mat.Tensor{}}
-	inv, scale := m.cfg.ropeFrequencies(pos + 1)
+	inv, scale := m.cfg.ropeFrequencies(nil, pos+1)
 	for _, f := range inv {
 		g.cos = append(g.cos, math.Cos(float64(pos)*f)*scale)
 		g.sin = append(g.sin, math.Sin(float64(pos)*f)*scale)

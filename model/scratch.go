@@ -6,6 +6,11 @@ package model
 type scratch struct {
 	bufs [][]float32
 	next int
+	// A step's bookkeeping, reused the same way.
+	off, rows, sel []int
+	chunks         [][2]int
+	invFreq        []float64
+	logits         [][]float32
 }
 
 // get returns the next buffer, length n. A step asks in the same order every time, so each
@@ -26,3 +31,12 @@ func (s *scratch) get(n int) []float32 {
 // reuseFrom hands the buffers from slot mark on out again: a caller that takes temporaries
 // (attention, once per layer and sequence) gives them back for the next call to reuse.
 func (s *scratch) reuseFrom(mark int) { s.next = mark }
+
+// grow returns *p resized to n (contents undefined), reallocating only when it is too small.
+func grow[T any](p *[]T, n int) []T {
+	if cap(*p) < n {
+		*p = make([]T, n)
+	}
+	*p = (*p)[:n]
+	return *p
+}

@@ -3,9 +3,6 @@ package kernels
 import (
 	"encoding/binary"
 	"math"
-	"runtime"
-	"sync"
-	"sync/atomic"
 	"unsafe"
 
 	"github.com/neurosurg/neurosurg/formats/safetensors"
@@ -61,53 +58,55 @@ func MatMul(out, x []float32, w []byte, dt DType, m, n, k int) {
 		block = 256
 	}
 	blocks := (n + block - 1) / block
-	workers := min(runtime.GOMAXPROCS(0), blocks)
+	chunk := 1
 	if m*n*k < 1<<16 {
-		workers = 1
+		chunk = blocks
 	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
+	gonumTasks.Run(blocks, chunk, gonumTask{out: out, x: x, w: w, dt: dt, m: m, n: n, k: k, block: block})
+}
+
+// gonumTask is MatMul's gonum path over blocks [b0, b1) of block weight rows.
+type gonumTask struct {
+	out, x         []float32
+	w              []byte
+	dt             DType
+	m, n, k, block int
+}
+
+var gonumTasks TaskPool[gonumTask, *gonumTask]
+
+func (t *gonumTask) Run(b0, b1 int) {
+	out, x, w, dt, m, n, k, block := t.out, t.x, t.w, t.dt, t.m, t.n, t.k, t.block
+	var buf []float32
+	if dt != F32 {
+		bp := floats(block * k)
+		defer putFloats(bp)
+		buf = *bp
+	}
+	tp := floats(m * block)
+	defer putFloats(tp)
+	tmp := *tp
 	es := dt.Size()
 	impl := gonum.Implementation{}
-	for g := 0; g < workers; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var buf []float32
-			if dt != F32 {
-				bp := floats(block * k)
-				defer putFloats(bp)
-				buf = *bp
-			}
-			tp := floats(m * block)
-			defer putFloats(tp)
-			tmp := *tp
-			for {
-				b := int(next.Add(1) - 1)
-				if b >= blocks {
-					return
-				}
-				j0, j1 := b*block, min((b+1)*block, n)
-				var rows []float32
-				if dt == F32 {
-					rows = f32view(w[j0*k*4 : j1*k*4])
-				} else {
-					rows = buf[:(j1-j0)*k]
-					ToFloat32(rows, w[j0*k*es:j1*k*es], dt)
-				}
-				nb := j1 - j0
-				if m == 1 {
-					impl.Sgemv(blas.NoTrans, nb, k, 1, rows, k, x[:k], 1, 0, out[j0:j1], 1)
-					continue
-				}
-				impl.Sgemm(blas.NoTrans, blas.Trans, m, nb, k, 1, x, k, rows, k, 0, tmp[:m*nb], nb)
-				for i := 0; i < m; i++ {
-					copy(out[i*n+j0:i*n+j1], tmp[i*nb:(i+1)*nb])
-				}
-			}
-		}()
+	for b := b0; b < b1; b++ {
+		j0, j1 := b*block, min((b+1)*block, n)
+		var rows []float32
+		if dt == F32 {
+			rows = f32view(w[j0*k*4 : j1*k*4])
+		} else {
+			rows = buf[:(j1-j0)*k]
+			ToFloat32(rows, w[j0*k*es:j1*k*es], dt)
+		}
+		nb := j1 - j0
+		if m == 1 {
+			impl.Sgemv(blas.NoTrans, nb, k, 1, rows, k, x[:k], 1, 0, out[j0:j1], 1)
+			continue
+		}
+		impl.Sgemm(blas.NoTrans, blas.Trans, m, nb, k, 1, x, k, rows, k, 0, tmp[:m*nb], nb)
+		for i := 0; i < m; i++ {
+			copy(out[i*n+j0:i*n+j1], tmp[i*nb:(i+1)*nb])
+		}
 	}
-	wg.Wait()
 }
 
 // Product is one weight of a MatMulShared call: Out[i*N+j] = Σ_p x[i*k+p] · W[j*k+p].
@@ -118,6 +117,11 @@ type Product struct {
 	N     int
 }
 
+// maxProducts is the most products MatMulShared hands a variant at once; more go one by one.
+const maxProducts = 4
+
+var productLists freeList[[maxProducts]Product]
+
 // MatMulShared computes several products of the same activations (a layer's q/k/v, or gate
 // and up) as MatMul would, one after another, except that kernels which pack the activations
 // pack them once, and spread all the weights' panels over the cores together.
@@ -127,8 +131,16 @@ func MatMulShared(x []float32, m, k int, ps ...Product) {
 			panic("kernels: MatMulShared: slice too short for shape")
 		}
 	}
-	if v := active.Load(); v != nil && v.shared != nil && m > 0 && k > 0 && v.shared(x, m, k, ps) {
-		return
+	if v := active.Load(); v != nil && v.shared != nil && m > 0 && k > 0 && len(ps) <= maxProducts {
+		// A call through a func value leaks its arguments: the products go in a pooled array,
+		// so the caller's slice of them can stay on its stack.
+		l := productLists.get()
+		n := copy(l[:], ps)
+		done := v.shared(x, m, k, l[:n])
+		productLists.put(l)
+		if done {
+			return
+		}
 	}
 	for _, p := range ps {
 		MatMul(p.Out, x, p.W, p.DType, m, p.N, k)

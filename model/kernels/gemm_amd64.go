@@ -220,25 +220,43 @@ func gemvBF16DotAVX512(out, x []float32, w []byte, m, n, k int) {
 	body := k / 32 * 16 // pairs the kernel takes; the tail runs in Go on the same rounded x
 	if m == 1 && k%32 == 0 {
 		// Decode: a chunk of rows is one call and one stream.
-		Parallel(n, rowChunk, func(j0, j1 int) {
-			gemvBF16DotRows(unsafe.Pointer(&pairs[0]), &w[j0*k*2], kp, j1-j0, &out[j0])
-		})
+		dotRowsTasks.Run(n, rowChunk, dotRowsTask{pairs: pairs, w: w, out: out, k: k})
 		return
 	}
-	Parallel(n, rowChunk, func(j0, j1 int) {
-		for j := j0; j < j1; j++ {
-			for i := 0; i < m; i++ {
-				xi := pairs[i*kp : (i+1)*kp]
-				if body == 0 {
-					out[i*n+j] = dotPairsTail(xi, w[j*k*2:(j+1)*k*2], 0)
-					continue
-				}
-				var s float32
-				gemvBF16DotRows(unsafe.Pointer(&xi[0]), &w[j*k*2], body, 1, &s)
-				out[i*n+j] = s + dotPairsTail(xi, w[j*k*2:(j+1)*k*2], 2*body)
+	dotRowsTasks.Run(n, rowChunk, dotRowsTask{pairs: pairs, w: w, out: out, m: m, n: n, k: k, body: body})
+}
+
+// dotRowsTask is gemvBF16DotAVX512's loop over weight rows: with m = 0, one activation row
+// against contiguous rows (one stream); otherwise m rows against each weight row in turn, the
+// k mod 32 tail in Go.
+type dotRowsTask struct {
+	pairs         []uint32
+	w             []byte
+	out           []float32
+	m, n, k, body int
+}
+
+var dotRowsTasks TaskPool[dotRowsTask, *dotRowsTask]
+
+func (t *dotRowsTask) Run(j0, j1 int) {
+	pairs, w, out, m, n, k, body := t.pairs, t.w, t.out, t.m, t.n, t.k, t.body
+	kp := (k + 1) / 2
+	if m == 0 {
+		gemvBF16DotRows(unsafe.Pointer(&pairs[0]), &w[j0*k*2], kp, j1-j0, &out[j0])
+		return
+	}
+	for j := j0; j < j1; j++ {
+		for i := 0; i < m; i++ {
+			xi := pairs[i*kp : (i+1)*kp]
+			if body == 0 {
+				out[i*n+j] = dotPairsTail(xi, w[j*k*2:(j+1)*k*2], 0)
+				continue
 			}
+			var s float32
+			gemvBF16DotRows(unsafe.Pointer(&xi[0]), &w[j*k*2], body, 1, &s)
+			out[i*n+j] = s + dotPairsTail(xi, w[j*k*2:(j+1)*k*2], 2*body)
 		}
-	})
+	}
 }
 
 // dotPairsTail is Σ over p ≥ from of row's bf16 element p times element p of the bf16 pairs
@@ -256,31 +274,44 @@ func dotPairsTail(xi []uint32, row []byte, from int) float32 {
 // does not run alone between two fan-outs. It declines (false) unless every weight is BF16 and
 // k a multiple of 32.
 func gemvSharedBF16Dot(x []float32, k int, ps []Product) bool {
-	if k%32 != 0 {
+	if k%32 != 0 || len(ps) > maxProducts {
 		return false
 	}
-	first := make([]int, len(ps)+1)
+	t := sharedDotTask{k: k, np: len(ps)}
 	for i, p := range ps {
 		if p.DType != BF16 {
 			return false
 		}
-		first[i+1] = first[i] + p.N
+		t.ps[i] = p
+		t.first[i+1] = t.first[i] + p.N
 	}
-	kp := k / 2
-	xp := words(kp)
+	xp := words(k / 2)
 	defer putWords(xp)
-	pairs := *xp
-	packA1(pairs, x[:k])
-	Parallel(first[len(ps)], rowChunk, func(j0, j1 int) {
-		for i, p := range ps {
-			lo, hi := max(j0, first[i]), min(j1, first[i+1])
-			if lo < hi {
-				r0 := lo - first[i]
-				gemvBF16DotRows(unsafe.Pointer(&pairs[0]), &p.W[r0*k*2], kp, hi-lo, &p.Out[r0])
-			}
-		}
-	})
+	t.pairs = *xp
+	packA1(t.pairs, x[:k])
+	sharedDotTasks.Run(t.first[len(ps)], rowChunk, t)
 	return true
+}
+
+// sharedDotTask is gemvSharedBF16Dot's loop: rows [j0, j1) of the products' rows laid end to
+// end. The products are copied in, so the caller's slice of them stays on its stack.
+type sharedDotTask struct {
+	pairs []uint32
+	k, np int
+	ps    [maxProducts]Product
+	first [maxProducts + 1]int
+}
+
+var sharedDotTasks TaskPool[sharedDotTask, *sharedDotTask]
+
+func (t *sharedDotTask) Run(j0, j1 int) {
+	for i, p := range t.ps[:t.np] {
+		lo, hi := max(j0, t.first[i]), min(j1, t.first[i+1])
+		if lo < hi {
+			r0 := lo - t.first[i]
+			gemvBF16DotRows(unsafe.Pointer(&t.pairs[0]), &p.W[r0*t.k*2], t.k/2, hi-lo, &p.Out[r0])
+		}
+	}
 }
 
 // packA1 rounds one activation row to bf16 pairs (even k in the low half).

@@ -196,22 +196,33 @@ func simdAxpy(kern func(alpha float32, x, y *float32, n int), lanes int) func(al
 // and rows are read one after another (one sequential stream per core).
 func gemvBF16Widen(dot func(x *float32, w *byte, k int) float32, lanes int) func(out, x []float32, w []byte, m, n, k int) {
 	return func(out, x []float32, w []byte, m, n, k int) {
-		body := k / lanes * lanes
-		Parallel(n, rowChunk, func(j0, j1 int) {
-			for j := j0; j < j1; j++ {
-				row := w[j*k*2 : (j+1)*k*2]
-				for i := 0; i < m; i++ {
-					xi := x[i*k : (i+1)*k]
-					var s float32
-					if body > 0 {
-						s = dot(&xi[0], &row[0], body)
-					}
-					for p := body; p < k; p++ {
-						s += xi[p] * bf16(row[2*p:])
-					}
-					out[i*n+j] = s
-				}
+		widenTasks.Run(n, rowChunk, widenTask{dot: dot, out: out, x: x, w: w, m: m, n: n, k: k, body: k / lanes * lanes})
+	}
+}
+
+type widenTask struct {
+	dot           func(x *float32, w *byte, k int) float32
+	out, x        []float32
+	w             []byte
+	m, n, k, body int
+}
+
+var widenTasks TaskPool[widenTask, *widenTask]
+
+func (t *widenTask) Run(j0, j1 int) {
+	out, x, w, m, n, k, body := t.out, t.x, t.w, t.m, t.n, t.k, t.body
+	for j := j0; j < j1; j++ {
+		row := w[j*k*2 : (j+1)*k*2]
+		for i := 0; i < m; i++ {
+			xi := x[i*k : (i+1)*k]
+			var s float32
+			if body > 0 {
+				s = t.dot(&xi[0], &row[0], body)
 			}
-		})
+			for p := body; p < k; p++ {
+				s += xi[p] * bf16(row[2*p:])
+			}
+			out[i*n+j] = s
+		}
 	}
 }
