@@ -314,7 +314,7 @@ func (m *Model) attention(sc *scratch, out, q, keys, vals []float32, pos0, n int
 }
 
 // attnSpanWork is the (row, head) pairs × keys from which attention runs on all cores.
-const attnSpanWork = 4096
+const attnSpanWork = 1024
 
 // attnTask is attention over (row, head) pairs [i0, i1): i = row·heads + head.
 type attnTask struct {
