@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/neurosurg/neurosurg/formats/safetensors"
 	"github.com/neurosurg/neurosurg/model/kernels"
@@ -310,5 +313,41 @@ func TestParallelCoversAndNests(t *testing.T) {
 	})
 	if total.Load() != 64*100 {
 		t.Fatalf("nested: %d of %d indices", total.Load(), 64*100)
+	}
+	// Calls from several goroutines at once (one holds the pool, the others run on their own
+	// callers), and a call after the workers have parked (they spin only ~200 µs).
+	total.Store(0)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 50 {
+				kernels.Parallel(100, 3, func(a, b int) { total.Add(int64(b - a)) })
+			}
+		})
+	}
+	wg.Wait()
+	time.Sleep(5 * time.Millisecond)
+	kernels.Parallel(100, 1, func(a, b int) { total.Add(int64(b - a)) })
+	if want := int64(8*50*100 + 100); total.Load() != want {
+		t.Fatalf("concurrent and after parking: %d of %d indices", total.Load(), want)
+	}
+}
+
+// BenchmarkParallelFanOut: what a fan-out costs beyond its work (4 chunks of 10 µs on the
+// cores), after a serial stretch of the given length, as between decode's matrix products.
+func BenchmarkParallelFanOut(b *testing.B) {
+	spin := func(d time.Duration) {
+		for t := time.Now(); time.Since(t) < d; {
+		}
+	}
+	for _, gap := range []time.Duration{0, 5 * time.Microsecond, 20 * time.Microsecond, 100 * time.Microsecond} {
+		b.Run(fmt.Sprint("gap=", gap), func(b *testing.B) {
+			for b.Loop() {
+				spin(gap)
+				kernels.Parallel(4, 1, func(lo, hi int) { spin(10 * time.Microsecond) })
+			}
+			ideal := gap + 40*time.Microsecond/time.Duration(min(4, runtime.GOMAXPROCS(0)))
+			b.ReportMetric(float64(b.Elapsed()-ideal*time.Duration(b.N))/float64(b.N), "overhead-ns")
+		})
 	}
 }
