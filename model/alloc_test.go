@@ -68,3 +68,44 @@ func shrunkQwen2(t *testing.T, seed uint64, set map[string]any) *model.Model {
 	}
 	return m
 }
+
+// A forward reuses the previous one's buffers: what it returned must not change when the next
+// forward (or a generation) runs, and the same input must give the same logits again.
+func TestForwardResultsSurviveTheNextForward(t *testing.T) {
+	m := shrunkQwen2(t, 5, map[string]any{"num_hidden_layers": 2, "hidden_size": 128, "intermediate_size": 256,
+		"num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": 512})
+	ctx := context.Background()
+	a, err := m.Forward(ctx, [][]int32{{1, 2, 3}, {4, 5}}, model.ForwardOptions{AllLogits: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep := [][]float32{append([]float32(nil), a.Logits[0]...), append([]float32(nil), a.Logits[1]...)}
+	rows := append([]int(nil), a.Rows...)
+	if _, err := m.Forward(ctx, [][]int32{{9, 8, 7, 6, 5, 4}}, model.ForwardOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Generate(ctx, [][]int32{{3, 3}}, model.GenerateOptions{MaxTokens: 4}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range keep {
+		if a.Rows[i] != rows[i] {
+			t.Fatalf("Rows[%d] changed from %d to %d", i, rows[i], a.Rows[i])
+		}
+		for j, v := range keep[i] {
+			if a.Logits[i][j] != v {
+				t.Fatalf("Logits[%d][%d] changed from %g to %g by later forwards", i, j, v, a.Logits[i][j])
+			}
+		}
+	}
+	again, err := m.Forward(ctx, [][]int32{{1, 2, 3}, {4, 5}}, model.ForwardOptions{AllLogits: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range keep {
+		for j, v := range keep[i] {
+			if again.Logits[i][j] != v {
+				t.Fatalf("the same input gave Logits[%d][%d] = %g, then %g", i, j, v, again.Logits[i][j])
+			}
+		}
+	}
+}

@@ -65,9 +65,11 @@ func (m *Model) Forward(ctx context.Context, batch [][]int32, opts ForwardOption
 func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, taps []Tap, mask *Mask, all bool, own *scratch) ([][]float32, []int, error) {
 	sc := own
 	if sc == nil {
-		// A one-off forward allocates afresh: a pooled scratch kept the buffers of the last
-		// (possibly larger) batch resident beside this one's, lifting peak RSS.
-		sc = new(scratch)
+		// A forward reuses the last one's buffers (fresh ones cost page faults and, at GOGC 25,
+		// collections that empty the kernels' pools: prefill 1×512 ran 5–10% slower), unless
+		// they were too large to keep.
+		sc = m.takeScratch()
+		defer m.keepScratch(sc)
 	}
 	sc.next = 0
 	cfg := &m.cfg
@@ -202,7 +204,13 @@ func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, ta
 	}
 	// Final norm and logits for the rows asked for.
 	sel := sc.sel[:0]
-	rows := grow(&sc.rows, len(toks))
+	var rows []int
+	var out [][]float32
+	if own != nil { // valid until the caller's next step
+		rows, out = grow(&sc.rows, len(toks)), grow(&sc.logits, len(toks))
+	} else { // the caller keeps them
+		rows, out = make([]int, len(toks)), make([][]float32, len(toks))
+	}
 	for i := range toks {
 		if all {
 			for r := off[i]; r < off[i+1]; r++ {
@@ -226,7 +234,6 @@ func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, ta
 		flat = make([]float32, len(sel)*cfg.Vocab)
 	}
 	matmul(flat, hn, &m.head, len(sel), nil)
-	out := grow(&sc.logits, len(toks))
 	j := 0
 	for i := range toks {
 		out[i] = flat[j*cfg.Vocab : (j+rows[i])*cfg.Vocab]

@@ -65,7 +65,8 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int32, o GenerateOptio
 	}
 	// One scratch for the whole loop: every token reuses the same buffers (pick reads the
 	// logits, KeepLogits copies them).
-	sc := new(scratch)
+	sc := m.takeScratch()
+	defer m.keepScratch(sc)
 	for step := 0; step < o.MaxTokens && len(active) > 0; step++ {
 		logits, _, err := m.step(ctx, st, toks, o.Taps, o.Mask, false, sc)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 
 	"github.com/neurosurg/neurosurg/formats/hfdir"
 	"github.com/neurosurg/neurosurg/formats/safetensors"
@@ -43,6 +44,7 @@ type Model struct {
 	Tokenizer *tokenizer.Tokenizer // nil when the directory has none
 	ckpt      *hfdir.Checkpoint    // set by Open
 	dir       string
+	spare     atomic.Pointer[scratch] // a finished forward's buffers, for the next one
 }
 
 // Open loads the checkpoint directory dir (config, weights memory-mapped, tokenizer if any).

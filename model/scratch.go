@@ -32,6 +32,34 @@ func (s *scratch) get(n int) []float32 {
 // (attention, once per layer and sequence) gives them back for the next call to reuse.
 func (s *scratch) reuseFrom(mark int) { s.next = mark }
 
+// floats is how many float32s the buffers hold.
+func (s *scratch) floats() int {
+	n := 0
+	for _, b := range s.bufs {
+		n += cap(b)
+	}
+	return n
+}
+
+// takeScratch returns the buffers the last forward or generation left, or a new scratch.
+func (m *Model) takeScratch() *scratch {
+	if sc := m.spare.Swap(nil); sc != nil {
+		return sc
+	}
+	return new(scratch)
+}
+
+// keepScratch keeps sc for the next forward unless it is over spareFloats.
+func (m *Model) keepScratch(sc *scratch) {
+	if sc.floats() <= spareFloats {
+		m.spare.Store(sc)
+	}
+}
+
+// spareFloats bounds the buffers a Model keeps between forwards (64 MiB: a 1×512 prefill of
+// Qwen2-0.5B takes ~32 MiB; a big batch's are left to the GC).
+const spareFloats = 16 << 20
+
 // grow returns *p resized to n (contents undefined), reallocating only when it is too small.
 func grow[T any](p *[]T, n int) []T {
 	if cap(*p) < n {
