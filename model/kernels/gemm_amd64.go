@@ -5,7 +5,6 @@ package kernels
 import (
 	"math"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"unsafe"
 
@@ -132,76 +131,71 @@ func gemmShared(t *tiling, x []float32, m, k int, dot bool, ps ...Product) {
 		kern = t.bf16
 	}
 	var next atomic.Int64
-	var wg sync.WaitGroup
-	for g := 0; g < min(workers, nPanels); g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// Pooled: a fresh 300 KiB buffer per call costs page faults on its first writes.
-			bp := words(min(steps, segSteps) * tileN)
-			defer putWords(bp)
-			bpack := *bp
-			edge := make([]float32, tileM*tileN)
-			var cols []float32 // a whole column panel when it is narrower than tileN
-			pi := 0
-			for {
-				jp := int(next.Add(1) - 1)
-				if jp >= nPanels {
-					return
-				}
-				for jp >= first[pi+1] {
-					pi++
-				}
-				out, w, dt, n := ps[pi].Out, ps[pi].W, ps[pi].DType, ps[pi].N
-				j0 := (jp - first[pi]) * tileN
-				width := min(tileN, n-j0)
-				if width < tileN && cols == nil {
-					cols = make([]float32, mPanels*tileM*tileN)
-				}
-				// The panel is packed segSteps at a time (≤ 128 KiB: all of k for most shapes);
-				// row panels go in groups whose A block (group × blockK words) stays in L2 beside
-				// it, and every group reuses the packed segment.
-				for seg0 := 0; seg0 < steps; seg0 += segSteps {
-					seg1 := min(seg0+segSteps, steps)
-					packB(t, bpack, w, dt, j0, width, k, seg0, seg1, dot)
-					for g0 := 0; g0 < mPanels; g0 += groupPanels {
-						for s0 := seg0; s0 < seg1; s0 += kc {
-							s1 := min(s0+kc, seg1)
-							acc := 0
-							if s0 > 0 {
-								acc = 1
+	// Each chunk is one worker's loop over the panels (the pool's workers and the caller).
+	Parallel(min(workers, nPanels), 1, func(_, _ int) {
+		// Pooled: a fresh 300 KiB buffer per call costs page faults on its first writes.
+		bp := words(min(steps, segSteps) * tileN)
+		defer putWords(bp)
+		bpack := *bp
+		edge := make([]float32, tileM*tileN)
+		var cols []float32 // a whole column panel when it is narrower than tileN
+		pi := 0
+		for {
+			jp := int(next.Add(1) - 1)
+			if jp >= nPanels {
+				return
+			}
+			for jp >= first[pi+1] {
+				pi++
+			}
+			out, w, dt, n := ps[pi].Out, ps[pi].W, ps[pi].DType, ps[pi].N
+			j0 := (jp - first[pi]) * tileN
+			width := min(tileN, n-j0)
+			if width < tileN && cols == nil {
+				cols = make([]float32, mPanels*tileM*tileN)
+			}
+			// The panel is packed segSteps at a time (≤ 128 KiB: all of k for most shapes);
+			// row panels go in groups whose A block (group × blockK words) stays in L2 beside
+			// it, and every group reuses the packed segment.
+			for seg0 := 0; seg0 < steps; seg0 += segSteps {
+				seg1 := min(seg0+segSteps, steps)
+				packB(t, bpack, w, dt, j0, width, k, seg0, seg1, dot)
+				for g0 := 0; g0 < mPanels; g0 += groupPanels {
+					for s0 := seg0; s0 < seg1; s0 += kc {
+						s1 := min(s0+kc, seg1)
+						acc := 0
+						if s0 > 0 {
+							acc = 1
+						}
+						for ip := g0; ip < min(g0+groupPanels, mPanels); ip++ {
+							a := unsafe.Pointer(&apack[(s0/kc*mPanels+ip)*kc*tileM])
+							c, ldc := (*float32)(nil), n
+							switch {
+							case width < tileN:
+								c, ldc = &cols[ip*tileM*tileN], tileN
+							case ip*tileM+tileM > m:
+								c, ldc = &edge[0], tileN
+							default:
+								c = &out[ip*tileM*n+j0]
 							}
-							for ip := g0; ip < min(g0+groupPanels, mPanels); ip++ {
-								a := unsafe.Pointer(&apack[(s0/kc*mPanels+ip)*kc*tileM])
-								c, ldc := (*float32)(nil), n
-								switch {
-								case width < tileN:
-									c, ldc = &cols[ip*tileM*tileN], tileN
-								case ip*tileM+tileM > m:
-									c, ldc = &edge[0], tileN
-								default:
-									c = &out[ip*tileM*n+j0]
-								}
-								kern(s1-s0, a, unsafe.Pointer(&bpack[(s0-seg0)*tileN]), c, ldc, acc)
-							}
+							kern(s1-s0, a, unsafe.Pointer(&bpack[(s0-seg0)*tileN]), c, ldc, acc)
 						}
 					}
 				}
-				switch {
-				case width < tileN:
-					for i := 0; i < m; i++ {
-						copy(out[i*n+j0:i*n+j0+width], cols[i*tileN:i*tileN+width])
-					}
-				case m%tileM != 0:
-					i0 := (mPanels - 1) * tileM
-					for i := i0; i < m; i++ {
-						copy(out[i*n+j0:i*n+j0+tileN], edge[(i-i0)*tileN:(i-i0+1)*tileN])
-					}
+			}
+			switch {
+			case width < tileN:
+				for i := 0; i < m; i++ {
+					copy(out[i*n+j0:i*n+j0+width], cols[i*tileN:i*tileN+width])
+				}
+			case m%tileM != 0:
+				i0 := (mPanels - 1) * tileM
+				for i := i0; i < m; i++ {
+					copy(out[i*n+j0:i*n+j0+tileN], edge[(i-i0)*tileN:(i-i0+1)*tileN])
 				}
 			}
-		}()
-	}
-	wg.Wait()
+		}
+	})
 }
 
 // gemvBF16DotAVX512 is the decode path (m ≤ smallM rows) of the bf16-rounding variant: x is
