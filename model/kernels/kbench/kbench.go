@@ -3,7 +3,9 @@
 package kbench
 
 import (
+	"math"
 	"runtime"
+	"sort"
 	"sync"
 	"time"
 
@@ -22,7 +24,7 @@ type Result struct {
 	// OfPeak is GB/s / bandwidth for m = 1; for m > 1 GFLOP/s over the FMA peak, or over the
 	// bf16 dot peak when the variant rounds activations to bf16 for BF16 weights.
 	OfPeak float64 `json:"of_peak"`
-	OfRead float64 `json:"of_read_bandwidth,omitempty"` // m = 1: GB/s / read bandwidth
+	OfRead float64 `json:"of_read_bandwidth,omitempty"` // m = 1: GB/s / read bandwidth measured beside it (median of paired rounds)
 }
 
 // Ceilings are the machine's measured limits.
@@ -37,7 +39,11 @@ type Ceilings struct {
 
 // Measure runs the ceilings and the GEMM shapes (m×k×n).
 func Measure(shapes [][3]int) (Ceilings, []Result) {
-	c := Ceilings{FMAPeakGFLOPS: kernels.FMAPeak(), DotPeakGFLOPS: kernels.BF16DotPeak(), TriadGBps: triad(), ReadGBps: readBandwidth()}
+	readBuf := make([]float32, readFloats)
+	for i := range readBuf {
+		readBuf[i] = 1
+	}
+	c := Ceilings{FMAPeakGFLOPS: kernels.FMAPeak(), DotPeakGFLOPS: kernels.BF16DotPeak(), TriadGBps: triad(), ReadGBps: readBandwidth(readBuf)}
 	var out []Result
 	for _, s := range shapes {
 		m, k, n := s[0], s[1], s[2]
@@ -55,6 +61,10 @@ func Measure(shapes [][3]int) (Ceilings, []Result) {
 			w := make([]byte, n*k*dt.Size())
 			sd := map[kernels.DType]safetensors.DType{kernels.F32: safetensors.F32, kernels.BF16: safetensors.BF16}[dt]
 			safetensors.FromFloat32(w, wf, sd)
+			if m == 1 {
+				out = append(out, gemvPaired(c, o, x, w, dt, n, k, readBuf)...)
+				continue
+			}
 			for _, v := range kernels.Variants() {
 				prev := kernels.Use(v)
 				kernels.MatMul(o, x, w, dt, m, n, k) // warm
@@ -72,10 +82,7 @@ func Measure(shapes [][3]int) (Ceilings, []Result) {
 				kernels.Use(prev)
 				r := Result{DType: dt.String(), M: m, K: k, N: n, Shape: shape(m, k, n), Variant: v,
 					GFLOPS: 2 * float64(m*n*k) / sec / 1e9, GBps: float64(len(w)) / sec / 1e9}
-				if m == 1 && c.TriadGBps > 0 {
-					r.OfPeak = r.GBps / c.TriadGBps
-					r.OfRead = r.GBps / c.ReadGBps
-				} else if peak > 0 {
+				if peak > 0 {
 					r.OfPeak = r.GFLOPS / peak
 				}
 				out = append(out, r)
@@ -110,14 +117,54 @@ func triad() float64 {
 	})
 }
 
-// readBandwidth streams Σ a[i]·a[i] over 3 × 256 MiB on all cores: bytes read / second.
-func readBandwidth() float64 {
-	const n = 3 * 64 << 20
-	a := make([]float32, n)
-	for i := range a {
-		a[i] = 1
+// readFloats is the read-bandwidth probe's buffer: 768 MiB, far past any cache.
+const readFloats = 3 * 64 << 20
+
+// readBandwidth streams Σ a[i]·a[i] over a on all cores: bytes read / second.
+func readBandwidth(a []float32) float64 {
+	return bestSplit(len(a), 4*len(a), func(lo, hi int) { kernels.Dot(a[lo:hi], a[lo:hi]) })
+}
+
+// gemvRounds is how many paired rounds gemvPaired runs.
+const gemvRounds = 5
+
+// gemvPaired measures decode's GEMV (one activation row) against the read bandwidth measured
+// right beside it: on a shared VM the bandwidth drifts by ±30% within a minute, so a ratio to a
+// ceiling taken at the start says little. Each round probes the read bandwidth, then times
+// every variant (best of 3 passes); a variant's OfRead is the median of its rounds' ratios,
+// its GB/s the best round's, and OfPeak is over the triad measured at the start.
+func gemvPaired(c Ceilings, o, x []float32, w []byte, dt kernels.DType, n, k int, readBuf []float32) []Result {
+	vs := kernels.Variants()
+	ratios := make([][]float64, len(vs))
+	best := make([]float64, len(vs))
+	for round := 0; round < gemvRounds; round++ {
+		read := readBandwidth(readBuf)
+		for i, v := range vs {
+			prev := kernels.Use(v)
+			kernels.MatMul(o, x, w, dt, 1, n, k) // warm
+			fastest := math.Inf(1)
+			for rep := 0; rep < 3; rep++ {
+				t0 := time.Now()
+				kernels.MatMul(o, x, w, dt, 1, n, k)
+				fastest = min(fastest, time.Since(t0).Seconds())
+			}
+			kernels.Use(prev)
+			gbps := float64(len(w)) / fastest / 1e9
+			best[i] = max(best[i], gbps)
+			ratios[i] = append(ratios[i], gbps/read)
+		}
 	}
-	return bestSplit(n, 4*n, func(lo, hi int) { kernels.Dot(a[lo:hi], a[lo:hi]) })
+	var out []Result
+	for i, v := range vs {
+		sort.Float64s(ratios[i])
+		r := Result{DType: dt.String(), M: 1, K: k, N: n, Shape: shape(1, k, n), Variant: v,
+			GFLOPS: 2 * float64(n*k) * best[i] / float64(len(w)), GBps: best[i], OfRead: ratios[i][gemvRounds/2]}
+		if c.TriadGBps > 0 {
+			r.OfPeak = best[i] / c.TriadGBps
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 // bestSplit runs f over [0, n) split evenly across the cores, three times, and returns the
