@@ -205,13 +205,22 @@ func Axpy(alpha float32, x, y []float32) {
 
 // RMSNorm writes out[i] = x[i] / sqrt(mean(x²) + eps) · weight[i].
 func RMSNorm(out, x, weight []float32, eps float32) {
+	if v := active.Load(); v != nil && v.rows != nil && len(x) > 0 {
+		ss := v.dot(x, x) // f32 sums over SIMD lanes, as PyTorch's f32 mean of squares
+		v.rows.normMul(out, x, weight[:len(x)], float32(1/math.Sqrt(float64(ss)/float64(len(x))+float64(eps))))
+		return
+	}
 	var ss float64
 	for _, v := range x {
 		ss += float64(v) * float64(v)
 	}
-	inv := float32(1 / math.Sqrt(ss/float64(len(x))+float64(eps)))
+	normMulGo(out, x, weight, float32(1/math.Sqrt(ss/float64(len(x))+float64(eps))))
+}
+
+func normMulGo(out, x, w []float32, s float32) {
+	w = w[:len(x)]
 	for i, v := range x {
-		out[i] = v * inv * weight[i]
+		out[i] = v * s * w[i]
 	}
 }
 
@@ -232,6 +241,14 @@ func siluGo(x []float32) {
 
 // Mul computes x[i] *= y[i].
 func Mul(x, y []float32) {
+	if v := active.Load(); v != nil && v.rows != nil && len(x) > 0 {
+		v.rows.mul(x, y[:len(x)])
+		return
+	}
+	mulGo(x, y)
+}
+
+func mulGo(x, y []float32) {
 	y = y[:len(x)]
 	for i := range x {
 		x[i] *= y[i]
@@ -243,26 +260,34 @@ func Softmax(x []float32) {
 	if len(x) == 0 {
 		return
 	}
-	m := x[0]
+	v := active.Load()
+	if v != nil && v.rows != nil && v.expSubSum != nil {
+		v.rows.scale(x, 1/v.expSubSum(x, v.rows.max(x)))
+		return
+	}
+	m := maxGo(x, x[0])
+	var s float64
+	for i, v := range x {
+		e := float32(math.Exp(float64(v - m)))
+		x[i] = e
+		s += float64(e)
+	}
+	scaleGo(x, float32(1/s))
+}
+
+// maxGo is the largest of m and the elements of x.
+func maxGo(x []float32, m float32) float32 {
 	for _, v := range x {
 		if v > m {
 			m = v
 		}
 	}
-	var inv float32
-	if v := active.Load(); v != nil && v.expSubSum != nil {
-		inv = 1 / v.expSubSum(x, m)
-	} else {
-		var s float64
-		for i, v := range x {
-			e := float32(math.Exp(float64(v - m)))
-			x[i] = e
-			s += float64(e)
-		}
-		inv = float32(1 / s)
-	}
+	return m
+}
+
+func scaleGo(x []float32, s float32) {
 	for i := range x {
-		x[i] *= inv
+		x[i] *= s
 	}
 }
 

@@ -209,6 +209,48 @@ func TestSoftmaxEveryVariant(t *testing.T) {
 	}
 }
 
+// RMSNorm and Mul on every variant against float64, lengths around every lane count, and
+// the largest element found wherever it sits (Softmax's max: its rows are shifted by it).
+func TestRMSNormMulMaxEveryVariant(t *testing.T) {
+	rng := rand.New(rand.NewPCG(10, 10))
+	for _, v := range kernels.Variants() {
+		prev := kernels.Use(v)
+		for _, n := range []int{1, 7, 8, 9, 15, 16, 17, 31, 33, 896, 1000} {
+			x, w, y := make([]float32, n), make([]float32, n), make([]float32, n)
+			var ss float64
+			for i := range x {
+				x[i], w[i], y[i] = float32(rng.NormFloat64()*3), float32(1+rng.NormFloat64()*0.1), float32(rng.NormFloat64())
+				ss += float64(x[i]) * float64(x[i])
+			}
+			out := make([]float32, n)
+			kernels.RMSNorm(out, x, w, 1e-6)
+			inv := 1 / math.Sqrt(ss/float64(n)+1e-6)
+			for i := range x {
+				want := float64(x[i]) * inv * float64(w[i])
+				if d := math.Abs(float64(out[i]) - want); d > 1e-6*math.Abs(want)+1e-7 {
+					t.Fatalf("%s n=%d: RMSNorm[%d] = %g, want %g", v, n, i, out[i], want)
+				}
+			}
+			got := append([]float32(nil), x...)
+			kernels.Mul(got, y)
+			for i := range x {
+				if want := x[i] * y[i]; got[i] != want {
+					t.Fatalf("%s n=%d: Mul[%d] = %g, want %g", v, n, i, got[i], want)
+				}
+			}
+			for _, at := range []int{0, n / 2, n - 1} { // softmax of a row with one large entry
+				z := make([]float32, n)
+				z[at] = 100
+				kernels.Softmax(z)
+				if z[at] != 1 {
+					t.Fatalf("%s n=%d: softmax with the maximum at %d gives it %g, want 1", v, n, at, z[at])
+				}
+			}
+		}
+		kernels.Use(prev)
+	}
+}
+
 // Dot and Axpy on every variant against float64, lengths around every lane count.
 func TestDotAxpyEveryVariant(t *testing.T) {
 	rng := rand.New(rand.NewPCG(8, 8))

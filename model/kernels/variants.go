@@ -23,6 +23,15 @@ type variant struct {
 	axpy       func(alpha float32, x, y []float32)
 	silu       func(x []float32)
 	expSubSum  func(x []float32, max float32) float32 // x[i] = e^(x[i]−max); returns Σ
+	rows       *rowKernels
+}
+
+// rowKernels are the element-wise routines of softmax, RMSNorm and SiLU·up (len(x) > 0).
+type rowKernels struct {
+	max     func(x []float32) float32
+	mul     func(x, y []float32)                 // x[i] *= y[i]
+	scale   func(x []float32, s float32)         // x[i] *= s
+	normMul func(out, x, w []float32, s float32) // out[i] = x[i]·s·w[i]
 }
 
 var (

@@ -69,6 +69,34 @@ func siluF32AVX2(x *float32, n int)
 //go:noescape
 func expSubSumF32AVX2(x *float32, n int, max float32) float32
 
+// maxF32 is max_i x[i], n a positive multiple of 16; mulF32 sets x[i] *= y[i], scaleF32
+// x[i] *= s and normMulF32 out[i] = x[i]·s·w[i] (RMSNorm's last step), each for n a positive
+// multiple of 16. Require AVX-512F; the ...AVX2 twins take multiples of 8 and need AVX2.
+//
+//go:noescape
+func maxF32(x *float32, n int) float32
+
+//go:noescape
+func mulF32(x, y *float32, n int)
+
+//go:noescape
+func scaleF32(x *float32, n int, s float32)
+
+//go:noescape
+func normMulF32(out, x, w *float32, n int, s float32)
+
+//go:noescape
+func maxF32AVX2(x *float32, n int) float32
+
+//go:noescape
+func mulF32AVX2(x, y *float32, n int)
+
+//go:noescape
+func scaleF32AVX2(x *float32, n int, s float32)
+
+//go:noescape
+func normMulF32AVX2(out, x, w *float32, n int, s float32)
+
 func init() {
 	if cpu.X86.HasAVX512F {
 		peakLoop, peakFlops = fmaPeak, 12*32
@@ -82,6 +110,7 @@ func init() {
 			axpy:      simdAxpy(axpyF32, 16),
 			silu:      simdSiLU(siluF32, 16),
 			expSubSum: simdExpSubSum(expSubSumF32, 16),
+			rows:      simdRows(maxF32, mulF32, scaleF32, normMulF32, 16),
 		}
 		exact.shared = sharedOn(&tiles512, false)
 		register(exact, !cpu.X86.HasAVX512BF16)
@@ -113,6 +142,7 @@ func init() {
 			shared:    sharedOn(&tiles256, false),
 			silu:      simdSiLU(siluF32AVX2, 8),
 			expSubSum: simdExpSubSum(expSubSumF32AVX2, 8),
+			rows:      simdRows(maxF32AVX2, mulF32AVX2, scaleF32AVX2, normMulF32AVX2, 8),
 		}, !cpu.X86.HasAVX512F)
 	}
 }
@@ -224,5 +254,42 @@ func (t *widenTask) Run(j0, j1 int) {
 			}
 			out[i*n+j] = s
 		}
+	}
+}
+
+// simdRows wraps the assembly element-wise routines (each over a multiple of lanes) with Go
+// tails.
+func simdRows(max func(x *float32, n int) float32, mul func(x, y *float32, n int),
+	scale func(x *float32, n int, s float32), normMul func(out, x, w *float32, n int, s float32), lanes int) *rowKernels {
+	return &rowKernels{
+		max: func(x []float32) float32 {
+			body := len(x) / lanes * lanes
+			m := x[0]
+			if body > 0 {
+				m = max(&x[0], body)
+			}
+			return maxGo(x[body:], m)
+		},
+		mul: func(x, y []float32) {
+			body := len(x) / lanes * lanes
+			if body > 0 {
+				mul(&x[0], &y[0], body)
+			}
+			mulGo(x[body:], y[body:])
+		},
+		scale: func(x []float32, s float32) {
+			body := len(x) / lanes * lanes
+			if body > 0 {
+				scale(&x[0], body, s)
+			}
+			scaleGo(x[body:], s)
+		},
+		normMul: func(out, x, w []float32, s float32) {
+			body := len(x) / lanes * lanes
+			if body > 0 {
+				normMul(&out[0], &x[0], &w[0], body, s)
+			}
+			normMulGo(out[body:], x[body:], w[body:], s)
+		},
 	}
 }

@@ -423,3 +423,189 @@ exp2loop:
 	MOVSS        X13, ret+24(FP)
 	VZEROUPPER
 	RET
+
+// func maxF32(x *float32, n int) float32
+// max_i x[i] for n a positive multiple of 16.
+TEXT ·maxF32(SB), NOSPLIT, $0-20
+	MOVQ         x+0(FP), SI
+	MOVQ         n+8(FP), CX
+	VBROADCASTSS (SI), Z0
+	VMOVAPS      Z0, Z1
+
+mxloop2:
+	CMPQ   CX, $32
+	JLT    mxloop1
+	VMAXPS (SI), Z0, Z0
+	VMAXPS 64(SI), Z1, Z1
+	ADDQ   $128, SI
+	SUBQ   $32, CX
+	JMP    mxloop2
+
+mxloop1:
+	TESTQ  CX, CX
+	JE     mxdone
+	VMAXPS (SI), Z0, Z0
+	ADDQ   $64, SI
+	SUBQ   $16, CX
+	JMP    mxloop1
+
+mxdone:
+	VMAXPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $1, Z0, Y1
+	VMAXPS        Y1, Y0, Y0
+	VEXTRACTF128  $1, Y0, X1
+	VMAXPS        X1, X0, X0
+	VPERMILPS     $0x4E, X0, X1
+	VMAXPS        X1, X0, X0
+	VPERMILPS     $0xB1, X0, X1
+	VMAXPS        X1, X0, X0
+	MOVSS         X0, ret+16(FP)
+	VZEROUPPER
+	RET
+
+// func mulF32(x, y *float32, n int)
+// x[i] *= y[i] for n a positive multiple of 16.
+TEXT ·mulF32(SB), NOSPLIT, $0-24
+	MOVQ x+0(FP), DI
+	MOVQ y+8(FP), SI
+	MOVQ n+16(FP), CX
+
+mulloop:
+	VMOVUPS (DI), Z0
+	VMULPS  (SI), Z0, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ    $64, SI
+	ADDQ    $64, DI
+	SUBQ    $16, CX
+	JNZ     mulloop
+	VZEROUPPER
+	RET
+
+// func scaleF32(x *float32, n int, s float32)
+// x[i] *= s for n a positive multiple of 16.
+TEXT ·scaleF32(SB), NOSPLIT, $0-20
+	MOVQ         x+0(FP), DI
+	MOVQ         n+8(FP), CX
+	VBROADCASTSS s+16(FP), Z1
+
+scloop:
+	VMULPS  (DI), Z1, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ    $64, DI
+	SUBQ    $16, CX
+	JNZ     scloop
+	VZEROUPPER
+	RET
+
+// func normMulF32(out, x, w *float32, n int, s float32)
+// out[i] = x[i]·s·w[i] for n a positive multiple of 16.
+TEXT ·normMulF32(SB), NOSPLIT, $0-36
+	MOVQ         out+0(FP), DI
+	MOVQ         x+8(FP), SI
+	MOVQ         w+16(FP), DX
+	MOVQ         n+24(FP), CX
+	VBROADCASTSS s+32(FP), Z2
+
+nmloop:
+	VMULPS  (SI), Z2, Z0
+	VMULPS  (DX), Z0, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ    $64, SI
+	ADDQ    $64, DX
+	ADDQ    $64, DI
+	SUBQ    $16, CX
+	JNZ     nmloop
+	VZEROUPPER
+	RET
+
+// func maxF32AVX2(x *float32, n int) float32
+// max_i x[i] for n a positive multiple of 8.
+TEXT ·maxF32AVX2(SB), NOSPLIT, $0-20
+	MOVQ         x+0(FP), SI
+	MOVQ         n+8(FP), CX
+	VBROADCASTSS (SI), Y0
+	VMOVAPS      Y0, Y1
+
+mxAVX2loop2:
+	CMPQ   CX, $16
+	JLT    mxAVX2loop1
+	VMAXPS (SI), Y0, Y0
+	VMAXPS 32(SI), Y1, Y1
+	ADDQ   $64, SI
+	SUBQ   $16, CX
+	JMP    mxAVX2loop2
+
+mxAVX2loop1:
+	TESTQ  CX, CX
+	JE     mxAVX2done
+	VMAXPS (SI), Y0, Y0
+	ADDQ   $32, SI
+	SUBQ   $8, CX
+	JMP    mxAVX2loop1
+
+mxAVX2done:
+	VMAXPS        Y1, Y0, Y0
+	VEXTRACTF128  $1, Y0, X1
+	VMAXPS        X1, X0, X0
+	VPERMILPS     $0x4E, X0, X1
+	VMAXPS        X1, X0, X0
+	VPERMILPS     $0xB1, X0, X1
+	VMAXPS        X1, X0, X0
+	MOVSS         X0, ret+16(FP)
+	VZEROUPPER
+	RET
+
+// func mulF32AVX2(x, y *float32, n int)
+// x[i] *= y[i] for n a positive multiple of 8.
+TEXT ·mulF32AVX2(SB), NOSPLIT, $0-24
+	MOVQ x+0(FP), DI
+	MOVQ y+8(FP), SI
+	MOVQ n+16(FP), CX
+
+mulAVX2loop:
+	VMOVUPS (DI), Y0
+	VMULPS  (SI), Y0, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ    $32, SI
+	ADDQ    $32, DI
+	SUBQ    $8, CX
+	JNZ     mulAVX2loop
+	VZEROUPPER
+	RET
+
+// func scaleF32AVX2(x *float32, n int, s float32)
+// x[i] *= s for n a positive multiple of 8.
+TEXT ·scaleF32AVX2(SB), NOSPLIT, $0-20
+	MOVQ         x+0(FP), DI
+	MOVQ         n+8(FP), CX
+	VBROADCASTSS s+16(FP), Y1
+
+scAVX2loop:
+	VMULPS  (DI), Y1, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ    $32, DI
+	SUBQ    $8, CX
+	JNZ     scAVX2loop
+	VZEROUPPER
+	RET
+
+// func normMulF32AVX2(out, x, w *float32, n int, s float32)
+// out[i] = x[i]·s·w[i] for n a positive multiple of 8.
+TEXT ·normMulF32AVX2(SB), NOSPLIT, $0-36
+	MOVQ         out+0(FP), DI
+	MOVQ         x+8(FP), SI
+	MOVQ         w+16(FP), DX
+	MOVQ         n+24(FP), CX
+	VBROADCASTSS s+32(FP), Y2
+
+nmAVX2loop:
+	VMULPS  (SI), Y2, Y0
+	VMULPS  (DX), Y0, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ    $32, SI
+	ADDQ    $32, DX
+	ADDQ    $32, DI
+	SUBQ    $8, CX
+	JNZ     nmAVX2loop
+	VZEROUPPER
+	RET
