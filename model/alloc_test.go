@@ -109,3 +109,26 @@ func TestForwardResultsSurviveTheNextForward(t *testing.T) {
 		}
 	}
 }
+
+// Weights copied into memory at load (the default) and weights left in the file mapping give
+// bit-identical logits.
+func TestResidentWeightsMatchMapped(t *testing.T) {
+	ids := [][]int32{{1, 403, 407, 261, 378}}
+	logits := func(mapped bool) []float32 {
+		model.KeepMapped(mapped)
+		defer model.KeepMapped(false)
+		m := openModel(t, stories)
+		defer m.Close()
+		r, err := m.Forward(context.Background(), ids, model.ForwardOptions{AllLogits: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Logits[0]
+	}
+	a, b := logits(false), logits(true)
+	for i := range a {
+		if a[i] != b[i] {
+			t.Fatalf("logit %d: %g resident, %g mapped", i, a[i], b[i])
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/neurosurg/neurosurg/model"
 	"github.com/neurosurg/neurosurg/model/kernels"
 	"github.com/urfave/cli/v3"
 )
@@ -46,7 +47,9 @@ neurosurg surgery examples/stories-swap.yaml
 neurosurg COMMAND --help`,
 		Commands: cmds,
 		Flags: []cli.Flag{&cli.StringFlag{Name: "kernels", Sources: cli.EnvVars("NEUROSURG_KERNELS"),
-			Usage: "kernel variant: " + strings.Join(kernels.Variants(), ", ") + " (default " + kernels.Active() + "; avx512 is f32-exact, avx512bf16 rounds activations to bf16 against BF16 weights)"}},
+			Usage: "kernel variant: " + strings.Join(kernels.Variants(), ", ") + " (default " + kernels.Active() + "; avx512 is f32-exact, avx512bf16 rounds activations to bf16 against BF16 weights)"},
+			&cli.BoolFlag{Name: "mmap", Sources: cli.EnvVars("NEUROSURG_MMAP"),
+				Usage: "compute on the checkpoint's file mapping instead of copying the weights into memory at load (faster start, slower decode; see docs/guide.md)"}},
 		Before: func(ctx context.Context, cmd *cli.Command) (context.Context, error) {
 			if name := cmd.String("kernels"); name != "" {
 				if !slices.Contains(kernels.Variants(), name) {
@@ -54,6 +57,7 @@ neurosurg COMMAND --help`,
 				}
 				kernels.Use(name)
 			}
+			model.KeepMapped(cmd.Bool("mmap"))
 			return ctx, nil
 		},
 		Writer:                stdout,

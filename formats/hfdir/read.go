@@ -164,6 +164,17 @@ func (c *Checkpoint) Size() int64 {
 	return n
 }
 
+// MakeResident copies every shard into memory the process owns (see
+// safetensors.File.MakeResident): what the runtime does before it computes with the weights.
+func (c *Checkpoint) MakeResident() error {
+	for _, f := range c.Shards {
+		if err := f.MakeResident(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Close unmaps every shard.
 func (c *Checkpoint) Close() error {
 	var first error
