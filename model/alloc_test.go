@@ -18,6 +18,9 @@ import (
 // longer generation does allocate is its KV cache (sized up front: layers × 2 × kv width × 4 B
 // per token) and the growth of its output slices (a few appends in all, not one per token).
 func TestDecodeAllocatesNothingPerToken(t *testing.T) {
+	if raceBuild {
+		t.Skip("-race: the detector's instrumentation allocates per call")
+	}
 	m := shrunkQwen2(t, 3, map[string]any{"num_hidden_layers": 2, "hidden_size": 256, "intermediate_size": 1024,
 		"num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 8192})
 	prompt := [][]int32{{1, 2, 3, 4, 5, 6, 7, 8}}
