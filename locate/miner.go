@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"sort"
 
 	"github.com/neurosurg/neurosurg/formats/neuronset"
+	"github.com/neurosurg/neurosurg/model/kernels"
 )
 
 // MINER's modality split of token positions (algorithms.md §2.2) and metric order (§2.3).
@@ -57,59 +59,70 @@ func ismSample(act []float32, N int, S []float32, T int, idx []int) [5][]float64
 	}
 	n := len(idx)
 	prob, mean, mx := out[0], out[1], out[2]
-	for j := range mx {
-		mx[j] = math.Inf(-1)
-	}
-	for _, t := range idx {
-		row := act[t*N : (t+1)*N]
-		for j, v := range row {
-			if v > 0 {
-				prob[j]++
-			}
-			mean[j] += float64(v)
-			mx[j] = math.Max(mx[j], float64(v))
-		}
-	}
-	for j := range prob {
-		prob[j] /= float64(n)
-		mean[j] /= float64(n)
-	}
+	var wk, wq []float64
 	if S != nil {
-		// Ŝ = S[idx, idx]; a second softmax over probabilities, as the official code does.
-		sub := make([]float64, n*n)
+		// Ŝ = S[idx, idx]; a second softmax over probabilities, as the official code does:
+		// wk sums the column softmaxes by row, wq the row softmaxes by column.
+		e := make([]float64, n*n)
 		for a, q := range idx {
 			for b, k := range idx {
-				sub[a*n+b] = float64(S[q*T+k])
+				e[a*n+b] = math.Exp(float64(S[q*T+k]))
 			}
 		}
-		wk := make([]float64, n) // column softmax, then row sums
-		wq := make([]float64, n) // row softmax, then column sums
+		wk, wq = make([]float64, n), make([]float64, n)
 		for b := 0; b < n; b++ {
 			var z float64
 			for a := 0; a < n; a++ {
-				z += math.Exp(sub[a*n+b])
+				z += e[a*n+b]
 			}
 			for a := 0; a < n; a++ {
-				wk[a] += math.Exp(sub[a*n+b]) / z
+				wk[a] += e[a*n+b] / z
 			}
 		}
 		for a := 0; a < n; a++ {
 			var z float64
 			for b := 0; b < n; b++ {
-				z += math.Exp(sub[a*n+b])
+				z += e[a*n+b]
 			}
 			for b := 0; b < n; b++ {
-				wq[b] += math.Exp(sub[a*n+b]) / z
-			}
-		}
-		for a, t := range idx {
-			row := act[t*N : (t+1)*N]
-			for j, v := range row {
-				out[3][j] += wk[a] * float64(v)
-				out[4][j] += wq[a] * float64(v)
+				wq[b] += e[a*n+b] / z
 			}
 		}
 	}
+	// Neurons are independent: spans of them go to the cores (each sums its rows in order).
+	chunk := N
+	if n*N >= 1<<14 {
+		chunk = (N + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0)
+	}
+	kernels.Parallel(N, chunk, func(j0, j1 int) {
+		for j := j0; j < j1; j++ {
+			mx[j] = math.Inf(-1)
+		}
+		for a, t := range idx {
+			row := act[t*N+j0 : t*N+j1]
+			p, m, x := prob[j0:j1], mean[j0:j1], mx[j0:j1]
+			for j, v := range row {
+				var fired uint64 // branch-free: firing is a coin toss the predictor loses
+				if v > 0 {
+					fired = 1
+				}
+				p[j] += float64(fired)
+				m[j] += float64(v)
+				x[j] = max(x[j], float64(v))
+			}
+			if S != nil {
+				o3, o4 := out[3][j0:j1], out[4][j0:j1]
+				for j, v := range row {
+					o3[j] += wk[a] * float64(v)
+					o4[j] += wq[a] * float64(v)
+				}
+			}
+		}
+		for j := j0; j < j1; j++ {
+			prob[j] /= float64(n)
+			mean[j] /= float64(n)
+		}
+	})
 	for i := range out {
 		minMax(out[i])
 	}
