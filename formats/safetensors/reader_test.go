@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/neurosurg/neurosurg/formats/safetensors"
 )
@@ -94,6 +95,12 @@ func TestMakeResident(t *testing.T) {
 	}
 	if err := f.MakeResident(); err != nil { // a second call is a no-op
 		t.Fatal(err)
+	}
+	// The data section lands on a 2 MiB boundary (in the file it is only 8-aligned), so a
+	// tensor at a multiple of 64 bytes into it starts a cache line.
+	first, _ := f.Bytes(f.Tensors[0].Name)
+	if addr := uintptr(unsafe.Pointer(&first[0])) - uintptr(f.Tensors[0].Offsets[0]); addr%(2<<20) != 0 {
+		t.Errorf("resident data section at %#x, not 2 MiB-aligned", addr)
 	}
 	for _, ti := range f.Tensors {
 		f.Release(ti.Offsets[0], ti.ByteSize())
