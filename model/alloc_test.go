@@ -10,6 +10,7 @@ import (
 	"github.com/neurosurg/neurosurg/formats/hfdir"
 	"github.com/neurosurg/neurosurg/formats/safetensors"
 	"github.com/neurosurg/neurosurg/model"
+	"github.com/neurosurg/neurosurg/model/kernels"
 	"github.com/neurosurg/neurosurg/model/synth"
 )
 
@@ -114,7 +115,8 @@ func TestForwardResultsSurviveTheNextForward(t *testing.T) {
 }
 
 // Weights copied into memory at load (the default) and weights left in the file mapping give
-// bit-identical logits.
+// the same logits: bit for bit with our kernels; gonum's (the generic variant) peel unaligned
+// heads differently, so there the summation order, and the last bits, may differ.
 func TestResidentWeightsMatchMapped(t *testing.T) {
 	ids := [][]int32{{1, 403, 407, 261, 378}}
 	logits := func(mapped bool) []float32 {
@@ -129,9 +131,13 @@ func TestResidentWeightsMatchMapped(t *testing.T) {
 		return r.Logits[0]
 	}
 	a, b := logits(false), logits(true)
+	tol := 0.0
+	if kernels.Active() == "generic" {
+		tol = 1e-5
+	}
 	for i := range a {
-		if a[i] != b[i] {
-			t.Fatalf("logit %d: %g resident, %g mapped", i, a[i], b[i])
+		if d := math.Abs(float64(a[i] - b[i])); d > tol*(1+math.Abs(float64(a[i]))) {
+			t.Fatalf("logit %d: %g resident, %g mapped (%s kernels)", i, a[i], b[i], kernels.Active())
 		}
 	}
 }
