@@ -542,6 +542,172 @@ gemvRows_end:
 	VZEROUPPER
 	RET
 
+// func maxF32(x *float32, n int) float32
+TEXT ·maxF32(SB), NOSPLIT, $0-20
+	MOVQ x+0(FP), SI
+	MOVQ n+8(FP), CX
+	VBROADCASTSS (SI), Z0
+	VMOVAPS Z0, Z1
+maxF32_two:
+	CMPQ CX, $32
+	JLT maxF32_one
+	VMAXPS (SI), Z0, Z0
+	VMAXPS 64(SI), Z1, Z1
+	ADDQ $128, SI
+	SUBQ $32, CX
+	JMP maxF32_two
+maxF32_one:
+	TESTQ CX, CX
+	JE maxF32_done
+	VMAXPS (SI), Z0, Z0
+	ADDQ $64, SI
+	SUBQ $16, CX
+	JMP maxF32_one
+maxF32_done:
+	VMAXPS Z1, Z0, Z0
+	VEXTRACTF64X4 $1, Z0, Y1
+	VMAXPS Y1, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS X1, X0, X0
+	VPERMILPS $0x4E, X0, X1
+	VMAXPS X1, X0, X0
+	VPERMILPS $0xB1, X0, X1
+	VMAXPS X1, X0, X0
+	MOVSS X0, ret+16(FP)
+	VZEROUPPER
+	RET
+
+// func mulF32(x, y *float32, n int)
+TEXT ·mulF32(SB), NOSPLIT, $0-24
+	MOVQ x+0(FP), DI
+	MOVQ y+8(FP), SI
+	MOVQ n+16(FP), CX
+mulF32_loop:
+	VMOVUPS (DI), Z0
+	VMULPS (SI), Z0, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ $64, SI
+	ADDQ $64, DI
+	SUBQ $16, CX
+	JNZ mulF32_loop
+	VZEROUPPER
+	RET
+
+// func scaleF32(x *float32, n int, s float32)
+TEXT ·scaleF32(SB), NOSPLIT, $0-20
+	MOVQ x+0(FP), DI
+	MOVQ n+8(FP), CX
+	VBROADCASTSS s+16(FP), Z1
+scaleF32_loop:
+	VMULPS (DI), Z1, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ $64, DI
+	SUBQ $16, CX
+	JNZ scaleF32_loop
+	VZEROUPPER
+	RET
+
+// func normMulF32(out, x, w *float32, n int, s float32)
+TEXT ·normMulF32(SB), NOSPLIT, $0-36
+	MOVQ out+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ w+16(FP), DX
+	MOVQ n+24(FP), CX
+	VBROADCASTSS s+32(FP), Z2
+normMulF32_loop:
+	VMULPS (SI), Z2, Z0
+	VMULPS (DX), Z0, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ $64, SI
+	ADDQ $64, DX
+	ADDQ $64, DI
+	SUBQ $16, CX
+	JNZ normMulF32_loop
+	VZEROUPPER
+	RET
+
+// func maxF32AVX2(x *float32, n int) float32
+TEXT ·maxF32AVX2(SB), NOSPLIT, $0-20
+	MOVQ x+0(FP), SI
+	MOVQ n+8(FP), CX
+	VBROADCASTSS (SI), Y0
+	VMOVAPS Y0, Y1
+maxF32AVX2_two:
+	CMPQ CX, $16
+	JLT maxF32AVX2_one
+	VMAXPS (SI), Y0, Y0
+	VMAXPS 32(SI), Y1, Y1
+	ADDQ $64, SI
+	SUBQ $16, CX
+	JMP maxF32AVX2_two
+maxF32AVX2_one:
+	TESTQ CX, CX
+	JE maxF32AVX2_done
+	VMAXPS (SI), Y0, Y0
+	ADDQ $32, SI
+	SUBQ $8, CX
+	JMP maxF32AVX2_one
+maxF32AVX2_done:
+	VMAXPS Y1, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS X1, X0, X0
+	VPERMILPS $0x4E, X0, X1
+	VMAXPS X1, X0, X0
+	VPERMILPS $0xB1, X0, X1
+	VMAXPS X1, X0, X0
+	MOVSS X0, ret+16(FP)
+	VZEROUPPER
+	RET
+
+// func mulF32AVX2(x, y *float32, n int)
+TEXT ·mulF32AVX2(SB), NOSPLIT, $0-24
+	MOVQ x+0(FP), DI
+	MOVQ y+8(FP), SI
+	MOVQ n+16(FP), CX
+mulF32AVX2_loop:
+	VMOVUPS (DI), Y0
+	VMULPS (SI), Y0, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	SUBQ $8, CX
+	JNZ mulF32AVX2_loop
+	VZEROUPPER
+	RET
+
+// func scaleF32AVX2(x *float32, n int, s float32)
+TEXT ·scaleF32AVX2(SB), NOSPLIT, $0-20
+	MOVQ x+0(FP), DI
+	MOVQ n+8(FP), CX
+	VBROADCASTSS s+16(FP), Y1
+scaleF32AVX2_loop:
+	VMULPS (DI), Y1, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ $32, DI
+	SUBQ $8, CX
+	JNZ scaleF32AVX2_loop
+	VZEROUPPER
+	RET
+
+// func normMulF32AVX2(out, x, w *float32, n int, s float32)
+TEXT ·normMulF32AVX2(SB), NOSPLIT, $0-36
+	MOVQ out+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ w+16(FP), DX
+	MOVQ n+24(FP), CX
+	VBROADCASTSS s+32(FP), Y2
+normMulF32AVX2_loop:
+	VMULPS (SI), Y2, Y0
+	VMULPS (DX), Y0, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DX
+	ADDQ $32, DI
+	SUBQ $8, CX
+	JNZ normMulF32AVX2_loop
+	VZEROUPPER
+	RET
+
 // func transpose16(dst *uint32, src *byte, rowBytes int, blocks int)
 TEXT ·transpose16(SB), NOSPLIT, $0-32
 	MOVQ dst+0(FP), DI

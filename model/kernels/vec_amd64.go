@@ -69,9 +69,10 @@ func siluF32AVX2(x *float32, n int)
 //go:noescape
 func expSubSumF32AVX2(x *float32, n int, max float32) float32
 
-// maxF32 is max_i x[i], n a positive multiple of 16; mulF32 sets x[i] *= y[i], scaleF32
-// x[i] *= s and normMulF32 out[i] = x[i]·s·w[i] (RMSNorm's last step), each for n a positive
-// multiple of 16. Require AVX-512F; the ...AVX2 twins take multiples of 8 and need AVX2.
+// maxF32 is max_i x[i]; mulF32 sets x[i] *= y[i], scaleF32 x[i] *= s and normMulF32
+// out[i] = x[i]·s·w[i] (RMSNorm's last step); n is a positive multiple of 16. Generated in
+// gemm_amd64.s (gen's elementwise); they require AVX-512F, and the ...AVX2 twins take
+// multiples of 8 and need AVX2.
 //
 //go:noescape
 func maxF32(x *float32, n int) float32

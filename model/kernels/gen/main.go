@@ -59,6 +59,8 @@ func generate() []byte {
 	}, "VPBROADCASTD")
 	kernel(&b, ymm, "gemmF32AVX2", "AVX2/FMA: a packed [kc][6] f32, b packed [kc][16] f32", fma("Y"), "VBROADCASTSS")
 	gemvRows(&b)
+	elementwise(&b, zmm, "")
+	elementwise(&b, ymm, "AVX2")
 	transpose(&b)
 	packAKernel(&b, false)
 	packAKernel(&b, true)
@@ -268,4 +270,45 @@ func gemvRows(b *strings.Builder) {
 	b.WriteString("\tVEXTRACTF64X4 $1, Z0, Y4\n\tVADDPS Y4, Y0, Y0\n\tVEXTRACTF128 $1, Y0, X4\n\tVADDPS X4, X0, X0\n")
 	b.WriteString("\tVHADDPS X0, X0, X0\n\tVHADDPS X0, X0, X0\n\tMOVSS X0, (DX)\n\tADDQ $4, DX\n")
 	b.WriteString("\tDECQ R10\n\tJNZ gemvRows_row\ngemvRows_end:\n\tVZEROUPPER\n\tRET\n")
+}
+
+// elementwise emits the row routines of softmax, RMSNorm and SiLU·up over one register width
+// (n a positive multiple of its lanes): maxF32 (max_i x[i]), mulF32 (x[i] *= y[i]), scaleF32
+// (x[i] *= s) and normMulF32 (out[i] = x[i]·s·w[i]), each name followed by suffix.
+func elementwise(b *strings.Builder, r regs, suffix string) {
+	v, w, lanes := r.v, r.bytes, r.bytes/4
+	name := func(f string) string { return f + suffix }
+	loop := func(label string, ptrs []string, body string) {
+		fmt.Fprintf(b, "%s:\n%s", label, body)
+		for _, p := range ptrs {
+			fmt.Fprintf(b, "\tADDQ $%d, %s\n", w, p)
+		}
+		fmt.Fprintf(b, "\tSUBQ $%d, CX\n\tJNZ %s\n\tVZEROUPPER\n\tRET\n", lanes, label)
+	}
+
+	fmt.Fprintf(b, "\n// func %s(x *float32, n int) float32\n", name("maxF32"))
+	fmt.Fprintf(b, "TEXT ·%s(SB), NOSPLIT, $0-20\n", name("maxF32"))
+	fmt.Fprintf(b, "\tMOVQ x+0(FP), SI\n\tMOVQ n+8(FP), CX\n\tVBROADCASTSS (SI), %s0\n\tVMOVAPS %s0, %s1\n", v, v, v)
+	l2, l1, done := name("maxF32")+"_two", name("maxF32")+"_one", name("maxF32")+"_done"
+	fmt.Fprintf(b, "%s:\n\tCMPQ CX, $%d\n\tJLT %s\n\tVMAXPS (SI), %s0, %s0\n\tVMAXPS %d(SI), %s1, %s1\n\tADDQ $%d, SI\n\tSUBQ $%d, CX\n\tJMP %s\n",
+		l2, 2*lanes, l1, v, v, w, v, v, 2*w, 2*lanes, l2)
+	fmt.Fprintf(b, "%s:\n\tTESTQ CX, CX\n\tJE %s\n\tVMAXPS (SI), %s0, %s0\n\tADDQ $%d, SI\n\tSUBQ $%d, CX\n\tJMP %s\n", l1, done, v, v, w, lanes, l1)
+	fmt.Fprintf(b, "%s:\n\tVMAXPS %s1, %s0, %s0\n", done, v, v, v)
+	if v == "Z" {
+		b.WriteString("\tVEXTRACTF64X4 $1, Z0, Y1\n\tVMAXPS Y1, Y0, Y0\n")
+	}
+	b.WriteString("\tVEXTRACTF128 $1, Y0, X1\n\tVMAXPS X1, X0, X0\n\tVPERMILPS $0x4E, X0, X1\n\tVMAXPS X1, X0, X0\n")
+	b.WriteString("\tVPERMILPS $0xB1, X0, X1\n\tVMAXPS X1, X0, X0\n\tMOVSS X0, ret+16(FP)\n\tVZEROUPPER\n\tRET\n")
+
+	fmt.Fprintf(b, "\n// func %s(x, y *float32, n int)\n", name("mulF32"))
+	fmt.Fprintf(b, "TEXT ·%s(SB), NOSPLIT, $0-24\n\tMOVQ x+0(FP), DI\n\tMOVQ y+8(FP), SI\n\tMOVQ n+16(FP), CX\n", name("mulF32"))
+	loop(name("mulF32")+"_loop", []string{"SI", "DI"}, fmt.Sprintf("\tVMOVUPS (DI), %s0\n\tVMULPS (SI), %s0, %s0\n\tVMOVUPS %s0, (DI)\n", v, v, v, v))
+
+	fmt.Fprintf(b, "\n// func %s(x *float32, n int, s float32)\n", name("scaleF32"))
+	fmt.Fprintf(b, "TEXT ·%s(SB), NOSPLIT, $0-20\n\tMOVQ x+0(FP), DI\n\tMOVQ n+8(FP), CX\n\tVBROADCASTSS s+16(FP), %s1\n", name("scaleF32"), v)
+	loop(name("scaleF32")+"_loop", []string{"DI"}, fmt.Sprintf("\tVMULPS (DI), %s1, %s0\n\tVMOVUPS %s0, (DI)\n", v, v, v))
+
+	fmt.Fprintf(b, "\n// func %s(out, x, w *float32, n int, s float32)\n", name("normMulF32"))
+	fmt.Fprintf(b, "TEXT ·%s(SB), NOSPLIT, $0-36\n\tMOVQ out+0(FP), DI\n\tMOVQ x+8(FP), SI\n\tMOVQ w+16(FP), DX\n\tMOVQ n+24(FP), CX\n\tVBROADCASTSS s+32(FP), %s2\n", name("normMulF32"), v)
+	loop(name("normMulF32")+"_loop", []string{"SI", "DX", "DI"}, fmt.Sprintf("\tVMULPS (SI), %s2, %s0\n\tVMULPS (DX), %s0, %s0\n\tVMOVUPS %s0, (DI)\n", v, v, v, v, v))
 }
