@@ -90,11 +90,7 @@ func ismSample(act []float32, N int, S []float32, T int, idx []int) [5][]float64
 		}
 	}
 	// Neurons are independent: spans of them go to the cores (each sums its rows in order).
-	chunk := N
-	if n*N >= 1<<14 {
-		chunk = (N + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0)
-	}
-	kernels.Parallel(N, chunk, func(j0, j1 int) {
+	kernels.Parallel(N, neuronSpan(n, N), func(j0, j1 int) {
 		for j := j0; j < j1; j++ {
 			mx[j] = math.Inf(-1)
 		}
@@ -328,4 +324,13 @@ func topK(v []float64, k int) []int {
 	}
 	sort.SliceStable(idx, func(a, b int) bool { return v[idx[a]] > v[idx[b]] })
 	return idx[:min(k, len(idx))]
+}
+
+// neuronSpan is the chunk for spreading N neurons over the cores when a loop visits rows of
+// them: one span per core, or all N on the caller when the work is too small to hand off.
+func neuronSpan(rows, N int) int {
+	if rows*N < 1<<14 {
+		return N
+	}
+	return (N + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0)
 }
