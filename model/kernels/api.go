@@ -83,9 +83,12 @@ func (t *gonumTask) Run(b0, b1 int) {
 		defer putFloats(bp)
 		buf = *bp
 	}
-	tp := floats(m * block)
-	defer putFloats(tp)
-	tmp := *tp
+	var tmp []float32 // Sgemm's block of the product (Sgemv writes in place)
+	if m > 1 {
+		tp := floats(m * block)
+		defer putFloats(tp)
+		tmp = *tp
+	}
 	es := dt.Size()
 	impl := gonum.Implementation{}
 	for b := b0; b < b1; b++ {
