@@ -2,11 +2,9 @@ package hfdir
 
 import (
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
 
 	"github.com/neurosurg/neurosurg/formats/atomicfile"
 )
@@ -43,23 +41,6 @@ func sharedCache() *hashCache {
 		cache = c
 	})
 	return cache
-}
-
-// statKey identifies a file's content as far as stat can tell.
-func statKey(path string) (string, bool) {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return "", false
-	}
-	fi, err := os.Stat(abs)
-	if err != nil {
-		return "", false
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return "", false
-	}
-	return fmt.Sprintf("%s|%d|%d|%d.%d|%d.%d", abs, fi.Size(), st.Ino, st.Mtim.Sec, st.Mtim.Nsec, st.Ctim.Sec, st.Ctim.Nsec), true
 }
 
 func (c *hashCache) get(path string) (string, bool) {

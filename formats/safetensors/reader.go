@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"sort"
-	"syscall"
 	"unsafe"
 )
 
@@ -102,13 +101,13 @@ func Open(path string) (*File, error) {
 	if size < 8 {
 		return nil, &FormatError{Path: path, Err: ErrTruncated, Detail: fmt.Sprintf("%d bytes, shorter than the 8-byte header length", size)}
 	}
-	m, err := syscall.Mmap(int(fd.Fd()), 0, int(size), syscall.PROT_READ, syscall.MAP_SHARED)
+	m, err := mapFile(fd, size)
 	if err != nil {
 		return nil, fmt.Errorf("mmap %s: %w", path, err)
 	}
 	f, err := parse(path, bytes.NewReader(m), size)
 	if err != nil {
-		syscall.Munmap(m)
+		unmap(m)
 		return nil, err
 	}
 	f.mapping = m
@@ -302,13 +301,13 @@ func (f *File) MakeResident() error {
 	// 64-byte load of a weight row straddled two cache lines; aligned, a decode step ran ~1.4×
 	// faster. The huge-page advice spares the TLB another ~5%.
 	const huge = 2 << 20
-	raw, err := syscall.Mmap(-1, 0, n+huge, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANONYMOUS)
+	raw, err := allocAnon(n + huge)
 	if err != nil {
 		return fmt.Errorf("%s: copy into memory (%d bytes): %w", f.Path, n, err)
 	}
 	skip := (huge - (int(uintptr(unsafe.Pointer(&raw[0])))+int(f.dataStart))%huge) % huge
 	a := raw[skip : skip+n]
-	syscall.Madvise(a, madvHugepage)
+	adviseHuge(a)
 	// Read with pread, not by copying from the mapping: faulting the mapping in page by page
 	// ran at ~0.4 GB/s here.
 	fd, err := os.Open(f.Path)
@@ -317,29 +316,26 @@ func (f *File) MakeResident() error {
 		fd.Close()
 	}
 	if err != nil {
-		syscall.Munmap(raw)
+		unmap(raw)
 		return fmt.Errorf("%s: copy into memory: %w", f.Path, err)
 	}
-	if err := syscall.Mprotect(raw, syscall.PROT_READ); err != nil { // read-only, as the mapping was
-		syscall.Munmap(raw)
+	if err := protectRead(raw); err != nil { // read-only, as the mapping was
+		unmap(raw)
 		return fmt.Errorf("%s: protect the copy: %w", f.Path, err)
 	}
-	syscall.Munmap(f.mapping)
+	unmap(f.mapping)
 	f.mapping, f.resident = raw, true
 	f.data = a[f.dataStart:]
 	f.ra = bytes.NewReader(a)
 	return nil
 }
 
-// madvHugepage is MADV_HUGEPAGE (Linux), which package syscall does not name.
-const madvHugepage = 14
-
 // Close unmaps the file (or frees its resident copy).
 func (f *File) Close() error {
 	if f.mapping == nil {
 		return nil
 	}
-	err := syscall.Munmap(f.mapping)
+	err := unmap(f.mapping)
 	f.mapping, f.data, f.ra, f.resident = nil, nil, nil, false
 	return err
 }
@@ -371,6 +367,6 @@ func (f *File) Release(off, n int64) {
 	start = (start + page - 1) &^ (page - 1)
 	end &^= page - 1
 	if end > start {
-		syscall.Madvise(f.mapping[start:end], syscall.MADV_DONTNEED)
+		dontNeed(f.mapping[start:end])
 	}
 }
