@@ -63,7 +63,7 @@ neurosurg COMMAND --help`,
 		Writer:                stdout,
 		ErrWriter:             stderr,
 		EnableShellCompletion: true,
-		ExitErrHandler: func(context.Context, *cli.Command, error) {}, // run decides exit codes
+		ExitErrHandler:        func(context.Context, *cli.Command, error) {}, // run decides exit codes
 	}
 	oneLineUsageErrors(root)
 	return root
