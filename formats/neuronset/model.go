@@ -7,7 +7,7 @@ import (
 )
 
 // ErrOtherModel reports a set made on a model other than the one it is applied to.
-var ErrOtherModel = errors.New("neuron set made on another model")
+var ErrOtherModel = errors.New("neuron set from another model")
 
 // CheckModel refuses a set made on another model. A set whose model_sha256 is the checkpoint's
 // fingerprint belongs to it; otherwise (a fine-tune, a dtype conversion) the set's recorded
@@ -21,7 +21,7 @@ func (s *Set) CheckModel(fingerprint string, geom map[string]Geometry) error {
 		return nil
 	}
 	if len(s.Geometry) == 0 {
-		return fmt.Errorf("%w: made on model %.12s…, this checkpoint is %.12s…, and the set records no geometry to compare; locate again on this checkpoint", ErrOtherModel, s.ModelSHA256, fingerprint)
+		return fmt.Errorf("%w: it was made on model %.12s…, this checkpoint is %.12s…, and it records no geometry to compare; locate again on this checkpoint", ErrOtherModel, s.ModelSHA256, fingerprint)
 	}
 	var modules []string
 	for m := range s.Geometry {
@@ -32,10 +32,10 @@ func (s *Set) CheckModel(fingerprint string, geom map[string]Geometry) error {
 		want := s.Geometry[m]
 		have, ok := geom[m]
 		if !ok {
-			return fmt.Errorf("%w: made on a model with FFN module %q (%d layers × %d neurons), which this checkpoint does not have", ErrOtherModel, m, want.Layers, want.Neurons)
+			return fmt.Errorf("%w: its model has an FFN module %q (%d layers × %d neurons), this checkpoint does not", ErrOtherModel, m, want.Layers, want.Neurons)
 		}
 		if have != want {
-			return fmt.Errorf("%w: made on a model whose %s FFN is %d layers × %d neurons, this checkpoint's is %d × %d", ErrOtherModel, m, want.Layers, want.Neurons, have.Layers, have.Neurons)
+			return fmt.Errorf("%w: its model's %s FFN is %d layers × %d neurons, this checkpoint's is %d × %d", ErrOtherModel, m, want.Layers, want.Neurons, have.Layers, have.Neurons)
 		}
 	}
 	return nil
