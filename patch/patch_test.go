@@ -189,3 +189,27 @@ func TestApplyRefuses(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// An accepted op prints back to itself (the form recorded in edit metadata) and parses again
+// to the same op.
+func FuzzParseOp(f *testing.F) {
+	for _, s := range []string{"zero", "scale:0.5", "swap:Lily>Tim", "swap:a>b:0.5", "noise:0.1", "set:v.safetensors", "swap:A>B>C", "noise:-1", "scale:1e400"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		o, err := ParseOp(s)
+		if err != nil {
+			if !errors.Is(err, ErrOp) {
+				t.Fatalf("%q: error %v does not wrap ErrOp", s, err)
+			}
+			return
+		}
+		again, err := ParseOp(o.String())
+		if err != nil || again != o {
+			t.Fatalf("%q → %q → %+v %v, want %+v", s, o.String(), again, err, o)
+		}
+		if o.Kind == "swap" && (o.Src == "" || o.Tgt == "" || strings.Contains(o.Tgt, ">") || o.Src == o.Tgt) {
+			t.Fatalf("%q: accepted swap %+v", s, o)
+		}
+	})
+}

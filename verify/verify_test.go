@@ -123,3 +123,21 @@ func TestOptionsValidate(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParseGate(f *testing.F) {
+	for _, s := range []string{"kl<0.05", "efficacy>0.9", "ppl/animals<6", "klx0.5", "kl<<1", "kl<NaN"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		g, err := ParseGate(s)
+		if err != nil {
+			if !errors.Is(err, ErrOption) {
+				t.Fatalf("%q: %v does not wrap ErrOption", s, err)
+			}
+			return
+		}
+		if math.IsNaN(g.Limit) || math.IsInf(g.Limit, 0) || g.Metric == "" || g.Text != s {
+			t.Fatalf("%q: accepted %+v", s, g)
+		}
+	})
+}
