@@ -165,7 +165,7 @@ func TestApplyRefuses(t *testing.T) {
 		{"swap:Lily>Zzyzx", neuronset.Set{Neurons: one}, tokenizer.ErrNotOneToken, `swap target "Zzyzx": not one token: it is 6 tokens (▁|Z|z|y|z|x)`},
 		{"swap:Bartholomew>Tim", neuronset.Set{Neurons: one}, tokenizer.ErrNotOneToken, `swap source "Bartholomew"`},
 		{"zero", neuronset.Set{Neurons: one, ModelSHA256: "0123456789abcdef"}, neuronset.ErrOtherModel, "no geometry"},
-		{"zero", neuronset.Set{Neurons: one, ModelSHA256: "0123456789abcdef", Geometry: map[string]neuronset.Geometry{"llm": {24, 4864}}}, neuronset.ErrOtherModel, "24 layers × 4864 neurons, this checkpoint's is 5 × 172"},
+		{"zero", neuronset.Set{Neurons: one, ModelSHA256: "0123456789abcdef", Geometry: map[string]neuronset.Geometry{"llm": {Layers: 24, Neurons: 4864}}}, neuronset.ErrOtherModel, "24 layers × 4864 neurons, this checkpoint's is 5 × 172"},
 	} {
 		op, err := ParseOp(cc.op)
 		if err != nil {
