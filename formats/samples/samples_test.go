@@ -2,6 +2,7 @@ package samples
 
 import (
 	"errors"
+	"io"
 	"strings"
 	"testing"
 )
@@ -47,9 +48,9 @@ func TestRead(t *testing.T) {
 }
 
 func TestReadLongLine(t *testing.T) {
-	long := `{"text":"` + strings.Repeat("a", MaxLine) + `"}`
-	in := `{"text":"first"}` + "\n" + long + "\n"
-	_, err := Read(strings.NewReader(in), "big.jsonl")
+	// Line 2 is endless: the reader stops at the bound instead of reading on.
+	in := io.MultiReader(strings.NewReader(`{"text":"first"}`+"\n"+`{"text":"`), endless{})
+	_, err := Read(in, "big.jsonl")
 	if !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "big.jsonl:2: samples: invalid line: line longer than 64 MiB") {
 		t.Errorf("err %v", err)
 	}
@@ -61,6 +62,16 @@ func TestReadLongLine(t *testing.T) {
 			t.Errorf("end %q: %v", end, err)
 		}
 	}
+}
+
+// endless reads as an unending run of 'a'.
+type endless struct{}
+
+func (endless) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = 'a'
+	}
+	return len(p), nil
 }
 
 func TestReadFileDirectory(t *testing.T) {
