@@ -24,6 +24,9 @@ type IGOptions struct {
 // gradient-based baseline Pan et al. compare their contribution score with. It costs one
 // backward pass per layer, step and occurrence.
 func IG(ctx context.Context, m *model.Model, ss []samples.Sample, o IGOptions) (*neuronset.Set, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
 	if m.Tokenizer == nil {
 		return nil, fmt.Errorf("ig: the checkpoint has no tokenizer")
 	}
@@ -78,7 +81,8 @@ func IG(ctx context.Context, m *model.Model, ss []samples.Sample, o IGOptions) (
 	}
 	sort.SliceStable(order, func(a, b int) bool { return score[order[a]] > score[order[b]] })
 	set := &neuronset.Set{Version: neuronset.Version, Method: "ig", Labels: []string{o.Concept},
-		Params: map[string]any{"top_k": o.TopK, "steps": o.Steps, "occurrences": len(prompts)}}
+		Params:   map[string]any{"top_k": o.TopK, "steps": o.Steps, "occurrences": len(prompts)},
+		Geometry: map[string]neuronset.Geometry{"llm": {Layers: cfg.Layers, Neurons: cfg.Intermediate}}}
 	for _, i := range order[:min(o.TopK, n)] {
 		set.Neurons = append(set.Neurons, neuronset.Neuron{Module: "llm", Layer: i / cfg.Intermediate, Index: i % cfg.Intermediate, Label: o.Concept, Score: score[i]})
 	}

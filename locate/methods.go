@@ -19,6 +19,9 @@ type DAPEOptions struct {
 // labels, entropy; neurons whose max P is not above the 95th percentile τ are excluded; the
 // TopRate lowest-entropy neurons are kept and assigned to every label where P > τ.
 func DAPE(s *Stats, o DAPEOptions) (*neuronset.Set, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
 	if o.TopRate == 0 {
 		o.TopRate = 0.01
 	}
@@ -87,6 +90,14 @@ type ContribOptions struct {
 // activation at the steps that generate the concept × ⟨down_proj[:, j], unembed[w]⟩
 // (algorithms.md §4.5), descending, and keeps the top k.
 func Contrib(s *Stats, o ContribOptions) (*neuronset.Set, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	for _, l := range o.Layers {
+		if l >= s.Layers {
+			return nil, fmt.Errorf("%w: layer %d: the stats have %d layers (0–%d)", ErrOption, l, s.Layers, s.Layers-1)
+		}
+	}
 	if len(s.Concepts) == 0 {
 		return nil, fmt.Errorf("%w: no concept was recorded (record --concept WORD)", ErrStats)
 	}

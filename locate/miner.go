@@ -201,6 +201,9 @@ func (s *Stats) ISM() [5][7][]float64 {
 
 // MINER selects modality-specific neurons (algorithms.md §2.5).
 func MINER(s *Stats, o MINEROptions) (*neuronset.Set, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
 	if len(s.ISMs) == 0 {
 		return nil, fmt.Errorf("%w: no MINER importance scores recorded", ErrStats)
 	}

@@ -2,6 +2,8 @@ package model
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"sort"
@@ -21,6 +23,35 @@ type GenerateOptions struct {
 	KeepLogits bool
 }
 
+// ErrOption reports an option outside its range.
+var ErrOption = errors.New("model: option out of range")
+
+// Validate reports the first option outside its range; Generate calls it, and a caller can
+// call it before loading a model to fail fast.
+func (o GenerateOptions) Validate() error {
+	switch {
+	case o.MaxTokens < 0:
+		return fmt.Errorf("%w: max tokens %d is negative", ErrOption, o.MaxTokens)
+	case o.Temperature < 0 || isNaNOrInf(o.Temperature):
+		return fmt.Errorf("%w: temperature %g: want a finite number ≥ 0", ErrOption, o.Temperature)
+	case o.TopK < 0:
+		return fmt.Errorf("%w: top-k %d is negative (0 keeps every token)", ErrOption, o.TopK)
+	case !(o.TopP >= 0 && o.TopP <= 1):
+		return fmt.Errorf("%w: top-p %g: want a number in [0, 1] (0 keeps every token)", ErrOption, o.TopP)
+	}
+	return nil
+}
+
+// ValidateTop checks the k of a top-k listing (logits, logit lens, a neuron's top tokens).
+func ValidateTop(k int) error {
+	if k < 1 {
+		return fmt.Errorf("%w: top %d: want at least 1", ErrOption, k)
+	}
+	return nil
+}
+
+func isNaNOrInf(f float32) bool { return math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) }
+
 // Generation is one prompt's continuation.
 type Generation struct {
 	Prompt []int32
@@ -32,6 +63,9 @@ type Generation struct {
 // Generate continues every prompt (with a KV cache; prompts of different lengths are batched).
 // Sampling is deterministic for a seed.
 func (m *Model) Generate(ctx context.Context, prompts [][]int32, o GenerateOptions) ([]Generation, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
 	if err := o.Mask.validate(m.cfg); err != nil {
 		return nil, err
 	}
@@ -42,7 +76,9 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int32, o GenerateOptio
 			return nil, errorf("prompt %d is empty", i)
 		}
 		out[i].Prompt = p
-		states[i] = m.newState(len(p) + o.MaxTokens)
+		// The cache grows as tokens come; reserve at most the model's context up front, so a
+		// huge MaxTokens costs memory only for the tokens actually generated.
+		states[i] = m.newState(len(p) + min(o.MaxTokens, max(m.cfg.MaxPositions, 1024)))
 	}
 	rng := rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15))
 	stop := map[int32]bool{}

@@ -35,6 +35,9 @@ func (r *residualTap) Residual(e *ResidualEvent) {
 // LogitLens returns, for every layer and each requested position (negative counts from the
 // end), the top-k tokens and the entropy of the lens distribution (MMNeuron §3.7).
 func (m *Model) LogitLens(ctx context.Context, ids []int32, positions []int, k int) ([]LensEntry, error) {
+	if err := ValidateTop(k); err != nil {
+		return nil, err
+	}
 	tap := &residualTap{positions: map[int]bool{}, hidden: map[[2]int][]float32{}, d: m.cfg.Hidden}
 	var pos []int
 	for _, p := range positions {
@@ -73,7 +76,11 @@ func (m *Model) LogitLens(ctx context.Context, ids []int32, positions []int, k i
 
 // TopTokensOfNeuron ranks tokens by Φ[w] = ⟨down_proj[:, j], unembed[w]⟩: what the neuron
 // writes when it fires (Pan et al. keep the top 10 for interpretation).
+// Out-of-range neurons have no tokens.
 func (m *Model) TopTokensOfNeuron(site Site, j, k int) []int32 {
+	if site.Layer < 0 || site.Layer >= len(m.layers) || j < 0 || j >= m.layers[site.Layer].down.cols {
+		return nil
+	}
 	v := m.DownColumn(site, j)
 	phi := make([]float32, m.cfg.Vocab)
 	m.matmulHead(phi, v)
@@ -82,7 +89,7 @@ func (m *Model) TopTokensOfNeuron(site Site, j, k int) []int32 {
 		idx[i] = i
 	}
 	sort.SliceStable(idx, func(a, b int) bool { return phi[idx[a]] > phi[idx[b]] })
-	out := make([]int32, min(k, len(idx)))
+	out := make([]int32, max(0, min(k, len(idx))))
 	for i := range out {
 		out[i] = int32(idx[i])
 	}

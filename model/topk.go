@@ -21,7 +21,7 @@ func TopK(logits []float32, k int, decode func([]int32) string) []TopEntry {
 		idx[i] = i
 	}
 	sort.SliceStable(idx, func(a, b int) bool { return logits[idx[a]] > logits[idx[b]] })
-	k = min(k, len(idx))
+	k = max(0, min(k, len(idx)))
 	out := make([]TopEntry, k)
 	for i := range out {
 		id := idx[i]

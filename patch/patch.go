@@ -73,7 +73,9 @@ func ParseOp(s string) (Op, error) {
 	case "scale":
 		o.Alpha, err = num(arg)
 	case "noise":
-		o.Sigma, err = num(arg)
+		if o.Sigma, err = num(arg); err == nil && o.Sigma < 0 {
+			err = fmt.Errorf("%w: %q: σ must be ≥ 0", ErrOp, s)
+		}
 	case "set":
 		if arg == "" {
 			return o, fmt.Errorf("%w: %q: want set:FILE.safetensors", ErrOp, s)
@@ -81,11 +83,9 @@ func ParseOp(s string) (Op, error) {
 		o.Path = arg
 	case "swap":
 		pair, lam, hasLam := strings.Cut(arg, ":")
-		src, tgt, ok := strings.Cut(pair, ">")
-		if !ok || src == "" || tgt == "" {
-			return o, fmt.Errorf("%w: %q: want swap:SOURCE>TARGET", ErrOp, s)
+		if o.Src, o.Tgt, err = ParseSwapPair(pair); err != nil {
+			return o, fmt.Errorf("%w: %q: %v", ErrOp, s, err)
 		}
-		o.Src, o.Tgt = src, tgt
 		if hasLam {
 			o.Lambda, err = num(lam)
 		}
@@ -93,6 +93,20 @@ func ParseOp(s string) (Op, error) {
 		return o, fmt.Errorf("%w: %q: want zero, scale:α, swap:SRC>TGT[:λ], noise:σ or set:FILE", ErrOp, s)
 	}
 	return o, err
+}
+
+// ParseSwapPair reads SOURCE>TARGET: two words, neither empty nor containing '>'
+// ("Lily>Tim>Bob" is refused rather than read as Lily → "Tim>Bob").
+func ParseSwapPair(s string) (src, tgt string, err error) {
+	src, tgt, ok := strings.Cut(s, ">")
+	src, tgt = strings.TrimSpace(src), strings.TrimSpace(tgt)
+	if !ok || src == "" || tgt == "" || strings.Contains(tgt, ">") {
+		return "", "", fmt.Errorf("want SOURCE>TARGET, two words (got %q)", s)
+	}
+	if src == tgt {
+		return "", "", fmt.Errorf("%q: source and target are the same word", s)
+	}
+	return src, tgt, nil
 }
 
 // Inputs is what Apply needs besides the neurons.
@@ -110,6 +124,9 @@ func Apply(in Inputs, set *neuronset.Set, ops []Op) (map[string][]byte, error) {
 	}
 	groups, err := a.FFN()
 	if err != nil {
+		return nil, err
+	}
+	if err := set.CheckModel(in.Base.Fingerprint(), geometry(groups)); err != nil {
 		return nil, err
 	}
 	byModule := map[string]archdef.FFNGroup{}
@@ -237,6 +254,37 @@ func Apply(in Inputs, set *neuronset.Set, ops []Op) (map[string][]byte, error) {
 	return out, nil
 }
 
+// CheckSet refuses a neuron set made on a model other than base (see neuronset.CheckModel);
+// Apply calls it, and commands that only read a set against a model call it before using it.
+func CheckSet(set *neuronset.Set, base *hfdir.Checkpoint) error {
+	g, err := Geometry(base)
+	if err != nil {
+		return err
+	}
+	return set.CheckModel(base.Fingerprint(), g)
+}
+
+// Geometry is the FFN shape, per module, of base: what a neuron set records of its model.
+func Geometry(base *hfdir.Checkpoint) (map[string]neuronset.Geometry, error) {
+	a, err := archdef.ForConfig(base.ConfigJSON)
+	if err != nil {
+		return nil, err
+	}
+	groups, err := a.FFN()
+	if err != nil {
+		return nil, err
+	}
+	return geometry(groups), nil
+}
+
+func geometry(groups []archdef.FFNGroup) map[string]neuronset.Geometry {
+	g := map[string]neuronset.Geometry{}
+	for _, f := range groups {
+		g[f.Module] = neuronset.Geometry{Layers: f.Layers, Neurons: f.Neurons}
+	}
+	return g
+}
+
 func dedupe(js []int) []int {
 	sort.Ints(js)
 	out := js[:0]
@@ -256,30 +304,43 @@ func hashName(s string) uint64 {
 	return h
 }
 
+// CheckOps checks what ParseOp cannot know: that each swap word is one token of the
+// checkpoint's tokenizer. Apply checks the same; callers check first to fail before work.
+func CheckOps(in Inputs, ops []Op) error {
+	for _, op := range ops {
+		if op.Kind == "swap" {
+			if _, _, err := swapTokens(in, op); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// swapTokens returns the token of each swap word. Each word must be one token: the direction
+// of a word's first piece ("▁B" for "Bartholomew") would move every word that starts with it.
+func swapTokens(in Inputs, op Op) (src, tgt int32, err error) {
+	if in.Tokenizer == nil {
+		return 0, 0, fmt.Errorf("%w: swap needs the checkpoint's tokenizer", ErrOp)
+	}
+	if src, err = in.Tokenizer.WordID(op.Src); err != nil {
+		return 0, 0, fmt.Errorf("%w: swap source %w", ErrOp, err)
+	}
+	if tgt, err = in.Tokenizer.WordID(op.Tgt); err != nil {
+		return 0, 0, fmt.Errorf("%w: swap target %w", ErrOp, err)
+	}
+	if src == tgt {
+		return 0, 0, fmt.Errorf("%w: %q and %q are the same token", ErrOp, op.Src, op.Tgt)
+	}
+	return src, tgt, nil
+}
+
 // SwapDirection is the unit vector w = (ê_s − ê_t)/‖ê_s − ê_t‖, where ê is a token's
 // unembedding row with the final RMSNorm weight folded in, normalised.
 func swapDirection(in Inputs, a *archdef.Arch, op Op) ([]float64, error) {
-	if in.Tokenizer == nil {
-		return nil, fmt.Errorf("%w: swap needs the checkpoint's tokenizer", ErrOp)
-	}
-	id := func(word string) (int32, error) {
-		ids, err := in.Tokenizer.WordIDs(word)
-		if err != nil || len(ids) == 0 {
-			return 0, fmt.Errorf("%w: %q does not tokenize", ErrOp, word)
-		}
-		// A multi-token word is swapped through its first token, the one that starts it.
-		return ids[0], nil
-	}
-	s, err := id(op.Src)
+	s, t, err := swapTokens(in, op)
 	if err != nil {
 		return nil, err
-	}
-	t, err := id(op.Tgt)
-	if err != nil {
-		return nil, err
-	}
-	if s == t {
-		return nil, fmt.Errorf("%w: %q and %q start with the same token", ErrOp, op.Src, op.Tgt)
 	}
 	info, U, err := in.Base.Tensor(a.UnembedName())
 	if err != nil {

@@ -21,7 +21,8 @@ func TestParseOp(t *testing.T) {
 			t.Errorf("%s -> %v %v", in, o, err)
 		}
 	}
-	for _, bad := range []string{"zap", "scale:x", "swap:a", "swap:>b", "zero:1", "scale:NaN"} {
+	for _, bad := range []string{"zap", "scale:x", "swap:a", "swap:>b", "zero:1", "scale:NaN", "swap:Lily>Tim>Bob", "swap:Lily>Lily",
+		"swap:Lily> ", "swap:Lily>Tim:x", "swap:Lily>Tim:Inf", "noise:-1", "noise:", "set:", "scale:"} {
 		if _, err := ParseOp(bad); !errors.Is(err, ErrOp) {
 			t.Errorf("%s: err %v", bad, err)
 		}
@@ -139,4 +140,76 @@ func TestSetFromFile(t *testing.T) {
 	if _, err := Apply(Inputs{Base: c}, set, []Op{op}); !errors.Is(err, ErrOp) || !strings.Contains(err.Error(), "llm.1.6") {
 		t.Errorf("err %v", err)
 	}
+}
+
+// A swap word that is not one token is refused with its pieces, never swapped through its
+// first piece; a set made on another model is refused before anything is edited.
+func TestApplyRefuses(t *testing.T) {
+	c, err := hfdir.Open("../testdata/stories260K")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	tok, err := tokenizer.Load("../testdata/stories260K")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := Inputs{Base: c, Tokenizer: tok}
+	one := []neuronset.Neuron{{Module: "llm", Layer: 2, Index: 7}}
+	for _, cc := range []struct {
+		op  string
+		set neuronset.Set
+		is  error
+		msg string
+	}{
+		{"swap:Lily>Zzyzx", neuronset.Set{Neurons: one}, tokenizer.ErrNotOneToken, `swap target "Zzyzx": not one token: it is 6 tokens (▁|Z|z|y|z|x)`},
+		{"swap:Bartholomew>Tim", neuronset.Set{Neurons: one}, tokenizer.ErrNotOneToken, `swap source "Bartholomew"`},
+		{"zero", neuronset.Set{Neurons: one, ModelSHA256: "0123456789abcdef"}, neuronset.ErrOtherModel, "no geometry"},
+		{"zero", neuronset.Set{Neurons: one, ModelSHA256: "0123456789abcdef", Geometry: map[string]neuronset.Geometry{"llm": {Layers: 24, Neurons: 4864}}}, neuronset.ErrOtherModel, "24 layers × 4864 neurons, this checkpoint's is 5 × 172"},
+	} {
+		op, err := ParseOp(cc.op)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = Apply(in, &cc.set, []Op{op})
+		if !errors.Is(err, cc.is) || !strings.Contains(err.Error(), cc.msg) {
+			t.Errorf("%s: %v, want %q", cc.op, err, cc.msg)
+		}
+	}
+	// The same geometry under another fingerprint (a fine-tune, a conversion) is accepted.
+	g, err := Geometry(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := &neuronset.Set{Neurons: one, ModelSHA256: "0123456789abcdef", Geometry: g}
+	if err := CheckSet(set, c); err != nil {
+		t.Error(err)
+	}
+	if _, err := Apply(in, set, []Op{{Kind: "zero"}}); err != nil {
+		t.Error(err)
+	}
+}
+
+// An accepted op prints back to itself (the form recorded in edit metadata) and parses again
+// to the same op.
+func FuzzParseOp(f *testing.F) {
+	for _, s := range []string{"zero", "scale:0.5", "swap:Lily>Tim", "swap:a>b:0.5", "noise:0.1", "set:v.safetensors", "swap:A>B>C", "noise:-1", "scale:1e400"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		o, err := ParseOp(s)
+		if err != nil {
+			if !errors.Is(err, ErrOp) {
+				t.Fatalf("%q: error %v does not wrap ErrOp", s, err)
+			}
+			return
+		}
+		again, err := ParseOp(o.String())
+		if err != nil || again != o {
+			t.Fatalf("%q → %q → %+v %v, want %+v", s, o.String(), again, err, o)
+		}
+		if o.Kind == "swap" && (o.Src == "" || o.Tgt == "" || strings.Contains(o.Tgt, ">") || o.Src == o.Tgt) {
+			t.Fatalf("%q: accepted swap %+v", s, o)
+		}
+	})
 }

@@ -18,7 +18,9 @@ import (
 	"github.com/neurosurg/neurosurg/formats/edit"
 	"github.com/neurosurg/neurosurg/formats/hfdir"
 	"github.com/neurosurg/neurosurg/formats/neuronset"
+	"github.com/neurosurg/neurosurg/formats/outpath"
 	"github.com/neurosurg/neurosurg/formats/recipe"
+	"github.com/neurosurg/neurosurg/formats/safetensors"
 	"github.com/neurosurg/neurosurg/formats/samples"
 	"github.com/neurosurg/neurosurg/locate"
 	"github.com/neurosurg/neurosurg/model"
@@ -60,13 +62,20 @@ func Run(ctx context.Context, path string, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	pl, err := check(r, path)
+	if err != nil {
+		return nil, err
+	}
+	ops, swapOp := pl.ops, pl.swap
 	out := r.Path(r.Out)
 	if _, err := os.Lstat(out); err == nil {
 		return nil, fmt.Errorf("surgery: %s: %w (remove it to run again)", out, hfdir.ErrExists)
 	}
 	work := out + ".surgery"
-	if err := os.MkdirAll(work, 0o755); err != nil {
-		return nil, err
+	for _, o := range []string{out, work} {
+		if err := outpath.Check(o, pl.inputs...); err != nil {
+			return nil, fmt.Errorf("%s: %w: out: %w", path, recipe.ErrRecipe, err)
+		}
 	}
 	res := &Result{Out: out, Files: map[string]string{}}
 	base, err := hfdir.Open(r.Path(r.Model))
@@ -82,6 +91,9 @@ func Run(ctx context.Context, path string, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := patch.CheckOps(patch.Inputs{Base: base, Tokenizer: m.Tokenizer}, ops); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
 	dataPath := r.Path(r.Data)
 	data, err := samples.ReadFile(dataPath)
 	if err != nil {
@@ -92,6 +104,9 @@ func Run(ctx context.Context, path string, o Options) (*Result, error) {
 		return nil, err
 	}
 	fp := base.Fingerprint()
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		return nil, err
+	}
 
 	// record
 	statsPath := filepath.Join(work, "stats-"+key(fp, dataHash, r.Record)+".st")
@@ -124,22 +139,13 @@ func Run(ctx context.Context, path string, o Options) (*Result, error) {
 		var set *neuronset.Set
 		switch lp.Method {
 		case "miner":
-			o := locate.MINEROptions{Ratio: lp.Ratio, Strategy: lp.Strategy, Split: lp.Split, Seed: lp.Seed}
-			if len(lp.Weights) == 5 {
-				copy(o.Weights[:], lp.Weights)
-			} else if len(lp.Weights) != 0 {
-				return nil, fmt.Errorf("%s: locate.weights needs 5 numbers (prob, mean, max, attn_k, attn_q)", path)
-			}
-			set, err = locate.MINER(st, o)
+			set, err = locate.MINER(st, pl.miner)
 		case "dape":
-			set, err = locate.DAPE(st, locate.DAPEOptions{TopRate: lp.TopRate, FilterRate: lp.FilterRate})
+			set, err = locate.DAPE(st, pl.dape)
 		case "contrib":
-			set, err = locate.Contrib(st, locate.ContribOptions{TopK: lp.TopK, Layers: lp.Layers})
+			set, err = locate.Contrib(st, pl.contrib)
 		case "ig":
-			if len(r.Record.Concepts) != 1 {
-				return nil, fmt.Errorf("%s: locate.method ig needs exactly one record.concepts word", path)
-			}
-			set, err = locate.IG(ctx, m, data, locate.IGOptions{Concept: r.Record.Concepts[0], TopK: lp.TopK})
+			set, err = locate.IG(ctx, m, data, pl.ig)
 		case "random":
 			like, e := locate.Contrib(st, locate.ContribOptions{TopK: lp.TopK})
 			set, err = locate.Random(like, st.Layers, st.Neurons, lp.Seed), e
@@ -159,6 +165,7 @@ func Run(ctx context.Context, path string, o Options) (*Result, error) {
 		if len(set.Neurons) == 0 {
 			return nil, fmt.Errorf("surgery: locate selected no neurons")
 		}
+		st.Stamp(set)
 		set.StatsSHA256, set.ModelSHA256 = statsHash, fp
 		if err := writeSet(neuronsPath, set); err != nil {
 			return nil, err
@@ -167,6 +174,7 @@ func Run(ctx context.Context, path string, o Options) (*Result, error) {
 			return nil, err
 		}
 		rnd := locate.Random(set, st.Layers, st.Neurons, r.Verify.RandomSeed)
+		st.Stamp(rnd)
 		rnd.StatsSHA256, rnd.ModelSHA256 = statsHash, fp
 		if err := writeSet(randomPath, rnd); err != nil {
 			return nil, err
@@ -184,19 +192,6 @@ func Run(ctx context.Context, path string, o Options) (*Result, error) {
 	randomHash, _ := fileHash(randomPath)
 
 	// patch
-	var ops []patch.Op
-	var swapOp *patch.Op
-	for _, s := range r.Patch.Ops {
-		op, err := patch.ParseOp(s)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		op.Seed = r.Patch.Seed
-		ops = append(ops, op)
-		if op.Kind == "swap" {
-			swapOp = &ops[len(ops)-1]
-		}
-	}
 	editPath := filepath.Join(work, "edit-"+key(fp, neuronsHash, r.Patch)+".nsd")
 	randomEditPath := filepath.Join(work, "edit-random-"+key(fp, randomHash, r.Patch)+".nsd")
 	if exists(editPath) && exists(randomEditPath) {
@@ -313,6 +308,88 @@ func Run(ctx context.Context, path string, o Options) (*Result, error) {
 		return res, fmt.Errorf("surgery: written with --force although %w", gateErr)
 	}
 	return res, nil
+}
+
+// plan is a recipe checked before any stage runs: every value the stages will use.
+type plan struct {
+	ops     []patch.Op
+	swap    *patch.Op
+	miner   locate.MINEROptions
+	dape    locate.DAPEOptions
+	contrib locate.ContribOptions
+	ig      locate.IGOptions
+	inputs  []string // every file or directory the run reads (out must stay clear of them)
+}
+
+// check validates every stage's parameters, the ops and the gates, and that the files the
+// later stages read exist, so a bad value fails before record runs, not after it.
+func check(r *recipe.Recipe, path string) (*plan, error) {
+	bad := func(err error) error { return fmt.Errorf("%s: %w: %w", path, recipe.ErrRecipe, err) }
+	lp := r.Locate
+	pl := &plan{inputs: []string{path, r.Path(r.Model), r.Path(r.Data), r.Path(r.Verify.Bench)}}
+	var err error
+	switch lp.Method {
+	case "miner":
+		pl.miner = locate.MINEROptions{Ratio: lp.Ratio, Strategy: lp.Strategy, Split: lp.Split, Seed: lp.Seed}
+		if len(lp.Weights) == 5 {
+			copy(pl.miner.Weights[:], lp.Weights)
+		} else if len(lp.Weights) != 0 {
+			return nil, bad(fmt.Errorf("locate.weights needs 5 numbers (prob, mean, max, attn_k, attn_q), got %d", len(lp.Weights)))
+		}
+		err = pl.miner.Validate()
+	case "dape":
+		pl.dape = locate.DAPEOptions{TopRate: lp.TopRate, FilterRate: lp.FilterRate}
+		err = pl.dape.Validate()
+	case "contrib", "random":
+		pl.contrib = locate.ContribOptions{TopK: lp.TopK, Layers: lp.Layers}
+		err = pl.contrib.Validate()
+	case "ig":
+		if len(r.Record.Concepts) != 1 {
+			return nil, bad(fmt.Errorf("locate.method ig needs exactly one record.concepts word, got %d", len(r.Record.Concepts)))
+		}
+		pl.ig = locate.IGOptions{Concept: r.Record.Concepts[0], TopK: lp.TopK}
+		err = pl.ig.Validate()
+	}
+	if err != nil {
+		return nil, bad(err)
+	}
+	for _, s := range r.Patch.Ops {
+		op, err := patch.ParseOp(s)
+		if err != nil {
+			return nil, bad(err)
+		}
+		op.Seed = r.Patch.Seed
+		if op.Kind == "set" {
+			op.Path = r.Path(op.Path) // relative to the recipe, as every path it names
+			pl.inputs = append(pl.inputs, op.Path)
+			f, err := safetensors.Open(op.Path)
+			if err != nil {
+				return nil, bad(fmt.Errorf("patch.ops %q: %w", s, err))
+			}
+			f.Close()
+		}
+		pl.ops = append(pl.ops, op)
+	}
+	vo := verify.Options{MaxTokens: r.Verify.MaxTokens}
+	for i := range pl.ops {
+		if pl.ops[i].Kind == "swap" {
+			pl.swap = &pl.ops[i]
+			vo.Source, vo.Target = pl.swap.Src, pl.swap.Tgt
+		}
+	}
+	if err := vo.Validate(); err != nil {
+		return nil, bad(err)
+	}
+	if _, err := verify.ParseGates(r.Verify.Gates); err != nil {
+		return nil, bad(err)
+	}
+	if b := r.Verify.Bench; b != "" {
+		// Read now (benches are small) so a bad line fails before record, not after patch.
+		if _, err := samples.ReadFile(r.Path(b)); err != nil {
+			return nil, bad(fmt.Errorf("verify.bench: %w", err))
+		}
+	}
+	return pl, nil
 }
 
 func writeSet(path string, s *neuronset.Set) error {

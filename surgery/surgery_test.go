@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/neurosurg/neurosurg/formats/recipe"
+	"github.com/neurosurg/neurosurg/formats/safetensors"
 	"github.com/neurosurg/neurosurg/verify"
 )
 
@@ -118,5 +120,74 @@ func TestStoriesSwapExample(t *testing.T) {
 	}
 	if rnd["efficacy"] >= ed["efficacy"] || rnd["swap_rate"] >= ed["swap_rate"] {
 		t.Errorf("random baseline does as well: %v", rnd)
+	}
+}
+
+// A bad value anywhere in the recipe fails before any stage runs: no work directory, no
+// stats, and the message names the recipe and the value.
+func TestRecipeCheckedBeforeAnyStage(t *testing.T) {
+	abs, _ := filepath.Abs("../testdata")
+	for _, c := range []struct {
+		name, ops, gates, extra, msg string
+	}{
+		{"gate syntax", "zero", `"klx0.5"`, "", `gate "klx0.5"`},
+		{"gate metric", "zero", `"kll<0.5"`, "", `no metric "kll"`},
+		{"op", `"swap:Lily>Tim>Bob"`, "", "", "swap:Lily>Tim>Bob"},
+		{"op kind", "zap", "", "", `"zap"`},
+		{"swap word", `"swap:Lily>Zzyzx"`, "", "", `"Zzyzx": not one token`},
+		{"set file", `"set:vectors.safetensors"`, "", "", "vectors.safetensors"},
+		{"top_rate", "zero", "", "top_rate: 7", "top_rate 7"},
+		{"bench", "zero", "", "", "missing.jsonl"},
+		{"out into the model", "zero", "", "", "is inside the input directory"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			locate := "{method: dape, label: animals}"
+			if c.extra != "" {
+				locate = "{method: dape, " + c.extra + "}"
+			}
+			out, verifyExtra := "out/ckpt", ""
+			switch c.name {
+			case "bench":
+				verifyExtra = "bench: missing.jsonl, "
+			case "out into the model":
+				out = abs + "/stories260K/edited"
+			}
+			r := "model: " + abs + "/stories260K\nout: " + out + "\ndata: " + abs + "/samples/stories-animals-food.jsonl\n" +
+				"locate: " + locate + "\npatch: {ops: [" + c.ops + "]}\nverify: {" + verifyExtra + "max_tokens: 4, gates: [" + c.gates + "]}\n"
+			p := filepath.Join(dir, "r.yaml")
+			os.WriteFile(p, []byte(r), 0o644)
+			_, err := Run(context.Background(), p, Options{})
+			if err == nil || !strings.Contains(err.Error(), c.msg) || !strings.Contains(err.Error(), "r.yaml") {
+				t.Fatalf("err %v, want one naming r.yaml and %q", err, c.msg)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "out")); !os.IsNotExist(err) {
+				t.Error("the run created its output folder before failing")
+			}
+			if _, err := os.Stat(abs + "/stories260K/edited.surgery"); !os.IsNotExist(err) {
+				t.Error("the run wrote into the model's folder")
+			}
+		})
+	}
+}
+
+// set:FILE is resolved against the recipe's folder, not the working directory.
+func TestSetPathRelativeToRecipe(t *testing.T) {
+	dir := t.TempDir()
+	vec := filepath.Join(dir, "vec.safetensors")
+	if err := safetensors.WriteFile(vec, []safetensors.Tensor{{Info: safetensors.TensorInfo{Name: "llm.0.0", DType: safetensors.F32, Shape: []int64{1}}, Data: make([]byte, 4)}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	r, err := recipe.Parse([]byte("model: m\nout: o\ndata: d\nlocate: {method: dape}\npatch: {ops: [\"set:vec.safetensors\"]}\n"), "r.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Dir = dir
+	pl, err := check(r, filepath.Join(dir, "r.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pl.ops[0].Path != vec {
+		t.Errorf("set path %q, want %q", pl.ops[0].Path, vec)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,11 +21,25 @@ import (
 // ErrGate reports a failed gate.
 var ErrGate = errors.New("verify: gate failed")
 
+// ErrOption reports an option or gate that cannot be used.
+var ErrOption = errors.New("verify: bad option")
+
 // Options control Run.
 type Options struct {
 	MaxTokens int    // greedy continuation length for swap and QA measures (default 32)
 	Source    string // swap source word ("" when the edit is not a swap)
 	Target    string
+}
+
+// Validate reports an option Run cannot use; callers check before loading models.
+func (o Options) Validate() error {
+	if o.MaxTokens < 0 {
+		return fmt.Errorf("%w: max tokens %d is negative", ErrOption, o.MaxTokens)
+	}
+	if (o.Source == "") != (o.Target == "") {
+		return fmt.Errorf("%w: a swap needs both a source and a target word (got %q, %q)", ErrOption, o.Source, o.Target)
+	}
+	return nil
 }
 
 // Variant is one model measured against the base.
@@ -47,6 +62,9 @@ type Report struct {
 
 // Run measures every variant against base on bench.
 func Run(ctx context.Context, base *model.Model, variants []Variant, bench []samples.Sample, o Options) (*Report, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
 	if o.MaxTokens == 0 {
 		o.MaxTokens = 32
 	}
@@ -58,12 +76,13 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 	rep.Metrics["base"] = Metrics{}
 	var src, tgt int32 = -1, -1
 	if o.Source != "" {
-		s, err := tok.WordIDs(o.Source)
-		t, err2 := tok.WordIDs(o.Target)
-		if err != nil || err2 != nil || len(s) == 0 || len(t) == 0 {
-			return nil, fmt.Errorf("verify: swap words %q, %q do not tokenize", o.Source, o.Target)
+		var err error
+		if src, err = tok.WordID(o.Source); err != nil {
+			return nil, fmt.Errorf("verify: swap source %w", err)
 		}
-		src, tgt = s[0], t[0]
+		if tgt, err = tok.WordID(o.Target); err != nil {
+			return nil, fmt.Errorf("verify: swap target %w", err)
+		}
 	}
 	type encoded struct {
 		s   samples.Sample
@@ -307,34 +326,74 @@ type GateResult struct {
 	Passed bool    `json:"passed"`
 }
 
+// MetricNames lists the metrics Run can report, besides "ppl/LABEL" (perplexity per label).
+var MetricNames = []string{"kl", "specificity", "source_positions", "efficacy", "swap_rate", "source_prob_drop",
+	"target_prob_rise", "mc_accuracy", "generated_source", "generated_target", "exact_match", "contains", "anls"}
+
+// Gate is a bound on one metric: Metric < Limit or Metric > Limit.
+type Gate struct {
+	Text   string // as written
+	Metric string
+	Less   bool // < (else >)
+	Limit  float64
+}
+
+// ParseGate reads "kl<0.05" or "efficacy>0.9". The metric must be one Run can report, so a
+// typo fails before anything runs.
+func ParseGate(s string) (Gate, error) {
+	op := strings.IndexAny(s, "<>")
+	if op <= 0 {
+		return Gate{}, fmt.Errorf("%w: gate %q: want METRIC<VALUE or METRIC>VALUE", ErrOption, s)
+	}
+	g := Gate{Text: s, Metric: strings.TrimSpace(s[:op]), Less: s[op] == '<'}
+	v := strings.TrimSpace(s[op+1:])
+	limit, err := strconv.ParseFloat(v, 64)
+	if err != nil || math.IsNaN(limit) || math.IsInf(limit, 0) {
+		return Gate{}, fmt.Errorf("%w: gate %q: %q is not a finite number", ErrOption, s, v)
+	}
+	g.Limit = limit
+	if !slices.Contains(MetricNames, g.Metric) && !(strings.HasPrefix(g.Metric, "ppl/") && len(g.Metric) > len("ppl/")) {
+		return Gate{}, fmt.Errorf("%w: gate %q: no metric %q (have ppl/LABEL, %s)", ErrOption, s, g.Metric, strings.Join(MetricNames, ", "))
+	}
+	return g, nil
+}
+
+// ParseGates parses every gate; the first bad one is the error.
+func ParseGates(gates []string) ([]Gate, error) {
+	var out []Gate
+	for _, s := range gates {
+		g, err := ParseGate(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, g)
+	}
+	return out, nil
+}
+
 // CheckGates evaluates gates like "kl<0.05" or "efficacy>0.9" on the named variant's metrics
 // and records them in the report.
 func (r *Report) CheckGates(variant string, gates []string) error {
+	gs, err := ParseGates(gates)
+	if err != nil {
+		return err
+	}
 	m := r.Metrics[variant]
 	var failed []string
-	for _, g := range gates {
-		op := strings.IndexAny(g, "<>")
-		if op <= 0 {
-			return fmt.Errorf("verify: gate %q: want METRIC<VALUE or METRIC>VALUE", g)
-		}
-		name := strings.TrimSpace(g[:op])
-		limit, err := strconv.ParseFloat(strings.TrimSpace(g[op+1:]), 64)
-		if err != nil {
-			return fmt.Errorf("verify: gate %q: %v", g, err)
-		}
-		v, ok := m[name]
+	for _, g := range gs {
+		v, ok := m[g.Metric]
 		if !ok {
 			var names []string
 			for k := range m {
 				names = append(names, k)
 			}
 			sort.Strings(names)
-			return fmt.Errorf("verify: gate %q: no metric %q (have %s)", g, name, strings.Join(names, ", "))
+			return fmt.Errorf("verify: gate %q: this run has no metric %q (have %s)", g.Text, g.Metric, strings.Join(names, ", "))
 		}
-		pass := (g[op] == '<' && v < limit) || (g[op] == '>' && v > limit)
-		r.Gates = append(r.Gates, GateResult{Gate: g, Value: v, Passed: pass})
+		pass := (g.Less && v < g.Limit) || (!g.Less && v > g.Limit)
+		r.Gates = append(r.Gates, GateResult{Gate: g.Text, Value: v, Passed: pass})
 		if !pass {
-			failed = append(failed, fmt.Sprintf("%s (is %.4g)", g, v))
+			failed = append(failed, fmt.Sprintf("%s (is %.4g)", g.Text, v))
 		}
 	}
 	r.Passed = len(failed) == 0

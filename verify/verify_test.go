@@ -74,3 +74,70 @@ func TestSelfVerify(t *testing.T) {
 		t.Errorf("markdown:\n%s", r.Markdown())
 	}
 }
+
+func TestParseGate(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want Gate // zero: an error
+	}{
+		{"kl<0.05", Gate{Text: "kl<0.05", Metric: "kl", Less: true, Limit: 0.05}},
+		{"efficacy > 0.9", Gate{Text: "efficacy > 0.9", Metric: "efficacy", Limit: 0.9}},
+		{"ppl/animals<6", Gate{Text: "ppl/animals<6", Metric: "ppl/animals", Less: true, Limit: 6}},
+		{"klx0.5", Gate{}},
+		{"kl", Gate{}},
+		{"<0.5", Gate{}},
+		{"kl=0.5", Gate{}},
+		{"kl<<0.5", Gate{}},
+		{"kl<NaN", Gate{}},
+		{"kl<inf", Gate{}},
+		{"kl<", Gate{}},
+		{"kll<0.1", Gate{}},
+		{"ppl/<5", Gate{}},
+	} {
+		g, err := ParseGate(c.in)
+		if c.want.Text == "" {
+			if !errors.Is(err, ErrOption) || !strings.Contains(err.Error(), c.in) {
+				t.Errorf("%q: %v, want an error naming it", c.in, err)
+			}
+			continue
+		}
+		if err != nil || g != c.want {
+			t.Errorf("%q: %+v %v", c.in, g, err)
+		}
+	}
+}
+
+func TestOptionsValidate(t *testing.T) {
+	for _, c := range []struct {
+		o  Options
+		ok bool
+	}{
+		{Options{}, true},
+		{Options{MaxTokens: 8, Source: "Lily", Target: "Tim"}, true},
+		{Options{MaxTokens: -1}, false},
+		{Options{Source: "Lily"}, false},
+		{Options{Target: "Tim"}, false},
+	} {
+		if err := c.o.Validate(); (err == nil) != c.ok {
+			t.Errorf("%+v: %v", c.o, err)
+		}
+	}
+}
+
+func FuzzParseGate(f *testing.F) {
+	for _, s := range []string{"kl<0.05", "efficacy>0.9", "ppl/animals<6", "klx0.5", "kl<<1", "kl<NaN"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		g, err := ParseGate(s)
+		if err != nil {
+			if !errors.Is(err, ErrOption) {
+				t.Fatalf("%q: %v does not wrap ErrOption", s, err)
+			}
+			return
+		}
+		if math.IsNaN(g.Limit) || math.IsInf(g.Limit, 0) || g.Metric == "" || g.Text != s {
+			t.Fatalf("%q: accepted %+v", s, g)
+		}
+	})
+}

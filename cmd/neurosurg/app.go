@@ -39,7 +39,7 @@ func newApp(stdout, stderr io.Writer) *cli.Command {
 		cmds = append(cmds, f())
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].Name < cmds[j].Name })
-	return &cli.Command{
+	root := &cli.Command{
 		Name:  "neurosurg",
 		Usage: "find, edit and ship the neurons of (multimodal) language models",
 		UsageText: `neurosurg inspect testdata/stories260K
@@ -63,11 +63,45 @@ neurosurg COMMAND --help`,
 		Writer:                stdout,
 		ErrWriter:             stderr,
 		EnableShellCompletion: true,
-		OnUsageError: func(ctx context.Context, cmd *cli.Command, err error, isSubcommand bool) error {
-			return fmt.Errorf("%w: %v", errUsage, err)
-		},
-		ExitErrHandler: func(context.Context, *cli.Command, error) {}, // run decides exit codes
+		ExitErrHandler:        func(context.Context, *cli.Command, error) {}, // run decides exit codes
 	}
+	oneLineUsageErrors(root)
+	return root
+}
+
+// oneLineUsageErrors makes every command report a flag or argument error as one usage error
+// (exit 2) instead of urfave/cli's "Incorrect Usage" followed by the whole help, and makes
+// every command that only groups others refuse an unknown subcommand by name.
+func oneLineUsageErrors(cmd *cli.Command) {
+	cmd.OnUsageError = func(ctx context.Context, c *cli.Command, err error, isSubcommand bool) error {
+		return fmt.Errorf("%w: %s%v (see %s --help)", errUsage, subPath(c), err, c.FullName())
+	}
+	if len(cmd.Commands) > 0 && cmd.Action == nil {
+		cmd.Action = func(ctx context.Context, c *cli.Command) error {
+			if c.Args().Present() {
+				var names []string
+				for _, s := range c.Commands {
+					if !s.Hidden {
+						names = append(names, s.Name)
+					}
+				}
+				return usageErrorf("%sunknown command %q (have %s)", subPath(c), c.Args().First(), strings.Join(names, ", "))
+			}
+			return cli.ShowSubcommandHelp(c)
+		}
+	}
+	for _, s := range cmd.Commands {
+		oneLineUsageErrors(s)
+	}
+}
+
+// subPath is "stats merge: " for the command stats merge, "" for the root.
+func subPath(c *cli.Command) string {
+	p := c.Path()[1:]
+	if len(p) == 0 {
+		return ""
+	}
+	return strings.Join(p, " ") + ": "
 }
 
 // run executes the CLI and maps errors to exit codes.

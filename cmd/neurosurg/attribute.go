@@ -31,6 +31,14 @@ neurosurg attribute CKPT --data captions.jsonl --concept cat --steps 20 --max-oc
 				if err != nil {
 					return err
 				}
+				o := locate.IGOptions{Concept: cmd.String("concept"), TopK: int(cmd.Int("top-k")),
+					Steps: int(cmd.Int("steps")), MaxOccurrences: int(cmd.Int("max-occurrences"))}
+				if err := valid(o.Validate()); err != nil {
+					return err
+				}
+				if err := checkOut(cmd.String("out"), dir, cmd.String("data")); err != nil {
+					return err
+				}
 				m, err := model.Open(dir)
 				if err != nil {
 					return err
@@ -41,9 +49,8 @@ neurosurg attribute CKPT --data captions.jsonl --concept cat --steps 20 --max-oc
 					return err
 				}
 				bar := newBar(cmd, int64(cmd.Int("max-occurrences")), "attributing", false)
-				set, err := locate.IG(ctx, m, ss, locate.IGOptions{Concept: cmd.String("concept"), TopK: int(cmd.Int("top-k")),
-					Steps: int(cmd.Int("steps")), MaxOccurrences: int(cmd.Int("max-occurrences")),
-					Progress: func(done, total int) { bar.set(int64(done)) }})
+				o.Progress = func(done, total int) { bar.set(int64(done)) }
+				set, err := locate.IG(ctx, m, ss, o)
 				bar.finish()
 				if err != nil {
 					return err

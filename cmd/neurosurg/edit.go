@@ -30,6 +30,9 @@ neurosurg diff base/ edited/ --stat --json`,
 				if cmd.String("out") == "" && !cmd.Bool("stat") {
 					return usageErrorf("diff needs --out FILE or --stat")
 				}
+				if err := checkOut(cmd.String("out"), cmd.Args().Slice()...); err != nil {
+					return err
+				}
 				base, err := hfdir.Open(cmd.Args().Get(0))
 				if err != nil {
 					return err
@@ -76,6 +79,9 @@ neurosurg diff base/ edited/ --stat --json`,
 					}
 					if len(args) != 1 || editPath == "" {
 						return usageErrorf("%s takes BASE and an edit file (second argument or --edit)", name)
+					}
+					if err := checkOut(cmd.String("out"), args[0], editPath); err != nil {
+						return err
 					}
 					e, err := edit.ReadFile(editPath)
 					if err != nil {

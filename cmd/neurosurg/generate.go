@@ -32,15 +32,20 @@ neurosurg generate /models/Qwen2-0.5B-Instruct --chat --prompt "Name three colou
 				&cli.BoolFlag{Name: "json", Usage: "print JSON"},
 			},
 			Action: func(ctx context.Context, cmd *cli.Command) error {
+				o := model.GenerateOptions{MaxTokens: int(cmd.Int("max-tokens")), Seed: cmd.Uint64("seed"), TopK: int(cmd.Int("top-k")),
+					TopP: float32(cmd.Float("top-p")), Temperature: float32(cmd.Float("temperature"))}
+				if err := valid(o.Validate()); err != nil {
+					return err
+				}
+				if cmd.Bool("greedy") {
+					o.Temperature = 0
+				}
 				m, ids, err := openWithPrompt(cmd)
 				if err != nil {
 					return err
 				}
 				defer m.Close()
-				o := model.GenerateOptions{MaxTokens: int(cmd.Int("max-tokens")), Seed: cmd.Uint64("seed"), TopK: int(cmd.Int("top-k")), TopP: float32(cmd.Float("top-p")), Stop: m.Tokenizer.EOS()}
-				if !cmd.Bool("greedy") {
-					o.Temperature = float32(cmd.Float("temperature"))
-				}
+				o.Stop = m.Tokenizer.EOS()
 				if bos, ok := m.Tokenizer.BOS(); ok && m.Config().ModelType == "llama" {
 					o.Stop = append(o.Stop, bos) // llama2.c-style models end a story with BOS
 				}
@@ -78,6 +83,9 @@ neurosurg logits testdata/stories260K --prompt "The cat" --top 10 --json`,
 				&cli.BoolFlag{Name: "json"},
 			},
 			Action: func(ctx context.Context, cmd *cli.Command) error {
+				if err := valid(model.ValidateTop(int(cmd.Int("top")))); err != nil {
+					return err
+				}
 				m, ids, err := openWithPrompt(cmd)
 				if err != nil {
 					return err

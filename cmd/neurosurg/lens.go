@@ -8,6 +8,7 @@ import (
 
 	"github.com/neurosurg/neurosurg/formats/neuronset"
 	"github.com/neurosurg/neurosurg/model"
+	"github.com/neurosurg/neurosurg/patch"
 	"github.com/urfave/cli/v3"
 )
 
@@ -27,6 +28,9 @@ neurosurg lens testdata/stories260K --prompt "The cat sat on the" --positions -1
 				&cli.BoolFlag{Name: "json"},
 			},
 			Action: func(ctx context.Context, cmd *cli.Command) error {
+				if err := valid(model.ValidateTop(int(cmd.Int("top")))); err != nil {
+					return err
+				}
 				m, ids, err := openWithPrompt(cmd)
 				if err != nil {
 					return err
@@ -73,6 +77,12 @@ neurosurg neurons show lily.json --ckpt testdata/stories260K --top 5`,
 					if err != nil {
 						return err
 					}
+					if err := valid(model.ValidateTop(int(cmd.Int("top")))); err != nil {
+						return err
+					}
+					if cmd.Int("limit") < 0 {
+						return usageErrorf("--limit %d is negative", cmd.Int("limit"))
+					}
 					set, err := neuronset.ReadFile(path)
 					if err != nil {
 						return err
@@ -83,6 +93,9 @@ neurosurg neurons show lily.json --ckpt testdata/stories260K --top 5`,
 							return err
 						}
 						defer m.Close()
+						if err := patch.CheckSet(set, m.Checkpoint()); err != nil {
+							return fmt.Errorf("%s: %w", path, err)
+						}
 					}
 					w := cmd.Root().Writer
 					fmt.Fprintf(w, "method %s, %d neurons, params %v\n", set.Method, len(set.Neurons), set.Params)

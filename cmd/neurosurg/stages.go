@@ -4,15 +4,18 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 
 	"github.com/neurosurg/neurosurg/formats/edit"
+	"github.com/neurosurg/neurosurg/formats/hfdir"
 	"github.com/neurosurg/neurosurg/formats/neuronset"
 	"github.com/neurosurg/neurosurg/formats/samples"
 	"github.com/neurosurg/neurosurg/locate"
 	"github.com/neurosurg/neurosurg/model"
+	"github.com/neurosurg/neurosurg/model/tokenizer"
 	"github.com/neurosurg/neurosurg/patch"
 	"github.com/neurosurg/neurosurg/verify"
 	"github.com/urfave/cli/v3"
@@ -40,6 +43,9 @@ neurosurg record testdata/stories260K --data more.jsonl --resume --out stats.st`
 			Action: func(ctx context.Context, cmd *cli.Command) error {
 				dir, err := oneArg(cmd, "CKPT")
 				if err != nil {
+					return err
+				}
+				if err := checkOut(cmd.String("out"), dir, cmd.String("data")); err != nil {
 					return err
 				}
 				m, err := model.Open(dir)
@@ -103,11 +109,8 @@ neurosurg locate --method random --like neurons.json --seed 1 stats.st --out ran
 				if err != nil {
 					return err
 				}
-				st, err := locate.ReadStats(path)
-				if err != nil {
-					return err
-				}
-				var set *neuronset.Set
+				// Every option is checked before the stats are read.
+				var selectFrom func(st *locate.Stats) (*neuronset.Set, error)
 				switch cmd.String("method") {
 				case "miner":
 					o := locate.MINEROptions{Ratio: cmd.Float("ratio"), Strategy: cmd.String("strategy"), Split: cmd.String("split"), Seed: cmd.Uint64("seed")}
@@ -117,31 +120,53 @@ neurosurg locate --method random --like neurons.json --seed 1 stats.st --out ran
 						}
 						copy(o.Weights[:], w)
 					}
-					set, err = locate.MINER(st, o)
-				case "dape":
-					set, err = locate.DAPE(st, locate.DAPEOptions{TopRate: cmd.Float("top-rate"), FilterRate: cmd.Float("filter-rate")})
-				case "contrib":
-					var layers []int
-					for _, l := range cmd.IntSlice("layers") {
-						layers = append(layers, int(l))
+					if err := valid(o.Validate()); err != nil {
+						return err
 					}
-					set, err = locate.Contrib(st, locate.ContribOptions{TopK: int(cmd.Int("top-k")), Layers: layers})
+					selectFrom = func(st *locate.Stats) (*neuronset.Set, error) { return locate.MINER(st, o) }
+				case "dape":
+					o := locate.DAPEOptions{TopRate: cmd.Float("top-rate"), FilterRate: cmd.Float("filter-rate")}
+					if err := valid(o.Validate()); err != nil {
+						return err
+					}
+					selectFrom = func(st *locate.Stats) (*neuronset.Set, error) { return locate.DAPE(st, o) }
+				case "contrib":
+					o := locate.ContribOptions{TopK: int(cmd.Int("top-k"))}
+					for _, l := range cmd.IntSlice("layers") {
+						o.Layers = append(o.Layers, int(l))
+					}
+					if err := valid(o.Validate()); err != nil {
+						return err
+					}
+					selectFrom = func(st *locate.Stats) (*neuronset.Set, error) { return locate.Contrib(st, o) }
 				case "random":
 					if cmd.String("like") == "" {
 						return usageErrorf("--method random needs --like NEURONS.json")
 					}
-					like, lerr := neuronset.ReadFile(cmd.String("like"))
-					if lerr != nil {
-						return lerr
+					like, err := neuronset.ReadFile(cmd.String("like"))
+					if err != nil {
+						return err
 					}
-					set = locate.Random(like, st.Layers, st.Neurons, cmd.Uint64("seed"))
+					selectFrom = func(st *locate.Stats) (*neuronset.Set, error) {
+						return locate.Random(like, st.Layers, st.Neurons, cmd.Uint64("seed")), nil
+					}
 				default:
 					return usageErrorf("--method %q: want miner, dape, contrib or random", cmd.String("method"))
 				}
+				for _, out := range []string{cmd.String("out"), cmd.String("plot")} {
+					if err := checkOut(out, path, cmd.String("like")); err != nil {
+						return err
+					}
+				}
+				st, err := locate.ReadStats(path)
 				if err != nil {
 					return err
 				}
-				set.ModelSHA256 = st.ModelHash
+				set, err := selectFrom(st)
+				if err != nil {
+					return err
+				}
+				st.Stamp(set)
 				b, err := set.Marshal()
 				if err != nil {
 					return err
@@ -172,6 +197,9 @@ neurosurg stats export stats.st --csv > stats.csv`,
 					Action: func(ctx context.Context, cmd *cli.Command) error {
 						if cmd.Args().Len() < 2 {
 							return usageErrorf("stats merge takes two or more stats files")
+						}
+						if err := checkOut(cmd.String("out"), cmd.Args().Slice()...); err != nil {
+							return err
 						}
 						acc, err := locate.ReadStats(cmd.Args().First())
 						if err != nil {
@@ -237,6 +265,7 @@ neurosurg patch CKPT --neurons n.json --op scale:0.5 --op noise:0.01 --seed 3 --
 					return err
 				}
 				var ops []patch.Op
+				inputs := []string{dir, cmd.String("neurons")}
 				for _, s := range cmd.StringSlice("op") {
 					op, err := patch.ParseOp(s)
 					if err != nil {
@@ -244,18 +273,35 @@ neurosurg patch CKPT --neurons n.json --op scale:0.5 --op noise:0.01 --seed 3 --
 					}
 					op.Seed = cmd.Uint64("seed")
 					ops = append(ops, op)
+					inputs = append(inputs, op.Path)
+				}
+				if err := checkOut(cmd.String("out"), inputs...); err != nil {
+					return err
 				}
 				set, err := neuronset.ReadFile(cmd.String("neurons"))
 				if err != nil {
 					return err
 				}
-				m, err := model.Open(dir)
+				// Patch computes nothing with the model: the checkpoint and its tokenizer suffice.
+				c, err := hfdir.Open(dir)
 				if err != nil {
 					return err
 				}
-				defer m.Close()
-				c := m.Checkpoint()
-				changed, err := patch.Apply(patch.Inputs{Base: c, Tokenizer: m.Tokenizer}, set, ops)
+				defer c.Close()
+				var tok *tokenizer.Tokenizer
+				if hasSwap(ops) {
+					if tok, err = tokenizer.Load(dir); err != nil {
+						return err
+					}
+				}
+				in := patch.Inputs{Base: c, Tokenizer: tok}
+				if err := patch.CheckSet(set, c); err != nil {
+					return fmt.Errorf("%s: %w", cmd.String("neurons"), err)
+				}
+				if err := patch.CheckOps(in, ops); err != nil {
+					return err
+				}
+				changed, err := patch.Apply(in, set, ops)
 				if err != nil {
 					return fmt.Errorf("%s: %w", cmd.String("neurons"), err)
 				}
@@ -292,16 +338,40 @@ neurosurg verify CKPT --edit e.nsd --bench b.jsonl --out report --json`,
 				if err != nil {
 					return err
 				}
+				// Options, the swap and the gates are checked before anything runs.
+				o := verify.Options{MaxTokens: int(cmd.Int("max-tokens"))}
+				if s := cmd.String("swap"); s != "" {
+					if o.Source, o.Target, err = patch.ParseSwapPair(s); err != nil {
+						return usageErrorf("--swap: %v", err)
+					}
+				}
+				if err := valid(o.Validate()); err != nil {
+					return err
+				}
+				if _, err := verify.ParseGates(cmd.StringSlice("gate")); err != nil {
+					return usageErrorf("%v", err)
+				}
+				if out := cmd.String("out"); out != "" {
+					for _, ext := range reportExts {
+						if err := checkOut(out+ext, dir, cmd.String("edit"), cmd.String("bench")); err != nil {
+							return err
+						}
+					}
+				}
+				e, err := edit.ReadFile(cmd.String("edit"))
+				if err != nil {
+					return err
+				}
+				bench, err := samples.ReadFile(cmd.String("bench"))
+				if err != nil {
+					return err
+				}
 				m, err := model.Open(dir)
 				if err != nil {
 					return err
 				}
 				defer m.Close()
 				c := m.Checkpoint()
-				e, err := edit.ReadFile(cmd.String("edit"))
-				if err != nil {
-					return err
-				}
 				ov, err := e.Overlay(c)
 				if err != nil {
 					return err
@@ -310,23 +380,14 @@ neurosurg verify CKPT --edit e.nsd --bench b.jsonl --out report --json`,
 				if err != nil {
 					return err
 				}
-				bench, err := samples.ReadFile(cmd.String("bench"))
-				if err != nil {
-					return err
-				}
-				o := verify.Options{MaxTokens: int(cmd.Int("max-tokens"))}
-				if s := cmd.String("swap"); s != "" {
-					src, tgt, ok := strings.Cut(s, ">")
-					if !ok {
-						return usageErrorf("--swap %q: want SRC>TGT", s)
-					}
-					o.Source, o.Target = src, tgt
-				}
 				rep, err := verify.Run(ctx, m, []verify.Variant{{Name: "edited", Model: em}}, bench, o)
 				if err != nil {
 					return err
 				}
 				gerr := rep.CheckGates("edited", cmd.StringSlice("gate"))
+				if gerr != nil && !errors.Is(gerr, verify.ErrGate) {
+					return gerr // a gate on a metric this run does not have: no report to print
+				}
 				if out := cmd.String("out"); out != "" {
 					if err := writeReport(rep, out); err != nil {
 						return err
@@ -337,13 +398,26 @@ neurosurg verify CKPT --edit e.nsd --bench b.jsonl --out report --json`,
 				} else {
 					fmt.Fprint(cmd.Root().Writer, rep.Markdown())
 				}
-				if gerr != nil {
+				if errors.Is(gerr, verify.ErrGate) {
 					return fmt.Errorf("%w: %v", errGate, gerr)
 				}
-				return nil
+				return gerr
 			},
 		}
 	})
+}
+
+// reportExts are the files verify --out OUT writes: OUT.json, OUT.md, OUT.svg.
+var reportExts = []string{".json", ".md", ".svg"}
+
+// hasSwap reports whether an op needs the tokenizer.
+func hasSwap(ops []patch.Op) bool {
+	for _, op := range ops {
+		if op.Kind == "swap" {
+			return true
+		}
+	}
+	return false
 }
 
 func writeReport(rep *verify.Report, out string) error {

@@ -34,6 +34,9 @@ neurosurg synth --convert bf16 testdata/stories260K --out /tmp/stories-bf16`,
 				if err != nil {
 					return err
 				}
+				if err := checkOut(cmd.String("out"), src); err != nil {
+					return err
+				}
 				if c := cmd.String("convert"); c != "" {
 					dt, err := parseDType(c)
 					if err != nil {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/neurosurg/neurosurg/formats/safetensors"
@@ -163,6 +164,31 @@ func TestBadCheckpoints(t *testing.T) {
 			b, _ := os.ReadFile(p)
 			os.WriteFile(p, b[:len(b)-10], 0o644)
 		}, "model-00001-of-00002.safetensors"},
+		{"shard named .", func(d string) {
+			b, _ := os.ReadFile(filepath.Join(d, IndexFile))
+			b = bytes.ReplaceAll(b, []byte(`"model-00002-of-00002.safetensors"`), []byte(`"."`))
+			os.WriteFile(filepath.Join(d, IndexFile), b, 0o644)
+		}, IndexFile + `: hfdir: index does not match the shards: shard name "." is not a plain file name`},
+		{"shard is a directory", func(d string) {
+			p := filepath.Join(d, "model-00002-of-00002.safetensors")
+			os.Remove(p)
+			os.Mkdir(p, 0o755)
+		}, "model-00002-of-00002.safetensors: not a regular file: it is a directory"},
+		{"shard is a FIFO", func(d string) {
+			p := filepath.Join(d, "model-00001-of-00002.safetensors")
+			os.Remove(p)
+			syscall.Mkfifo(p, 0o644)
+		}, "model-00001-of-00002.safetensors: not a regular file: it is a named pipe"},
+		{"config is a FIFO", func(d string) {
+			p := filepath.Join(d, "config.json")
+			os.Remove(p)
+			syscall.Mkfifo(p, 0o644)
+		}, "config.json: not a regular file"},
+		{"index is a directory", func(d string) {
+			p := filepath.Join(d, IndexFile)
+			os.Remove(p)
+			os.Mkdir(p, 0o755)
+		}, IndexFile + ": not a regular file: it is a directory"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

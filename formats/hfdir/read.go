@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/neurosurg/neurosurg/formats/regfile"
 	"github.com/neurosurg/neurosurg/formats/safetensors"
 )
 
@@ -19,6 +20,9 @@ var (
 	ErrNoWeights = errors.New("hfdir: no model.safetensors or model.safetensors.index.json")
 	ErrIndex     = errors.New("hfdir: index does not match the shards")
 )
+
+// maxJSON bounds config.json and the index; real ones are kilobytes (a 7B index ~30 KB).
+const maxJSON = 64 << 20
 
 // IndexFile is the name of the shard index.
 const IndexFile = "model.safetensors.index.json"
@@ -38,7 +42,7 @@ type Checkpoint struct {
 // the shards.
 func Open(dir string) (*Checkpoint, error) {
 	cfgPath := filepath.Join(dir, "config.json")
-	cfg, err := os.ReadFile(cfgPath)
+	cfg, err := regfile.ReadFile(cfgPath, maxJSON)
 	if err != nil {
 		return nil, fmt.Errorf("open checkpoint %s: %w", dir, err)
 	}
@@ -48,7 +52,11 @@ func Open(dir string) (*Checkpoint, error) {
 	c := &Checkpoint{Dir: dir, ConfigJSON: cfg, where: map[string]int{}}
 	var weightMap map[string]string
 	idx := filepath.Join(dir, IndexFile)
-	if b, err := os.ReadFile(idx); err == nil {
+	if _, err := os.Lstat(idx); err == nil {
+		b, err := regfile.ReadFile(idx, maxJSON)
+		if err != nil {
+			return nil, err
+		}
 		var ix struct {
 			WeightMap map[string]string `json:"weight_map"`
 		}
@@ -62,7 +70,7 @@ func Open(dir string) (*Checkpoint, error) {
 		weightMap = ix.WeightMap
 		seen := map[string]bool{}
 		for _, s := range ix.WeightMap {
-			if strings.ContainsAny(s, `/\`) || s == ".." {
+			if strings.ContainsAny(s, `/\`) || s == ".." || s == "." || s == "" {
 				return nil, fmt.Errorf("%s: %w: shard name %q is not a plain file name", idx, ErrIndex, s)
 			}
 			if !seen[s] {

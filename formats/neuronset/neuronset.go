@@ -28,6 +28,12 @@ type Neuron struct {
 	Score  float64 `json:"score"`
 }
 
+// Geometry is the FFN shape of one module of the model a set was made on.
+type Geometry struct {
+	Layers  int `json:"layers"`
+	Neurons int `json:"neurons"` // per layer
+}
+
 // Set is a neuron-set file.
 type Set struct {
 	Version     int               `json:"version"`
@@ -37,7 +43,11 @@ type Set struct {
 	ModelSHA256 string            `json:"model_sha256,omitempty"`
 	Labels      []string          `json:"labels,omitempty"`
 	Extra       map[string]string `json:"extra,omitempty"`
-	Neurons     []Neuron          `json:"neurons"`
+
+	// Geometry is the FFN shape, per module, of the model the set was made on.
+	Geometry map[string]Geometry `json:"geometry,omitempty"`
+
+	Neurons []Neuron `json:"neurons"`
 }
 
 // Sort orders neurons by label, module, layer, index so files are stable under diff.

@@ -6,8 +6,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -79,10 +81,31 @@ func Parse(b []byte, name string) (*Recipe, error) {
 	case len(r.Patch.Ops) == 0:
 		return nil, miss("patch.ops")
 	}
+	if err := dec.Decode(new(any)); err != io.EOF {
+		return nil, fmt.Errorf("%s: %w: more than one YAML document", name, ErrRecipe)
+	}
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%s: %w: %s", name, ErrRecipe, fmt.Sprintf(format, a...))
+	}
 	switch r.Locate.Method {
 	case "miner", "dape", "contrib", "ig", "random":
 	default:
-		return nil, fmt.Errorf("%s: %w: locate.method %q (miner, dape, contrib, ig, random)", name, ErrRecipe, r.Locate.Method)
+		return nil, bad("locate.method %q (miner, dape, contrib, ig, random)", r.Locate.Method)
+	}
+	switch r.Record.Coefficient {
+	case "", "a", "au":
+	default:
+		return nil, bad("record.coefficient %q (a or au)", r.Record.Coefficient)
+	}
+	for _, c := range r.Record.Concepts {
+		if strings.TrimSpace(c) == "" {
+			return nil, bad("record.concepts holds an empty word")
+		}
+	}
+	// The stage parameters (locate's rates, ops, gates) are checked by the packages that own
+	// them before any stage runs (surgery.Run); here only what the format itself defines.
+	if r.Verify.MaxTokens < 0 {
+		return nil, bad("verify.max_tokens %d is negative", r.Verify.MaxTokens)
 	}
 	return &r, nil
 }
@@ -101,7 +124,8 @@ func ReadFile(path string) (*Recipe, error) {
 	return r, nil
 }
 
-// Path resolves p against the recipe's directory.
+// Path resolves p (a path the recipe names: model, out, data, bench, an op's set:FILE)
+// against the recipe's directory.
 func (r *Recipe) Path(p string) string {
 	if p == "" || filepath.IsAbs(p) {
 		return p

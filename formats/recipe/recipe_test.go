@@ -27,6 +27,10 @@ func TestParse(t *testing.T) {
 		strings.Replace(good, "contrib", "magic", 1):                     "locate.method",
 		strings.Replace(good, "model: ../testdata/stories260K\n", "", 1): "model is required",
 		"model: [": "r.yaml",
+		strings.Replace(good, "top_k: 10}", "top_k: 10}\nrecord: {coefficient: ua}", 1):         "record.coefficient",
+		strings.Replace(good, "top_k: 10}", "top_k: 10}\nrecord: {concepts: [Lily, \" \"]}", 1): "empty word",
+		strings.Replace(good, "gates:", "max_tokens: -1, gates:", 1):                            "max_tokens -1",
+		good + "---\nmodel: other\n": "more than one YAML document",
 	} {
 		_, err := Parse([]byte(bad), "r.yaml")
 		if !errors.Is(err, ErrRecipe) || !strings.Contains(err.Error(), want) {

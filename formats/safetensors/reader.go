@@ -10,6 +10,8 @@ import (
 	"os"
 	"sort"
 	"unsafe"
+
+	"github.com/neurosurg/neurosurg/formats/regfile"
 )
 
 // Sentinel errors. Errors returned by this package wrap one of them inside a *FormatError
@@ -88,7 +90,7 @@ type File struct {
 
 // Open memory-maps path and parses and validates its header.
 func Open(path string) (*File, error) {
-	fd, err := os.Open(path)
+	fd, err := regfile.Open(path) // a directory or FIFO is named, not mmapped or waited on
 	if err != nil {
 		return nil, err
 	}

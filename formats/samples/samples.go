@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"unicode/utf8"
 )
 
 // ErrFormat reports an invalid samples file.
@@ -27,39 +28,103 @@ type Sample struct {
 	Control bool     `json:"control,omitempty"` // verify: unrelated prompt for specificity/KL
 }
 
-// Read parses samples from r; name is used in errors ("file:line").
+// MaxLine is the longest line Read accepts (a sample with a long text is one line; an image or
+// audio is a path, not inline data).
+const MaxLine = 64 << 20
+
+// Read parses samples from r; name is used in errors ("file:line"). Every line is one JSON
+// object in UTF-8; blank lines and lines starting with # are skipped; a file without samples
+// is an error.
 func Read(r io.Reader, name string) ([]Sample, error) {
 	var out []Sample
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	br := bufio.NewReaderSize(r, 64<<10)
 	ids := map[string]int{}
-	for line := 1; sc.Scan(); line++ {
-		b := bytes.TrimSpace(sc.Bytes())
-		if len(b) == 0 || b[0] == '#' {
-			continue
+	for line := 1; ; line++ {
+		raw, err := readLine(br, MaxLine)
+		if errors.Is(err, errLong) {
+			return nil, fmt.Errorf("%s:%d: %w: line longer than %d MiB", name, line, ErrFormat, MaxLine>>20)
 		}
-		var s Sample
-		d := json.NewDecoder(bytes.NewReader(b))
-		d.DisallowUnknownFields()
-		if err := d.Decode(&s); err != nil {
-			return nil, fmt.Errorf("%s:%d: %w: %v", name, line, ErrFormat, err)
+		if err != nil && err != io.EOF {
+			return nil, fmt.Errorf("%s:%d: %w", name, line, err)
 		}
-		if s.Text == "" && s.Image == "" && s.Audio == "" {
-			return nil, fmt.Errorf("%s:%d: %w: no text, image or audio", name, line, ErrFormat)
+		if line == 1 {
+			raw = bytes.TrimPrefix(raw, []byte("\uFEFF")) // a byte-order mark some editors write
 		}
-		if s.ID == "" {
-			s.ID = fmt.Sprintf("line%d", line)
+		if b := bytes.TrimSpace(raw); len(b) > 0 && b[0] != '#' {
+			s, perr := parseLine(b)
+			if perr != nil {
+				return nil, fmt.Errorf("%s:%d: %w: %v", name, line, ErrFormat, perr)
+			}
+			if s.ID == "" {
+				s.ID = fmt.Sprintf("line%d", line)
+			}
+			if prev, dup := ids[s.ID]; dup {
+				return nil, fmt.Errorf("%s:%d: %w: id %q already used on line %d", name, line, ErrFormat, s.ID, prev)
+			}
+			ids[s.ID] = line
+			out = append(out, s)
 		}
-		if prev, dup := ids[s.ID]; dup {
-			return nil, fmt.Errorf("%s:%d: %w: id %q already used on line %d", name, line, ErrFormat, s.ID, prev)
+		if err == io.EOF {
+			break
 		}
-		ids[s.ID] = line
-		out = append(out, s)
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: %w: no samples (one JSON object a line)", name, ErrFormat)
 	}
 	return out, nil
+}
+
+// parseLine decodes one non-blank line: exactly one JSON object, valid UTF-8, with something
+// to run.
+func parseLine(b []byte) (Sample, error) {
+	var s Sample
+	if !utf8.Valid(b) {
+		i := 0
+		for i < len(b) {
+			r, n := utf8.DecodeRune(b[i:])
+			if r == utf8.RuneError && n <= 1 {
+				break
+			}
+			i += n
+		}
+		return s, fmt.Errorf("invalid UTF-8 at byte %d of the line", i+1)
+	}
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&s); err != nil {
+		return s, err
+	}
+	if rest := bytes.TrimSpace(b[d.InputOffset():]); len(rest) > 0 {
+		return s, fmt.Errorf("more after the JSON object at byte %d (one sample a line)", len(b)-len(rest)+1)
+	}
+	if s.Text == "" && s.Image == "" && s.Audio == "" {
+		return s, errors.New("no text, image or audio")
+	}
+	return s, nil
+}
+
+var errLong = errors.New("line too long")
+
+// readLine returns the next line without its newline, reading at most max bytes of it; a
+// longer line is errLong (the rest is not read). The last line may lack a newline; after it,
+// io.EOF comes with whatever it held.
+func readLine(br *bufio.Reader, max int) ([]byte, error) {
+	var line []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if len(line)+len(chunk) > max+1 {
+			return nil, errLong
+		}
+		line = append(line, chunk...)
+		switch err {
+		case nil:
+			return line[:len(line)-1], nil
+		case bufio.ErrBufferFull:
+			continue
+		default:
+			return line, err
+		}
+	}
 }
 
 // ReadFile reads a samples file.
@@ -69,6 +134,10 @@ func ReadFile(path string) ([]Sample, error) {
 		return nil, err
 	}
 	defer f.Close()
+	// A pipe is fine (samples can be streamed in); a directory is a mistake worth naming.
+	if fi, err := f.Stat(); err == nil && fi.IsDir() {
+		return nil, fmt.Errorf("%s: %w: a directory, not a samples file", path, ErrFormat)
+	}
 	return Read(f, path)
 }
 

@@ -2,6 +2,7 @@ package samples
 
 import (
 	"errors"
+	"io"
 	"strings"
 	"testing"
 )
@@ -25,8 +26,18 @@ func TestRead(t *testing.T) {
 	bad := map[string]string{
 		`{"text":"x","lable":"y"}`:                               "x.jsonl:1",
 		`{"id":"a","text":"x"}` + "\n" + `{"id":"a","text":"y"}`: "already used on line 1",
-		`{"label":"y"}`: "no text",
-		`{"text":`:      "x.jsonl:1",
+		`{"label":"y"}`:            "no text",
+		`{"text":`:                 "x.jsonl:1",
+		"":                         "x.jsonl: samples: invalid line: no samples",
+		"\n# only a comment\n  \n": "no samples",
+		`{"text":"a"}` + "\n" + `{"text":"b"} {"text":"c"}`: "x.jsonl:2: samples: invalid line: more after the JSON object at byte 14",
+		`{"text":"a"}{"text":"b"}`:                          "x.jsonl:1: samples: invalid line: more after",
+		`{"text":"a"} x`:                                    "more after",
+		"\n\n" + `{"text":"caf` + "\xe9" + `"}`:             "x.jsonl:3: samples: invalid line: invalid UTF-8 at byte 13",
+		`{"text":"ok"}` + "\n" + `{"text":"\xff"}` + "\n":   "x.jsonl:2:",
+		`"just a string"`:                                   "x.jsonl:1",
+		`[{"text":"a"}]`:                                    "x.jsonl:1",
+		`null`:                                              "no text",
 	}
 	for in, want := range bad {
 		_, err := Read(strings.NewReader(in), "x.jsonl")
@@ -36,12 +47,50 @@ func TestRead(t *testing.T) {
 	}
 }
 
+func TestReadLongLine(t *testing.T) {
+	// Line 2 is endless: the reader stops at the bound instead of reading on.
+	in := io.MultiReader(strings.NewReader(`{"text":"first"}`+"\n"+`{"text":"`), endless{})
+	_, err := Read(in, "big.jsonl")
+	if !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "big.jsonl:2: samples: invalid line: line longer than 64 MiB") {
+		t.Errorf("err %v", err)
+	}
+	// Up to the bound a long line is read whole, with or without a final newline.
+	text := strings.Repeat("b", 1<<20)
+	for _, end := range []string{"", "\n", "\r\n"} {
+		ss, err := Read(strings.NewReader("\uFEFF"+`{"text":"`+text+`"}`+end), "x")
+		if err != nil || len(ss) != 1 || ss[0].Text != text {
+			t.Errorf("end %q: %v", end, err)
+		}
+	}
+}
+
+// endless reads as an unending run of 'a'.
+type endless struct{}
+
+func (endless) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = 'a'
+	}
+	return len(p), nil
+}
+
+func TestReadFileDirectory(t *testing.T) {
+	dir := t.TempDir()
+	_, err := ReadFile(dir)
+	if !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "a directory") {
+		t.Errorf("err %v", err)
+	}
+}
+
 func FuzzSamples(f *testing.F) {
 	f.Add(`{"id":"a","text":"t","label":"l","choices":["x","y"]}`)
 	f.Fuzz(func(t *testing.T, s string) {
 		ss, err := Read(strings.NewReader(s), "fuzz")
 		if err != nil {
 			return
+		}
+		if len(ss) == 0 {
+			t.Fatal("accepted a file without samples")
 		}
 		for _, x := range ss {
 			if x.ID == "" {

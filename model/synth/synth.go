@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/neurosurg/neurosurg/formats/hfdir"
 	"github.com/neurosurg/neurosurg/formats/safetensors"
@@ -28,6 +29,15 @@ type Options struct {
 	Seed      uint64
 	Std       float64 // weight standard deviation (default config initializer_range, else 0.02)
 	Progress  func(written, total int64)
+}
+
+// freeBytes is the space an unprivileged writer may still use on dir's filesystem.
+func freeBytes(dir string) (int64, bool) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, false
+	}
+	return int64(st.Bavail) * int64(st.Bsize), true
 }
 
 // Generate writes a synthetic checkpoint for the config at src (a config.json or a directory
@@ -53,6 +63,12 @@ func Generate(src, out string, opts Options) error {
 		return fmt.Errorf("synth: dtype %s: want F32, BF16 or F16", opts.DType)
 	}
 	for k, v := range opts.Set {
+		if n, ok := v.(int64); ok && n < 0 {
+			return fmt.Errorf("synth: set %s=%d: negative", k, n)
+		}
+		if n, ok := v.(int); ok && n < 0 {
+			return fmt.Errorf("synth: set %s=%d: negative", k, n)
+		}
 		cfg[k] = v
 	}
 	cfg["torch_dtype"] = names[opts.DType]
@@ -71,6 +87,37 @@ func Generate(src, out string, opts Options) error {
 		if std == 0 {
 			std = 0.02
 		}
+	}
+	groups, err := arch.FFN()
+	if err != nil {
+		return fmt.Errorf("synth: %s: %w", cfgPath, err)
+	}
+	for _, g := range groups {
+		if g.Layers < 1 || g.Neurons < 1 {
+			return fmt.Errorf("synth: %s: the %s FFN would have %d layers × %d neurons", cfgPath, g.Module, g.Layers, g.Neurons)
+		}
+	}
+	// Sizes are checked before anything is written: a negative or zero dimension, a shape
+	// whose byte count overflows, or a checkpoint larger than the free space of out's disk.
+	var need int64
+	for _, sp := range specs {
+		n := int64(opts.DType.Size())
+		for _, d := range sp.Shape {
+			if d <= 0 {
+				return fmt.Errorf("synth: %s: tensor %q has shape %v: every size must be positive", cfgPath, sp.Name, sp.Shape)
+			}
+			if n > math.MaxInt64/d {
+				return fmt.Errorf("synth: %s: tensor %q of shape %v is too large", cfgPath, sp.Name, sp.Shape)
+			}
+			n *= d
+		}
+		if need > math.MaxInt64-n {
+			return fmt.Errorf("synth: %s: the checkpoint is too large", cfgPath)
+		}
+		need += n
+	}
+	if free, ok := freeBytes(filepath.Dir(filepath.Clean(out))); ok && need > free {
+		return fmt.Errorf("synth: %s needs %.1f GB of weights, its disk has %.1f GB free", out, float64(need)/1e9, float64(free)/1e9)
 	}
 	if _, err := os.Lstat(out); err == nil {
 		return fmt.Errorf("synth: %s: %w", out, hfdir.ErrExists)

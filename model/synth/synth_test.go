@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/neurosurg/neurosurg/formats/hfdir"
@@ -92,6 +93,30 @@ func TestConvertStories(t *testing.T) {
 			if d := math.Abs(float64(a[i] - b[i])); d > math.Abs(float64(a[i]))/128 {
 				t.Fatalf("%s[%d]: %g -> %g", n, i, a[i], b[i])
 			}
+		}
+	}
+}
+
+// Impossible sizes are refused before anything is written: no folder is left behind.
+func TestGenerateRefusesBadSizes(t *testing.T) {
+	for _, c := range []struct {
+		set map[string]any
+		msg string
+	}{
+		{map[string]any{"num_hidden_layers": -1}, "negative"},
+		{map[string]any{"num_hidden_layers": int64(-1)}, "negative"},
+		{map[string]any{"num_hidden_layers": 0}, "0 layers"},
+		{map[string]any{"hidden_size": 0}, "every size must be positive"},
+		{map[string]any{"intermediate_size": int64(1) << 40}, "GB free"},
+		{map[string]any{"intermediate_size": int64(1) << 60}, "too large"},
+	} {
+		tmp := t.TempDir()
+		err := synth.Generate("../../testdata/stories260K", filepath.Join(tmp, "out"), synth.Options{Set: c.set})
+		if err == nil || !strings.Contains(err.Error(), c.msg) {
+			t.Errorf("%v: %v, want %q", c.set, err, c.msg)
+		}
+		if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
+			t.Errorf("%v: left %v", c.set, ents)
 		}
 	}
 }
