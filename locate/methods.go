@@ -4,20 +4,35 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sort"
 
 	"github.com/neurosurg/neurosurg/formats/neuronset"
 )
 
-// DAPEOptions are MMNeuron's (LAPE's) constants.
+// DAPEOptions are MMNeuron's (LAPE's) constants, named as in their identify.py.
 type DAPEOptions struct {
-	TopRate    float64 // fraction of the module's neurons kept (default 0.01)
-	FilterRate float64 // percentile of P used as the firing bar (default 0.95)
+	TopRate    float64 // fraction of the module's neurons kept by lowest entropy (default 0.01)
+	FilterRate float64 // quantile of all P a neuron's largest P must exceed to be a candidate (default 0.95)
+	// ActivationBarRatio is the quantile of all P a label's P must exceed for a kept neuron to
+	// be assigned to that label (default 0.95). The official code keeps it apart from
+	// FilterRate: filtering at 0.9 still assigns at the 0.95 quantile.
+	ActivationBarRatio float64
 }
 
-// DAPE selects domain-specific neurons (algorithms.md §3.4): P per label, normalised over
-// labels, entropy; neurons whose max P is not above the 95th percentile τ are excluded; the
-// TopRate lowest-entropy neurons are kept and assigned to every label where P > τ.
+// DAPE selects domain-specific neurons as MMNeuron's (and LAPE's) identify.py does
+// (algorithms.md §3.4): P = firing probability per label; p̃ = P normalised over labels;
+// entropy of p̃. Over all L·N·D values of P, τ is the k-th smallest with k = round(FilterRate ·
+// L·N·D) and the bar the k-th smallest with k = round(ActivationBarRatio · L·N·D) (Python's
+// round, half to even; no interpolation). Neurons with no P > τ are excluded; of the rest the
+// round(TopRate · L·N) with the lowest entropy are kept (ties: lower layer, then index, first —
+// torch.topk leaves their order unspecified), each assigned to every label whose P > bar.
+//
+// P is computed in float32, as the official torch tensors are, so that the quantiles and the
+// strict comparisons decide as they do; the entropy is taken in float64. One deviation: when
+// fewer neurons pass the filter than TopRate keeps, torch.topk fills the rest with excluded
+// ones in an unspecified order; DAPE keeps only candidates. The two agree whenever
+// ActivationBarRatio ≥ FilterRate (the defaults): an excluded neuron has no P above τ ≤ bar.
 func DAPE(s *Stats, o DAPEOptions) (*neuronset.Set, error) {
 	if o.TopRate == 0 {
 		o.TopRate = 0.01
@@ -25,33 +40,49 @@ func DAPE(s *Stats, o DAPEOptions) (*neuronset.Set, error) {
 	if o.FilterRate == 0 {
 		o.FilterRate = 0.95
 	}
+	if o.ActivationBarRatio == 0 {
+		o.ActivationBarRatio = 0.95
+	}
+	for _, r := range []struct {
+		name string
+		v    float64
+	}{{"top rate", o.TopRate}, {"filter rate", o.FilterRate}, {"activation bar ratio", o.ActivationBarRatio}} {
+		if !(r.v > 0 && r.v <= 1) {
+			return nil, fmt.Errorf("%w: DAPE %s %g is not in (0, 1]", ErrStats, r.name, r.v)
+		}
+	}
 	D := len(s.Labels)
 	if D < 2 {
 		return nil, fmt.Errorf("%w: DAPE needs at least two labels, the stats have %d", ErrStats, D)
 	}
 	n := s.Layers * s.Neurons
-	P := make([][]float64, D)
-	var all []float64
+	P := make([][]float32, D)
+	var all []float32
 	for d, l := range s.Labels {
-		P[d] = s.Prob(l)
+		P[d] = s.prob32(l)
 		all = append(all, P[d]...)
 	}
-	sort.Float64s(all)
-	k := int(math.Round(o.FilterRate * float64(len(all))))
-	tau := all[max(0, min(k, len(all))-1)] // the k-th smallest
+	slices.Sort(all)
+	// kthValue is torch's kthvalue(round(len · rate)): the k-th smallest, k counted from 1.
+	kthValue := func(rate float64) float32 {
+		k := int(math.RoundToEven(float64(len(all)) * rate))
+		return all[max(1, min(k, len(all)))-1]
+	}
+	tau, bar := kthValue(o.FilterRate), kthValue(o.ActivationBarRatio)
 	ent := make([]float64, n)
 	for i := 0; i < n; i++ {
-		var sum, mx float64
+		var sum float64
+		candidate := false
 		for d := 0; d < D; d++ {
-			sum += P[d][i]
-			mx = math.Max(mx, P[d][i])
+			sum += float64(P[d][i])
+			candidate = candidate || P[d][i] > tau
 		}
-		if mx <= tau {
+		if !candidate {
 			ent[i] = math.Inf(1)
 			continue
 		}
 		for d := 0; d < D; d++ {
-			if p := P[d][i] / sum; p > 0 {
+			if p := float64(P[d][i]) / sum; p > 0 {
 				ent[i] -= p * math.Log(p)
 			}
 		}
@@ -61,15 +92,16 @@ func DAPE(s *Stats, o DAPEOptions) (*neuronset.Set, error) {
 		order[i] = i
 	}
 	sort.SliceStable(order, func(a, b int) bool { return ent[order[a]] < ent[order[b]] })
-	keep := int(math.Round(o.TopRate * float64(n)))
+	keep := min(n, int(math.RoundToEven(o.TopRate*float64(n))))
 	set := &neuronset.Set{Version: neuronset.Version, Method: "dape", Labels: s.Labels,
-		Params: map[string]any{"top_rate": o.TopRate, "filter_rate": o.FilterRate, "tau": tau}}
+		Params: map[string]any{"top_rate": o.TopRate, "filter_rate": o.FilterRate, "activation_bar_ratio": o.ActivationBarRatio,
+			"tau": float64(tau), "bar": float64(bar)}}
 	for _, i := range order[:keep] {
 		if math.IsInf(ent[i], 1) {
 			break
 		}
 		for d, l := range s.Labels {
-			if P[d][i] > tau {
+			if P[d][i] > bar {
 				set.Neurons = append(set.Neurons, neuronset.Neuron{Module: s.Module, Layer: i / s.Neurons, Index: i % s.Neurons, Label: l, Score: ent[i]})
 			}
 		}

@@ -83,6 +83,23 @@ func (s *Stats) Prob(label string) []float64 {
 	return p
 }
 
+// prob32 is Prob in float32 as the official DAPE code computes it: torch divides the integer
+// counts as float32 (float32(fire) / float32(positions), one correctly rounded division), so
+// its quantiles and comparisons decide on these values.
+func (s *Stats) prob32(label string) []float32 {
+	ls := s.ByLabel[label]
+	p := make([]float32, s.Layers*s.Neurons)
+	for l := 0; l < s.Layers; l++ {
+		if ls.Positions[l] == 0 {
+			continue
+		}
+		for j := 0; j < s.Neurons; j++ {
+			p[l*s.Neurons+j] = float32(ls.Fire[l*s.Neurons+j]) / float32(ls.Positions[l])
+		}
+	}
+	return p
+}
+
 // Merge adds other's accumulators into s (same model and module).
 func (s *Stats) Merge(o *Stats) error {
 	if s.Module != o.Module || s.Layers != o.Layers || s.Neurons != o.Neurons || s.ModelHash != o.ModelHash {
