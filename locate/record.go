@@ -47,9 +47,11 @@ func (r *recorder) Attention(e *model.AttnEvent) {
 	}
 }
 
-// ism adds one layer's MINER scores of the current sample (prefill only, §2.3).
+// addISM adds one layer's MINER scores of the current sample (prefill only, §2.3). A prompt of
+// one position is scored too, as the official hook does (its output then has the prompt's
+// shape), so the "prompt" count is the dataset's sample count (ISMStats.Samples).
 func (r *recorder) addISM(e *model.FFNEvent) {
-	if e.Pos0 != 0 || e.Rows < 2 {
+	if e.Pos0 != 0 {
 		return
 	}
 	L, N := r.s.Layers, e.Neurons
