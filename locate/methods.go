@@ -109,51 +109,91 @@ func DAPE(s *Stats, o DAPEOptions) (*neuronset.Set, error) {
 	return set, nil
 }
 
+// Contribution-score modes (ContribOptions.Mode).
+const (
+	// ContribPooled scores each concept once over the whole corpus: the mean activation over
+	// every position that generates it (neurosurg's reading; the default).
+	ContribPooled = "pooled"
+	// ContribPerSample is Pan et al.'s official reading (MM_Neurons trainer.py): one caption at
+	// a time, the activations at the concept's first generating step only, and a ranked list
+	// per (sample, concept) that is never merged across samples.
+	ContribPerSample = "per-sample"
+)
+
 // ContribOptions control Contrib.
 type ContribOptions struct {
-	TopK   int   // neurons per concept (default 1% of the module)
-	Layers []int // search only these layers (default: all)
+	TopK   int    // neurons per concept, or per (sample, concept) in per-sample mode (default 1% of the module)
+	Layers []int  // search only these layers (default: all)
+	Mode   string // ContribPooled (default) or ContribPerSample
 }
 
-// Contrib ranks neurons by Pan et al.'s contribution score to each recorded concept: the mean
-// activation at the steps that generate the concept × ⟨down_proj[:, j], unembed[w]⟩
-// (algorithms.md §4.5), descending, and keeps the top k.
+// Contrib ranks neurons by Pan et al.'s contribution score to each recorded concept,
+// activation × Φ with Φ[j] = ⟨down_proj[:, j], unembed[w]⟩ (algorithms.md §4.5), descending
+// (ties: lower layer, then index, first), and keeps the top k.
+//
+// Pooled (default): the activation is the mean over every position of the corpus that
+// generates the concept; one list per concept, labelled with the word.
+//
+// Per-sample (the official code's reading; needs RecordOptions.PerSample): for each sample that
+// generates the concept, the activation at its first generating step (output_tokens.index),
+// one list per (sample, concept) labelled "word@sample-id". The official code saves each such
+// list (top 10,000) on its own and perturbs per caption; it never aggregates across samples,
+// so neither does this mode. Patching the whole set edits the union of the lists; pick one
+// with a label filter.
 func Contrib(s *Stats, o ContribOptions) (*neuronset.Set, error) {
 	if len(s.Concepts) == 0 {
 		return nil, fmt.Errorf("%w: no concept was recorded (record --concept WORD)", ErrStats)
+	}
+	if o.Mode == "" {
+		o.Mode = ContribPooled
+	}
+	if o.Mode != ContribPooled && o.Mode != ContribPerSample {
+		return nil, fmt.Errorf("%w: contrib mode %q (%s, %s)", ErrStats, o.Mode, ContribPooled, ContribPerSample)
 	}
 	n := s.Layers * s.Neurons
 	if o.TopK == 0 {
 		o.TopK = max(1, n/100)
 	}
 	set := &neuronset.Set{Version: neuronset.Version, Method: "contrib", Params: map[string]any{"top_k": o.TopK}}
+	if o.Mode == ContribPerSample {
+		set.Params["mode"] = o.Mode
+	}
+	var in map[int]bool // layers searched; nil: all
+	if len(o.Layers) > 0 {
+		in = map[int]bool{}
+		for _, l := range o.Layers {
+			in[l] = true
+		}
+	}
+	// rank appends the top k neurons by act[i] × Φ[i] under label.
+	rank := func(label string, act func(i int) float64, phi []float64) {
+		set.Labels = append(set.Labels, label)
+		score := make([]float64, n)
+		order := make([]int, 0, n)
+		for i := range score {
+			score[i] = act(i) * phi[i]
+			if in == nil || in[i/s.Neurons] {
+				order = append(order, i)
+			}
+		}
+		sort.SliceStable(order, func(a, b int) bool { return score[order[a]] > score[order[b]] })
+		for _, i := range order[:min(o.TopK, len(order))] {
+			set.Neurons = append(set.Neurons, neuronset.Neuron{Module: s.Module, Layer: i / s.Neurons, Index: i % s.Neurons, Label: label, Score: score[i]})
+		}
+	}
 	for _, c := range s.Concepts {
 		if c.Steps == 0 {
 			return nil, fmt.Errorf("%w: concept %q was never generated in the recorded samples", ErrStats, c.Word)
 		}
-		set.Labels = append(set.Labels, c.Word)
-		score := make([]float64, n)
-		order := make([]int, n)
-		for i := range score {
-			score[i] = c.ActSum[i] / c.Steps * c.Phi[i]
-			order[i] = i
+		if o.Mode == ContribPooled {
+			rank(c.Word, func(i int) float64 { return c.ActSum[i] / c.Steps }, c.Phi)
+			continue
 		}
-		if len(o.Layers) > 0 {
-			in := map[int]bool{}
-			for _, l := range o.Layers {
-				in[l] = true
-			}
-			keep := order[:0]
-			for _, i := range order {
-				if in[i/s.Neurons] {
-					keep = append(keep, i)
-				}
-			}
-			order = keep
+		if len(c.First) == 0 {
+			return nil, fmt.Errorf("%w: concept %q has no per-sample activations (record with --per-sample)", ErrStats, c.Word)
 		}
-		sort.SliceStable(order, func(a, b int) bool { return score[order[a]] > score[order[b]] })
-		for _, i := range order[:min(o.TopK, len(order))] {
-			set.Neurons = append(set.Neurons, neuronset.Neuron{Module: s.Module, Layer: i / s.Neurons, Index: i % s.Neurons, Label: c.Word, Score: score[i]})
+		for k, first := range c.First {
+			rank(c.Word+"@"+c.FirstIDs[k], func(i int) float64 { return first[i] }, c.Phi)
 		}
 	}
 	return set, nil

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 
 	"github.com/neurosurg/neurosurg/formats/safetensors"
@@ -32,6 +33,11 @@ type ConceptStats struct {
 	Steps   float64   // positions that generated the concept
 	ActSum  []float64 // [layer*N+j] Σ a at those positions
 	Phi     []float64 // [layer*N+j]
+	// First, recorded on request (RecordOptions.PerSample), holds for every sample that
+	// generates the concept the activations at its first generating step [layer*N+j]: Pan et
+	// al.'s official per-caption reading. FirstIDs names those samples, in the same order.
+	First    [][]float64
+	FirstIDs []string
 }
 
 // Stats is the content of a stats file: one module ("llm") of one model.
@@ -123,6 +129,8 @@ func (s *Stats) Merge(o *Stats) error {
 		for i := range c.ActSum {
 			c.ActSum[i] += oc.ActSum[i]
 		}
+		c.First = append(c.First, oc.First...)
+		c.FirstIDs = append(c.FirstIDs, oc.FirstIDs...)
 	}
 	for _, od := range o.ISMs {
 		d := s.ism(od.Dataset)
@@ -168,13 +176,16 @@ type statsMeta struct {
 	DataHash  string    `json:"data_sha256"`
 	Labels    []string  `json:"labels"`
 	Samples   []float64 `json:"samples"`
-	Concepts  []struct {
-		Word    string  `json:"word"`
-		TokenID int32   `json:"token_id"`
-		Steps   float64 `json:"steps"`
-	} `json:"concepts"`
+	Concepts  []conceptMeta `json:"concepts"`
 	SampleIDs []string `json:"sample_ids"`
 	Datasets  []string `json:"ism_datasets,omitempty"`
+}
+
+type conceptMeta struct {
+	Word         string   `json:"word"`
+	TokenID      int32    `json:"token_id"`
+	Steps        float64  `json:"steps"`
+	FirstSamples []string `json:"first_samples,omitempty"` // rows of concept.i.first
 }
 
 const statsKey = "neurosurg.stats"
@@ -201,14 +212,13 @@ func (s *Stats) WriteFile(path string) error {
 		f64(p+"max", ls.Max, L, N)
 	}
 	for i, c := range s.Concepts {
-		meta.Concepts = append(meta.Concepts, struct {
-			Word    string  `json:"word"`
-			TokenID int32   `json:"token_id"`
-			Steps   float64 `json:"steps"`
-		}{c.Word, c.TokenID, c.Steps})
+		meta.Concepts = append(meta.Concepts, conceptMeta{c.Word, c.TokenID, c.Steps, c.FirstIDs})
 		p := fmt.Sprintf("concept.%d.", i)
 		f64(p+"act_sum", c.ActSum, L, N)
 		f64(p+"phi", c.Phi, L, N)
+		if len(c.First) > 0 {
+			f64(p+"first", slices.Concat(c.First...), int64(len(c.First)), L, N)
+		}
 	}
 	for i, d := range s.ISMs {
 		meta.Datasets = append(meta.Datasets, d.Dataset)
@@ -275,7 +285,18 @@ func ReadStats(path string) (*Stats, error) {
 		if err != nil {
 			return nil, err
 		}
-		s.Concepts = append(s.Concepts, &ConceptStats{Word: c.Word, TokenID: c.TokenID, Steps: c.Steps, ActSum: act, Phi: phi})
+		cs := &ConceptStats{Word: c.Word, TokenID: c.TokenID, Steps: c.Steps, ActSum: act, Phi: phi}
+		if S := len(c.FirstSamples); S > 0 {
+			first, err := get(p+"first", S*n)
+			if err != nil {
+				return nil, err
+			}
+			for k := 0; k < S; k++ {
+				cs.First = append(cs.First, first[k*n:(k+1)*n:(k+1)*n])
+			}
+			cs.FirstIDs = c.FirstSamples
+		}
+		s.Concepts = append(s.Concepts, cs)
 	}
 	for i, name := range meta.Datasets {
 		sum, err := get(fmt.Sprintf("ism.%d.sum", i), 35*n)
