@@ -168,17 +168,17 @@ func (s *Stats) concept(word string, id int32, phi []float64) *ConceptStats {
 }
 
 type statsMeta struct {
-	Version   int       `json:"version"`
-	Module    string    `json:"module"`
-	Layers    int       `json:"layers"`
-	Neurons   int       `json:"neurons"`
-	ModelHash string    `json:"model_sha256"`
-	DataHash  string    `json:"data_sha256"`
-	Labels    []string  `json:"labels"`
-	Samples   []float64 `json:"samples"`
+	Version   int           `json:"version"`
+	Module    string        `json:"module"`
+	Layers    int           `json:"layers"`
+	Neurons   int           `json:"neurons"`
+	ModelHash string        `json:"model_sha256"`
+	DataHash  string        `json:"data_sha256"`
+	Labels    []string      `json:"labels"`
+	Samples   []float64     `json:"samples"`
 	Concepts  []conceptMeta `json:"concepts"`
-	SampleIDs []string `json:"sample_ids"`
-	Datasets  []string `json:"ism_datasets,omitempty"`
+	SampleIDs []string      `json:"sample_ids"`
+	Datasets  []string      `json:"ism_datasets,omitempty"`
 }
 
 type conceptMeta struct {
