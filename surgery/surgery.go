@@ -93,13 +93,18 @@ func Run(ctx context.Context, path string, o Options) (*Result, error) {
 	}
 	fp := base.Fingerprint()
 
-	// record
-	statsPath := filepath.Join(work, "stats-"+key(fp, dataHash, r.Record)+".st")
+	// record; contrib's per-sample mode needs each sample's first generating step kept too
+	perSample := r.Locate.Method == "contrib" && r.Locate.ContribMode == locate.ContribPerSample
+	recordKey := []any{fp, dataHash, r.Record}
+	if perSample {
+		recordKey = append(recordKey, "per-sample")
+	}
+	statsPath := filepath.Join(work, "stats-"+key(recordKey...)+".st")
 	if exists(statsPath) {
 		res.Cached = append(res.Cached, "record")
 	} else {
 		log("record: " + dataPath)
-		st, err := locate.Record(ctx, m, data, nil, locate.RecordOptions{Concepts: r.Record.Concepts, ModelHash: fp, Product: r.Record.Coefficient == "au", MINER: r.Record.MINER, Chat: r.Record.Chat})
+		st, err := locate.Record(ctx, m, data, nil, locate.RecordOptions{Concepts: r.Record.Concepts, ModelHash: fp, Product: r.Record.Coefficient == "au", MINER: r.Record.MINER, Chat: r.Record.Chat, PerSample: perSample})
 		if err != nil {
 			return nil, err
 		}
@@ -132,9 +137,9 @@ func Run(ctx context.Context, path string, o Options) (*Result, error) {
 			}
 			set, err = locate.MINER(st, o)
 		case "dape":
-			set, err = locate.DAPE(st, locate.DAPEOptions{TopRate: lp.TopRate, FilterRate: lp.FilterRate})
+			set, err = locate.DAPE(st, locate.DAPEOptions{TopRate: lp.TopRate, FilterRate: lp.FilterRate, ActivationBarRatio: lp.ActivationBarRatio})
 		case "contrib":
-			set, err = locate.Contrib(st, locate.ContribOptions{TopK: lp.TopK, Layers: lp.Layers})
+			set, err = locate.Contrib(st, locate.ContribOptions{TopK: lp.TopK, Layers: lp.Layers, Mode: lp.ContribMode})
 		case "ig":
 			if len(r.Record.Concepts) != 1 {
 				return nil, fmt.Errorf("%s: locate.method ig needs exactly one record.concepts word", path)

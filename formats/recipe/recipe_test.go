@@ -22,11 +22,16 @@ func TestParse(t *testing.T) {
 	if r.Locate.TopK != 10 || r.Patch.Ops[0] != "swap:Lily>Tim" || r.Verify.Gates[0] != "kl<0.1" {
 		t.Errorf("%+v", r)
 	}
+	r, err = Parse([]byte(strings.Replace(good, "top_k: 10", "contrib_mode: per-sample, activation_bar_ratio: 0.9", 1)), "r.yaml")
+	if err != nil || r.Locate.ContribMode != "per-sample" || r.Locate.ActivationBarRatio != 0.9 {
+		t.Errorf("locate %+v, err %v", r.Locate, err)
+	}
 	for bad, want := range map[string]string{
 		strings.Replace(good, "top_k", "topk", 1):                        "topk",
 		strings.Replace(good, "contrib", "magic", 1):                     "locate.method",
 		strings.Replace(good, "model: ../testdata/stories260K\n", "", 1): "model is required",
 		"model: [": "r.yaml",
+		strings.Replace(good, "top_k: 10", "contrib_mode: sum", 1): "locate.contrib_mode",
 	} {
 		_, err := Parse([]byte(bad), "r.yaml")
 		if !errors.Is(err, ErrRecipe) || !strings.Contains(err.Error(), want) {
