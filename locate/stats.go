@@ -240,6 +240,11 @@ func ReadStats(path string) (*Stats, error) {
 	if err := json.Unmarshal([]byte(f.Metadata[statsKey]), &meta); err != nil || meta.Version != 1 {
 		return nil, fmt.Errorf("%s: %w: not a neurosurg stats file (metadata %q)", path, ErrStats, statsKey)
 	}
+	// Every accumulator is read from a tensor whose size is checked first, so a header's
+	// dimensions cannot make the reader allocate more than the file holds.
+	if meta.Layers < 1 || meta.Neurons < 1 || int64(meta.Layers)*int64(meta.Neurons) > 1<<40 {
+		return nil, fmt.Errorf("%s: %w: %d layers × %d neurons", path, ErrStats, meta.Layers, meta.Neurons)
+	}
 	s := NewStats(meta.Module, meta.Layers, meta.Neurons)
 	s.ModelHash, s.DataHash, s.SampleIDs = meta.ModelHash, meta.DataHash, meta.SampleIDs
 	n := meta.Layers * meta.Neurons
@@ -259,8 +264,10 @@ func ReadStats(path string) (*Stats, error) {
 		return nil, fmt.Errorf("%s: %w: %d sample counts for %d labels", path, ErrStats, len(meta.Samples), len(meta.Labels))
 	}
 	for i, l := range meta.Labels {
-		ls := s.label(l)
-		ls.Samples = meta.Samples[i]
+		if s.ByLabel[l] != nil {
+			return nil, fmt.Errorf("%s: %w: label %q twice", path, ErrStats, l)
+		}
+		ls := &LabelStats{Samples: meta.Samples[i]}
 		p := fmt.Sprintf("label.%d.", i)
 		if ls.Positions, err = get(p+"positions", meta.Layers); err != nil {
 			return nil, err
@@ -274,7 +281,9 @@ func ReadStats(path string) (*Stats, error) {
 		if ls.Max, err = get(p+"max", n); err != nil {
 			return nil, err
 		}
+		s.ByLabel[l], s.Labels = ls, append(s.Labels, l)
 	}
+	sort.Strings(s.Labels)
 	for i, c := range meta.Concepts {
 		p := fmt.Sprintf("concept.%d.", i)
 		act, err := get(p+"act_sum", n)
