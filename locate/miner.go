@@ -147,6 +147,17 @@ type ISMStats struct {
 	Count   []float64 // [modality] samples in which the modality occurred
 }
 
+// Samples is the number of samples recorded for the dataset. Every sample has positions, so
+// the "prompt" modality (all of them) occurs in each: its count is the sample count, and no
+// modality's count exceeds it.
+func (d *ISMStats) Samples() float64 {
+	var n float64
+	for _, c := range d.Count {
+		n = max(n, c)
+	}
+	return n
+}
+
 // MINEROptions are MINER's selection parameters (defaults of ISM_gen_and_apply_mask.py).
 type MINEROptions struct {
 	Weights  [5]float64 // over prob, mean, max, attn_k, attn_q (default 0, .25, .25, .5, 0)
@@ -157,8 +168,10 @@ type MINEROptions struct {
 }
 
 // ISM aggregates the datasets into the Importance Score Matrix [metric][modality][L·N]
-// (algorithms.md §2.4): per dataset the mean over samples, summed over datasets, each modality
-// divided by the number of datasets in which it occurs.
+// (algorithms.md §2.4): per dataset the sum over samples divided by the dataset's sample count
+// (ISM_aggregate.py's ISM /= sample_num: a sample without the modality adds 0 and still
+// counts), summed over datasets, each modality divided by the number of datasets in which it
+// occurs.
 func (s *Stats) ISM() [5][7][]float64 {
 	var out [5][7][]float64
 	n := s.Layers * s.Neurons
@@ -169,6 +182,7 @@ func (s *Stats) ISM() [5][7][]float64 {
 	}
 	var occurs [7]int
 	for _, d := range s.ISMs {
+		samples := d.Samples()
 		for m := 0; m < 7; m++ {
 			if d.Count[m] == 0 {
 				continue
@@ -177,7 +191,7 @@ func (s *Stats) ISM() [5][7][]float64 {
 			for i := 0; i < 5; i++ {
 				base := (i*7 + m) * n
 				for k := 0; k < n; k++ {
-					v := d.Sum[base+k] / d.Count[m]
+					v := d.Sum[base+k] / samples
 					out[i][m][k] += v
 					nonzero = nonzero || v != 0
 				}

@@ -283,3 +283,54 @@ func TestStoriesIGBeatsRandom(t *testing.T) {
 		t.Errorf("IG neurons drop log p(Lily) by %.3f, random ones by %.3f", located, random)
 	}
 }
+
+// A dataset whose samples mix text-only ones with ones holding an image: the per-dataset mean
+// divides by the dataset's sample count (ISM_aggregate.py: ISM /= sample_num), so the image
+// modality's score is its one sample's score over 2, not over the 1 sample that has an image.
+func TestISMDatasetMeanDividesBySampleCount(t *testing.T) {
+	s := NewStats("llm", 1, 3)
+	r := &recorder{s: s, miner: true, ismCur: s.ism("vqa")}
+	site := model.Site{Module: "llm", Layer: 0}
+	// Sample 1: one text position, two image positions.
+	r.types = []int{TokText, TokImage, TokImage}
+	r.addISM(&model.FFNEvent{Site: site, Rows: 3, Neurons: 3, Act: []float32{
+		5, 5, 5,
+		1, 0, 3,
+		2, 0, 1,
+	}})
+	// Sample 2: text only.
+	r.types = []int{TokText, TokText}
+	r.addISM(&model.FFNEvent{Site: site, Rows: 2, Neurons: 3, Act: []float32{
+		0, 4, 2,
+		0, 2, 2,
+	}})
+	d := s.ISMs[0]
+	if d.Samples() != 2 || d.Count[3] != 1 || d.Count[0] != 2 || d.Count[6] != 2 {
+		t.Fatalf("samples %g, counts %v", d.Samples(), d.Count)
+	}
+	ism := s.ISM()
+	// image max = (2, 0, 3) → min-max (2/3, 0, 1), over 2 samples; text max: sample 1 (5,5,5)
+	// → 0 (constant), sample 2 (0, 4, 2) → (0, 1, .5); mean over the 2 samples.
+	for _, c := range []struct {
+		name     string
+		modality int
+		want     []float64
+	}{
+		{"image", 3, []float64{1.0 / 3, 0, 0.5}},
+		{"text", 0, []float64{0, 0.5, 0.25}},
+	} {
+		got := ism[2][c.modality]
+		for j := range c.want {
+			if !near(got[j], c.want[j]) {
+				t.Errorf("%s max = %v, want %v", c.name, got, c.want)
+				break
+			}
+		}
+	}
+	// A one-position prompt is scored (and counted) as the official hook does.
+	r.types = []int{TokText}
+	r.addISM(&model.FFNEvent{Site: site, Rows: 1, Neurons: 3, Act: []float32{1, 2, 3}})
+	if d.Samples() != 3 || d.Count[0] != 3 {
+		t.Errorf("one-position sample not counted: %v", d.Count)
+	}
+}

@@ -24,6 +24,14 @@ type recorder struct {
 	ismCur      *ISMStats
 	attn        []float32       // mean-over-heads non-causal attention of the current layer (T×T)
 	rowConcepts []*ConceptStats // per row of the current FFN event: the concept it generates
+	firsts      []firstStep     // per concept the current sample generates: its first step
+}
+
+// firstStep is where a sample first generates a concept: the position whose next token is the
+// concept, and the [layer*N+j] row of ConceptStats.First its activations go to.
+type firstStep struct {
+	pos int
+	dst []float64
 }
 
 // WantsAttention asks for MINER's non-causal attention when MINER scores are recorded.
@@ -47,9 +55,11 @@ func (r *recorder) Attention(e *model.AttnEvent) {
 	}
 }
 
-// ism adds one layer's MINER scores of the current sample (prefill only, §2.3).
+// addISM adds one layer's MINER scores of the current sample (prefill only, §2.3). A prompt of
+// one position is scored too, as the official hook does (its output then has the prompt's
+// shape), so the "prompt" count is the dataset's sample count (ISMStats.Samples).
 func (r *recorder) addISM(e *model.FFNEvent) {
-	if e.Pos0 != 0 || e.Rows < 2 {
+	if e.Pos0 != 0 {
 		return
 	}
 	L, N := r.s.Layers, e.Neurons
@@ -136,6 +146,20 @@ func (r *recorder) FFN(e *model.FFNEvent) {
 			}
 		}
 	})
+	for _, f := range r.firsts {
+		t := f.pos - e.Pos0
+		if t < 0 || t >= e.Rows {
+			continue
+		}
+		dst := f.dst[l*N : (l+1)*N]
+		for j, v := range e.Act[t*N : (t+1)*N] {
+			if useUp {
+				dst[j] = float64(v) * float64(e.Up[t*N+j])
+			} else {
+				dst[j] = float64(v)
+			}
+		}
+	}
 }
 
 // RecordOptions control Record.
@@ -151,6 +175,10 @@ type RecordOptions struct {
 	MINER bool
 	// ConceptsFromLabels adds every sample label as a concept word.
 	ConceptsFromLabels bool
+	// PerSample also keeps, for every concept and every sample that generates it, the
+	// activations at the sample's first generating step (ConceptStats.First): what Contrib's
+	// per-sample mode, Pan et al.'s official reading, scores. L·N floats per such sample.
+	PerSample bool
 	// Chat wraps each sample's text as a user turn of the checkpoint's chat template
 	// (with the generation prompt); otherwise the prompt is BOS + text.
 	Chat bool
@@ -214,6 +242,18 @@ func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stat
 			continue
 		}
 		r.cur, r.ids = s.label(smp.Label), ids
+		r.firsts = r.firsts[:0]
+		if o.PerSample {
+			seen := map[*ConceptStats]bool{}
+			for p := 0; p+1 < len(ids); p++ {
+				if c := r.concepts[ids[p+1]]; c != nil && !seen[c] {
+					seen[c] = true
+					dst := make([]float64, cfg.Layers*cfg.Intermediate)
+					c.First, c.FirstIDs = append(c.First, dst), append(c.FirstIDs, smp.ID)
+					r.firsts = append(r.firsts, firstStep{pos: p, dst: dst})
+				}
+			}
+		}
 		if o.MINER {
 			ds := smp.Dataset
 			if ds == "" {

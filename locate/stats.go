@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 
 	"github.com/neurosurg/neurosurg/formats/safetensors"
@@ -32,6 +33,11 @@ type ConceptStats struct {
 	Steps   float64   // positions that generated the concept
 	ActSum  []float64 // [layer*N+j] Σ a at those positions
 	Phi     []float64 // [layer*N+j]
+	// First, recorded on request (RecordOptions.PerSample), holds for every sample that
+	// generates the concept the activations at its first generating step [layer*N+j]: Pan et
+	// al.'s official per-caption reading. FirstIDs names those samples, in the same order.
+	First    [][]float64
+	FirstIDs []string
 }
 
 // Stats is the content of a stats file: one module ("llm") of one model.
@@ -83,6 +89,23 @@ func (s *Stats) Prob(label string) []float64 {
 	return p
 }
 
+// prob32 is Prob in float32 as the official DAPE code computes it: torch divides the integer
+// counts as float32 (float32(fire) / float32(positions), one correctly rounded division), so
+// its quantiles and comparisons decide on these values.
+func (s *Stats) prob32(label string) []float32 {
+	ls := s.ByLabel[label]
+	p := make([]float32, s.Layers*s.Neurons)
+	for l := 0; l < s.Layers; l++ {
+		if ls.Positions[l] == 0 {
+			continue
+		}
+		for j := 0; j < s.Neurons; j++ {
+			p[l*s.Neurons+j] = float32(ls.Fire[l*s.Neurons+j]) / float32(ls.Positions[l])
+		}
+	}
+	return p
+}
+
 // Merge adds other's accumulators into s (same model and module).
 func (s *Stats) Merge(o *Stats) error {
 	if s.Module != o.Module || s.Layers != o.Layers || s.Neurons != o.Neurons || s.ModelHash != o.ModelHash {
@@ -106,6 +129,8 @@ func (s *Stats) Merge(o *Stats) error {
 		for i := range c.ActSum {
 			c.ActSum[i] += oc.ActSum[i]
 		}
+		c.First = append(c.First, oc.First...)
+		c.FirstIDs = append(c.FirstIDs, oc.FirstIDs...)
 	}
 	for _, od := range o.ISMs {
 		d := s.ism(od.Dataset)
@@ -143,21 +168,24 @@ func (s *Stats) concept(word string, id int32, phi []float64) *ConceptStats {
 }
 
 type statsMeta struct {
-	Version   int       `json:"version"`
-	Module    string    `json:"module"`
-	Layers    int       `json:"layers"`
-	Neurons   int       `json:"neurons"`
-	ModelHash string    `json:"model_sha256"`
-	DataHash  string    `json:"data_sha256"`
-	Labels    []string  `json:"labels"`
-	Samples   []float64 `json:"samples"`
-	Concepts  []struct {
-		Word    string  `json:"word"`
-		TokenID int32   `json:"token_id"`
-		Steps   float64 `json:"steps"`
-	} `json:"concepts"`
-	SampleIDs []string `json:"sample_ids"`
-	Datasets  []string `json:"ism_datasets,omitempty"`
+	Version   int           `json:"version"`
+	Module    string        `json:"module"`
+	Layers    int           `json:"layers"`
+	Neurons   int           `json:"neurons"`
+	ModelHash string        `json:"model_sha256"`
+	DataHash  string        `json:"data_sha256"`
+	Labels    []string      `json:"labels"`
+	Samples   []float64     `json:"samples"`
+	Concepts  []conceptMeta `json:"concepts"`
+	SampleIDs []string      `json:"sample_ids"`
+	Datasets  []string      `json:"ism_datasets,omitempty"`
+}
+
+type conceptMeta struct {
+	Word         string   `json:"word"`
+	TokenID      int32    `json:"token_id"`
+	Steps        float64  `json:"steps"`
+	FirstSamples []string `json:"first_samples,omitempty"` // rows of concept.i.first
 }
 
 const statsKey = "neurosurg.stats"
@@ -184,14 +212,13 @@ func (s *Stats) WriteFile(path string) error {
 		f64(p+"max", ls.Max, L, N)
 	}
 	for i, c := range s.Concepts {
-		meta.Concepts = append(meta.Concepts, struct {
-			Word    string  `json:"word"`
-			TokenID int32   `json:"token_id"`
-			Steps   float64 `json:"steps"`
-		}{c.Word, c.TokenID, c.Steps})
+		meta.Concepts = append(meta.Concepts, conceptMeta{c.Word, c.TokenID, c.Steps, c.FirstIDs})
 		p := fmt.Sprintf("concept.%d.", i)
 		f64(p+"act_sum", c.ActSum, L, N)
 		f64(p+"phi", c.Phi, L, N)
+		if len(c.First) > 0 {
+			f64(p+"first", slices.Concat(c.First...), int64(len(c.First)), L, N)
+		}
 	}
 	for i, d := range s.ISMs {
 		meta.Datasets = append(meta.Datasets, d.Dataset)
@@ -213,6 +240,11 @@ func ReadStats(path string) (*Stats, error) {
 	if err := json.Unmarshal([]byte(f.Metadata[statsKey]), &meta); err != nil || meta.Version != 1 {
 		return nil, fmt.Errorf("%s: %w: not a neurosurg stats file (metadata %q)", path, ErrStats, statsKey)
 	}
+	// Every accumulator is read from a tensor whose size is checked first, so a header's
+	// dimensions cannot make the reader allocate more than the file holds.
+	if meta.Layers < 1 || meta.Neurons < 1 || int64(meta.Layers)*int64(meta.Neurons) > 1<<40 {
+		return nil, fmt.Errorf("%s: %w: %d layers × %d neurons", path, ErrStats, meta.Layers, meta.Neurons)
+	}
 	s := NewStats(meta.Module, meta.Layers, meta.Neurons)
 	s.ModelHash, s.DataHash, s.SampleIDs = meta.ModelHash, meta.DataHash, meta.SampleIDs
 	n := meta.Layers * meta.Neurons
@@ -232,8 +264,10 @@ func ReadStats(path string) (*Stats, error) {
 		return nil, fmt.Errorf("%s: %w: %d sample counts for %d labels", path, ErrStats, len(meta.Samples), len(meta.Labels))
 	}
 	for i, l := range meta.Labels {
-		ls := s.label(l)
-		ls.Samples = meta.Samples[i]
+		if s.ByLabel[l] != nil {
+			return nil, fmt.Errorf("%s: %w: label %q twice", path, ErrStats, l)
+		}
+		ls := &LabelStats{Samples: meta.Samples[i]}
 		p := fmt.Sprintf("label.%d.", i)
 		if ls.Positions, err = get(p+"positions", meta.Layers); err != nil {
 			return nil, err
@@ -247,7 +281,9 @@ func ReadStats(path string) (*Stats, error) {
 		if ls.Max, err = get(p+"max", n); err != nil {
 			return nil, err
 		}
+		s.ByLabel[l], s.Labels = ls, append(s.Labels, l)
 	}
+	sort.Strings(s.Labels)
 	for i, c := range meta.Concepts {
 		p := fmt.Sprintf("concept.%d.", i)
 		act, err := get(p+"act_sum", n)
@@ -258,7 +294,18 @@ func ReadStats(path string) (*Stats, error) {
 		if err != nil {
 			return nil, err
 		}
-		s.Concepts = append(s.Concepts, &ConceptStats{Word: c.Word, TokenID: c.TokenID, Steps: c.Steps, ActSum: act, Phi: phi})
+		cs := &ConceptStats{Word: c.Word, TokenID: c.TokenID, Steps: c.Steps, ActSum: act, Phi: phi}
+		if S := len(c.FirstSamples); S > 0 {
+			first, err := get(p+"first", S*n)
+			if err != nil {
+				return nil, err
+			}
+			for k := 0; k < S; k++ {
+				cs.First = append(cs.First, first[k*n:(k+1)*n:(k+1)*n])
+			}
+			cs.FirstIDs = c.FirstSamples
+		}
+		s.Concepts = append(s.Concepts, cs)
 	}
 	for i, name := range meta.Datasets {
 		sum, err := get(fmt.Sprintf("ism.%d.sum", i), 35*n)

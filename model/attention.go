@@ -17,17 +17,19 @@ const attnRowBlock = 128
 // under the causal (and sliding-window) mask, and multiplied with the transposed values with
 // a second MatMul. Same result as attention's per-row loop up to summation order; ~20× faster
 // at 512 rows, where the loop spends its time in calls of 64-element dot products.
-func (m *Model) attentionGEMM(sc *scratch, out, q, keys, vals []float32, pos0, n int) {
+//
+// kv is the dtype keys and values go into the two MatMuls as "weights": kernels.BF16 rounds
+// them (and, in MatMul, q and the probabilities) to bf16, F32 keeps attention f32; the caller
+// takes it from kvDType.
+func (m *Model) attentionGEMM(sc *scratch, out, q, keys, vals []float32, pos0, n int, kv kernels.DType) {
 	cfg := &m.cfg
 	hd, kvDim, qDim := cfg.HeadDim, cfg.KVHeads*cfg.HeadDim, cfg.Heads*cfg.HeadDim
 	group := cfg.Heads / cfg.KVHeads
 	T := pos0 + n
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	defer sc.reuseFrom(sc.next) // the next head group, layer or sequence takes the same buffers
-	// Under a variant that computes BF16 products in bf16 (kernels.BF16Activations), keys and
-	// values go in as BF16 "weights" too, as PyTorch's bf16 attention does; otherwise f32.
 	wdt, khW, vtW := kernels.F32, f32bytes, f32bytes
-	if kernels.BF16Activations() {
+	if kv == kernels.BF16 {
 		kb, vb := sc.get((T*hd+1)/2), sc.get((hd*T+1)/2)
 		wdt = kernels.BF16
 		khW = func(v []float32) []byte { return bf16bytes(f32bytes(kb), v) }
@@ -90,6 +92,18 @@ func (m *Model) attentionGEMM(sc *scratch, out, q, keys, vals []float32, pos0, n
 			})
 		}
 	}
+}
+
+// kvDType is the dtype layer ly's prefill attention computes its keys and values in: BF16 only
+// under a variant that rounds activations to bf16 where they meet BF16 weights
+// (kernels.BF16Activations) and when the layer's k and v projections are BF16 — the keys and
+// values of a PyTorch bf16 model are bf16 tensors. F32 and F16 checkpoints keep attention in
+// f32 under every variant (the default one of an AVX512_BF16 CPU once rounded them regardless).
+func (ly *layer) kvDType() kernels.DType {
+	if kernels.BF16Activations() && ly.k.dt == kernels.BF16 && ly.v.dt == kernels.BF16 {
+		return kernels.BF16
+	}
+	return kernels.F32
 }
 
 // f32bytes views f32s as the little-endian bytes MatMul takes for F32 weights.

@@ -22,29 +22,55 @@ func TestAttentionGEMMMatchesLoop(t *testing.T) {
 	}
 	for _, variant := range kernels.Variants() {
 		prev := kernels.Use(variant)
-		// The bf16 variant rounds q, k, the probabilities and v to bf16 (8 bits): the loop
-		// stays f32, so there only a mask or GQA mistake (errors of order 1) fails.
-		tol := 1e-5
+		// Keys and values of F32 (and F16) layers stay f32 under every variant. Under a variant
+		// that rounds activations to bf16, BF16 layers round q, k, the probabilities and v (8
+		// bits): the loop stays f32, so there only a mask or GQA mistake (order 1) fails.
+		kvs := []kernels.DType{kernels.F32}
 		if kernels.BF16Activations() {
-			tol = 3e-2
+			kvs = append(kvs, kernels.BF16)
 		}
 		for _, c := range cases {
-			t.Run(fmt.Sprintf("%s/%+v", variant, c), func(t *testing.T) {
-				m := &Model{cfg: Config{Heads: c.heads, KVHeads: c.kv, HeadDim: c.hd, SlidingWindow: c.window}}
-				T := c.pos0 + c.n
-				q := randn(rng, c.n*c.heads*c.hd)
-				keys := randn(rng, T*c.kv*c.hd)
-				vals := randn(rng, T*c.kv*c.hd)
-				want := make([]float32, c.n*c.heads*c.hd)
-				got := make([]float32, len(want))
-				m.attention(new(scratch), want, q, keys, vals, c.pos0, c.n)
-				m.attentionGEMM(new(scratch), got, q, keys, vals, c.pos0, c.n)
-				for i := range want {
-					if d := math.Abs(float64(got[i] - want[i])); d > tol {
-						t.Fatalf("out[%d] = %g, want %g", i, got[i], want[i])
-					}
+			for _, kv := range kvs {
+				tol := 1e-5
+				if kv == kernels.BF16 {
+					tol = 3e-2
 				}
-			})
+				t.Run(fmt.Sprintf("%s/%s/%+v", variant, kv, c), func(t *testing.T) {
+					m := &Model{cfg: Config{Heads: c.heads, KVHeads: c.kv, HeadDim: c.hd, SlidingWindow: c.window}}
+					T := c.pos0 + c.n
+					q := randn(rng, c.n*c.heads*c.hd)
+					keys := randn(rng, T*c.kv*c.hd)
+					vals := randn(rng, T*c.kv*c.hd)
+					want := make([]float32, c.n*c.heads*c.hd)
+					got := make([]float32, len(want))
+					m.attention(new(scratch), want, q, keys, vals, c.pos0, c.n)
+					m.attentionGEMM(new(scratch), got, q, keys, vals, c.pos0, c.n, kv)
+					for i := range want {
+						if d := math.Abs(float64(got[i] - want[i])); d > tol {
+							t.Fatalf("out[%d] = %g, want %g", i, got[i], want[i])
+						}
+					}
+				})
+			}
+		}
+		kernels.Use(prev)
+	}
+}
+
+// Attention rounds keys and values to bf16 only for BF16 layers under a variant that rounds
+// activations where they meet BF16 weights; F32 and F16 layers stay f32 under every variant.
+func TestAttentionKVDTypeFollowsWeights(t *testing.T) {
+	for _, variant := range kernels.Variants() {
+		prev := kernels.Use(variant)
+		for _, dt := range []kernels.DType{kernels.F32, kernels.F16, kernels.BF16} {
+			ly := &layer{k: weight{dt: dt}, v: weight{dt: dt}}
+			want := kernels.F32
+			if dt == kernels.BF16 && kernels.BF16Activations() {
+				want = kernels.BF16
+			}
+			if got := ly.kvDType(); got != want {
+				t.Errorf("%s, %s weights: attention in %s, want %s", variant, dt, got, want)
+			}
 		}
 		kernels.Use(prev)
 	}

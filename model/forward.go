@@ -157,7 +157,7 @@ func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, ta
 		for i, s := range states {
 			n := len(toks[i])
 			if n >= 16 {
-				m.attentionGEMM(sc, att[off[i]*qDim:off[i+1]*qDim], q[off[i]*qDim:off[i+1]*qDim], s.k[l], s.v[l], s.pos, n)
+				m.attentionGEMM(sc, att[off[i]*qDim:off[i+1]*qDim], q[off[i]*qDim:off[i+1]*qDim], s.k[l], s.v[l], s.pos, n, ly.kvDType())
 			} else {
 				m.attention(sc, att[off[i]*qDim:off[i+1]*qDim], q[off[i]*qDim:off[i+1]*qDim], s.k[l], s.v[l], s.pos, n)
 			}

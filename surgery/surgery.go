@@ -108,13 +108,18 @@ func Run(ctx context.Context, path string, o Options) (*Result, error) {
 		return nil, err
 	}
 
-	// record
-	statsPath := filepath.Join(work, "stats-"+key(fp, dataHash, r.Record)+".st")
+	// record; contrib's per-sample mode needs each sample's first generating step kept too
+	perSample := r.Locate.Method == "contrib" && r.Locate.ContribMode == locate.ContribPerSample
+	recordKey := []any{fp, dataHash, r.Record}
+	if perSample {
+		recordKey = append(recordKey, "per-sample")
+	}
+	statsPath := filepath.Join(work, "stats-"+key(recordKey...)+".st")
 	if exists(statsPath) {
 		res.Cached = append(res.Cached, "record")
 	} else {
 		log("record: " + dataPath)
-		st, err := locate.Record(ctx, m, data, nil, locate.RecordOptions{Concepts: r.Record.Concepts, ModelHash: fp, Product: r.Record.Coefficient == "au", MINER: r.Record.MINER, Chat: r.Record.Chat})
+		st, err := locate.Record(ctx, m, data, nil, locate.RecordOptions{Concepts: r.Record.Concepts, ModelHash: fp, Product: r.Record.Coefficient == "au", MINER: r.Record.MINER, Chat: r.Record.Chat, PerSample: perSample})
 		if err != nil {
 			return nil, err
 		}
@@ -338,10 +343,10 @@ func check(r *recipe.Recipe, path string) (*plan, error) {
 		}
 		err = pl.miner.Validate()
 	case "dape":
-		pl.dape = locate.DAPEOptions{TopRate: lp.TopRate, FilterRate: lp.FilterRate}
+		pl.dape = locate.DAPEOptions{TopRate: lp.TopRate, FilterRate: lp.FilterRate, ActivationBarRatio: lp.ActivationBarRatio}
 		err = pl.dape.Validate()
 	case "contrib", "random":
-		pl.contrib = locate.ContribOptions{TopK: lp.TopK, Layers: lp.Layers}
+		pl.contrib = locate.ContribOptions{TopK: lp.TopK, Layers: lp.Layers, Mode: lp.ContribMode}
 		err = pl.contrib.Validate()
 	case "ig":
 		if len(r.Record.Concepts) != 1 {

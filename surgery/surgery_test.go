@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/neurosurg/neurosurg/formats/neuronset"
 	"github.com/neurosurg/neurosurg/formats/recipe"
 	"github.com/neurosurg/neurosurg/formats/safetensors"
 	"github.com/neurosurg/neurosurg/verify"
@@ -189,5 +190,47 @@ func TestSetPathRelativeToRecipe(t *testing.T) {
 	}
 	if pl.ops[0].Path != vec {
 		t.Errorf("set path %q, want %q", pl.ops[0].Path, vec)
+	}
+}
+
+// locate.contrib_mode per-sample makes surgery record each sample's first generating step (a
+// stats file of its own, not the pooled run's cache) and select one list per sample; a label
+// filter keeps one sample's list.
+func TestContribPerSampleRecipe(t *testing.T) {
+	dir := t.TempDir()
+	abs, _ := filepath.Abs("..")
+	write := func(mode string) string {
+		r := `model: ` + abs + `/testdata/stories260K
+out: out/ckpt
+data: ` + abs + `/examples/stories-generated.jsonl
+record: {concepts: [Lily]}
+locate: {method: contrib, top_k: 12, contrib_mode: ` + mode + `, label: "` + map[string]string{"pooled": "Lily", "per-sample": "Lily@gen-1"}[mode] + `"}
+patch: {ops: [zero]}
+verify: {bench: ` + abs + `/examples/stories-swap-bench.jsonl, max_tokens: 2, random_seed: 1}
+`
+		p := filepath.Join(dir, "r.yaml")
+		if err := os.WriteFile(p, []byte(r), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	pooled, err := Run(context.Background(), write("pooled"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.RemoveAll(pooled.Out)
+	res, err := Run(context.Background(), write("per-sample"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(res.Cached, "record") || res.Files["stats"] == pooled.Files["stats"] {
+		t.Errorf("per-sample mode reused the pooled stats (cached %v)", res.Cached)
+	}
+	set, err := neuronset.ReadFile(res.Files["neurons"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(set.Neurons) != 12 || set.Neurons[0].Label != "Lily@gen-1" || set.Params["mode"] != "per-sample" {
+		t.Errorf("%d neurons, label %q, params %v", len(set.Neurons), set.Neurons[0].Label, set.Params)
 	}
 }

@@ -39,6 +39,7 @@ neurosurg record testdata/stories260K --data more.jsonl --resume --out stats.st`
 				&cli.BoolFlag{Name: "au", Usage: "contribution scores with the coefficient a·u instead of a"},
 				&cli.BoolFlag{Name: "concept-from-label", Usage: "every sample label is also a concept word"},
 				&cli.BoolFlag{Name: "chat", Usage: "wrap each text in the chat template (default: BOS + text)"},
+				&cli.BoolFlag{Name: "per-sample", Usage: "also keep each sample's activations at a concept's first generating step (locate --contrib-mode per-sample)"},
 			},
 			Action: func(ctx context.Context, cmd *cli.Command) error {
 				dir, err := oneArg(cmd, "CKPT")
@@ -59,7 +60,7 @@ neurosurg record testdata/stories260K --data more.jsonl --resume --out stats.st`
 					return err
 				}
 				o := locate.RecordOptions{Concepts: cmd.StringSlice("concept"), ModelHash: c.Fingerprint(), Skip: map[string]bool{},
-					MINER: cmd.Bool("miner"), Product: cmd.Bool("au"), ConceptsFromLabels: cmd.Bool("concept-from-label"), Chat: cmd.Bool("chat")}
+					MINER: cmd.Bool("miner"), Product: cmd.Bool("au"), ConceptsFromLabels: cmd.Bool("concept-from-label"), Chat: cmd.Bool("chat"), PerSample: cmd.Bool("per-sample")}
 				var into *locate.Stats
 				if cmd.Bool("resume") {
 					if into, err = locate.ReadStats(cmd.String("out")); err != nil {
@@ -88,6 +89,7 @@ neurosurg record testdata/stories260K --data more.jsonl --resume --out stats.st`
 			UsageText: `neurosurg locate --method dape stats.st --out neurons.json
 neurosurg locate --method miner --strategy LA_MU --ratio 0.02 --weights 0,.25,.25,.5,0 stats.st --out msn.json
 neurosurg locate --method contrib --top-k 60 --layers 4 lily.st --out lily.json
+neurosurg locate --method contrib --contrib-mode per-sample --top-k 100 lily.st --out lily-per-sample.json
 neurosurg locate --method random --like neurons.json --seed 1 stats.st --out random.json`,
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "method", Required: true, Usage: "miner, dape, contrib or random"},
@@ -98,8 +100,10 @@ neurosurg locate --method random --like neurons.json --seed 1 stats.st --out ran
 				&cli.StringFlag{Name: "plot", Usage: "draw the per-layer distribution here (.svg or .png)"},
 				&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Required: true},
 				&cli.FloatFlag{Name: "top-rate", Usage: "dape: fraction kept (default 0.01)"},
-				&cli.FloatFlag{Name: "filter-rate", Usage: "dape: percentile bar (default 0.95)"},
-				&cli.IntFlag{Name: "top-k", Usage: "contrib: neurons per concept"},
+				&cli.FloatFlag{Name: "filter-rate", Usage: "dape: quantile of P a neuron's largest P must exceed to be considered (default 0.95)"},
+				&cli.FloatFlag{Name: "activation-bar-ratio", Usage: "dape: quantile of P a label's P must exceed to get the neuron (default 0.95)"},
+				&cli.IntFlag{Name: "top-k", Usage: "contrib: neurons per concept (per sample and concept in per-sample mode)"},
+				&cli.StringFlag{Name: "contrib-mode", Usage: "contrib: pooled (default: mean over every generating step) or per-sample (Pan et al.'s official reading; record --per-sample)"},
 				&cli.IntSliceFlag{Name: "layers", Usage: "contrib: search only these layers"},
 				&cli.StringFlag{Name: "like", Usage: "random: neuron set whose per-layer counts to copy"},
 				&cli.Uint64Flag{Name: "seed"},
@@ -125,13 +129,13 @@ neurosurg locate --method random --like neurons.json --seed 1 stats.st --out ran
 					}
 					selectFrom = func(st *locate.Stats) (*neuronset.Set, error) { return locate.MINER(st, o) }
 				case "dape":
-					o := locate.DAPEOptions{TopRate: cmd.Float("top-rate"), FilterRate: cmd.Float("filter-rate")}
+					o := locate.DAPEOptions{TopRate: cmd.Float("top-rate"), FilterRate: cmd.Float("filter-rate"), ActivationBarRatio: cmd.Float("activation-bar-ratio")}
 					if err := valid(o.Validate()); err != nil {
 						return err
 					}
 					selectFrom = func(st *locate.Stats) (*neuronset.Set, error) { return locate.DAPE(st, o) }
 				case "contrib":
-					o := locate.ContribOptions{TopK: int(cmd.Int("top-k"))}
+					o := locate.ContribOptions{TopK: int(cmd.Int("top-k")), Mode: cmd.String("contrib-mode")}
 					for _, l := range cmd.IntSlice("layers") {
 						o.Layers = append(o.Layers, int(l))
 					}

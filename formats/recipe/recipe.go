@@ -39,7 +39,12 @@ type Recipe struct {
 		TopK       int       `yaml:"top_k"`
 		TopRate    float64   `yaml:"top_rate"`
 		FilterRate float64   `yaml:"filter_rate"`
-		Seed       uint64    `yaml:"seed"`
+		// ActivationBarRatio is DAPE's quantile for assigning neurons to labels (default 0.95).
+		ActivationBarRatio float64 `yaml:"activation_bar_ratio"`
+		// ContribMode is contrib's reading: pooled (default) or per-sample (Pan et al.'s
+		// official one; surgery then records the per-sample activations it needs).
+		ContribMode string `yaml:"contrib_mode"`
+		Seed        uint64 `yaml:"seed"`
 	} `yaml:"locate"`
 	Patch struct {
 		Ops  []string `yaml:"ops"`
@@ -106,6 +111,11 @@ func Parse(b []byte, name string) (*Recipe, error) {
 	// them before any stage runs (surgery.Run); here only what the format itself defines.
 	if r.Verify.MaxTokens < 0 {
 		return nil, bad("verify.max_tokens %d is negative", r.Verify.MaxTokens)
+	}
+	switch r.Locate.ContribMode {
+	case "", "pooled", "per-sample":
+	default:
+		return nil, fmt.Errorf("%s: %w: locate.contrib_mode %q (pooled, per-sample)", name, ErrRecipe, r.Locate.ContribMode)
 	}
 	return &r, nil
 }

@@ -22,6 +22,10 @@ func TestParse(t *testing.T) {
 	if r.Locate.TopK != 10 || r.Patch.Ops[0] != "swap:Lily>Tim" || r.Verify.Gates[0] != "kl<0.1" {
 		t.Errorf("%+v", r)
 	}
+	r, err = Parse([]byte(strings.Replace(good, "top_k: 10", "contrib_mode: per-sample, activation_bar_ratio: 0.9", 1)), "r.yaml")
+	if err != nil || r.Locate.ContribMode != "per-sample" || r.Locate.ActivationBarRatio != 0.9 {
+		t.Errorf("locate %+v, err %v", r.Locate, err)
+	}
 	for bad, want := range map[string]string{
 		strings.Replace(good, "top_k", "topk", 1):                        "topk",
 		strings.Replace(good, "contrib", "magic", 1):                     "locate.method",
@@ -30,7 +34,8 @@ func TestParse(t *testing.T) {
 		strings.Replace(good, "top_k: 10}", "top_k: 10}\nrecord: {coefficient: ua}", 1):         "record.coefficient",
 		strings.Replace(good, "top_k: 10}", "top_k: 10}\nrecord: {concepts: [Lily, \" \"]}", 1): "empty word",
 		strings.Replace(good, "gates:", "max_tokens: -1, gates:", 1):                            "max_tokens -1",
-		good + "---\nmodel: other\n": "more than one YAML document",
+		good + "---\nmodel: other\n":                               "more than one YAML document",
+		strings.Replace(good, "top_k: 10", "contrib_mode: sum", 1): "locate.contrib_mode",
 	} {
 		_, err := Parse([]byte(bad), "r.yaml")
 		if !errors.Is(err, ErrRecipe) || !strings.Contains(err.Error(), want) {
