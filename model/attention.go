@@ -4,6 +4,7 @@ import (
 	"math"
 	"unsafe"
 
+	"github.com/neurosurg/neurosurg/dtype"
 	"github.com/neurosurg/neurosurg/formats/safetensors"
 	"github.com/neurosurg/neurosurg/model/kernels"
 )
@@ -119,7 +120,7 @@ func bf16bytes(dst []byte, v []float32) []byte {
 	parallelSpan(len(v)/4096+1, func(c0, c1 int) {
 		lo, hi := c0*4096, min(c1*4096, len(v))
 		if lo < hi {
-			safetensors.FromFloat32(dst[2*lo:2*hi], v[lo:hi], safetensors.BF16)
+			dtype.FromFloat32(dst[2*lo:2*hi], v[lo:hi], safetensors.BF16)
 		}
 	})
 	return dst[:2*len(v)]

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/neurosurg/neurosurg/dtype"
 	"github.com/neurosurg/neurosurg/formats/edit"
 	"github.com/neurosurg/neurosurg/formats/hfdir"
 	"github.com/neurosurg/neurosurg/formats/safetensors"
@@ -25,7 +26,7 @@ func editedColumns(t *testing.T, c *hfdir.Checkpoint, cols map[int][]int, alpha 
 			t.Fatal(err)
 		}
 		v := make([]float32, info.NumElements())
-		safetensors.ToFloat32(v, b, info.DType)
+		dtype.ToFloat32(v, b, info.DType)
 		rows, n := int(info.Shape[0]), int(info.Shape[1])
 		for r := 0; r < rows; r++ {
 			for _, j := range js {
@@ -33,7 +34,7 @@ func editedColumns(t *testing.T, c *hfdir.Checkpoint, cols map[int][]int, alpha 
 			}
 		}
 		nb := make([]byte, len(b))
-		safetensors.FromFloat32(nb, v, info.DType)
+		dtype.FromFloat32(nb, v, info.DType)
 		out[name] = nb
 	}
 	return out

@@ -182,16 +182,13 @@ type loader struct {
 	err error
 }
 
+// kernelDType reports whether the kernels compute on weights of dtype d.
 func kernelDType(d safetensors.DType) (kernels.DType, bool) {
 	switch d {
-	case safetensors.F32:
-		return kernels.F32, true
-	case safetensors.BF16:
-		return kernels.BF16, true
-	case safetensors.F16:
-		return kernels.F16, true
+	case kernels.F32, kernels.BF16, kernels.F16:
+		return d, true
 	}
-	return 0, false
+	return "", false
 }
 
 func (l *loader) weight(name string, rows, cols int) weight {

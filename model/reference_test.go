@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/neurosurg/neurosurg/dtype"
 	"github.com/neurosurg/neurosurg/formats/hfdir"
 	"github.com/neurosurg/neurosurg/formats/safetensors"
 	"github.com/neurosurg/neurosurg/model"
@@ -22,7 +23,7 @@ func refForward(t *testing.T, c *hfdir.Checkpoint, cfg model.Config, ids []int32
 			t.Fatal(err)
 		}
 		v := make([]float32, info.NumElements())
-		safetensors.ToFloat32(v, b, info.DType)
+		dtype.ToFloat32(v, b, info.DType)
 		out := make([]float64, len(v))
 		for i := range v {
 			out[i] = float64(v[i])

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/neurosurg/neurosurg/dtype"
 	"github.com/neurosurg/neurosurg/formats/hfdir"
 	"github.com/neurosurg/neurosurg/formats/neuronset"
 	"github.com/neurosurg/neurosurg/formats/safetensors"
@@ -195,7 +196,7 @@ func Apply(in Inputs, set *neuronset.Set, ops []Op) (map[string][]byte, error) {
 		for _, j := range js {
 			for r := 0; r < rows; r++ {
 				o := (r*n + j) * es
-				safetensors.ToFloat32(one, orig[o:o+es], info.DType)
+				dtype.ToFloat32(one, orig[o:o+es], info.DType)
 				col[r] = one[0]
 			}
 			v := make([]float64, rows)
@@ -231,7 +232,7 @@ func Apply(in Inputs, set *neuronset.Set, ops []Op) (map[string][]byte, error) {
 					}
 					b, _ := sets[i].Bytes(vec)
 					f := make([]float32, rows)
-					safetensors.ToFloat32(f, b, safetensors.F32)
+					dtype.ToFloat32(f, b, safetensors.F32)
 					for r := range v {
 						v[r] = float64(f[r])
 					}
@@ -246,7 +247,7 @@ func Apply(in Inputs, set *neuronset.Set, ops []Op) (map[string][]byte, error) {
 			for r := range v {
 				o := (r*n + j) * es
 				one[0] = float32(v[r])
-				safetensors.FromFloat32(nb[o:o+es], one, info.DType)
+				dtype.FromFloat32(nb[o:o+es], one, info.DType)
 			}
 		}
 		out[name] = nb
@@ -353,11 +354,11 @@ func swapDirection(in Inputs, a *archdef.Arch, op Op) ([]float64, error) {
 	}
 	normInfo, _ := in.Base.Info(a.Def.FinalNorm)
 	g := make([]float32, d)
-	safetensors.ToFloat32(g, nw, normInfo.DType)
+	dtype.ToFloat32(g, nw, normInfo.DType)
 	es := info.DType.Size()
 	unit := func(tok int32) []float64 {
 		row := make([]float32, d)
-		safetensors.ToFloat32(row, U[int(tok)*d*es:(int(tok)+1)*d*es], info.DType)
+		dtype.ToFloat32(row, U[int(tok)*d*es:(int(tok)+1)*d*es], info.DType)
 		v := make([]float64, d)
 		var n float64
 		for i := range v {

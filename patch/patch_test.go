@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/neurosurg/neurosurg/dtype"
 	"github.com/neurosurg/neurosurg/formats/hfdir"
 	"github.com/neurosurg/neurosurg/formats/neuronset"
 	"github.com/neurosurg/neurosurg/formats/safetensors"
@@ -33,7 +34,7 @@ func column(b []byte, rows, n, j int) []float64 {
 	v := make([]float64, rows)
 	one := make([]float32, 1)
 	for r := range v {
-		safetensors.ToFloat32(one, b[(r*n+j)*4:], safetensors.F32)
+		dtype.ToFloat32(one, b[(r*n+j)*4:], safetensors.F32)
 		v[r] = float64(one[0])
 	}
 	return v
@@ -116,7 +117,7 @@ func TestSetFromFile(t *testing.T) {
 		vec[i] = float32(i) / 8 // exact in f32
 	}
 	b := make([]byte, 256)
-	safetensors.FromFloat32(b, vec, safetensors.F32)
+	dtype.FromFloat32(b, vec, safetensors.F32)
 	path := t.TempDir() + "/v.safetensors"
 	if err := safetensors.WriteFile(path, []safetensors.Tensor{{Info: safetensors.TensorInfo{Name: "llm.1.5", DType: safetensors.F32, Shape: []int64{64}}, Data: b}}, nil); err != nil {
 		t.Fatal(err)

@@ -1,35 +1,23 @@
 package kernels
 
 import (
-	"encoding/binary"
 	"math"
 	"unsafe"
 
-	"github.com/neurosurg/neurosurg/formats/safetensors"
+	"github.com/neurosurg/neurosurg/dtype"
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/gonum"
 )
 
-// DType is the storage type of a weight matrix.
-type DType uint8
+// DType is the storage type of a weight matrix: F32, BF16 or F16 (package dtype's names).
+type DType = dtype.DType
 
+// The weight dtypes the kernels compute on.
 const (
-	F32 DType = iota
-	BF16
-	F16
+	F32  = dtype.F32
+	BF16 = dtype.BF16
+	F16  = dtype.F16
 )
-
-// Size is the size of one element in bytes.
-func (d DType) Size() int {
-	if d == F32 {
-		return 4
-	}
-	return 2
-}
-
-func (d DType) String() string {
-	return [...]string{"f32", "bf16", "f16"}[d]
-}
 
 // MatMul computes out[i*n+j] = Σ_p x[i*k+p] · W[j*k+p] for i < m, j < n: activations x (m×k,
 // row-major f32) times the transpose of W (n×k, row-major, raw little-endian bytes of dtype dt,
@@ -152,27 +140,13 @@ func MatMulShared(x []float32, m, k int, ps ...Product) {
 
 // ToFloat32 converts len(dst) elements of src (raw little-endian bytes of dtype dt) to f32.
 func ToFloat32(dst []float32, src []byte, dt DType) {
-	if len(src) < len(dst)*dt.Size() {
-		panic("kernels: ToFloat32: src too short")
-	}
-	switch dt {
-	case F32:
-		for i := range dst {
-			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(src[4*i:]))
-		}
-	case BF16:
-		for i := range dst {
-			dst[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(src[2*i:])) << 16)
-		}
-	case F16:
-		for i := range dst {
-			dst[i] = F16ToF32(binary.LittleEndian.Uint16(src[2*i:]))
-		}
+	if err := dtype.ToFloat32(dst, src, dt); err != nil {
+		panic("kernels: ToFloat32: " + err.Error())
 	}
 }
 
 // F16ToF32 converts one IEEE half-precision value.
-func F16ToF32(h uint16) float32 { return safetensors.F16ToFloat32(h) }
+func F16ToF32(h uint16) float32 { return dtype.F16ToFloat32(h) }
 
 // Dot is Σ a[i]·b[i], accumulated in four lanes (the SIMD kernels' summation order).
 func Dot(a, b []float32) float32 {

@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"unsafe"
 
-	"github.com/neurosurg/neurosurg/formats/safetensors"
+	"github.com/neurosurg/neurosurg/dtype"
 )
 
 //go:generate go run ./gen -out gemm_amd64.s
@@ -312,10 +312,10 @@ func (t *sharedDotTask) Run(j0, j1 int) {
 func packA1(dst []uint32, x []float32) {
 	k := len(x)
 	for p := 0; p+1 < k; p += 2 {
-		dst[p/2] = uint32(safetensors.Float32ToBF16(x[p])) | uint32(safetensors.Float32ToBF16(x[p+1]))<<16
+		dst[p/2] = uint32(dtype.Float32ToBF16(x[p])) | uint32(dtype.Float32ToBF16(x[p+1]))<<16
 	}
 	if k%2 == 1 {
-		dst[k/2] = uint32(safetensors.Float32ToBF16(x[k-1]))
+		dst[k/2] = uint32(dtype.Float32ToBF16(x[k-1]))
 	}
 }
 
@@ -346,9 +346,9 @@ func packA(t *tiling, dst []uint32, x []float32, i0, m, k, s0, s1 int, dot bool)
 		}
 		for q := first; q < s1; q++ {
 			p := 2 * q
-			w := uint32(safetensors.Float32ToBF16(row[p]))
+			w := uint32(dtype.Float32ToBF16(row[p]))
 			if p+1 < k {
-				w |= uint32(safetensors.Float32ToBF16(row[p+1])) << 16
+				w |= uint32(dtype.Float32ToBF16(row[p+1])) << 16
 			}
 			dst[(q-s0)*tileM+i] = w
 		}

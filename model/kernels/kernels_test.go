@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/neurosurg/neurosurg/dtype"
 	"github.com/neurosurg/neurosurg/formats/safetensors"
 	"github.com/neurosurg/neurosurg/model/kernels"
 	"gonum.org/v1/gonum/blas"
@@ -19,7 +20,7 @@ import (
 func encode(v []float32, dt kernels.DType) []byte {
 	sd := map[kernels.DType]safetensors.DType{kernels.F32: safetensors.F32, kernels.BF16: safetensors.BF16, kernels.F16: safetensors.F16}[dt]
 	b := make([]byte, len(v)*dt.Size())
-	safetensors.FromFloat32(b, v, sd)
+	dtype.FromFloat32(b, v, sd)
 	return b
 }
 

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/neurosurg/neurosurg/dtype"
 	"github.com/neurosurg/neurosurg/formats/hfdir"
 	"github.com/neurosurg/neurosurg/formats/safetensors"
 	"github.com/neurosurg/neurosurg/model/archdef"
@@ -227,7 +228,7 @@ func writeShard(path string, specs []archdef.TensorSpec, opts Options, std float
 				vals[i] = offset + scale*rng.sym()
 			}
 			b := buf[:int(n)*opts.DType.Size()]
-			if err := safetensors.FromFloat32(b, vals[:n], opts.DType); err != nil {
+			if err := dtype.FromFloat32(b, vals[:n], opts.DType); err != nil {
 				return err
 			}
 			if _, err := w.Write(b); err != nil {
@@ -298,11 +299,11 @@ func Convert(ctx context.Context, src, out string, dt safetensors.DType) error {
 			b, _ := f.Bytes(k)
 			if info.DType.IsFloat() && info.DType != dt {
 				v := make([]float32, info.NumElements())
-				if err := safetensors.ToFloat32(v, b, info.DType); err != nil {
+				if err := dtype.ToFloat32(v, b, info.DType); err != nil {
 					return err
 				}
 				b = make([]byte, len(v)*dt.Size())
-				safetensors.FromFloat32(b, v, dt)
+				dtype.FromFloat32(b, v, dt)
 				info.DType = dt
 			}
 			ts = append(ts, safetensors.Tensor{Info: info, Data: b})

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/neurosurg/neurosurg/dtype"
 	"github.com/neurosurg/neurosurg/formats/hfdir"
 	"github.com/neurosurg/neurosurg/formats/safetensors"
 	"github.com/neurosurg/neurosurg/model/archdef"
@@ -45,7 +46,7 @@ func TestGenerateShardedQwen2(t *testing.T) {
 		t.Errorf("down_proj %+v", info)
 	}
 	v := make([]float32, info.NumElements())
-	safetensors.ToFloat32(v, b, info.DType)
+	dtype.ToFloat32(v, b, info.DType)
 	var ss float64
 	for _, x := range v {
 		ss += float64(x) * float64(x)
@@ -87,8 +88,8 @@ func TestConvertStories(t *testing.T) {
 		}
 		a := make([]float32, si.NumElements())
 		b := make([]float32, si.NumElements())
-		safetensors.ToFloat32(a, sb, si.DType)
-		safetensors.ToFloat32(b, db, di.DType)
+		dtype.ToFloat32(a, sb, si.DType)
+		dtype.ToFloat32(b, db, di.DType)
 		for i := range a {
 			if d := math.Abs(float64(a[i] - b[i])); d > math.Abs(float64(a[i]))/128 {
 				t.Fatalf("%s[%d]: %g -> %g", n, i, a[i], b[i])

@@ -6,9 +6,11 @@ import (
 	"math"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/neurosurg/neurosurg/dtype"
 	"github.com/neurosurg/neurosurg/formats/safetensors"
 	"github.com/neurosurg/neurosurg/model/kernels"
 )
@@ -60,7 +62,7 @@ func Measure(shapes [][3]int) (Ceilings, []Result) {
 			}
 			w := make([]byte, n*k*dt.Size())
 			sd := map[kernels.DType]safetensors.DType{kernels.F32: safetensors.F32, kernels.BF16: safetensors.BF16}[dt]
-			safetensors.FromFloat32(w, wf, sd)
+			dtype.FromFloat32(w, wf, sd)
 			if m == 1 {
 				out = append(out, gemvPaired(c, o, x, w, dt, n, k, readBuf)...)
 				continue
@@ -80,7 +82,7 @@ func Measure(shapes [][3]int) (Ceilings, []Result) {
 					peak = c.DotPeakGFLOPS
 				}
 				kernels.Use(prev)
-				r := Result{DType: dt.String(), M: m, K: k, N: n, Shape: shape(m, k, n), Variant: v,
+				r := Result{DType: strings.ToLower(string(dt)), M: m, K: k, N: n, Shape: shape(m, k, n), Variant: v,
 					GFLOPS: 2 * float64(m*n*k) / sec / 1e9, GBps: float64(len(w)) / sec / 1e9}
 				if peak > 0 {
 					r.OfPeak = r.GFLOPS / peak
@@ -157,7 +159,7 @@ func gemvPaired(c Ceilings, o, x []float32, w []byte, dt kernels.DType, n, k int
 	var out []Result
 	for i, v := range vs {
 		sort.Float64s(ratios[i])
-		r := Result{DType: dt.String(), M: 1, K: k, N: n, Shape: shape(1, k, n), Variant: v,
+		r := Result{DType: strings.ToLower(string(dt)), M: 1, K: k, N: n, Shape: shape(1, k, n), Variant: v,
 			GFLOPS: 2 * float64(n*k) * best[i] / float64(len(w)), GBps: best[i], OfRead: ratios[i][gemvRounds/2]}
 		if c.TriadGBps > 0 {
 			r.OfPeak = best[i] / c.TriadGBps

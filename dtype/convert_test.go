@@ -1,10 +1,10 @@
-package safetensors_test
+package dtype_test
 
 import (
 	"math"
 	"testing"
 
-	"github.com/neurosurg/neurosurg/formats/safetensors"
+	"github.com/neurosurg/neurosurg/dtype"
 )
 
 func TestFloatConversions(t *testing.T) {
@@ -24,24 +24,24 @@ func TestFloatConversions(t *testing.T) {
 		{1.01171875, 0x3f82, 0x3c0c},            // bf16 tie rounds to even (up)
 	}
 	for _, c := range cases {
-		if got := safetensors.Float32ToBF16(c.f); got != c.bf16 {
+		if got := dtype.Float32ToBF16(c.f); got != c.bf16 {
 			t.Errorf("bf16(%g) = %#04x, want %#04x", c.f, got, c.bf16)
 		}
-		if got := safetensors.Float32ToF16(c.f); got != c.f16 {
+		if got := dtype.Float32ToF16(c.f); got != c.f16 {
 			t.Errorf("f16(%g) = %#04x, want %#04x", c.f, got, c.f16)
 		}
 	}
 	// Every f16 value round-trips exactly.
 	for h := 0; h < 1<<16; h++ {
-		f := safetensors.F16ToFloat32(uint16(h))
+		f := dtype.F16ToFloat32(uint16(h))
 		if f != f { // NaN
 			continue
 		}
-		if back := safetensors.Float32ToF16(f); back != uint16(h) {
+		if back := dtype.Float32ToF16(f); back != uint16(h) {
 			t.Fatalf("f16 %#04x -> %g -> %#04x", h, f, back)
 		}
 	}
-	if nan := safetensors.Float32ToBF16(float32(math.NaN())); nan&0x7f80 != 0x7f80 || nan&0x7f == 0 {
+	if nan := dtype.Float32ToBF16(float32(math.NaN())); nan&0x7f80 != 0x7f80 || nan&0x7f == 0 {
 		t.Errorf("bf16(NaN) = %#04x", nan)
 	}
 }

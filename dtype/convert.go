@@ -1,4 +1,4 @@
-package safetensors
+package dtype
 
 import (
 	"encoding/binary"
@@ -12,7 +12,7 @@ func (d DType) IsFloat() bool { return d == F32 || d == BF16 || d == F16 || d ==
 // ToFloat32 decodes len(dst) elements of src (little-endian dtype d).
 func ToFloat32(dst []float32, src []byte, d DType) error {
 	if len(src) < len(dst)*d.Size() || !d.IsFloat() {
-		return fmt.Errorf("safetensors: cannot decode %d %s elements from %d bytes", len(dst), d, len(src))
+		return fmt.Errorf("dtype: cannot decode %d %s elements from %d bytes", len(dst), d, len(src))
 	}
 	for i := range dst {
 		switch d {
@@ -32,7 +32,7 @@ func ToFloat32(dst []float32, src []byte, d DType) error {
 // FromFloat32 encodes src into dst as dtype d, rounding to nearest even.
 func FromFloat32(dst []byte, src []float32, d DType) error {
 	if len(dst) < len(src)*d.Size() || !d.IsFloat() {
-		return fmt.Errorf("safetensors: cannot encode %d %s elements into %d bytes", len(src), d, len(dst))
+		return fmt.Errorf("dtype: cannot encode %d %s elements into %d bytes", len(src), d, len(dst))
 	}
 	for i, v := range src {
 		switch d {
