@@ -170,7 +170,7 @@ var ErrTooLong = errors.New("model: sequence longer than max_position_embeddings
 // max_position_embeddings, times the factor for dynamic NTK RoPE scaling (which exists to run
 // past it; transformers sets no bound there, this keeps one). Past it RoPE angles the model
 // never saw make fluent-looking garbage, so the runtime refuses instead.
-func (c *Config) PositionLimit() int {
+func (c Config) PositionLimit() int {
 	if c.MaxPositions <= 0 {
 		return 0
 	}

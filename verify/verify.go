@@ -15,6 +15,7 @@ import (
 
 	"github.com/neurosurg/neurosurg/formats/samples"
 	"github.com/neurosurg/neurosurg/model"
+	"github.com/neurosurg/neurosurg/model/tokenizer"
 )
 
 // ErrGate reports a failed gate.
@@ -70,8 +71,12 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 		ids []int32
 	}
 	var enc []encoded
+	limit := base.Config().PositionLimit()
 	for _, s := range bench {
-		ids, err := tok.Encode(s.Text, true)
+		ids, err := tok.EncodeLimit(s.Text, true, limit)
+		if errors.Is(err, tokenizer.ErrTooLong) {
+			return nil, fmt.Errorf("verify: sample %s: %w: the prompt has more than %d tokens", s.ID, model.ErrTooLong, limit)
+		}
 		if err != nil || len(ids) == 0 {
 			return nil, fmt.Errorf("verify: sample %s: cannot tokenize", s.ID)
 		}
@@ -244,6 +249,15 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 			}
 		}
 	}
+	// The forward pass refuses NaN logits, so a NaN metric is a bug here: say so rather than
+	// report it (a NaN passes no gate, but it is no measurement either).
+	for _, v := range rep.Variants {
+		for k, x := range rep.Metrics[v] {
+			if math.IsNaN(x) {
+				return nil, fmt.Errorf("verify: variant %s: metric %s is NaN", v, k)
+			}
+		}
+	}
 	return rep, nil
 }
 
@@ -322,6 +336,9 @@ func (r *Report) CheckGates(variant string, gates []string) error {
 		if err != nil {
 			return fmt.Errorf("verify: gate %q: %v", g, err)
 		}
+		if math.IsNaN(limit) || math.IsInf(limit, 0) {
+			return fmt.Errorf("verify: gate %q: the limit must be a finite number", g)
+		}
 		v, ok := m[name]
 		if !ok {
 			var names []string
@@ -331,7 +348,8 @@ func (r *Report) CheckGates(variant string, gates []string) error {
 			sort.Strings(names)
 			return fmt.Errorf("verify: gate %q: no metric %q (have %s)", g, name, strings.Join(names, ", "))
 		}
-		pass := (g[op] == '<' && v < limit) || (g[op] == '>' && v > limit)
+		// NaN compares false both ways: it must fail "<" and ">" alike, never pass.
+		pass := !math.IsNaN(v) && ((g[op] == '<' && v < limit) || (g[op] == '>' && v > limit))
 		r.Gates = append(r.Gates, GateResult{Gate: g, Value: v, Passed: pass})
 		if !pass {
 			failed = append(failed, fmt.Sprintf("%s (is %.4g)", g, v))
