@@ -16,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/neurosurg/neurosurg/formats/atomicfile"
 	"github.com/neurosurg/neurosurg/formats/safetensors"
 )
 
@@ -89,11 +90,13 @@ func Write(ctx context.Context, base *Checkpoint, out string, opts WriteOptions)
 			return nil, fmt.Errorf("write %s: tensor %q: replacement has %d bytes, want %d", out, name, len(b), t.ByteSize())
 		}
 	}
-	parent := filepath.Dir(filepath.Clean(out))
-	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(out)+".tmp-")
+	// A hidden directory beside out, 0755, locked while this process writes it; leftovers of
+	// killed writes of out go first (atomicfile.MkdirTemp).
+	tmp, unlock, err := atomicfile.MkdirTemp(out)
 	if err != nil {
 		return nil, fmt.Errorf("write %s: %w", out, err)
 	}
+	defer unlock()
 	done := false
 	defer func() {
 		if !done {

@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/neurosurg/neurosurg/formats/atomicfile"
 	"github.com/neurosurg/neurosurg/formats/hfdir"
 	"github.com/neurosurg/neurosurg/formats/safetensors"
 	"github.com/neurosurg/neurosurg/model/archdef"
@@ -75,10 +76,11 @@ func Generate(src, out string, opts Options) error {
 	if _, err := os.Lstat(out); err == nil {
 		return fmt.Errorf("synth: %s: %w", out, hfdir.ErrExists)
 	}
-	tmp, err := os.MkdirTemp(filepath.Dir(filepath.Clean(out)), "."+filepath.Base(out)+".tmp-")
+	tmp, unlock, err := atomicfile.MkdirTemp(out) // 0755, locked, leftovers of killed runs removed
 	if err != nil {
 		return err
 	}
+	defer unlock()
 	defer os.RemoveAll(tmp)
 
 	es := int64(opts.DType.Size())
@@ -236,10 +238,11 @@ func Convert(ctx context.Context, src, out string, dt safetensors.DType) error {
 	if _, err := os.Lstat(out); err == nil {
 		return fmt.Errorf("convert: %s: %w", out, hfdir.ErrExists)
 	}
-	tmp, err := os.MkdirTemp(filepath.Dir(filepath.Clean(out)), "."+filepath.Base(out)+".tmp-")
+	tmp, unlock, err := atomicfile.MkdirTemp(out) // 0755, locked, leftovers of killed runs removed
 	if err != nil {
 		return err
 	}
+	defer unlock()
 	defer os.RemoveAll(tmp)
 	for i, f := range c.Shards {
 		var ts []safetensors.Tensor
