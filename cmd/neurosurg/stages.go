@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -327,6 +328,9 @@ neurosurg verify CKPT --edit e.nsd --bench b.jsonl --out report --json`,
 					return err
 				}
 				gerr := rep.CheckGates("edited", cmd.StringSlice("gate"))
+				if gerr != nil && !errors.Is(gerr, verify.ErrGate) {
+					return fmt.Errorf("%w: --gate: %v", errUsage, gerr) // malformed, or no such metric
+				}
 				if out := cmd.String("out"); out != "" {
 					if err := writeReport(rep, out); err != nil {
 						return err
