@@ -588,17 +588,18 @@ func (t *Tokenizer) encodeSegment(s string, first bool, budget int) ([]int32, er
 		s = norm.NFC.String(s)
 	}
 	if !t.byteLevel {
+		// Every symbol left after merging is at most maxMergeRunes runes and gives at least
+		// one token, so a segment of more runes than that many budgets cannot fit (the prefix
+		// and the ▁ for spaces below only add runes).
+		if budget > 0 && t.symbolGivesToken && utf8.RuneCountInString(s) > budget*t.maxMergeRunes {
+			return nil, ErrTooLong
+		}
 		// SentencePiece style: dummy prefix, spaces as ▁, one BPE over the whole segment.
 		if t.prepend != "" {
 			s = t.prepend + s
 		}
 		if t.replaceSpace {
 			s = strings.ReplaceAll(s, " ", "▁")
-		}
-		// Every symbol left after merging is at most maxMergeRunes runes and gives at least
-		// one token, so a segment of more runes than that many budgets cannot fit.
-		if budget > 0 && t.symbolGivesToken && utf8.RuneCountInString(s) > budget*t.maxMergeRunes {
-			return nil, ErrTooLong
 		}
 		return t.bpe(splitRunes(s)), nil
 	}
