@@ -66,10 +66,6 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 		}
 		src, tgt = s[0], t[0]
 	}
-	type encoded struct {
-		s   samples.Sample
-		ids []int32
-	}
 	var enc []encoded
 	limit := base.Config().PositionLimit()
 	for _, s := range bench {
@@ -89,7 +85,7 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 	}
 	baseGen, err := base.Generate(ctx, prompts, model.GenerateOptions{MaxTokens: o.MaxTokens})
 	if err != nil {
-		return nil, err
+		return nil, sampleErr("base", enc, err)
 	}
 	V := base.Config().Vocab
 	all := append([]Variant{{Name: "base", Model: base}}, variants...)
@@ -102,7 +98,7 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 		}
 		res, err := v.Model.Forward(ctx, seqs, model.ForwardOptions{AllLogits: true})
 		if err != nil {
-			return nil, err
+			return nil, sampleErr(v.Name, enc, err)
 		}
 		logits[vi] = res.Logits
 	}
@@ -194,7 +190,7 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 				}
 				lps, err := v.Model.LogProbs(ctx, e.ids, ct, model.ForwardOptions{})
 				if err != nil {
-					return nil, err
+					return nil, fmt.Errorf("verify: %s model, sample %s, choice %q: %w", v.Name, e.s.ID, c, err)
 				}
 				var lp float64
 				for _, x := range lps {
@@ -216,7 +212,7 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 		if src >= 0 || hasAnswers(bench) {
 			gens, err := v.Model.Generate(ctx, prompts, model.GenerateOptions{MaxTokens: o.MaxTokens})
 			if err != nil {
-				return nil, err
+				return nil, sampleErr(v.Name, enc, err)
 			}
 			var ns, nt, em, contains, anls, nqa float64
 			for i, g := range gens {
@@ -259,6 +255,21 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 		}
 	}
 	return rep, nil
+}
+
+type encoded struct {
+	s   samples.Sample
+	ids []int32
+}
+
+// sampleErr names the sample and the model of a batch's non-finite logits (the runtime knows
+// only the sequence's index in the batch).
+func sampleErr(variant string, batch []encoded, err error) error {
+	var nf *model.NonFiniteError
+	if errors.As(err, &nf) && nf.Seq < len(batch) {
+		return fmt.Errorf("verify: %s model, sample %s: %w", variant, batch[nf.Seq].s.ID, err)
+	}
+	return err
 }
 
 func label(l string) string {

@@ -142,7 +142,7 @@ func TestNaNModelFailsVerify(t *testing.T) {
 	}
 	bench := []samples.Sample{{ID: "c", Text: "The dog ran", Control: true}}
 	_, err = Run(context.Background(), base, []Variant{{Name: "edited", Model: ed}}, bench, Options{MaxTokens: 4})
-	if !errors.Is(err, model.ErrNonFinite) || !strings.Contains(err.Error(), name) {
+	if !errors.Is(err, model.ErrNonFinite) || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), "edited model, sample c") {
 		t.Fatalf("err = %v, want non-finite logits blaming %s", err, name)
 	}
 }
