@@ -247,7 +247,7 @@ func sum(b []byte) string {
 }
 
 func writeSmall(path string, b []byte, opts *WriteOptions) error {
-	f, err := os.Create(path)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644) // 0644, not Create's 0666, less the umask
 	if err != nil {
 		return err
 	}
@@ -301,7 +301,7 @@ func writeShard(ctx context.Context, f *safetensors.File, path string, opts *Wri
 		return "", "", 0, err
 	}
 	defer src.Close()
-	file, err := os.Create(path)
+	file, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return "", "", 0, err
 	}
