@@ -47,9 +47,9 @@ func IG(ctx context.Context, m *model.Model, ss []samples.Sample, o IGOptions) (
 	}
 	var prompts [][]int32
 	for _, s := range ss {
-		ids, err := m.Tokenizer.Encode(s.Text, true)
+		ids, err := PromptLimit(m.Tokenizer, s.Text, false, cfg.PositionLimit())
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("ig: sample %s: %w", s.ID, err)
 		}
 		for p := 0; p+1 < len(ids) && len(prompts) < o.MaxOccurrences; p++ {
 			if ids[p+1] == cid[0] {

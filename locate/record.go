@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 
 	"github.com/neurosurg/neurosurg/formats/samples"
@@ -234,7 +235,7 @@ func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stat
 		if o.Skip[smp.ID] {
 			continue
 		}
-		ids, err := Prompt(m.Tokenizer, smp.Text, o.Chat)
+		ids, err := PromptLimit(m.Tokenizer, smp.Text, o.Chat, cfg.PositionLimit())
 		if err != nil {
 			return nil, fmt.Errorf("record: sample %s: %w", smp.ID, err)
 		}
@@ -303,13 +304,24 @@ func tokenType(tok interface {
 // Prompt builds the token ids of a sample: BOS + text, or the text as a user turn of the chat
 // template with the assistant prompt opened (docs/samples.md).
 func Prompt(tok *tokenizer.Tokenizer, text string, chat bool) ([]int32, error) {
-	if !chat {
-		return tok.Encode(text, true)
+	return PromptLimit(tok, text, chat, 0)
+}
+
+// PromptLimit is Prompt for a model of limit positions (0: none): a longer prompt is an error
+// wrapping model.ErrTooLong, found without tokenizing all of a huge text.
+func PromptLimit(tok *tokenizer.Tokenizer, text string, chat bool, limit int) ([]int32, error) {
+	special := true
+	if chat {
+		s, err := tok.ApplyChatTemplate([]tokenizer.Message{{Role: "user", Content: text}}, true)
+		if err != nil {
+			return nil, err
+		}
+		// The template writes its own special tokens (BOS included where the family has one).
+		text, special = s, false
 	}
-	s, err := tok.ApplyChatTemplate([]tokenizer.Message{{Role: "user", Content: text}}, true)
-	if err != nil {
-		return nil, err
+	ids, err := tok.EncodeLimit(text, special, limit)
+	if errors.Is(err, tokenizer.ErrTooLong) {
+		return nil, fmt.Errorf("%w: the prompt has more than %d tokens", model.ErrTooLong, limit)
 	}
-	// The template writes its own special tokens (BOS included where the family has one).
-	return tok.Encode(s, false)
+	return ids, err
 }

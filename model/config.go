@@ -163,6 +163,28 @@ func ParseConfig(b []byte) (Config, error) {
 	return c, nil
 }
 
+// ErrTooLong reports a sequence with more positions than the model was made for.
+var ErrTooLong = errors.New("model: sequence longer than max_position_embeddings")
+
+// PositionLimit is the most positions a sequence may have, 0 when config.json does not say:
+// max_position_embeddings, times the factor for dynamic NTK RoPE scaling (which exists to run
+// past it; transformers sets no bound there, this keeps one). Past it RoPE angles the model
+// never saw make fluent-looking garbage, so the runtime refuses instead.
+func (c Config) PositionLimit() int {
+	if c.MaxPositions <= 0 {
+		return 0
+	}
+	if rs := c.RopeScaling; rs != nil && rs.RopeType == "dynamic" && rs.Factor > 1 {
+		return int(float64(c.MaxPositions) * rs.Factor)
+	}
+	return c.MaxPositions
+}
+
+// tooLong is the error for n positions past limit.
+func tooLong(what string, n, limit int) error {
+	return fmt.Errorf("%w: %s has %d tokens, more than the model's %d (max_position_embeddings)", ErrTooLong, what, n, limit)
+}
+
 func ids(raw json.RawMessage) []int32 {
 	var one int32
 	if json.Unmarshal(raw, &one) == nil && len(raw) > 0 && string(raw) != "null" {

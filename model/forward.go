@@ -45,9 +45,13 @@ func (m *Model) Forward(ctx context.Context, batch [][]int32, opts ForwardOption
 		return nil, err
 	}
 	states := make([]*seqState, len(batch))
+	limit := m.cfg.PositionLimit()
 	for i, b := range batch {
 		if len(b) == 0 {
 			return nil, errorf("sequence %d is empty", i)
+		}
+		if limit > 0 && len(b) > limit {
+			return nil, tooLong(fmt.Sprintf("sequence %d", i), len(b), limit)
 		}
 		states[i] = m.newState(len(b))
 	}
@@ -77,6 +81,13 @@ func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, ta
 	// Rows of all sequences are stacked so each weight is one MatMul.
 	T := 0
 	off := grow(&sc.off, len(toks)+1)
+	if limit := cfg.PositionLimit(); limit > 0 {
+		for i, s := range states {
+			if n := s.pos + len(toks[i]); n > limit {
+				return nil, nil, tooLong(fmt.Sprintf("sequence %d", i), n, limit)
+			}
+		}
+	}
 	for i, t := range toks {
 		for _, id := range t {
 			if id < 0 || int(id) >= cfg.Vocab {
@@ -234,6 +245,21 @@ func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, ta
 		flat = make([]float32, len(sel)*cfg.Vocab)
 	}
 	matmul(flat, hn, &m.head, len(sel), nil)
+	// NaN/Inf weights (or overflowing activations) make NaN/Inf logits, which argmax turns
+	// into token 0 and metrics into NaN that a gate might not catch: refuse them here, where
+	// every command's forward passes through (one dot product per row).
+	if bad := m.firstBadRow(flat); bad >= 0 {
+		seq, r := 0, bad
+		for seq < len(rows)-1 && r >= rows[seq] {
+			r -= rows[seq]
+			seq++
+		}
+		pos := states[seq].pos - 1 // the last row
+		if all {
+			pos = states[seq].pos - len(toks[seq]) + r
+		}
+		return nil, nil, m.nonFiniteError(flat[bad*cfg.Vocab:(bad+1)*cfg.Vocab], seq, pos)
+	}
 	j := 0
 	for i := range toks {
 		out[i] = flat[j*cfg.Vocab : (j+rows[i])*cfg.Vocab]

@@ -58,6 +58,9 @@ type Generation struct {
 	Tokens []int32
 	Logits [][]float32 // per generated token, when KeepLogits
 	Stop   bool        // ended on a stop token
+	// AtLimit: ended because the sequence reached the model's position limit
+	// (max_position_embeddings) before MaxTokens.
+	AtLimit bool
 }
 
 // Generate continues every prompt (with a KV cache; prompts of different lengths are batched).
@@ -71,14 +74,23 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int32, o GenerateOptio
 	}
 	out := make([]Generation, len(prompts))
 	states := make([]*seqState, len(prompts))
+	limit := m.cfg.PositionLimit()
 	for i, p := range prompts {
 		if len(p) == 0 {
 			return nil, errorf("prompt %d is empty", i)
 		}
+		if limit > 0 && len(p) > limit {
+			return nil, tooLong(fmt.Sprintf("prompt %d", i), len(p), limit)
+		}
 		out[i].Prompt = p
-		// The cache grows as tokens come; reserve at most the model's context up front, so a
-		// huge MaxTokens costs memory only for the tokens actually generated.
-		states[i] = m.newState(len(p) + min(o.MaxTokens, max(m.cfg.MaxPositions, 1024)))
+		// The KV cache is sized for the whole generation up front (decode then allocates
+		// nothing), but not past the position limit, nor by more than a few thousand tokens
+		// however large MaxTokens is: a longer generation grows it as it goes.
+		n := len(p) + min(max(o.MaxTokens, 0), 4096)
+		if limit > 0 {
+			n = min(n, limit)
+		}
+		states[i] = m.newState(n)
 	}
 	rng := rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15))
 	stop := map[int32]bool{}
@@ -106,6 +118,10 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int32, o GenerateOptio
 	for step := 0; step < o.MaxTokens && len(active) > 0; step++ {
 		logits, _, err := m.step(ctx, st, toks, o.Taps, o.Mask, false, sc)
 		if err != nil {
+			var nf *NonFiniteError
+			if errors.As(err, &nf) {
+				nf.Seq = active[nf.Seq] // step numbers the active sequences
+			}
 			return nil, err
 		}
 		nextActive, nextToks, nextStates := spare.active[:0], spare.toks[:0], spare.states[:0]
@@ -119,6 +135,10 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int32, o GenerateOptio
 			}
 			if stop[id] {
 				g.Stop = true
+				continue
+			}
+			if limit > 0 && states[i].pos >= limit {
+				g.AtLimit = step+1 < o.MaxTokens
 				continue
 			}
 			nextActive = append(nextActive, i)

@@ -248,6 +248,13 @@ func Apply(in Inputs, set *neuronset.Set, ops []Op) (map[string][]byte, error) {
 				o := (r*n + j) * es
 				one[0] = float32(v[r])
 				dtype.FromFloat32(nb[o:o+es], one, info.DType)
+				// What the tensor will hold must be finite: scale:1e39 overflows F32, 1e5
+				// overflows F16, and a NaN in the base stays NaN through scale and noise.
+				dtype.ToFloat32(one, nb[o:o+es], info.DType)
+				if f := float64(one[0]); math.IsNaN(f) || math.IsInf(f, 0) {
+					return nil, fmt.Errorf("%w: %s would write %v into %s[%d, %d] (%s; base value %v): refusing a non-finite weight",
+						ErrOp, opList(ops), one[0], name, r, j, info.DType, col[r])
+				}
 			}
 		}
 		out[name] = nb
@@ -284,6 +291,14 @@ func geometry(groups []archdef.FFNGroup) map[string]neuronset.Geometry {
 		g[f.Module] = neuronset.Geometry{Layers: f.Layers, Neurons: f.Neurons}
 	}
 	return g
+}
+
+func opList(ops []Op) string {
+	s := make([]string, len(ops))
+	for i, o := range ops {
+		s[i] = o.String()
+	}
+	return strings.Join(s, ", ")
 }
 
 func dedupe(js []int) []int {
@@ -376,6 +391,11 @@ func swapDirection(in Inputs, a *archdef.Arch, op Op) ([]float64, error) {
 	for i := range w {
 		w[i] = es1[i] - et[i]
 		n += w[i] * w[i]
+	}
+	// A zero (or non-finite) unembedding row, or two rows pointing the same way, leave no
+	// direction to swap along: dividing by its norm would write NaN into every column.
+	if !(n > 1e-12) || math.IsInf(n, 0) {
+		return nil, fmt.Errorf("%w: swap %s>%s: the two tokens' output directions are the same, zero or not finite (norm² %v)", ErrOp, op.Src, op.Tgt, n)
 	}
 	for i := range w {
 		w[i] /= math.Sqrt(n)

@@ -2,8 +2,10 @@ package patch
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"math"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -12,6 +14,7 @@ import (
 	"github.com/neurosurg/neurosurg/formats/neuronset"
 	"github.com/neurosurg/neurosurg/formats/safetensors"
 	"github.com/neurosurg/neurosurg/model/archdef"
+	"github.com/neurosurg/neurosurg/model/synth"
 	"github.com/neurosurg/neurosurg/model/tokenizer"
 )
 
@@ -213,4 +216,75 @@ func FuzzParseOp(f *testing.F) {
 			t.Fatalf("%q: accepted swap %+v", s, o)
 		}
 	})
+}
+
+// No op may write a NaN or ±Inf into the checkpoint: an α or σ that overflows the tensor's
+// dtype, a set vector holding NaN, or a swap between tokens with the same direction.
+func TestOpsRefuseNonFiniteWeights(t *testing.T) {
+	f16 := filepath.Join(t.TempDir(), "f16")
+	if err := synth.Convert(context.Background(), "../testdata/stories260K", f16, safetensors.F16); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := tokenizer.Load("../testdata/stories260K")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nanVec := filepath.Join(t.TempDir(), "nan.safetensors")
+	b := make([]byte, 256)
+	vec := make([]float32, 64)
+	vec[10] = float32(math.NaN())
+	dtype.FromFloat32(b, vec, safetensors.F32)
+	if err := safetensors.WriteFile(nanVec, []safetensors.Tensor{{Info: safetensors.TensorInfo{Name: "llm.1.5", DType: safetensors.F32, Shape: []int64{64}}, Data: b}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	set := &neuronset.Set{Neurons: []neuronset.Neuron{{Module: "llm", Layer: 1, Index: 5}}}
+	for _, c := range []struct {
+		ckpt string
+		ops  []string
+		ok   bool
+	}{
+		{"../testdata/stories260K", []string{"scale:1e39"}, false},
+		{"../testdata/stories260K", []string{"scale:-1e39"}, false},
+		{"../testdata/stories260K", []string{"scale:1e30", "scale:1e30"}, false},
+		{"../testdata/stories260K", []string{"noise:1e39"}, false},
+		{"../testdata/stories260K", []string{"set:" + nanVec}, false},
+		{"../testdata/stories260K", []string{"swap:Lily>Lily"}, false},
+		{"../testdata/stories260K", []string{"scale:1e30"}, true},
+		{"../testdata/stories260K", []string{"scale:1e39", "zero"}, true},
+		{f16, []string{"scale:1e6"}, false},
+		{f16, []string{"scale:10"}, true},
+	} {
+		base, err := hfdir.Open(c.ckpt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ops []Op
+		var perr error
+		for _, s := range c.ops {
+			op, err := ParseOp(s)
+			if err != nil {
+				perr = err // refused already when parsed (swap:Lily>Lily)
+				break
+			}
+			ops = append(ops, op)
+		}
+		if perr != nil {
+			base.Close()
+			if c.ok || !errors.Is(perr, ErrOp) {
+				t.Errorf("%s %v: parse: %v", filepath.Base(c.ckpt), c.ops, perr)
+			}
+			continue
+		}
+		out, err := Apply(Inputs{Base: base, Tokenizer: tok}, set, ops)
+		base.Close()
+		if c.ok {
+			if err != nil {
+				t.Errorf("%s %v: %v", filepath.Base(c.ckpt), c.ops, err)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrOp) || out != nil {
+			t.Errorf("%s %v: err %v, want a refusal", filepath.Base(c.ckpt), c.ops, err)
+		}
+	}
 }

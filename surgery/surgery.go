@@ -94,6 +94,14 @@ func Run(ctx context.Context, path string, o Options) (*Result, error) {
 	if err := patch.CheckOps(patch.Inputs{Base: base, Tokenizer: m.Tokenizer}, ops); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		return nil, err
+	}
+	unlock, err := lockWork(work, log)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	dataPath := r.Path(r.Data)
 	data, err := samples.ReadFile(dataPath)
 	if err != nil {
@@ -104,18 +112,19 @@ func Run(ctx context.Context, path string, o Options) (*Result, error) {
 		return nil, err
 	}
 	fp := base.Fingerprint()
-	if err := os.MkdirAll(work, 0o755); err != nil {
-		return nil, err
-	}
+	// Cached stages are keyed by the weights' content, not only the headers: a base whose
+	// weights changed under the same layout must not get the old one's statistics or edits.
+	// The shards' hashes come from the stat-keyed hash cache after the first run.
+	weights := base.ContentSHA256()
 
 	// record; contrib's per-sample mode needs each sample's first generating step kept too
 	perSample := r.Locate.Method == "contrib" && r.Locate.ContribMode == locate.ContribPerSample
-	recordKey := []any{fp, dataHash, r.Record}
+	recordKey := []any{weights, dataHash, r.Record}
 	if perSample {
 		recordKey = append(recordKey, "per-sample")
 	}
 	statsPath := filepath.Join(work, "stats-"+key(recordKey...)+".st")
-	if exists(statsPath) {
+	if usable(statsPath, log, func(p string) error { _, err := locate.ReadStats(p); return err }) {
 		res.Cached = append(res.Cached, "record")
 	} else {
 		log("record: " + dataPath)
@@ -137,7 +146,7 @@ func Run(ctx context.Context, path string, o Options) (*Result, error) {
 	lp := r.Locate
 	neuronsPath := filepath.Join(work, "neurons-"+key(statsHash, lp)+".json")
 	randomPath := filepath.Join(work, "neurons-random-"+key(statsHash, lp, r.Verify.RandomSeed)+".json")
-	if exists(neuronsPath) && exists(randomPath) {
+	if usable(neuronsPath, log, readSet) && usable(randomPath, log, readSet) {
 		res.Cached = append(res.Cached, "locate")
 	} else {
 		log("locate: " + lp.Method)
@@ -175,7 +184,7 @@ func Run(ctx context.Context, path string, o Options) (*Result, error) {
 		if err := writeSet(neuronsPath, set); err != nil {
 			return nil, err
 		}
-		if err := locate.PlotLayers(set, st.Layers, strings.TrimSuffix(neuronsPath, ".json")+".svg"); err != nil {
+		if err := atomically(strings.TrimSuffix(neuronsPath, ".json")+".svg", func(p string) error { return locate.PlotLayers(set, st.Layers, p) }); err != nil {
 			return nil, err
 		}
 		rnd := locate.Random(set, st.Layers, st.Neurons, r.Verify.RandomSeed)
@@ -197,9 +206,9 @@ func Run(ctx context.Context, path string, o Options) (*Result, error) {
 	randomHash, _ := fileHash(randomPath)
 
 	// patch
-	editPath := filepath.Join(work, "edit-"+key(fp, neuronsHash, r.Patch)+".nsd")
-	randomEditPath := filepath.Join(work, "edit-random-"+key(fp, randomHash, r.Patch)+".nsd")
-	if exists(editPath) && exists(randomEditPath) {
+	editPath := filepath.Join(work, "edit-"+key(weights, neuronsHash, r.Patch)+".nsd")
+	randomEditPath := filepath.Join(work, "edit-random-"+key(weights, randomHash, r.Patch)+".nsd")
+	if usable(editPath, log, readEdit) && usable(randomEditPath, log, readEdit) {
 		res.Cached = append(res.Cached, "patch")
 	} else {
 		log("patch: " + fmt.Sprint(r.Patch.Ops))
@@ -238,12 +247,8 @@ func Run(ctx context.Context, path string, o Options) (*Result, error) {
 	}
 	reportPath := filepath.Join(work, "report-"+key(editHash, randomEditHash, benchHash, r.Verify.MaxTokens, swapOp)+".json")
 	var rep verify.Report
-	if exists(reportPath) {
+	if usable(reportPath, log, func(p string) error { return readReport(p, &rep) }) {
 		res.Cached = append(res.Cached, "verify")
-		b, _ := os.ReadFile(reportPath)
-		if err := json.Unmarshal(b, &rep); err != nil {
-			return nil, fmt.Errorf("%s: %w", reportPath, err)
-		}
 	} else {
 		log("verify: " + benchPath)
 		bench, err := samples.ReadFile(benchPath)
@@ -275,14 +280,20 @@ func Run(ctx context.Context, path string, o Options) (*Result, error) {
 			return nil, err
 		}
 		rep = *got
-		b, _ := json.MarshalIndent(rep, "", "  ")
-		if err := os.WriteFile(reportPath, append(b, '\n'), 0o644); err != nil {
+		b, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", reportPath, err)
+		}
+		// Plot and table first, the report last: the report's presence is what marks the
+		// stage done, and each file appears whole or not at all (a full disk once left an
+		// empty report that every rerun then failed to read).
+		if err := atomically(strings.TrimSuffix(reportPath, ".json")+".svg", rep.Plot); err != nil {
 			return nil, err
 		}
-		if err := rep.Plot(strings.TrimSuffix(reportPath, ".json") + ".svg"); err != nil {
+		if err := atomicfile.Write(strings.TrimSuffix(reportPath, ".json")+".md", []byte(rep.Markdown())); err != nil {
 			return nil, err
 		}
-		if err := os.WriteFile(strings.TrimSuffix(reportPath, ".json")+".md", []byte(rep.Markdown()), 0o644); err != nil {
+		if err := atomicfile.Write(reportPath, append(b, '\n')); err != nil {
 			return nil, err
 		}
 	}
@@ -299,7 +310,7 @@ func Run(ctx context.Context, path string, o Options) (*Result, error) {
 
 	// write
 	log("write: " + out)
-	hashes := map[string]string{"recipe": sum(rb), "data": dataHash, "bench": benchHash, "stats": statsHash, "neurons": neuronsHash, "neurons_random": randomHash, "edit": editHash, "model_fingerprint": fp}
+	hashes := map[string]string{"recipe": sum(rb), "data": dataHash, "bench": benchHash, "stats": statsHash, "neurons": neuronsHash, "neurons_random": randomHash, "edit": editHash, "model_fingerprint": fp, "model_content": weights}
 	prov := map[string]any{"neurosurg_version": Version, "recipe": string(rb), "hashes": hashes, "verify": rep, "forced": res.Forced}
 	_, err = edit.Apply(ctx, base, e, out, hfdir.WriteOptions{
 		BaseModel: r.Card.BaseModel, Tags: r.Card.Tags, Description: r.Card.Description + "\n\n## Verify\n\n" + rep.Markdown(),
@@ -425,4 +436,73 @@ func fileHash(path string) (string, error) {
 	return sum(b), nil
 }
 
-func exists(p string) bool { _, err := os.Stat(p); return err == nil }
+// usable reports whether the cache entry at path exists and reads. An entry that does not read
+// (empty or truncated by a full disk, corrupt, from an older version) is a miss, not an
+// error: it is removed, said in the log, and the stage recomputes it.
+func usable(path string, log func(string), read func(path string) error) bool {
+	if _, err := os.Stat(path); err != nil {
+		return false
+	}
+	if err := read(path); err != nil {
+		log(fmt.Sprintf("cache: %s does not read (%v): recomputing it", path, err))
+		os.Remove(path)
+		return false
+	}
+	return true
+}
+
+func readSet(p string) error { _, err := neuronset.ReadFile(p); return err }
+
+func readEdit(p string) error { _, err := edit.ReadFile(p); return err }
+
+// readReport reads a cached verify report into rep.
+func readReport(p string, rep *verify.Report) error {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return err
+	}
+	var r verify.Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return err
+	}
+	if r.Metrics["edited"] == nil {
+		return fmt.Errorf("no metrics of the edited model")
+	}
+	*rep = r
+	return nil
+}
+
+// atomically has write make path under a temporary name beside it, then renames it into
+// place: a killed run leaves a stray temporary (which lockWork removes), never a torn file.
+func atomically(path string, write func(tmp string) error) error {
+	tmp := filepath.Join(filepath.Dir(path), ".tmp-"+filepath.Base(path))
+	if err := write(tmp); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// lockWork locks the work directory for this run (a second run of the same recipe at the same
+// time is refused rather than let the two interleave their cache files) and then removes the
+// temporary files killed runs left there: with the lock held, no live process is writing one.
+func lockWork(work string, log func(string)) (unlock func(), err error) {
+	unlock, err = atomicfile.LockDir(work)
+	if err != nil {
+		return nil, fmt.Errorf("surgery: %w (is another run of this recipe in progress?)", err)
+	}
+	ents, err := os.ReadDir(work)
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".tmp-") {
+			p := filepath.Join(work, e.Name())
+			if os.RemoveAll(p) == nil {
+				log("cache: removed " + p + ", left by a run that was killed")
+			}
+		}
+	}
+	return unlock, nil
+}

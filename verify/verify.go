@@ -16,6 +16,7 @@ import (
 
 	"github.com/neurosurg/neurosurg/formats/samples"
 	"github.com/neurosurg/neurosurg/model"
+	"github.com/neurosurg/neurosurg/model/tokenizer"
 )
 
 // ErrGate reports a failed gate.
@@ -84,13 +85,13 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 			return nil, fmt.Errorf("verify: swap target %w", err)
 		}
 	}
-	type encoded struct {
-		s   samples.Sample
-		ids []int32
-	}
 	var enc []encoded
+	limit := base.Config().PositionLimit()
 	for _, s := range bench {
-		ids, err := tok.Encode(s.Text, true)
+		ids, err := tok.EncodeLimit(s.Text, true, limit)
+		if errors.Is(err, tokenizer.ErrTooLong) {
+			return nil, fmt.Errorf("verify: sample %s: %w: the prompt has more than %d tokens", s.ID, model.ErrTooLong, limit)
+		}
 		if err != nil || len(ids) == 0 {
 			return nil, fmt.Errorf("verify: sample %s: cannot tokenize", s.ID)
 		}
@@ -103,7 +104,7 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 	}
 	baseGen, err := base.Generate(ctx, prompts, model.GenerateOptions{MaxTokens: o.MaxTokens})
 	if err != nil {
-		return nil, err
+		return nil, sampleErr("base", enc, err)
 	}
 	V := base.Config().Vocab
 	all := append([]Variant{{Name: "base", Model: base}}, variants...)
@@ -116,7 +117,7 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 		}
 		res, err := v.Model.Forward(ctx, seqs, model.ForwardOptions{AllLogits: true})
 		if err != nil {
-			return nil, err
+			return nil, sampleErr(v.Name, enc, err)
 		}
 		logits[vi] = res.Logits
 	}
@@ -208,7 +209,7 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 				}
 				lps, err := v.Model.LogProbs(ctx, e.ids, ct, model.ForwardOptions{})
 				if err != nil {
-					return nil, err
+					return nil, fmt.Errorf("verify: %s model, sample %s, choice %q: %w", v.Name, e.s.ID, c, err)
 				}
 				var lp float64
 				for _, x := range lps {
@@ -230,7 +231,7 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 		if src >= 0 || hasAnswers(bench) {
 			gens, err := v.Model.Generate(ctx, prompts, model.GenerateOptions{MaxTokens: o.MaxTokens})
 			if err != nil {
-				return nil, err
+				return nil, sampleErr(v.Name, enc, err)
 			}
 			var ns, nt, em, contains, anls, nqa float64
 			for i, g := range gens {
@@ -263,7 +264,31 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 			}
 		}
 	}
+	// The forward pass refuses NaN logits, so a NaN metric is a bug here: say so rather than
+	// report it (a NaN passes no gate, but it is no measurement either).
+	for _, v := range rep.Variants {
+		for k, x := range rep.Metrics[v] {
+			if math.IsNaN(x) {
+				return nil, fmt.Errorf("verify: variant %s: metric %s is NaN", v, k)
+			}
+		}
+	}
 	return rep, nil
+}
+
+type encoded struct {
+	s   samples.Sample
+	ids []int32
+}
+
+// sampleErr names the sample and the model of a batch's non-finite logits (the runtime knows
+// only the sequence's index in the batch).
+func sampleErr(variant string, batch []encoded, err error) error {
+	var nf *model.NonFiniteError
+	if errors.As(err, &nf) && nf.Seq < len(batch) {
+		return fmt.Errorf("verify: %s model, sample %s: %w", variant, batch[nf.Seq].s.ID, err)
+	}
+	return err
 }
 
 func label(l string) string {
@@ -390,7 +415,8 @@ func (r *Report) CheckGates(variant string, gates []string) error {
 			sort.Strings(names)
 			return fmt.Errorf("verify: gate %q: this run has no metric %q (have %s)", g.Text, g.Metric, strings.Join(names, ", "))
 		}
-		pass := (g.Less && v < g.Limit) || (!g.Less && v > g.Limit)
+		// NaN compares false both ways: it must fail "<" and ">" alike, never pass.
+		pass := !math.IsNaN(v) && ((g.Less && v < g.Limit) || (!g.Less && v > g.Limit))
 		r.Gates = append(r.Gates, GateResult{Gate: g.Text, Value: v, Passed: pass})
 		if !pass {
 			failed = append(failed, fmt.Sprintf("%s (is %.4g)", g.Text, v))

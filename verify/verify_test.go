@@ -2,13 +2,18 @@ package verify
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"math"
 	"strings"
 	"testing"
 
+	"github.com/neurosurg/neurosurg/formats/hfdir"
+	"github.com/neurosurg/neurosurg/formats/safetensors"
 	"github.com/neurosurg/neurosurg/formats/samples"
 	"github.com/neurosurg/neurosurg/model"
+	"github.com/neurosurg/neurosurg/model/tokenizer"
 )
 
 func TestANLS(t *testing.T) {
@@ -140,4 +145,83 @@ func FuzzParseGate(f *testing.F) {
 			t.Fatalf("%q: accepted %+v", s, g)
 		}
 	})
+}
+func TestGatesNeverPassNaN(t *testing.T) {
+	r := &Report{Metrics: map[string]Metrics{"edited": {"specificity": math.NaN(), "ppl/all": math.Inf(1)}}}
+	for _, g := range []string{"specificity>0.9", "specificity<0.9", "ppl/all<100"} {
+		r.Gates = nil
+		if err := r.CheckGates("edited", []string{g}); !errors.Is(err, ErrGate) || r.Passed {
+			t.Errorf("gate %s on %v passed (err %v)", g, r.Metrics["edited"], err)
+		}
+	}
+	for _, g := range []string{"kl<inf", "kl<NaN", "specificity>-Inf"} {
+		if err := r.CheckGates("edited", []string{g}); err == nil || errors.Is(err, ErrGate) {
+			t.Errorf("gate %s: err %v, want a refused limit", g, err)
+		}
+	}
+}
+
+// Reports hold +Inf perplexities (and would hold NaN) through JSON, which has no such numbers.
+func TestReportJSONKeepsNonFinite(t *testing.T) {
+	r := &Report{Variants: []string{"base", "edited"}, Metrics: map[string]Metrics{"base": {"ppl/all": 3.5}, "edited": {"ppl/all": math.Inf(1), "kl": math.NaN(), "x": math.Inf(-1), "tiny": 1e-300}},
+		Gates: []GateResult{{Gate: "ppl/all<10", Value: math.Inf(1)}}}
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatalf("%s: %v", b, err)
+	}
+	e := back.Metrics["edited"]
+	if !math.IsInf(e["ppl/all"], 1) || !math.IsNaN(e["kl"]) || !math.IsInf(e["x"], -1) || e["tiny"] != 1e-300 || back.Metrics["base"]["ppl/all"] != 3.5 || !math.IsInf(back.Gates[0].Value, 1) {
+		t.Errorf("round trip %s -> %v %v", b, back.Metrics, back.Gates)
+	}
+	if err := json.Unmarshal([]byte(`{"metrics":{"edited":{"kl":"lots"}}}`), &back); err == nil {
+		t.Error("a string that is no number was read as a metric")
+	}
+}
+
+// An edited model whose weights are NaN does not get a report (its argmax would agree with
+// the base's token 0 everywhere: specificity 1): verify fails naming the tensor.
+func TestNaNModelFailsVerify(t *testing.T) {
+	c, err := hfdir.Open("../testdata/stories260K")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	base, err := model.Load(c.ConfigJSON, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base.Tokenizer, _ = tokenizer.Load(c.Dir)
+	const name = "model.layers.1.mlp.down_proj.weight"
+	_, b, _ := c.Tensor(name)
+	nan := make([]byte, len(b))
+	for i := 0; i < len(nan); i += 4 {
+		binary.LittleEndian.PutUint32(nan[i:], math.Float32bits(float32(math.NaN())))
+	}
+	ed, err := model.Load(c.ConfigJSON, nanSource{c, name, nan})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bench := []samples.Sample{{ID: "c", Text: "The dog ran", Control: true}}
+	_, err = Run(context.Background(), base, []Variant{{Name: "edited", Model: ed}}, bench, Options{MaxTokens: 4})
+	if !errors.Is(err, model.ErrNonFinite) || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), "edited model, sample c") {
+		t.Fatalf("err = %v, want non-finite logits blaming %s", err, name)
+	}
+}
+
+type nanSource struct {
+	*hfdir.Checkpoint
+	name string
+	b    []byte
+}
+
+func (s nanSource) Tensor(name string) (safetensors.TensorInfo, []byte, error) {
+	info, b, err := s.Checkpoint.Tensor(name)
+	if name == s.name {
+		b = s.b
+	}
+	return info, b, err
 }

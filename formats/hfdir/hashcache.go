@@ -1,7 +1,10 @@
 package hfdir
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -87,4 +90,42 @@ func (c *hashCache) save() {
 		atomicfile.Write(c.path, b)
 	}
 	c.dirty = false
+}
+
+// ShardSHA256 returns the sha256 of shard i's file: from the hash cache when stat says the
+// file is unchanged since it was hashed, otherwise by reading it (and remembering it, so the
+// next run and the writer need not read it again).
+func (c *Checkpoint) ShardSHA256(i int) string {
+	f := c.Shards[i]
+	if h, ok := sharedCache().get(f.Path); ok {
+		return h
+	}
+	hashedInputs.Add(1)
+	h := sha256.New()
+	h.Write(ShardHeader(f, nil))
+	for _, t := range f.Tensors { // contiguous and in file order: this is the file's sha256
+		b, _ := f.Bytes(t.Name)
+		for off := 0; off < len(b); off += chunk {
+			end := min(off+chunk, len(b))
+			h.Write(b[off:end])
+			f.Release(t.Offsets[0]+int64(off), int64(end-off))
+		}
+	}
+	s := hex.EncodeToString(h.Sum(nil))
+	sharedCache().put(f.Path, s)
+	return s
+}
+
+// ContentSHA256 names the checkpoint by its content: config.json, the index and every shard's
+// sha256. Fingerprint reads only headers; this changes with any weight, so caches keyed by it
+// never serve results computed from other weights under the same layout.
+func (c *Checkpoint) ContentSHA256() string {
+	h := sha256.New()
+	h.Write(c.ConfigJSON)
+	h.Write(c.IndexJSON)
+	for i, name := range c.ShardNames {
+		fmt.Fprintf(h, "\x00%s\x00%s", name, c.ShardSHA256(i))
+	}
+	sharedCache().save()
+	return hex.EncodeToString(h.Sum(nil))
 }

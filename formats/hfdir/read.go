@@ -195,9 +195,12 @@ func (c *Checkpoint) Close() error {
 	return first
 }
 
-// TagAlongFiles lists the regular top-level files of dir that travel with the weights
-// (config, tokenizer, processor, chat template, generation config, …): every file that is not
-// a weight file, the index, a model card or a provenance file.
+// TagAlongFiles lists the top-level files of dir that travel with the weights (config,
+// tokenizer, processor, chat template, generation config, …): every file that is not a weight
+// file, the index, a model card or a provenance file. Symbolic links count as the files they
+// point to: a Hugging Face cache snapshot (models--org--name/snapshots/REV/) is all links into
+// ../../blobs, and skipping them wrote checkpoints without config or tokenizer. A link that
+// points nowhere (a download that did not finish) is an error, not a file to leave out.
 func TagAlongFiles(dir string) ([]string, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -206,7 +209,18 @@ func TagAlongFiles(dir string) ([]string, error) {
 	var out []string
 	for _, e := range ents {
 		n := e.Name()
-		if !e.Type().IsRegular() || isWeightFile(n) || n == IndexFile || n == ModelCardFile || n == ProvenanceFile {
+		if isWeightFile(n) || n == IndexFile || n == ModelCardFile || n == ProvenanceFile {
+			continue
+		}
+		if e.Type()&os.ModeSymlink != 0 {
+			st, err := os.Stat(filepath.Join(dir, n))
+			if err != nil {
+				return nil, fmt.Errorf("%s: symbolic link to a missing file (an unfinished download?): %w", filepath.Join(dir, n), err)
+			}
+			if !st.Mode().IsRegular() {
+				continue
+			}
+		} else if !e.Type().IsRegular() {
 			continue
 		}
 		out = append(out, n)

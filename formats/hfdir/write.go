@@ -16,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/neurosurg/neurosurg/formats/atomicfile"
 	"github.com/neurosurg/neurosurg/formats/safetensors"
 )
 
@@ -89,11 +90,13 @@ func Write(ctx context.Context, base *Checkpoint, out string, opts WriteOptions)
 			return nil, fmt.Errorf("write %s: tensor %q: replacement has %d bytes, want %d", out, name, len(b), t.ByteSize())
 		}
 	}
-	parent := filepath.Dir(filepath.Clean(out))
-	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(out)+".tmp-")
+	// A hidden directory beside out, 0755, locked while this process writes it; leftovers of
+	// killed writes of out go first (atomicfile.MkdirTemp).
+	tmp, unlock, err := atomicfile.MkdirTemp(out)
 	if err != nil {
 		return nil, fmt.Errorf("write %s: %w", out, err)
 	}
+	defer unlock()
 	done := false
 	defer func() {
 		if !done {
@@ -244,7 +247,7 @@ func sum(b []byte) string {
 }
 
 func writeSmall(path string, b []byte, opts *WriteOptions) error {
-	f, err := os.Create(path)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644) // 0644, not Create's 0666, less the umask
 	if err != nil {
 		return err
 	}
@@ -298,7 +301,7 @@ func writeShard(ctx context.Context, f *safetensors.File, path string, opts *Wri
 		return "", "", 0, err
 	}
 	defer src.Close()
-	file, err := os.Create(path)
+	file, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return "", "", 0, err
 	}

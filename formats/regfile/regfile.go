@@ -9,7 +9,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"syscall"
 )
 
 // ErrNotRegular reports a path that is a directory, pipe, device or socket.
@@ -18,7 +17,7 @@ var ErrNotRegular = errors.New("not a regular file")
 // Open opens path for reading and refuses anything but a regular file. The open itself does
 // not block on a FIFO (O_NONBLOCK, which regular files ignore), so the check cannot hang.
 func Open(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, err := os.OpenFile(path, os.O_RDONLY|openFlags, 0)
 	if err != nil {
 		return nil, err
 	}

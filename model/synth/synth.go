@@ -14,9 +14,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 
 	"github.com/neurosurg/neurosurg/dtype"
+	"github.com/neurosurg/neurosurg/formats/atomicfile"
 	"github.com/neurosurg/neurosurg/formats/hfdir"
 	"github.com/neurosurg/neurosurg/formats/safetensors"
 	"github.com/neurosurg/neurosurg/model/archdef"
@@ -30,15 +30,6 @@ type Options struct {
 	Seed      uint64
 	Std       float64 // weight standard deviation (default config initializer_range, else 0.02)
 	Progress  func(written, total int64)
-}
-
-// freeBytes is the space an unprivileged writer may still use on dir's filesystem.
-func freeBytes(dir string) (int64, bool) {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		return 0, false
-	}
-	return int64(st.Bavail) * int64(st.Bsize), true
 }
 
 // Generate writes a synthetic checkpoint for the config at src (a config.json or a directory
@@ -123,10 +114,11 @@ func Generate(src, out string, opts Options) error {
 	if _, err := os.Lstat(out); err == nil {
 		return fmt.Errorf("synth: %s: %w", out, hfdir.ErrExists)
 	}
-	tmp, err := os.MkdirTemp(filepath.Dir(filepath.Clean(out)), "."+filepath.Base(out)+".tmp-")
+	tmp, unlock, err := atomicfile.MkdirTemp(out) // 0755, locked, leftovers of killed runs removed
 	if err != nil {
 		return err
 	}
+	defer unlock()
 	defer os.RemoveAll(tmp)
 
 	es := int64(opts.DType.Size())
@@ -284,10 +276,11 @@ func Convert(ctx context.Context, src, out string, dt safetensors.DType) error {
 	if _, err := os.Lstat(out); err == nil {
 		return fmt.Errorf("convert: %s: %w", out, hfdir.ErrExists)
 	}
-	tmp, err := os.MkdirTemp(filepath.Dir(filepath.Clean(out)), "."+filepath.Base(out)+".tmp-")
+	tmp, unlock, err := atomicfile.MkdirTemp(out) // 0755, locked, leftovers of killed runs removed
 	if err != nil {
 		return err
 	}
+	defer unlock()
 	defer os.RemoveAll(tmp)
 	for i, f := range c.Shards {
 		var ts []safetensors.Tensor

@@ -19,8 +19,13 @@ import (
 	"golang.org/x/text/unicode/norm"
 )
 
-// ErrFormat reports tokenizer files neurosurg cannot read.
-var ErrFormat = errors.New("tokenizer: unsupported or invalid file")
+// Sentinel errors.
+var (
+	// ErrFormat reports tokenizer files neurosurg cannot read.
+	ErrFormat = errors.New("tokenizer: unsupported or invalid file")
+	// ErrTooLong reports a text with more tokens than EncodeLimit's limit.
+	ErrTooLong = errors.New("tokenizer: text has too many tokens")
+)
 
 // Qwen2's and GPT-2's pre-tokenizer patterns (the ones their tokenizers ship).
 const (
@@ -72,6 +77,10 @@ type Tokenizer struct {
 	hasBOS                bool
 	eos                   []int32
 	template              string
+	// For EncodeLimit's early refusal: the longest merge result in runes, and whether every
+	// symbol left after merging is sure to give a token (not dropped or fused as unknown).
+	maxMergeRunes    int
+	symbolGivesToken bool
 }
 
 var byteToRune, runeToByte = byteMaps()
@@ -107,6 +116,7 @@ func Load(dir string) (*Tokenizer, error) {
 		return nil, err
 	}
 	sort.SliceStable(t.added, func(i, j int) bool { return len(t.added[i].Content) > len(t.added[j].Content) })
+	t.setSymbolGivesToken()
 	return t, nil
 }
 
@@ -296,10 +306,28 @@ func (t *Tokenizer) setVocab(vocab map[string]int32, merges [][2]string) {
 		t.pieces[id] = p
 	}
 	t.ranks = make(map[[2]string]int, len(merges))
+	t.maxMergeRunes = 1
 	for i, m := range merges {
 		if _, dup := t.ranks[m]; !dup {
 			t.ranks[m] = i
 		}
+		t.maxMergeRunes = max(t.maxMergeRunes, utf8.RuneCountInString(m[0])+utf8.RuneCountInString(m[1]))
+	}
+}
+
+// setSymbolGivesToken decides whether every merged symbol gives at least one token: it is in
+// the vocab, or byte fallback has every byte piece, or it becomes an unfused <unk>.
+func (t *Tokenizer) setSymbolGivesToken() {
+	switch {
+	case t.byteFallback:
+		t.symbolGivesToken = true
+		for _, p := range byteFallbackPiece {
+			if _, ok := t.vocab[p]; !ok {
+				t.symbolGivesToken = false
+			}
+		}
+	default:
+		t.symbolGivesToken = t.unk >= 0 && !t.fuseUnk
 	}
 }
 
@@ -462,45 +490,83 @@ func (t *Tokenizer) IsSpecial(id int32) bool { a, ok := t.addedByID[id]; return 
 
 // Encode tokenizes text; addSpecial adds the post-processor's tokens (e.g. BOS).
 func (t *Tokenizer) Encode(text string, addSpecial bool) ([]int32, error) {
+	return t.EncodeLimit(text, addSpecial, 0)
+}
+
+// EncodeLimit is Encode for a caller that cannot use more than limit tokens (a model's
+// max_position_embeddings; limit ≤ 0: no limit). A text with more fails with an error
+// wrapping ErrTooLong as soon as that is certain, before the rest is tokenized: a 10 MB line
+// is refused at once instead of after seconds of merging and hundreds of MB of symbols.
+func (t *Tokenizer) EncodeLimit(text string, addSpecial bool, limit int) ([]int32, error) {
 	if !utf8.ValidString(text) {
 		return nil, fmt.Errorf("tokenizer: text is not valid UTF-8")
 	}
+	tooLong := func() error { return fmt.Errorf("%w: more than %d tokens", ErrTooLong, limit) }
 	var out []int32
 	if addSpecial {
 		out = append(out, t.bosPrefix...)
 	}
-	for len(text) > 0 {
+	// next[i] is the byte offset of the next occurrence of added token i at or after at (-1:
+	// none left, -2: not searched yet). Each token's search resumes only once the text has
+	// moved past its last find: searching every token from the cursor again at each match
+	// made a text with many special tokens quadratic.
+	next := make([]int, len(t.added))
+	for i := range next {
+		next[i] = -2
+	}
+	for at := 0; at < len(text); {
 		// The earliest (then longest) added token splits the text.
 		pos, which := -1, -1
 		for i, a := range t.added {
 			if a.Content == "" {
 				continue
 			}
-			if p := strings.Index(text, a.Content); p >= 0 && (pos < 0 || p < pos) {
+			if next[i] == -2 || (next[i] >= 0 && next[i] < at) {
+				next[i] = strings.Index(text[at:], a.Content)
+				if next[i] >= 0 {
+					next[i] += at
+				}
+			}
+			if p := next[i]; p >= 0 && (pos < 0 || p < pos) {
 				pos, which = p, i
 			}
 		}
-		seg := text
+		seg := text[at:]
 		if pos >= 0 {
-			seg = text[:pos]
+			seg = text[at:pos]
 		}
 		if which >= 0 && t.added[which].LStrip {
 			seg = strings.TrimRight(seg, " ")
 		}
-		ids, err := t.encodeSegment(seg, len(out) == len(t.bosPrefix)*b2i(addSpecial))
+		budget := 0
+		if limit > 0 {
+			budget = limit - len(out)
+		}
+		ids, err := t.encodeSegment(seg, len(out) == len(t.bosPrefix)*b2i(addSpecial), budget)
 		if err != nil {
+			if errors.Is(err, ErrTooLong) {
+				return nil, tooLong()
+			}
 			return nil, err
 		}
 		out = append(out, ids...)
+		if limit > 0 && len(out) > limit {
+			return nil, tooLong()
+		}
 		if pos < 0 {
 			break
 		}
 		a := t.added[which]
 		out = append(out, a.ID)
-		text = text[pos+len(a.Content):]
+		at = pos + len(a.Content)
 		if a.RStrip {
-			text = strings.TrimLeft(text, " ")
+			for at < len(text) && text[at] == ' ' {
+				at++
+			}
 		}
+	}
+	if limit > 0 && len(out) > limit {
+		return nil, tooLong()
 	}
 	return out, nil
 }
@@ -512,7 +578,9 @@ func b2i(b bool) int {
 	return 0
 }
 
-func (t *Tokenizer) encodeSegment(s string, first bool) ([]int32, error) {
+// encodeSegment tokenizes text between added tokens. With budget > 0 it may stop early with
+// ErrTooLong once the segment certainly has more than budget tokens.
+func (t *Tokenizer) encodeSegment(s string, first bool, budget int) ([]int32, error) {
 	if s == "" {
 		return nil, nil
 	}
@@ -520,6 +588,12 @@ func (t *Tokenizer) encodeSegment(s string, first bool) ([]int32, error) {
 		s = norm.NFC.String(s)
 	}
 	if !t.byteLevel {
+		// Every symbol left after merging is at most maxMergeRunes runes and gives at least
+		// one token, so a segment of more runes than that many budgets cannot fit (the prefix
+		// and the ▁ for spaces below only add runes).
+		if budget > 0 && t.symbolGivesToken && utf8.RuneCountInString(s) > budget*t.maxMergeRunes {
+			return nil, ErrTooLong
+		}
 		// SentencePiece style: dummy prefix, spaces as ▁, one BPE over the whole segment.
 		if t.prepend != "" {
 			s = t.prepend + s
@@ -529,28 +603,33 @@ func (t *Tokenizer) encodeSegment(s string, first bool) ([]int32, error) {
 		}
 		return t.bpe(splitRunes(s)), nil
 	}
-	var words []string
-	if t.split != nil {
-		for m, _ := t.split.FindStringMatch(s); m != nil; m, _ = t.split.FindNextMatch(m) {
-			words = append(words, m.String())
-		}
-	} else {
-		words = []string{s}
-	}
-	if t.digits {
-		var w2 []string
-		for _, w := range words {
-			w2 = append(w2, splitDigits(w)...)
-		}
-		words = w2
-	}
 	var out []int32
-	for _, w := range words {
-		syms := make([]string, 0, len(w))
+	var syms []string
+	word := func(w string) {
+		syms = syms[:0]
 		for i := 0; i < len(w); i++ {
-			syms = append(syms, string(byteToRune[w[i]]))
+			syms = append(syms, byteLevelPiece[w[i]])
 		}
 		out = append(out, t.bpe(syms)...)
+	}
+	words := func(w string) {
+		if !t.digits {
+			word(w)
+			return
+		}
+		for _, d := range splitDigits(w) {
+			word(d)
+		}
+	}
+	if t.split == nil {
+		words(s)
+	} else {
+		for m, _ := t.split.FindStringMatch(s); m != nil; m, _ = t.split.FindNextMatch(m) {
+			words(m.String())
+			if budget > 0 && len(out) > budget {
+				return nil, ErrTooLong
+			}
+		}
 	}
 	return out, nil
 }
@@ -573,30 +652,140 @@ func splitDigits(w string) []string {
 	return out
 }
 
+// splitRunes cuts s into one-rune substrings (sharing s's bytes).
 func splitRunes(s string) []string {
 	out := make([]string, 0, len(s))
-	for _, r := range s {
-		out = append(out, string(r))
+	for i := 0; i < len(s); {
+		_, n := utf8.DecodeRuneInString(s[i:])
+		out = append(out, s[i:i+n])
+		i += n
 	}
 	return out
 }
 
 // bpe merges symbols by rank and maps them to ids (byte fallback for unknown symbols).
+// It gives what merging the lowest-ranked adjacent pair (the leftmost on ties) until none has
+// a rank gives, in O(n log n) instead of O(n²): the symbols form a linked list and every
+// adjacent pair with a rank waits in a min-heap keyed by (rank, position); a popped pair that
+// a neighbouring merge has since changed is skipped (Hugging Face tokenizers' word.rs
+// merge_all and SentencePiece's BPE do the same). The SentencePiece-style path runs it over a
+// whole segment, so the quadratic loop took 48 s for 60 KB of text.
 func (t *Tokenizer) bpe(syms []string) []int32 {
-	for len(syms) > 1 {
-		best, at := -1, -1
-		for i := 0; i+1 < len(syms); i++ {
-			if r, ok := t.ranks[[2]string{syms[i], syms[i+1]}]; ok && (best < 0 || r < best) {
-				best, at = r, i
+	syms, _ = t.merge(syms)
+	return t.toIDs(syms)
+}
+
+// merge applies the merges to syms (reusing its backing array) and returns the symbols left
+// and how many pair ranks it looked up (what its cost grows with: a test checks it is linear).
+func (t *Tokenizer) merge(syms []string) (_ []string, lookups int) {
+	if len(syms) < 2 {
+		return syms, 0
+	}
+	n := len(syms)
+	prev := make([]int32, n) // -1: none
+	next := make([]int32, n) // -1: none
+	for i := range syms {
+		prev[i], next[i] = int32(i-1), int32(i+1)
+	}
+	next[n-1] = -1
+	var h pairHeap
+	for i := 0; i+1 < n; i++ {
+		if r, ok := t.ranks[[2]string{syms[i], syms[i+1]}]; ok {
+			h = append(h, pairKey(r, i))
+		}
+	}
+	lookups = n - 1
+	h.init()
+	for len(h) > 0 {
+		rank, l := h.pop()
+		r := next[l]
+		// Stale: l was merged into its left neighbour (emptied), or its right neighbour is
+		// now another symbol. The rank names the pair of strings, so an equal rank means the
+		// pair is still there.
+		if syms[l] == "" || r < 0 {
+			continue
+		}
+		lookups++
+		if cur, ok := t.ranks[[2]string{syms[l], syms[r]}]; !ok || cur != rank {
+			continue
+		}
+		syms[l] += syms[r]
+		syms[r] = ""
+		nr := next[r]
+		next[l] = nr
+		lookups += 2
+		if nr >= 0 {
+			prev[nr] = int32(l)
+			if c, ok := t.ranks[[2]string{syms[l], syms[nr]}]; ok {
+				h.push(pairKey(c, l))
 			}
 		}
-		if at < 0 {
+		if p := prev[l]; p >= 0 {
+			if c, ok := t.ranks[[2]string{syms[p], syms[l]}]; ok {
+				h.push(pairKey(c, int(p)))
+			}
+		}
+	}
+	out := syms[:0]
+	for i := 0; i >= 0; i = int(next[i]) {
+		out = append(out, syms[i])
+	}
+	return out, lookups
+}
+
+// pairHeap is a binary min-heap of (rank, position) keys packed into one uint64 each, so that
+// the order is a plain integer comparison.
+type pairHeap []uint64
+
+func pairKey(rank, pos int) uint64 { return uint64(rank)<<32 | uint64(uint32(pos)) }
+
+func (h pairHeap) init() {
+	for i := len(h)/2 - 1; i >= 0; i-- {
+		h.down(i)
+	}
+}
+
+func (h *pairHeap) push(k uint64) {
+	*h = append(*h, k)
+	s := *h
+	for i := len(s) - 1; i > 0; {
+		p := (i - 1) / 2
+		if s[p] <= s[i] {
 			break
 		}
-		merged := syms[at] + syms[at+1]
-		syms = append(syms[:at+1], syms[at+2:]...)
-		syms[at] = merged
+		s[p], s[i] = s[i], s[p]
+		i = p
 	}
+}
+
+func (h *pairHeap) pop() (rank, pos int) {
+	s := *h
+	k := s[0]
+	s[0] = s[len(s)-1]
+	*h = s[:len(s)-1]
+	h.down(0)
+	return int(k >> 32), int(uint32(k))
+}
+
+func (h pairHeap) down(i int) {
+	for {
+		c := 2*i + 1
+		if c >= len(h) {
+			return
+		}
+		if c+1 < len(h) && h[c+1] < h[c] {
+			c++
+		}
+		if h[i] <= h[c] {
+			return
+		}
+		h[i], h[c] = h[c], h[i]
+		i = c
+	}
+}
+
+// toIDs maps merged symbols to ids: byte fallback or <unk> for symbols not in the vocab.
+func (t *Tokenizer) toIDs(syms []string) []int32 {
 	out := make([]int32, 0, len(syms))
 	lastUnk := false
 	for _, s := range syms {
@@ -607,7 +796,7 @@ func (t *Tokenizer) bpe(syms []string) []int32 {
 		}
 		if t.byteFallback {
 			for i := 0; i < len(s); i++ {
-				if id, ok := t.vocab[fmt.Sprintf("<0x%02X>", s[i])]; ok {
+				if id, ok := t.vocab[byteFallbackPiece[s[i]]]; ok {
 					out = append(out, id)
 				}
 			}
@@ -620,6 +809,15 @@ func (t *Tokenizer) bpe(syms []string) []int32 {
 	}
 	return out
 }
+
+// byteFallbackPiece[b] is "<0xBB>", byteLevelPiece[b] the byte-level BPE rune of b as a string.
+var byteFallbackPiece, byteLevelPiece = func() (fb, bl [256]string) {
+	for b := range fb {
+		fb[b] = fmt.Sprintf("<0x%02X>", b)
+		bl[b] = string(byteToRune[b])
+	}
+	return
+}()
 
 // Decode turns ids back into text.
 func (t *Tokenizer) Decode(ids []int32) string {

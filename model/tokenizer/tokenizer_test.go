@@ -2,7 +2,9 @@ package tokenizer_test
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -101,4 +103,36 @@ func FuzzByteLevelRoundTrip(f *testing.F) {
 			t.Fatalf("round trip %q -> %v -> %q", s, ids, got)
 		}
 	})
+}
+
+// EncodeLimit gives Encode's ids up to the limit and refuses one token more, for both
+// tokenizer styles; a 10 MB line is refused without being tokenized.
+func TestEncodeLimit(t *testing.T) {
+	for _, dir := range []string{stories, qwen2} {
+		tok, err := tokenizer.Load(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := strings.Repeat("Once upon a time, Lily saw 12 <|im_start|>cats. ", 40)
+		all, err := tok.Encode(text, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			limit int
+			ok    bool
+		}{{0, true}, {len(all), true}, {len(all) + 1, true}, {len(all) - 1, false}, {1, false}} {
+			got, err := tok.EncodeLimit(text, true, c.limit)
+			if c.ok && (err != nil || !cmp.Equal(got, all)) {
+				t.Errorf("%s: limit %d of %d tokens: %v", dir, c.limit, len(all), err)
+			}
+			if !c.ok && !errors.Is(err, tokenizer.ErrTooLong) {
+				t.Errorf("%s: limit %d of %d tokens: err %v, want ErrTooLong", dir, c.limit, len(all), err)
+			}
+		}
+		huge := strings.Repeat("a b c d ", 10<<20/8)
+		if _, err := tok.EncodeLimit(huge, true, 512); !errors.Is(err, tokenizer.ErrTooLong) {
+			t.Errorf("%s: 10 MB text under a 512-token limit: err %v", dir, err)
+		}
+	}
 }
