@@ -3,6 +3,8 @@ package imageproc
 import (
 	"fmt"
 	"math"
+	"runtime"
+	"sync"
 )
 
 // Filter is a Pillow resampling filter. The values are Pillow's `Image.Resampling` numbers, the ones a
@@ -215,10 +217,34 @@ func clip8(ss int64) uint8 {
 	return uint8(v)
 }
 
+// parallelRows runs fn over [0, rows) in contiguous chunks, one per CPU, for pictures large enough to be
+// worth it. Every output row depends only on the input, so the result does not depend on the split.
+func parallelRows(rows, work int, fn func(lo, hi int)) {
+	n := runtime.GOMAXPROCS(0)
+	if work < 1<<18 || n < 2 || rows < 2*n {
+		fn(0, rows)
+		return
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		lo, hi := rows*i/n, rows*(i+1)/n
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(lo, hi)
+		}()
+	}
+	wg.Wait()
+}
+
 // resampleHorizontal is ImagingResampleHorizontal_8bpc for 3 bands: output row yy reads input row
 // yy+offset.
 func resampleHorizontal(dst, src *RGB, offset int, c coeffs) {
-	for yy := 0; yy < dst.H; yy++ {
+	parallelRows(dst.H, dst.W*dst.H*c.ksize, func(lo, hi int) { resampleHorizontalRows(dst, src, offset, c, lo, hi) })
+}
+
+func resampleHorizontalRows(dst, src *RGB, offset int, c coeffs, lo, hi int) {
+	for yy := lo; yy < hi; yy++ {
 		in := src.Pix[(yy+offset)*src.W*3 : (yy+offset+1)*src.W*3]
 		out := dst.Pix[yy*dst.W*3 : (yy+1)*dst.W*3]
 		for xx := 0; xx < dst.W; xx++ {
@@ -236,19 +262,31 @@ func resampleHorizontal(dst, src *RGB, offset int, c coeffs) {
 	}
 }
 
-// resampleVertical is ImagingResampleVertical_8bpc for 3 bands.
+// resampleVertical is ImagingResampleVertical_8bpc for 3 bands. It walks the taps outside and the row
+// inside, accumulating a whole output row at once: the same integer sums as Pillow's per-pixel loop
+// (integer addition does not care about order), read along rows instead of down columns.
 func resampleVertical(dst, src *RGB, c coeffs) {
+	parallelRows(dst.H, dst.W*dst.H*c.ksize, func(lo, hi int) { resampleVerticalRows(dst, src, c, lo, hi) })
+}
+
+func resampleVerticalRows(dst, src *RGB, c coeffs, lo, hi int) {
 	rowLen := src.W * 3
-	for yy := 0; yy < dst.H; yy++ {
+	acc := make([]int32, rowLen)
+	for yy := lo; yy < hi; yy++ {
 		ymin, ymax := c.bounds[yy*2], c.bounds[yy*2+1]
 		k := c.k[yy*c.ksize : yy*c.ksize+ymax]
-		out := dst.Pix[yy*rowLen : (yy+1)*rowLen]
-		for i := 0; i < rowLen; i++ {
-			ss := int64(1) << (precisionBits - 1)
-			for y, w := range k {
-				ss += int64(src.Pix[(ymin+y)*rowLen+i]) * int64(w)
+		for i := range acc {
+			acc[i] = 1 << (precisionBits - 1)
+		}
+		for y, w := range k {
+			row := src.Pix[(ymin+y)*rowLen : (ymin+y+1)*rowLen]
+			for i, v := range row {
+				acc[i] += int32(v) * w
 			}
-			out[i] = clip8(ss)
+		}
+		out := dst.Pix[yy*rowLen : (yy+1)*rowLen]
+		for i, ss := range acc {
+			out[i] = clip8(int64(ss))
 		}
 	}
 }

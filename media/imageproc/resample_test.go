@@ -113,6 +113,7 @@ func TestResizeMatchesSlowReference(t *testing.T) {
 		{97, 61, 84, 56}, // the Qwen2-VL golden's shape
 		{17, 13, 40, 3},  // strong downscale on one axis (wide support)
 		{2, 50, 3, 7},
+		{700, 400, 650, 390}, // big enough to be split over the CPUs
 	}
 	for _, c := range cases {
 		src := randomRGB(r, c.sw, c.sh)
@@ -240,5 +241,18 @@ func TestKernelsMatchPillowArithmetic(t *testing.T) {
 	}
 	if s := fmt.Sprint(Bicubic, Lanczos, Filter(0), Filter(7)); s != "bicubic lanczos nearest filter(7)" {
 		t.Errorf("filter names: %s", s)
+	}
+}
+
+func BenchmarkResize(b *testing.B) {
+	src := randomRGB(rand.New(rand.NewPCG(7, 8)), 1920, 1080)
+	for _, sz := range [][2]int{{1316, 728}, {1932, 1092}, {597, 336}} {
+		b.Run(fmt.Sprintf("1920x1080-to-%dx%d", sz[0], sz[1]), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if _, err := Resize(src, sz[0], sz[1], Bicubic); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
