@@ -12,7 +12,6 @@ import (
 	"os"
 
 	"golang.org/x/image/bmp"
-	"golang.org/x/image/tiff"
 	"golang.org/x/image/webp"
 )
 
@@ -88,7 +87,7 @@ func sniff(head []byte) format {
 	return formatUnknown
 }
 
-// DecodeFile reads a PNG, JPEG, WebP, BMP or TIFF file into RGB, as transformers' load_image does:
+// DecodeFile reads a PNG, JPEG, WebP or BMP file into RGB, as transformers' load_image does:
 // Image.open, exif_transpose, convert("RGB"). Errors name the file.
 func DecodeFile(path string, opt DecodeOptions) (*RGB, error) {
 	f, err := os.Open(path)
@@ -116,14 +115,18 @@ func Decode(r io.ReaderAt, size int64, opt DecodeOptions) (*RGB, error) {
 	if maxPixels <= 0 {
 		maxPixels = DefaultMaxPixels
 	}
-	var head [16]byte
+	var head [32]byte
 	n, _ := r.ReadAt(head[:], 0)
 	ft := sniff(head[:n])
 	switch ft {
 	case formatUnknown:
-		return nil, errors.New("not a PNG, JPEG, WebP, BMP or TIFF image")
+		return nil, errors.New("not a PNG, JPEG, WebP or BMP image")
 	case formatGIF:
 		return nil, errors.New("GIF images are not supported (convert the frame to PNG)")
+	case formatTIFF:
+		// x/image/tiff bounds a strip's decompressed size only by the strip's declared dimensions, so a
+		// small hostile file can ask for gigabytes; TIFF is rare as model input, so it is refused.
+		return nil, errors.New("TIFF images are not supported (convert to PNG)")
 	}
 
 	cfg, err := decodeConfig(ft, io.NewSectionReader(r, 0, size))
@@ -147,6 +150,10 @@ func Decode(r io.ReaderAt, size int64, opt DecodeOptions) (*RGB, error) {
 		return nil, fmt.Errorf("%s: decoded %dx%d, header says %dx%d", ft, b.Dx(), b.Dy(), cfg.Width, cfg.Height)
 	}
 	out := toRGB(img)
+	if g, ok := img.(*image.NRGBA64); ok && ft == formatPNG && n >= 26 && head[24] == 16 && head[25] == 0 {
+		// 16-bit grey with a tRNS key: Go widens it to NRGBA64, Pillow keeps it as I;16 and clips.
+		out = toRGB(grayOfNRGBA64(g))
+	}
 	if !opt.IgnoreOrientation {
 		out = applyOrientation(out, readOrientation(ft, r, size))
 	}
@@ -170,8 +177,6 @@ func decodeConfig(ft format, r io.Reader) (cfg image.Config, err error) {
 		return webp.DecodeConfig(r)
 	case formatBMP:
 		return bmp.DecodeConfig(r)
-	case formatTIFF:
-		return tiff.DecodeConfig(r)
 	}
 	return cfg, fmt.Errorf("no decoder for %s", ft)
 }
@@ -191,8 +196,6 @@ func decodeImage(ft format, r io.Reader) (img image.Image, err error) {
 		return webp.Decode(r)
 	case formatBMP:
 		return bmp.Decode(r)
-	case formatTIFF:
-		return tiff.Decode(r)
 	}
 	return nil, fmt.Errorf("no decoder for %s", ft)
 }
@@ -302,6 +305,19 @@ func toRGB(img image.Image) *RGB {
 		}
 	}
 	return out
+}
+
+// grayOfNRGBA64 takes the grey channel back out of a widened 16-bit grey picture.
+func grayOfNRGBA64(m *image.NRGBA64) *image.Gray16 {
+	b := m.Bounds()
+	g := image.NewGray16(image.Rect(0, 0, b.Dx(), b.Dy()))
+	for y := 0; y < b.Dy(); y++ {
+		for x := 0; x < b.Dx(); x++ {
+			i := m.PixOffset(b.Min.X+x, b.Min.Y+y)
+			copy(g.Pix[y*g.Stride+x*2:], m.Pix[i:i+2])
+		}
+	}
+	return g
 }
 
 // unpremultiply is Pillow's rgba2rgb_ (RGBa -> RGB): colour × 255 / alpha, integer division, clipped;

@@ -11,7 +11,7 @@ const maxExifBytes = 1 << 20
 
 // readOrientation returns the EXIF orientation (1..8) of a file, or 1 when it has none or it is
 // malformed. It looks where Pillow's getexif() looks: the first APP1 "Exif" segment of a JPEG, the eXIf
-// chunk of a PNG (before the image data), the EXIF chunk of a WebP, IFD0 of a TIFF.
+// chunk of a PNG (before the image data), the EXIF chunk of a WebP.
 func readOrientation(ft format, r io.ReaderAt, size int64) int {
 	var exif []byte
 	switch ft {
@@ -21,8 +21,6 @@ func readOrientation(ft format, r io.ReaderAt, size int64) int {
 		exif = chunkExif(r, size, 8, 4, binary.BigEndian, "eXIf", "IDAT")
 	case formatWebP:
 		exif = chunkExif(r, size, 12, 0, binary.LittleEndian, "EXIF", "")
-	case formatTIFF:
-		return tiffOrientation(r, size)
 	}
 	if exif == nil {
 		return 1
