@@ -2,6 +2,7 @@ package imageproc
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"image"
@@ -129,6 +130,11 @@ func Decode(r io.ReaderAt, size int64, opt DecodeOptions) (*RGB, error) {
 		return nil, errors.New("TIFF images are not supported (convert to PNG)")
 	}
 
+	if ft == formatWebP {
+		if err := checkRIFF(r, size); err != nil {
+			return nil, fmt.Errorf("WebP: %w", err)
+		}
+	}
 	cfg, err := decodeConfig(ft, io.NewSectionReader(r, 0, size))
 	if err != nil {
 		return nil, fmt.Errorf("%s header: %w", ft, err)
@@ -158,6 +164,30 @@ func Decode(r io.ReaderAt, size int64, opt DecodeOptions) (*RGB, error) {
 		out = applyOrientation(out, readOrientation(ft, r, size))
 	}
 	return out, nil
+}
+
+// checkRIFF refuses a RIFF file whose chunk sizes run past its end. x/image's VP8 decoder allocates a
+// chunk's declared size (up to 128 MiB) before reading it, so a 100-byte file could claim that much.
+func checkRIFF(r io.ReaderAt, size int64) error {
+	var h [8]byte
+	if _, err := r.ReadAt(h[:], 0); err != nil {
+		return errors.New("truncated RIFF header")
+	}
+	end := 8 + int64(binary.LittleEndian.Uint32(h[4:]))
+	if end > size {
+		return fmt.Errorf("RIFF size %d runs past the end of the %d-byte file", end, size)
+	}
+	for off := int64(12); off+8 <= end; {
+		if _, err := r.ReadAt(h[:], off); err != nil {
+			return errors.New("truncated RIFF chunk header")
+		}
+		n := int64(binary.LittleEndian.Uint32(h[4:]))
+		if off+8+n > end {
+			return fmt.Errorf("chunk %q of %d bytes at %d runs past the end of the file", h[:4], n, off)
+		}
+		off += 8 + n + n%2
+	}
+	return nil
 }
 
 // decodeConfig and decodeImage turn a decoder panic into an error: the x/image decoders have had crashers

@@ -133,6 +133,12 @@ func TestDecodeOtherFormats(t *testing.T) {
 		t.Errorf("tiff: %v, want a refusal", err)
 	}
 
+	// A 1x1 lossless WebP.
+	webp := []byte("RIFF\x1a\x00\x00\x00WEBPVP8L\x0d\x00\x00\x00\x2f\x00\x00\x00\x10\x07\x10\x11\x11\x88\x88\xfe\x07\x00")
+	if got := decodeBytes(t, webp, DecodeOptions{}); got.W != 1 || got.H != 1 {
+		t.Errorf("webp: %dx%d", got.W, got.H)
+	}
+
 	// JPEG is lossy and Go's decoder is not libjpeg: only the shape and rough colours are checked.
 	big := image.NewRGBA(image.Rect(0, 0, 16, 8))
 	for i := range big.Pix {
@@ -251,13 +257,15 @@ func TestDecodeRefuses(t *testing.T) {
 		t.Errorf("MaxPixels 5917: %v", err)
 	}
 	for name, data := range map[string][]byte{
-		"truncated PNG":  good[:len(good)/2],
-		"text":           []byte("hello, world"),
-		"empty":          nil,
-		"GIF":            []byte("GIF89a\x01\x00\x01\x00"),
-		"JPEG SOI only":  {0xff, 0xd8, 0xff},
-		"RIFF not WebP":  []byte("RIFF\x04\x00\x00\x00WAVE"),
-		"WebP no chunks": []byte("RIFF\x04\x00\x00\x00WEBP"),
+		"truncated PNG":           good[:len(good)/2],
+		"text":                    []byte("hello, world"),
+		"empty":                   nil,
+		"GIF":                     []byte("GIF89a\x01\x00\x01\x00"),
+		"JPEG SOI only":           {0xff, 0xd8, 0xff},
+		"RIFF not WebP":           []byte("RIFF\x04\x00\x00\x00WAVE"),
+		"WebP no chunks":          []byte("RIFF\x04\x00\x00\x00WEBP"),
+		"WebP chunk past the end": []byte("RIFF\x1a\x00\x00\x00WEBPVP8 \xff\xff\xff\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"),
+		"WebP RIFF past the end":  []byte("RIFF\xff\xff\x00\x00WEBPVP8L\x04\x00\x00\x00\x2f\x00\x00\x00"),
 	} {
 		if _, err := Decode(bytes.NewReader(data), int64(len(data)), DecodeOptions{}); err == nil {
 			t.Errorf("%s: decoded", name)
