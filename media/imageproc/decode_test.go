@@ -229,6 +229,12 @@ func TestOrientation(t *testing.T) {
 	if got := decodeBytes(t, jpg, DecodeOptions{}); got.W != 8 || got.H != 16 {
 		t.Errorf("jpeg orientation 8: %dx%d, want 8x16", got.W, got.H)
 	}
+	// eXIf after the image data counts too (Pillow finds it when getexif() loads the picture).
+	chunk := withPNGChunk(plain, "eXIf", tiffWithOrientation(3))[33 : 33+12+26]
+	late := append(append(append([]byte(nil), plain[:len(plain)-12]...), chunk...), plain[len(plain)-12:]...)
+	if got := decodeBytes(t, late, DecodeOptions{}); got.Pix[0] != 'f' {
+		t.Errorf("eXIf after IDAT: first pixel %c, want f (rotated 180)", got.Pix[0])
+	}
 	// A malformed EXIF block is ignored, as a missing one.
 	if got := decodeBytes(t, withPNGChunk(plain, "eXIf", []byte("MM\x00\x2a\xff\xff\xff\xff")), DecodeOptions{}); got.W != 3 {
 		t.Errorf("malformed exif: %dx%d", got.W, got.H)

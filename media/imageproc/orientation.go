@@ -11,14 +11,15 @@ const maxExifBytes = 1 << 20
 
 // readOrientation returns the EXIF orientation (1..8) of a file, or 1 when it has none or it is
 // malformed. It looks where Pillow's getexif() looks: the first APP1 "Exif" segment of a JPEG, the eXIf
-// chunk of a PNG (before the image data), the EXIF chunk of a WebP.
+// chunk of a PNG (before or after the image data: Pillow loads the picture to find it), the EXIF chunk
+// of a WebP.
 func readOrientation(ft format, r io.ReaderAt, size int64) int {
 	var exif []byte
 	switch ft {
 	case formatJPEG:
 		exif = jpegExif(r, size)
 	case formatPNG:
-		exif = chunkExif(r, size, 8, 4, binary.BigEndian, "eXIf", "IDAT")
+		exif = chunkExif(r, size, 8, 4, binary.BigEndian, "eXIf", "IEND")
 	case formatWebP:
 		exif = chunkExif(r, size, 12, 0, binary.LittleEndian, "EXIF", "")
 	}
