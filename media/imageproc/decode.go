@@ -155,11 +155,11 @@ func Decode(r io.ReaderAt, size int64, opt DecodeOptions) (*RGB, error) {
 	if b.Dx() != cfg.Width || b.Dy() != cfg.Height {
 		return nil, fmt.Errorf("%s: decoded %dx%d, header says %dx%d", ft, b.Dx(), b.Dy(), cfg.Width, cfg.Height)
 	}
-	out := toRGB(img)
 	if g, ok := img.(*image.NRGBA64); ok && ft == formatPNG && n >= 26 && head[24] == 16 && head[25] == 0 {
 		// 16-bit grey with a tRNS key: Go widens it to NRGBA64, Pillow keeps it as I;16 and clips.
-		out = toRGB(grayOfNRGBA64(g))
+		img = grayOfNRGBA64(g)
 	}
+	out := toRGB(img)
 	if !opt.IgnoreOrientation {
 		out = applyOrientation(out, readOrientation(ft, r, size))
 	}
