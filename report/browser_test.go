@@ -142,14 +142,14 @@ func instrument(t *testing.T, page []byte) []byte {
 	return bytes.Replace(page, []byte(csp), []byte(relaxed+"\n"+checkScript), 1)
 }
 
-var verdictRE = regexp.MustCompile(`(?s)<pre id="layout-verdict">(.*?)</pre>`)
+var verdictRE = regexp.MustCompile(`(?s)<pre id="layout-verdict"[^>]*>(.*?)</pre>`)
 
 // browse loads page in headless chromium and returns its verdict and the browser's console
 // lines; screenshot, when set, is written at the page's full height.
 func browse(t *testing.T, bin, page string, dark bool, screenshot string, height int) (verdict, []string) {
 	t.Helper()
 	args := []string{"--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run", "--disable-extensions",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-default-browser-check",
+		"--disable-background-networking", "--disable-dev-shm-usage", "--disable-component-update", "--disable-sync", "--no-default-browser-check",
 		"--host-resolver-rules=MAP * ~NOTFOUND", "--enable-logging=stderr", "--v=0",
 		"--user-data-dir=" + filepath.Join(t.TempDir(), "profile"),
 		fmt.Sprintf("--window-size=1280,%d", max(height, 900)), "--dump-dom"}
@@ -269,5 +269,34 @@ func TestReportLoadsNothing(t *testing.T) {
 		if !strings.Contains(s, want) {
 			t.Errorf("the README surgery's page lacks %s", want)
 		}
+	}
+}
+
+// TestBrowserCheckCatchesFaults shows the in-page check failing where it should: a label on a
+// bar, a label past the chart's edge, two labels on each other, an image fetched from outside.
+func TestBrowserCheckCatchesFaults(t *testing.T) {
+	bin := chromium(t)
+	bad := `<!DOCTYPE html><html><head>` + csp + `</head><body>
+<svg class="chart" viewBox="0 0 200 100" width="200" height="100" aria-label="bad">
+<rect class="mark" x="10" y="10" width="100" height="20"/>
+<text x="20" y="25">on the bar</text>
+<text x="150" y="60">past the edge of the chart</text>
+<text x="10" y="80">one</text><text x="12" y="82">two</text>
+</svg>
+<img src="https://example.invalid/x.png">
+</body></html>`
+	p := filepath.Join(t.TempDir(), "bad.html")
+	if err := os.WriteFile(p, instrument(t, []byte(bad)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := browse(t, bin, p, false, "", 0)
+	all := strings.Join(v.Problems, "\n")
+	for _, want := range []string{"on the bar over a mark", "past the edge of the chart outside the chart", "text one over text two"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("the check missed %q; it found:\n%s", want, all)
+		}
+	}
+	if len(v.Violations) == 0 {
+		t.Errorf("the outside image went unnoticed: %+v", v)
 	}
 }

@@ -47,10 +47,10 @@ func Card(in *Input, htmlName string) string {
 		b.WriteString(".\n\n| module | label | neurons per layer |\n|---|---|---|\n")
 		for _, mod := range in.modules() {
 			for _, l := range locate.SetLabels(set) {
-				per := make([]int, geo[mod].Layers)
+				per := make([]int, min(geo[mod].Layers, maxLayers))
 				n := 0
 				for _, nr := range set.Neurons {
-					if nr.Module == mod && nr.Label == l {
+					if nr.Module == mod && nr.Label == l && nr.Layer < len(per) {
 						per[nr.Layer]++
 						n++
 					}

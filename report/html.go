@@ -253,8 +253,12 @@ func (v *view) verify(rep *verify.Report) {
 		v.Metrics = append(v.Metrics, r)
 	}
 	v.VerifyCharts = append(v.VerifyCharts, template.HTML(rep.PerplexityChart().SVG()))
+	rates := "Specificity"
+	if rep.Source != "" {
+		rates = fmt.Sprintf("Swap %s → %s: efficacy and specificity", rep.Source, rep.Target)
+	}
 	for _, c := range []*chart.Chart{
-		rep.MetricsChart("Swap: efficacy and specificity", "share (0 to 1)", []string{"efficacy", "swap_rate", "specificity", "source_prob_drop", "target_prob_rise"}),
+		rep.MetricsChart(rates, "share (0 to 1)", []string{"efficacy", "swap_rate", "specificity", "source_prob_drop", "target_prob_rise"}),
 		rep.MetricsChart("Words written in the greedy continuations", "count", []string{"generated_source", "generated_target"}),
 		rep.MetricsChart("Answers", "share (0 to 1)", []string{"mc_accuracy", "exact_match", "contains", "anls"}),
 		rep.MetricsChart("KL(base ‖ model) of the next token", "nats per position", []string{"kl"}),
