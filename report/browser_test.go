@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/neurosurg/neurosurg/report"
 	"github.com/neurosurg/neurosurg/surgery"
 )
 
@@ -40,6 +41,11 @@ func chromium(t *testing.T) string {
 // on a copy of the examples, and returns the report page it wrote.
 func readmeSurgery(t *testing.T) string {
 	t.Helper()
+	return readmeSurgeryResult(t).Files["report_html"]
+}
+
+func readmeSurgeryResult(t *testing.T) *surgery.Result {
+	t.Helper()
 	dir := t.TempDir()
 	ex := filepath.Join(dir, "examples")
 	if err := os.Mkdir(ex, 0o755); err != nil {
@@ -62,11 +68,10 @@ func readmeSurgery(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := res.Files["report_html"]
-	if p == "" {
-		t.Fatalf("surgery wrote no report.html: %v", res.Files)
+	if p := res.Files["report_html"]; p == "" || !res.Written {
+		t.Fatalf("surgery wrote no report.html or no checkpoint: %+v", res)
 	}
-	return p
+	return res
 }
 
 // checkScript is put into a copy of the page: it records console errors, CSP violations and
@@ -241,11 +246,23 @@ func TestReportInBrowser(t *testing.T) {
 	t.Logf("surgery %v, browser %v", surgeryTime.Round(time.Millisecond), (time.Since(start) - surgeryTime).Round(time.Millisecond))
 }
 
-// TestReportLoadsNothing reads the page itself: no script, and nothing it could fetch.
+// TestReportLoadsNothing reads the page itself: no script, and nothing it could fetch. The
+// checkpoint carries the same page, and its model card links it.
 func TestReportLoadsNothing(t *testing.T) {
-	page, err := os.ReadFile(readmeSurgery(t))
+	res := readmeSurgeryResult(t)
+	page, err := os.ReadFile(res.Files["report_html"])
 	if err != nil {
 		t.Fatal(err)
+	}
+	shipped, err := os.ReadFile(filepath.Join(res.Out, report.CardFile))
+	if err != nil || !bytes.Equal(shipped, page) {
+		t.Errorf("the checkpoint's %s is not the surgery's report.html (%v)", report.CardFile, err)
+	}
+	card, _ := os.ReadFile(filepath.Join(res.Out, "README.md"))
+	for _, want := range []string{"## Verify", "## Surgery report", "](" + report.CardFile + ")", "Gates: **PASS**", "| llm | Lily | L0: 15, L1: 20, L2: 25, L3: 24, L4: 36 |"} {
+		if !strings.Contains(string(card), want) {
+			t.Errorf("the model card lacks %q:\n%s", want, card)
+		}
 	}
 	s := string(page)
 	if !strings.Contains(s, csp) {

@@ -6,7 +6,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
@@ -68,14 +67,19 @@ func TestWordDiff(t *testing.T) {
 	}
 }
 
+func noSpace(s string) string {
+	return strings.Join(strings.Fields(s), "")
+}
+
 func FuzzWordDiff(f *testing.F) {
 	f.Add("Lily went home.", "Tim went home.")
 	f.Add("", " a  b\n")
 	f.Add("x\u00a0y", "x y")
 	f.Fuzz(func(t *testing.T, base, text string) {
 		spans := WordDiff(base, text, "Lily", "Tim")
-		// The new side exactly; the base's words (equal words show the new text's spacing).
-		if join(spans, "del") != text || !slices.Equal(strings.Fields(join(spans, "ins")), strings.Fields(base)) {
+		// The new side exactly; the base's characters but spaces (equal words show the new
+		// text's spacing).
+		if join(spans, "del") != text || noSpace(join(spans, "ins")) != noSpace(base) {
 			t.Fatalf("%q→%q: spans %q do not rebuild both sides", base, text, spans)
 		}
 	})
@@ -92,8 +96,8 @@ func sampleInput() *Input {
 		{Module: "vision", Layer: 2, Index: 2, Label: "<script>alert(1)</script>"},
 	}}
 	rep := &verify.Report{Variants: []string{"base", "edited", "random"}, Passed: false, Source: "Lily", Target: "Tim",
-		Metrics: map[string]verify.Metrics{"base": {"kl": 0, "ppl/animals": 5}, "edited": {"kl": 0.7, "ppl/animals": 6}, "random": {"kl": 0.1, "ppl/animals": 4.5}},
-		Gates:   []verify.GateResult{{Gate: "kl<0.5", Value: 0.7, Passed: false}},
+		Metrics:     map[string]verify.Metrics{"base": {"kl": 0, "ppl/animals": 5}, "edited": {"kl": 0.7, "ppl/animals": 6}, "random": {"kl": 0.1, "ppl/animals": 4.5}},
+		Gates:       []verify.GateResult{{Gate: "kl<0.5", Value: 0.7, Passed: false}},
 		Generations: []verify.Generation{{ID: "g0", Label: "animals", Prompt: "A girl named", Text: map[string]string{"base": "Lily. She", "edited": "Tim. She", "random": "Lily. He"}}},
 	}
 	return &Input{Title: "t", Recipe: "model: x\n", Verify: rep, Neurons: set, Random: rnd, Out: "out/x", Ops: []string{"zero"}}
