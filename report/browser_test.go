@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -44,34 +45,58 @@ func readmeSurgery(t *testing.T) string {
 	return readmeSurgeryResult(t).Files["report_html"]
 }
 
+// The README surgery runs once for all tests here, in a directory TestMain removes.
+var (
+	surgeryOnce sync.Once
+	surgeryRes  *surgery.Result
+	surgeryErr  error
+	surgeryDir  string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if surgeryDir != "" {
+		os.RemoveAll(surgeryDir)
+	}
+	os.Exit(code)
+}
+
 func readmeSurgeryResult(t *testing.T) *surgery.Result {
 	t.Helper()
-	dir := t.TempDir()
+	surgeryOnce.Do(func() { surgeryRes, surgeryErr = runReadmeSurgery() })
+	if surgeryErr != nil {
+		t.Fatal(surgeryErr)
+	}
+	if p := surgeryRes.Files["report_html"]; p == "" || !surgeryRes.Written {
+		t.Fatalf("surgery wrote no report.html or no checkpoint: %+v", surgeryRes)
+	}
+	return surgeryRes
+}
+
+func runReadmeSurgery() (*surgery.Result, error) {
+	dir, err := os.MkdirTemp("", "neurosurg-report-")
+	if err != nil {
+		return nil, err
+	}
+	surgeryDir = dir
 	ex := filepath.Join(dir, "examples")
 	if err := os.Mkdir(ex, 0o755); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	for _, f := range []string{"stories-swap.yaml", "stories-generated.jsonl", "stories-swap-bench.jsonl"} {
 		b, err := os.ReadFile(filepath.Join("..", "examples", f))
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		if err := os.WriteFile(filepath.Join(ex, f), b, 0o644); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 	}
 	td, _ := filepath.Abs(filepath.Join("..", "testdata"))
 	if err := os.Symlink(td, filepath.Join(dir, "testdata")); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	res, err := surgery.Run(context.Background(), filepath.Join(ex, "stories-swap.yaml"), surgery.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p := res.Files["report_html"]; p == "" || !res.Written {
-		t.Fatalf("surgery wrote no report.html or no checkpoint: %+v", res)
-	}
-	return res
+	return surgery.Run(context.Background(), filepath.Join(ex, "stories-swap.yaml"), surgery.Options{})
 }
 
 // checkScript is put into a copy of the page: it records console errors, CSP violations and
@@ -202,7 +227,7 @@ func TestReportInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	surgeryTime := time.Since(start)
-	checked := filepath.Join(filepath.Dir(reportPath), "checked.html")
+	checked := filepath.Join(t.TempDir(), "checked.html")
 	if err := os.WriteFile(checked, instrument(t, page), 0o644); err != nil {
 		t.Fatal(err)
 	}
