@@ -2,56 +2,89 @@ package locate
 
 import (
 	"fmt"
-	"image/color"
+	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 
+	"github.com/neurosurg/neurosurg/formats/atomicfile"
 	"github.com/neurosurg/neurosurg/formats/neuronset"
-	"gonum.org/v1/plot"
-	"gonum.org/v1/plot/plotter"
-	"gonum.org/v1/plot/vg"
+	"github.com/neurosurg/neurosurg/report/chart"
 )
 
-// PlotLayers draws the number of selected neurons per layer, one bar group per label — the
-// figure every one of the papers shows. The format follows path's extension (.svg, .png, .pdf).
+// PlotLayers draws the number of selected neurons per layer, one bar per label — the figure
+// every one of the papers shows — as an SVG file, one chart for the "llm" module (or, when the
+// set has none, its first module).
 func PlotLayers(set *neuronset.Set, layers int, path string) error {
-	counts := map[string][]float64{}
-	var labels []string
-	for _, n := range set.Neurons {
-		if counts[n.Label] == nil {
-			counts[n.Label] = make([]float64, layers)
-			labels = append(labels, n.Label)
-		}
-		if n.Layer < layers {
-			counts[n.Label][n.Layer]++
-		}
+	if ext := strings.ToLower(filepath.Ext(path)); ext != ".svg" {
+		return fmt.Errorf("locate: plot %s: only .svg is drawn (got %q)", path, ext)
 	}
-	sort.Strings(labels)
-	p := plot.New()
-	p.Title.Text = fmt.Sprintf("%s: selected neurons per layer", set.Method)
-	p.X.Label.Text = "layer"
-	p.Y.Label.Text = "neurons"
-	w := vg.Points(max(2, 40/float64(max(1, len(labels)))))
-	palette := []color.Color{color.RGBA{31, 119, 180, 255}, color.RGBA{255, 127, 14, 255}, color.RGBA{44, 160, 44, 255}, color.RGBA{214, 39, 40, 255}, color.RGBA{148, 103, 189, 255}}
+	mods := Modules(set)
+	module := "llm"
+	if len(mods) > 0 && !slices.Contains(mods, module) {
+		module = mods[0]
+	}
+	return atomicfile.Write(path, LayerChart(set, module, layers).Standalone())
+}
+
+// LayerChart is the per-layer count of one module's selected neurons, one series per label:
+// MINER's per-modality and MMNeuron's per-domain distributions.
+func LayerChart(set *neuronset.Set, module string, layers int) *chart.Chart {
+	labels := SetLabels(set)
+	counts := make([][]float64, len(labels))
+	at := map[string]int{}
 	for i, l := range labels {
-		bars, err := plotter.NewBarChart(plotter.Values(counts[l]), w)
-		if err != nil {
-			return err
-		}
-		bars.Color = palette[i%len(palette)]
-		bars.LineStyle.Width = 0
-		bars.Offset = w * vg.Length(float64(i)-float64(len(labels)-1)/2)
-		p.Add(bars)
-		name := l
-		if name == "" {
-			name = "(no label)"
-		}
-		p.Legend.Add(name, bars)
+		counts[i] = make([]float64, layers)
+		at[l] = i
 	}
-	p.Legend.Top = true
-	names := make([]string, layers)
-	for i := range names {
-		names[i] = fmt.Sprint(i)
+	for _, n := range set.Neurons {
+		if n.Module == module && n.Layer < layers {
+			counts[at[n.Label]][n.Layer]++
+		}
 	}
-	p.NominalX(names...)
-	return p.Save(vg.Length(max(4, float64(layers)*0.35+2))*vg.Inch, 3*vg.Inch, path)
+	var series []chart.Series
+	for i, l := range labels {
+		series = append(series, chart.Series{Name: l, Values: counts[i]})
+	}
+	cats := make([]string, layers)
+	for i := range cats {
+		cats[i] = fmt.Sprint(i)
+	}
+	what := "selected neurons"
+	switch set.Method {
+	case "miner":
+		what = "modality-specific neurons"
+	case "dape":
+		what = "domain-specific neurons"
+	}
+	return chart.VBar(chart.VBarOptions{Title: fmt.Sprintf("%s: %s per layer (%s)", set.Method, what, module),
+		Categories: cats, Series: series, XLabel: "layer", YLabel: "neurons", Format: func(v float64) string { return fmt.Sprint(v) }})
+}
+
+// SetLabels are the labels of a set's neurons, sorted ("" for unlabelled ones).
+func SetLabels(set *neuronset.Set) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, n := range set.Neurons {
+		if !seen[n.Label] {
+			seen[n.Label] = true
+			out = append(out, n.Label)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Modules are the modules a set's neurons are in, sorted.
+func Modules(set *neuronset.Set) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, n := range set.Neurons {
+		if !seen[n.Module] {
+			seen[n.Module] = true
+			out = append(out, n.Module)
+		}
+	}
+	sort.Strings(out)
+	return out
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/neurosurg/neurosurg/model"
 	"github.com/neurosurg/neurosurg/model/tokenizer"
 	"github.com/neurosurg/neurosurg/patch"
+	"github.com/neurosurg/neurosurg/report"
 	"github.com/neurosurg/neurosurg/verify"
 )
 
@@ -302,21 +303,37 @@ func Run(ctx context.Context, path string, o Options) (*Result, error) {
 		return nil, gateErr
 	}
 	res.Report = &rep
-	res.Files = map[string]string{"stats": statsPath, "neurons": neuronsPath, "neurons_random": randomPath, "edit": editPath, "edit_random": randomEditPath, "report": reportPath}
+	htmlPath := filepath.Join(work, "report.html")
+	res.Files = map[string]string{"stats": statsPath, "neurons": neuronsPath, "neurons_random": randomPath, "edit": editPath, "edit_random": randomEditPath, "report": reportPath, "report_html": htmlPath}
+	hashes := map[string]string{"recipe": sum(rb), "data": dataHash, "bench": benchHash, "stats": statsHash, "neurons": neuronsHash, "neurons_random": randomHash, "edit": editHash, "model_fingerprint": fp, "model_content": weights}
+	// The page names paths as the recipe writes them, so the same recipe gives the same page
+	// wherever it runs (the page is one of the checkpoint's hashed files).
+	page := &report.Input{Title: "neurosurg surgery: " + filepath.Base(path), Tool: "neurosurg " + Version, RecipePath: filepath.Base(path), Recipe: string(rb),
+		Model: r.Model, ModelHash: fp, Hashes: hashes, Out: r.Out, Ops: r.Patch.Ops, Verify: &rep, Neurons: set, Random: rnd, Stats: st, LM: m}
 	if gateErr != nil && !o.Force {
+		if err := report.WriteFile(htmlPath, page); err != nil {
+			return nil, err
+		}
 		return res, fmt.Errorf("surgery: no checkpoint written: %w", gateErr)
 	}
 	res.Forced = gateErr != nil
 
 	// write
 	log("write: " + out)
-	hashes := map[string]string{"recipe": sum(rb), "data": dataHash, "bench": benchHash, "stats": statsHash, "neurons": neuronsHash, "neurons_random": randomHash, "edit": editHash, "model_fingerprint": fp, "model_content": weights}
+	page.Written, page.Forced = true, res.Forced
+	html, err := report.HTML(page)
+	if err != nil {
+		return nil, err
+	}
 	prov := map[string]any{"neurosurg_version": Version, "recipe": string(rb), "hashes": hashes, "verify": rep, "forced": res.Forced}
 	_, err = edit.Apply(ctx, base, e, out, hfdir.WriteOptions{
-		BaseModel: r.Card.BaseModel, Tags: r.Card.Tags, Description: r.Card.Description + "\n\n## Verify\n\n" + rep.Markdown(),
-		Provenance: prov,
+		BaseModel: r.Card.BaseModel, Tags: r.Card.Tags, Description: r.Card.Description + "\n\n## Verify\n\n" + rep.Markdown() + "\n" + report.Card(page, report.CardFile),
+		Provenance: prov, Files: map[string][]byte{report.CardFile: html},
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err := atomicfile.Write(htmlPath, html); err != nil {
 		return nil, err
 	}
 	res.Written = true

@@ -59,6 +59,21 @@ type Report struct {
 	Labels   []string           `json:"labels"`
 	Gates    []GateResult       `json:"gates,omitempty"`
 	Passed   bool               `json:"passed"`
+	// Source and Target are the swap's words, when the edit is a swap.
+	Source string `json:"source,omitempty"`
+	Target string `json:"target,omitempty"`
+	// Generations are every variant's greedy continuation of each bench prompt: what a
+	// person reads to see what the edit did.
+	Generations []Generation `json:"generations,omitempty"`
+}
+
+// Generation is one bench prompt and each variant's greedy continuation of it.
+type Generation struct {
+	ID      string            `json:"id"`
+	Label   string            `json:"label,omitempty"`
+	Control bool              `json:"control,omitempty"`
+	Prompt  string            `json:"prompt"`
+	Text    map[string]string `json:"text"` // variant → continuation
 }
 
 // Run measures every variant against base on bench.
@@ -73,7 +88,7 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 	if tok == nil {
 		return nil, fmt.Errorf("verify: the checkpoint has no tokenizer")
 	}
-	rep := &Report{Metrics: map[string]Metrics{}, Labels: samples.Labels(bench), Passed: true}
+	rep := &Report{Metrics: map[string]Metrics{}, Labels: samples.Labels(bench), Passed: true, Source: o.Source, Target: o.Target}
 	rep.Metrics["base"] = Metrics{}
 	var src, tgt int32 = -1, -1
 	if o.Source != "" {
@@ -227,14 +242,23 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 		if mcN > 0 {
 			m["mc_accuracy"] = mcRight / mcN
 		}
-		// Free generation: how often each word is written.
-		if src >= 0 || hasAnswers(bench) {
-			gens, err := v.Model.Generate(ctx, prompts, model.GenerateOptions{MaxTokens: o.MaxTokens})
-			if err != nil {
-				return nil, sampleErr(v.Name, enc, err)
+		// Free generation: how often each word is written, and the texts themselves. The
+		// base's greedy continuations are baseGen already.
+		{
+			gens := baseGen
+			if vi > 0 {
+				if gens, err = v.Model.Generate(ctx, prompts, model.GenerateOptions{MaxTokens: o.MaxTokens}); err != nil {
+					return nil, sampleErr(v.Name, enc, err)
+				}
+			}
+			if vi == 0 {
+				for _, e := range enc {
+					rep.Generations = append(rep.Generations, Generation{ID: e.s.ID, Label: e.s.Label, Control: e.s.Control, Prompt: e.s.Text, Text: map[string]string{}})
+				}
 			}
 			var ns, nt, em, contains, anls, nqa float64
 			for i, g := range gens {
+				rep.Generations[i].Text[v.Name] = tok.Decode(g.Tokens)
 				for _, id := range g.Tokens {
 					if id == src {
 						ns++
@@ -296,15 +320,6 @@ func label(l string) string {
 		return "all"
 	}
 	return l
-}
-
-func hasAnswers(ss []samples.Sample) bool {
-	for _, s := range ss {
-		if s.Answer != "" {
-			return true
-		}
-	}
-	return false
 }
 
 func normalize(s string) string { return strings.Join(strings.Fields(strings.ToLower(s)), " ") }

@@ -74,6 +74,8 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"apply", stories, filepath.Join(tmp, "missing.nsd"), "--out", filepath.Join(tmp, "y")}, exitError, "missing.nsd"},
 		{[]string{"nope"}, exitUsage, ""},
 		{[]string{"--kernels", "sse9", "inspect", stories}, exitUsage, "--kernels sse9"},
+		{[]string{"report", "--html", filepath.Join(tmp, "r.html")}, exitUsage, "one or more files"},
+		{[]string{"report", "--html", filepath.Join(tmp, "r.html"), filepath.Join(bad, "config.json")}, exitError, "config.json: neither a neuron set"},
 	}
 	for _, c := range cases {
 		_, errs, code := runCLI(t, c.args...)
@@ -94,6 +96,15 @@ func TestDiffApplyCLI(t *testing.T) {
 		t.Fatalf("surgery: %d %s", code, errs)
 	}
 	edited := filepath.Join(tmp, "ed")
+	// The report verb makes the page from the surgery's stage files.
+	files, _ := filepath.Glob(filepath.Join(tmp, "ed.surgery", "*.json"))
+	page := filepath.Join(tmp, "page.html")
+	if _, errs, code := runCLI(t, append([]string{"report", "--ckpt", stories, "--html", page}, files...)...); code != 0 {
+		t.Fatalf("report %v: %d %s", files, code, errs)
+	}
+	if b, _ := os.ReadFile(page); !bytes.Contains(b, []byte(`id="map"`)) || !bytes.Contains(b, []byte(`id="verify"`)) {
+		t.Errorf("report page lacks the neuron map or verify:\n%.2000s", b)
+	}
 	nsd := filepath.Join(tmp, "e.nsd")
 	if _, errs, code := runCLI(t, "diff", stories, edited, "--out", nsd); code != 0 {
 		t.Fatalf("diff: %s", errs)

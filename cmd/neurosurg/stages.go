@@ -97,7 +97,7 @@ neurosurg locate --method random --like neurons.json --seed 1 stats.st --out ran
 				&cli.FloatFlag{Name: "ratio", Usage: "miner: fraction of neurons (default 0.02)"},
 				&cli.StringFlag{Name: "strategy", Usage: "miner: adaptive, LA_MU (default), LU_MA, uniform, random"},
 				&cli.StringFlag{Name: "split", Usage: "miner: special_text_separate (default), special_text_as_one, prompt"},
-				&cli.StringFlag{Name: "plot", Usage: "draw the per-layer distribution here (.svg or .png)"},
+				&cli.StringFlag{Name: "plot", Usage: "draw the per-layer distribution here (.svg)"},
 				&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Required: true},
 				&cli.FloatFlag{Name: "top-rate", Usage: "dape: fraction kept (default 0.01)"},
 				&cli.FloatFlag{Name: "filter-rate", Usage: "dape: quantile of P a neuron's largest P must exceed to be considered (default 0.95)"},
