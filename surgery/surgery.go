@@ -220,7 +220,7 @@ func Run(ctx context.Context, path string, o Options) (*Result, error) {
 			}
 		}
 	}
-	e, err := edit.ReadFile(editPath)
+	e, err := edit.ReadFile(editPath, base)
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +252,7 @@ func Run(ctx context.Context, path string, o Options) (*Result, error) {
 		}
 		var variants []verify.Variant
 		for _, v := range []struct{ name, path string }{{"edited", editPath}, {"random", randomEditPath}} {
-			ed, err := edit.ReadFile(v.path)
+			ed, err := edit.ReadFile(v.path, base)
 			if err != nil {
 				return nil, err
 			}

@@ -298,7 +298,7 @@ neurosurg verify CKPT --edit e.nsd --bench b.jsonl --out report --json`,
 				}
 				defer m.Close()
 				c := m.Checkpoint()
-				e, err := edit.ReadFile(cmd.String("edit"))
+				e, err := edit.ReadFile(cmd.String("edit"), c)
 				if err != nil {
 					return err
 				}

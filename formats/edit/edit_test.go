@@ -85,7 +85,7 @@ func TestDiffApplyByteIdentical(t *testing.T) {
 	if fi.Size() > 4000 {
 		t.Errorf("edit file is %d bytes for ~200 edited values", fi.Size())
 	}
-	e2, err := ReadFile(path)
+	e2, err := ReadFile(path, base)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +162,7 @@ func TestBadEditFiles(t *testing.T) {
 		"truncated": good[:len(good)/2],
 	}
 	for name, b := range cases {
-		if _, err := Unmarshal(b); !errors.Is(err, ErrFormat) {
+		if _, err := Unmarshal(b, base); !errors.Is(err, ErrFormat) {
 			t.Errorf("%s: err = %v, want ErrFormat", name, err)
 		}
 	}
@@ -188,7 +188,7 @@ func FuzzEditFile(f *testing.F) {
 	good, _ := e.Marshal()
 	f.Add(good)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		e, err := Unmarshal(data)
+		e, err := Unmarshal(data, base)
 		if err != nil {
 			return
 		}
@@ -197,7 +197,7 @@ func FuzzEditFile(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		e2, err := Unmarshal(m)
+		e2, err := Unmarshal(m, base)
 		if err != nil {
 			t.Fatalf("re-marshalled edit does not parse: %v", err)
 		}

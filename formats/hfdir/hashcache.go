@@ -38,7 +38,13 @@ func sharedCache() *hashCache {
 		}
 		c := &hashCache{path: filepath.Join(dir, "neurosurg", "sha256-cache.json"), entries: map[string]string{}}
 		if b, err := os.ReadFile(c.path); err == nil {
-			json.Unmarshal(b, &c.entries) // a corrupt cache is an empty one
+			var entries map[string]string
+			json.Unmarshal(b, &entries) // a corrupt cache is an empty one
+			for k, v := range entries {
+				if isSHA256(v) { // a damaged entry is dropped, never used as a hash
+					c.entries[k] = v
+				}
+			}
 		}
 		cache = c
 	})
@@ -76,6 +82,20 @@ func (c *hashCache) get(path string) (string, bool) {
 	return h, ok
 }
 
+// putIfUnchanged records sum for path if stat still says what it said (key) before the file
+// was hashed: a file changed while it was being read gets no entry.
+func (c *hashCache) putIfUnchanged(path, key, sum string) {
+	if c == nil {
+		return
+	}
+	if k, ok := statKey(path); ok && k == key {
+		c.mu.Lock()
+		c.entries[k] = sum
+		c.dirty = true
+		c.mu.Unlock()
+	}
+}
+
 func (c *hashCache) put(path, sum string) {
 	if c == nil {
 		return
@@ -106,4 +126,17 @@ func (c *hashCache) save() {
 		atomicfile.Write(c.path, b)
 	}
 	c.dirty = false
+}
+
+// isSHA256 reports whether s is a sha256 as neurosurg writes it: 64 lower-case hex digits.
+func isSHA256(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !(s[i] >= '0' && s[i] <= '9' || s[i] >= 'a' && s[i] <= 'f') {
+			return false
+		}
+	}
+	return true
 }
