@@ -450,6 +450,20 @@ func (e *Edit) prefix() string {
 // I64 index tensor "<i>.index" and a values tensor "<i>.values" in the tensor's dtype), zstd
 // compressed.
 func (e *Edit) Marshal() ([]byte, error) {
+	raw, err := e.container()
+	if err != nil {
+		return nil, err
+	}
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedBetterCompression))
+	if err != nil {
+		return nil, err
+	}
+	defer enc.Close()
+	return enc.EncodeAll(raw, nil), nil
+}
+
+// container is the uncompressed safetensors file Marshal compresses.
+func (e *Edit) container() ([]byte, error) {
 	man, err := json.Marshal(e)
 	if err != nil {
 		return nil, err
@@ -490,12 +504,7 @@ func (e *Edit) Marshal() ([]byte, error) {
 	if err := w.Close(); err != nil {
 		return nil, err
 	}
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedBetterCompression))
-	if err != nil {
-		return nil, err
-	}
-	defer enc.Close()
-	return enc.EncodeAll(raw.Bytes(), nil), nil
+	return raw.Bytes(), nil
 }
 
 // WriteFile writes the edit to path through a temporary file and a rename.

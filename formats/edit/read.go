@@ -19,8 +19,8 @@ import (
 // Limits on what an edit file can make the reader allocate before its content is checked.
 const (
 	// MaxHeaderSize bounds the safetensors header (the manifest is in it): a manifest entry is
-	// ~400 bytes per edited tensor, so this is far above any real edit.
-	MaxHeaderSize = 64 << 20
+	// ~400 bytes per edited tensor, so this holds ~40,000 edited tensors.
+	MaxHeaderSize = 16 << 20
 	// maxWindow bounds the zstd window (and so the decoder's buffers). Marshal writes frames
 	// with an 8 MiB window.
 	maxWindow = 64 << 20
