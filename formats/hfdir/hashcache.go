@@ -36,19 +36,25 @@ func sharedCache() *hashCache {
 		if err != nil {
 			return
 		}
-		c := &hashCache{path: filepath.Join(dir, "neurosurg", "sha256-cache.json"), entries: map[string]string{}}
-		if b, err := os.ReadFile(c.path); err == nil {
-			var entries map[string]string
-			json.Unmarshal(b, &entries) // a corrupt cache is an empty one
-			for k, v := range entries {
-				if isSHA256(v) { // a damaged entry is dropped, never used as a hash
-					c.entries[k] = v
-				}
-			}
-		}
-		cache = c
+		cache = loadHashCache(filepath.Join(dir, "neurosurg", "sha256-cache.json"))
 	})
 	return cache
+}
+
+// loadHashCache reads the cache file at path; a missing or corrupt file is an empty cache, and
+// an entry whose value is not a sha256 is dropped, never used as a hash.
+func loadHashCache(path string) *hashCache {
+	c := &hashCache{path: path, entries: map[string]string{}}
+	if b, err := os.ReadFile(path); err == nil {
+		var entries map[string]string
+		json.Unmarshal(b, &entries)
+		for k, v := range entries {
+			if isSHA256(v) {
+				c.entries[k] = v
+			}
+		}
+	}
+	return c
 }
 
 // statKey identifies a file's content as far as stat can tell.
