@@ -76,13 +76,9 @@ func Decode(r io.Reader, base *hfdir.Checkpoint) (*Edit, error) {
 	if n == 0 || n > MaxHeaderSize {
 		return nil, fmt.Errorf("%w: header length %d, want 1..%d", ErrFormat, n, MaxHeaderSize)
 	}
-	// Read as it arrives rather than allocating n up front: a short stream costs only itself.
-	header, err := io.ReadAll(io.LimitReader(dec, int64(n)))
-	if err != nil {
+	header := make([]byte, n) // ≤ MaxHeaderSize
+	if _, err := io.ReadFull(dec, header); err != nil {
 		return nil, readErr("header", err)
-	}
-	if uint64(len(header)) != n {
-		return nil, readErr("header", io.ErrUnexpectedEOF)
 	}
 	f, dataSize, err := safetensors.ParseHeader("edit", header)
 	if err != nil {
