@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	"github.com/neurosurg/neurosurg/formats/hfdir"
+	"github.com/neurosurg/neurosurg/formats/neuronset"
 	"github.com/neurosurg/neurosurg/formats/safetensors"
 	"github.com/neurosurg/neurosurg/model/kernels"
 	"github.com/neurosurg/neurosurg/model/tokenizer"
@@ -103,6 +104,12 @@ func (m *Model) FFNSites() []Site {
 		s[i] = Site{Module: "llm", Layer: i}
 	}
 	return s
+}
+
+// Geometry is the neuron geometry of the model's FFN groups, for checking a neuron set
+// against it (neuronset.Set.CheckGeometry).
+func (m *Model) Geometry() []neuronset.Geometry {
+	return []neuronset.Geometry{{Module: "llm", Layers: m.cfg.Layers, Neurons: m.cfg.Intermediate}}
 }
 
 var supported = map[string]bool{"LlamaForCausalLM": true, "MistralForCausalLM": true, "Qwen2ForCausalLM": true}

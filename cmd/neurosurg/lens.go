@@ -83,6 +83,9 @@ neurosurg neurons show lily.json --ckpt testdata/stories260K --top 5`,
 							return err
 						}
 						defer m.Close()
+						if err := set.CheckGeometry(c, m.Geometry()); err != nil {
+							return fmt.Errorf("%s: %w", path, err)
+						}
 					}
 					w := cmd.Root().Writer
 					fmt.Fprintf(w, "method %s, %d neurons, params %v\n", set.Method, len(set.Neurons), set.Params)
