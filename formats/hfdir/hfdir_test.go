@@ -310,6 +310,7 @@ func TestEveryWriteErrorRemovesTheTempDir(t *testing.T) {
 		{"disk full in a replaced tensor", nil, WriteOptions{wrap: disk(20000), Replace: map[string][]byte{"model.layers.0.mlp.down_proj.weight": make([]byte, 64*172*4)}}, errDiskFull},
 		{"lazy replacement fails", nil, WriteOptions{Lazy: map[string]func() ([]byte, error){norm: func() ([]byte, error) { return nil, errLazy }}}, errLazy},
 		{"lazy replacement of the wrong size", nil, WriteOptions{Lazy: map[string]func() ([]byte, error){norm: func() ([]byte, error) { return []byte{1}, nil }}}, nil},
+		{"lazy replacement panics", nil, WriteOptions{Lazy: map[string]func() ([]byte, error){norm: func() ([]byte, error) { panic("boom") }}}, nil},
 		{"check refuses", nil, WriteOptions{Check: func(*Provenance) error { return errCheck }, Replace: map[string][]byte{norm: make([]byte, info.ByteSize())}}, errCheck},
 		{"cancelled", cancelled, WriteOptions{}, context.Canceled},
 	}

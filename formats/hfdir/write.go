@@ -127,6 +127,13 @@ func Write(ctx context.Context, base *Checkpoint, out string, opts WriteOptions)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			name := base.ShardNames[i]
+			// A panic here (a bug, or in a Lazy replacement) would end the process before the
+			// temporary directory is removed; it becomes this shard's error instead.
+			defer func() {
+				if r := recover(); r != nil {
+					results[i].err = fmt.Errorf("write %s: internal error (a bug, please report it): %v", filepath.Join(out, name), r)
+				}
+			}()
 			o := opts
 			var last int64
 			o.Progress = func(n int64) {
