@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/neurosurg/neurosurg/formats/safetensors"
 )
@@ -192,6 +193,12 @@ const statsKey = "neurosurg.stats"
 
 // WriteFile saves s as a safetensors file of F64 accumulators.
 func (s *Stats) WriteFile(path string) error {
+	ts, md := s.encode()
+	return safetensors.WriteFile(path, ts, md)
+}
+
+// encode lays the accumulators out as the stats file's tensors and metadata.
+func (s *Stats) encode() ([]safetensors.Tensor, map[string]string) {
 	meta := statsMeta{Version: 1, Module: s.Module, Layers: s.Layers, Neurons: s.Neurons, ModelHash: s.ModelHash, DataHash: s.DataHash, Labels: s.Labels, SampleIDs: s.SampleIDs}
 	var ts []safetensors.Tensor
 	f64 := func(name string, v []float64, shape ...int64) {
@@ -226,99 +233,204 @@ func (s *Stats) WriteFile(path string) error {
 		f64(fmt.Sprintf("ism.%d.count", i), d.Count, 7)
 	}
 	mj, _ := json.Marshal(meta)
-	return safetensors.WriteFile(path, ts, map[string]string{statsKey: string(mj)})
+	return ts, map[string]string{statsKey: string(mj)}
 }
 
-// ReadStats loads a stats file.
+// Bounds on a stats file's geometry, far above any model's (layers × FFN width).
+const (
+	maxStatsLayers  = 1 << 12
+	maxStatsNeurons = 1 << 22
+)
+
+// ReadStats loads a stats file. Everything the metadata claims is checked against the
+// tensors the file holds (each present, F64, of the exact shape, and no other) before anything
+// sized by the metadata is allocated, so the file's own size bounds what reading it costs.
 func ReadStats(path string) (*Stats, error) {
 	f, err := safetensors.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	s, err := readStats(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return s, nil
+}
+
+func readStats(f *safetensors.File) (*Stats, error) {
+	raw, ok := f.Metadata[statsKey]
+	if !ok {
+		return nil, fmt.Errorf("%w: not a neurosurg stats file (no %q metadata)", ErrStats, statsKey)
+	}
 	var meta statsMeta
-	if err := json.Unmarshal([]byte(f.Metadata[statsKey]), &meta); err != nil || meta.Version != 1 {
-		return nil, fmt.Errorf("%s: %w: not a neurosurg stats file (metadata %q)", path, ErrStats, statsKey)
+	d := json.NewDecoder(strings.NewReader(raw))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&meta); err != nil {
+		return nil, fmt.Errorf("%w: metadata %q: %v", ErrStats, statsKey, err)
 	}
-	// Every accumulator is read from a tensor whose size is checked first, so a header's
-	// dimensions cannot make the reader allocate more than the file holds.
-	if meta.Layers < 1 || meta.Neurons < 1 || int64(meta.Layers)*int64(meta.Neurons) > 1<<40 {
-		return nil, fmt.Errorf("%s: %w: %d layers × %d neurons", path, ErrStats, meta.Layers, meta.Neurons)
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: metadata %q: %s", ErrStats, statsKey, fmt.Sprintf(format, a...))
 	}
-	s := NewStats(meta.Module, meta.Layers, meta.Neurons)
-	s.ModelHash, s.DataHash, s.SampleIDs = meta.ModelHash, meta.DataHash, meta.SampleIDs
-	n := meta.Layers * meta.Neurons
-	get := func(name string, want int) ([]float64, error) {
-		info, ok := f.Tensor(name)
-		if !ok || info.DType != safetensors.F64 || info.NumElements() != int64(want) {
-			return nil, fmt.Errorf("%s: %w: tensor %q missing or not F64[%d]", path, ErrStats, name, want)
+	if meta.Version != 1 {
+		return nil, bad("version %d, this neurosurg reads 1", meta.Version)
+	}
+	if meta.Module == "" {
+		return nil, bad("no module")
+	}
+	L, N := meta.Layers, meta.Neurons
+	if L < 1 || L > maxStatsLayers || N < 1 || N > maxStatsNeurons {
+		return nil, bad("%d layers × %d neurons (want 1..%d × 1..%d)", L, N, maxStatsLayers, maxStatsNeurons)
+	}
+	if len(meta.Samples) != len(meta.Labels) {
+		return nil, bad("%d sample counts for %d labels", len(meta.Samples), len(meta.Labels))
+	}
+	for i, v := range meta.Samples {
+		if !(v >= 0) || math.IsInf(v, 0) {
+			return nil, bad("label %q: sample count %v", meta.Labels[i], v)
 		}
-		b, _ := f.Bytes(name)
-		v := make([]float64, want)
+	}
+	for _, c := range meta.Concepts {
+		if !(c.Steps >= 0) || math.IsInf(c.Steps, 0) {
+			return nil, bad("concept %q: step count %v", c.Word, c.Steps)
+		}
+	}
+	if err := unique("label", meta.Labels); err != nil {
+		return nil, bad("%v", err)
+	}
+	words := make([]string, len(meta.Concepts))
+	for i, c := range meta.Concepts {
+		words[i] = c.Word
+	}
+	if err := unique("concept", words); err != nil {
+		return nil, bad("%v", err)
+	}
+	if err := unique("dataset", meta.Datasets); err != nil {
+		return nil, bad("%v", err)
+	}
+	// The tensors the metadata implies, each with its exact shape; the file must hold exactly
+	// these.
+	want := map[string][]int64{}
+	l, n := int64(L), int64(N)
+	for i := range meta.Labels {
+		p := fmt.Sprintf("label.%d.", i)
+		want[p+"positions"] = []int64{l}
+		for _, k := range []string{"fire", "sum", "max"} {
+			want[p+k] = []int64{l, n}
+		}
+	}
+	for i := range meta.Concepts {
+		p := fmt.Sprintf("concept.%d.", i)
+		want[p+"act_sum"], want[p+"phi"] = []int64{l, n}, []int64{l, n}
+		if S := len(meta.Concepts[i].FirstSamples); S > 0 {
+			want[p+"first"] = []int64{int64(S), l, n}
+		}
+	}
+	for i := range meta.Datasets {
+		want[fmt.Sprintf("ism.%d.sum", i)] = []int64{5, 7, l, n}
+		want[fmt.Sprintf("ism.%d.count", i)] = []int64{7}
+	}
+	for _, t := range f.Tensors {
+		if _, ok := want[t.Name]; !ok {
+			return nil, fmt.Errorf("%w: tensor %q is not one the metadata describes", ErrStats, t.Name)
+		}
+	}
+	for name, shape := range want {
+		info, ok := f.Tensor(name)
+		if !ok || info.DType != safetensors.F64 || !equalShape(info.Shape, shape) {
+			return nil, fmt.Errorf("%w: tensor %q missing or not F64%v (have %s%v)", ErrStats, name, shape, info.DType, info.Shape)
+		}
+	}
+	// Every size below is now that of a tensor the file holds.
+	get := func(name string) ([]float64, error) {
+		b, err := f.Bytes(name)
+		if err != nil {
+			return nil, err
+		}
+		v := make([]float64, len(b)/8)
 		for i := range v {
 			v[i] = math.Float64frombits(binary.LittleEndian.Uint64(b[8*i:]))
 		}
 		return v, nil
 	}
-	if len(meta.Samples) != len(meta.Labels) {
-		return nil, fmt.Errorf("%s: %w: %d sample counts for %d labels", path, ErrStats, len(meta.Samples), len(meta.Labels))
-	}
-	for i, l := range meta.Labels {
-		if s.ByLabel[l] != nil {
-			return nil, fmt.Errorf("%s: %w: label %q twice", path, ErrStats, l)
-		}
+	s := NewStats(meta.Module, L, N)
+	s.ModelHash, s.DataHash, s.SampleIDs = meta.ModelHash, meta.DataHash, meta.SampleIDs
+	var err error
+	for i, lab := range meta.Labels {
 		ls := &LabelStats{Samples: meta.Samples[i]}
 		p := fmt.Sprintf("label.%d.", i)
-		if ls.Positions, err = get(p+"positions", meta.Layers); err != nil {
-			return nil, err
+		for _, t := range []struct {
+			dst  *[]float64
+			name string
+		}{{&ls.Positions, "positions"}, {&ls.Fire, "fire"}, {&ls.Sum, "sum"}, {&ls.Max, "max"}} {
+			if *t.dst, err = get(p + t.name); err != nil {
+				return nil, err
+			}
 		}
-		if ls.Fire, err = get(p+"fire", n); err != nil {
-			return nil, err
-		}
-		if ls.Sum, err = get(p+"sum", n); err != nil {
-			return nil, err
-		}
-		if ls.Max, err = get(p+"max", n); err != nil {
-			return nil, err
-		}
-		s.ByLabel[l], s.Labels = ls, append(s.Labels, l)
+		s.ByLabel[lab] = ls
+		s.Labels = append(s.Labels, lab)
 	}
 	sort.Strings(s.Labels)
 	for i, c := range meta.Concepts {
 		p := fmt.Sprintf("concept.%d.", i)
-		act, err := get(p+"act_sum", n)
+		act, err := get(p + "act_sum")
 		if err != nil {
 			return nil, err
 		}
-		phi, err := get(p+"phi", n)
+		phi, err := get(p + "phi")
 		if err != nil {
 			return nil, err
 		}
 		cs := &ConceptStats{Word: c.Word, TokenID: c.TokenID, Steps: c.Steps, ActSum: act, Phi: phi}
 		if S := len(c.FirstSamples); S > 0 {
-			first, err := get(p+"first", S*n)
+			first, err := get(p + "first")
 			if err != nil {
 				return nil, err
 			}
+			nn := L * N
 			for k := 0; k < S; k++ {
-				cs.First = append(cs.First, first[k*n:(k+1)*n:(k+1)*n])
+				cs.First = append(cs.First, first[k*nn:(k+1)*nn:(k+1)*nn])
 			}
 			cs.FirstIDs = c.FirstSamples
 		}
 		s.Concepts = append(s.Concepts, cs)
 	}
 	for i, name := range meta.Datasets {
-		sum, err := get(fmt.Sprintf("ism.%d.sum", i), 35*n)
+		sum, err := get(fmt.Sprintf("ism.%d.sum", i))
 		if err != nil {
 			return nil, err
 		}
-		cnt, err := get(fmt.Sprintf("ism.%d.count", i), 7)
+		cnt, err := get(fmt.Sprintf("ism.%d.count", i))
 		if err != nil {
 			return nil, err
 		}
 		s.ISMs = append(s.ISMs, &ISMStats{Dataset: name, Sum: sum, Count: cnt})
 	}
 	return s, nil
+}
+
+// unique reports the first repeated name.
+func unique(what string, names []string) error {
+	seen := map[string]bool{}
+	for _, n := range names {
+		if seen[n] {
+			return fmt.Errorf("%s %q listed twice", what, n)
+		}
+		seen[n] = true
+	}
+	return nil
+}
+
+func equalShape(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // ExportRow is one neuron's statistics under one label.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/neurosurg/neurosurg/model/archdef"
 )
 
 // ErrConfig reports a config.json the runtime cannot use.
@@ -71,7 +73,27 @@ type rawConfig struct {
 	EOSTokenID            json.RawMessage `json:"eos_token_id"`
 }
 
-// ParseConfig reads config.json for a decoder architecture.
+// Bounds on config sizes: far above any published model, low enough that nothing sized by
+// them (layers, rope tables, logits) can exhaust memory before the tensors are checked.
+const (
+	maxHidden       = 1 << 17
+	maxLayers       = archdef.MaxLayers
+	maxHeads        = 1 << 12
+	maxHeadDim      = 1 << 12
+	maxIntermediate = 1 << 20
+	maxVocab        = 1 << 24
+	maxPositions    = 1 << 30
+)
+
+// configError names the config key at fault; it wraps ErrConfig.
+func configError(key string, format string, a ...any) error {
+	return fmt.Errorf("%w: %s: %s", ErrConfig, key, fmt.Sprintf(format, a...))
+}
+
+// ParseConfig reads config.json for a decoder architecture and refuses values that make no
+// sense: sizes ≤ 0 or absurd, heads that do not divide, a norm epsilon or rope base that is
+// not a positive finite number, rope scaling parameters its formulas cannot use. Errors name
+// the key (callers add the file).
 func ParseConfig(b []byte) (Config, error) {
 	var r rawConfig
 	if err := json.Unmarshal(b, &r); err != nil {
@@ -82,49 +104,69 @@ func ParseConfig(b []byte) (Config, error) {
 		c.Architecture = r.Architectures[0]
 	}
 	c.ModelType = r.ModelType
-	need := func(name string, p *int) (int, error) {
-		if p == nil || *p <= 0 {
-			return 0, fmt.Errorf("%w: missing or non-positive %q", ErrConfig, name)
+	need := func(name string, p *int, limit int) (int, error) {
+		if p == nil {
+			return 0, configError(name, "missing")
+		}
+		if *p <= 0 || *p > limit {
+			return 0, configError(name, "%d, want 1..%d", *p, limit)
 		}
 		return *p, nil
 	}
 	var err error
-	if c.Hidden, err = need("hidden_size", r.HiddenSize); err != nil {
+	if c.Hidden, err = need("hidden_size", r.HiddenSize, maxHidden); err != nil {
 		return c, err
 	}
-	if c.Layers, err = need("num_hidden_layers", r.NumHiddenLayers); err != nil {
+	if c.Layers, err = need("num_hidden_layers", r.NumHiddenLayers, maxLayers); err != nil {
 		return c, err
 	}
-	if c.Heads, err = need("num_attention_heads", r.NumAttentionHeads); err != nil {
+	if c.Heads, err = need("num_attention_heads", r.NumAttentionHeads, maxHeads); err != nil {
 		return c, err
 	}
-	if c.Intermediate, err = need("intermediate_size", r.IntermediateSize); err != nil {
+	if c.Intermediate, err = need("intermediate_size", r.IntermediateSize, maxIntermediate); err != nil {
 		return c, err
 	}
-	if c.Vocab, err = need("vocab_size", r.VocabSize); err != nil {
+	if c.Vocab, err = need("vocab_size", r.VocabSize, maxVocab); err != nil {
 		return c, err
 	}
 	c.KVHeads = c.Heads
 	if r.NumKeyValueHeads != nil {
 		c.KVHeads = *r.NumKeyValueHeads
 	}
-	if c.KVHeads <= 0 || c.Heads%c.KVHeads != 0 {
-		return c, fmt.Errorf("%w: num_attention_heads %d is not a multiple of num_key_value_heads %d", ErrConfig, c.Heads, c.KVHeads)
+	if c.KVHeads <= 0 || c.KVHeads > c.Heads || c.Heads%c.KVHeads != 0 {
+		return c, configError("num_key_value_heads", "%d does not divide num_attention_heads %d", c.KVHeads, c.Heads)
 	}
-	c.HeadDim = c.Hidden / c.Heads
-	if r.HeadDim != nil && *r.HeadDim > 0 {
+	if r.HeadDim != nil && *r.HeadDim != 0 {
+		if *r.HeadDim < 0 || *r.HeadDim > maxHeadDim {
+			return c, configError("head_dim", "%d, want 1..%d", *r.HeadDim, maxHeadDim)
+		}
 		c.HeadDim = *r.HeadDim
+	} else {
+		if c.Hidden%c.Heads != 0 {
+			return c, configError("num_attention_heads", "%d does not divide hidden_size %d (and no head_dim is given)", c.Heads, c.Hidden)
+		}
+		c.HeadDim = c.Hidden / c.Heads
 	}
 	if c.HeadDim%2 != 0 {
-		return c, fmt.Errorf("%w: head_dim %d is odd", ErrConfig, c.HeadDim)
+		return c, configError("head_dim", "%d is odd (rotary embeddings pair dimensions)", c.HeadDim)
+	}
+	if r.MaxPositionEmbeddings < 0 || r.MaxPositionEmbeddings > maxPositions {
+		return c, configError("max_position_embeddings", "%d, want 0..%d", r.MaxPositionEmbeddings, maxPositions)
 	}
 	c.MaxPositions = r.MaxPositionEmbeddings
 	c.Eps = 1e-6
 	if r.RMSNormEps != nil {
-		c.Eps = float32(*r.RMSNormEps)
+		e := *r.RMSNormEps
+		if !(e > 0 && e < 1) || float32(e) == 0 {
+			return c, configError("rms_norm_eps", "%g, want a number in (0, 1) that float32 holds", e)
+		}
+		c.Eps = float32(e)
 	}
 	c.RopeTheta = 10000
 	if r.RopeTheta != nil {
+		if t := *r.RopeTheta; !(t > 1) || math.IsInf(t, 0) {
+			return c, configError("rope_theta", "%g, want a finite number > 1", t)
+		}
 		c.RopeTheta = *r.RopeTheta
 	}
 	c.RopeScaling = r.RopeScaling
@@ -132,10 +174,8 @@ func ParseConfig(b []byte) (Config, error) {
 		if rs.RopeType == "" {
 			rs.RopeType = rs.Type
 		}
-		switch rs.RopeType {
-		case "", "default", "linear", "dynamic", "llama3", "yarn":
-		default:
-			return c, fmt.Errorf("%w: rope_scaling type %q is not supported (default, linear, dynamic, llama3, yarn)", ErrConfig, rs.RopeType)
+		if err := checkRopeScaling(rs, c.MaxPositions); err != nil {
+			return c, err
 		}
 	}
 	c.Act = r.HiddenAct
@@ -145,21 +185,28 @@ func ParseConfig(b []byte) (Config, error) {
 	switch c.Act {
 	case "silu", "swish", "gelu", "gelu_pytorch_tanh", "gelu_new", "relu":
 	default:
-		return c, fmt.Errorf("%w: hidden_act %q is not supported", ErrConfig, c.Act)
+		return c, configError("hidden_act", "%q is not supported (silu, gelu, gelu_pytorch_tanh, gelu_new, relu)", c.Act)
 	}
 	c.Tied = r.TieWordEmbeddings != nil && *r.TieWordEmbeddings
 	c.AttnBias, c.MLPBias = r.AttentionBias, r.MLPBias
 	if c.ModelType == "qwen2" || c.Architecture == "Qwen2ForCausalLM" {
 		c.AttnBias = true // Qwen2 always has q/k/v biases (and no o bias)
 	}
-	if r.SlidingWindow != nil && *r.SlidingWindow > 0 {
+	if r.SlidingWindow != nil {
+		if *r.SlidingWindow < 0 {
+			return c, configError("sliding_window", "%d is negative", *r.SlidingWindow)
+		}
 		// Qwen2 applies it only with use_sliding_window; Mistral whenever it is set.
-		if r.UseSlidingWindow == nil || *r.UseSlidingWindow {
+		if *r.SlidingWindow > 0 && (r.UseSlidingWindow == nil || *r.UseSlidingWindow) {
 			c.SlidingWindow = *r.SlidingWindow
 		}
 	}
-	c.BOS = ids(r.BOSTokenID)
-	c.EOS = ids(r.EOSTokenID)
+	if c.BOS, err = ids("bos_token_id", r.BOSTokenID); err != nil {
+		return c, err
+	}
+	if c.EOS, err = ids("eos_token_id", r.EOSTokenID); err != nil {
+		return c, err
+	}
 	return c, nil
 }
 
@@ -185,14 +232,65 @@ func tooLong(what string, n, limit int) error {
 	return fmt.Errorf("%w: %s has %d tokens, more than the model's %d (max_position_embeddings)", ErrTooLong, what, n, limit)
 }
 
-func ids(raw json.RawMessage) []int32 {
+// checkRopeScaling refuses rope_scaling values its formulas cannot use (ropeFrequencies).
+func checkRopeScaling(rs *RopeScaling, maxPos int) error {
+	finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+	switch rs.RopeType {
+	case "", "default":
+		return nil
+	case "linear", "dynamic", "llama3", "yarn":
+	default:
+		return configError("rope_scaling.rope_type", "%q is not supported (default, linear, dynamic, llama3, yarn)", rs.RopeType)
+	}
+	if !(rs.Factor >= 1 && rs.Factor <= 1<<20) {
+		return configError("rope_scaling.factor", "%g, want 1..%d (transformers warns below 1)", rs.Factor, 1<<20)
+	}
+	if rs.OriginalMaxPositionEmbeddings < 0 || rs.OriginalMaxPositionEmbeddings > maxPositions {
+		return configError("rope_scaling.original_max_position_embeddings", "%d, want 0..%d", rs.OriginalMaxPositionEmbeddings, maxPositions)
+	}
+	switch rs.RopeType {
+	case "llama3":
+		if rs.OriginalMaxPositionEmbeddings == 0 {
+			return configError("rope_scaling.original_max_position_embeddings", "missing (llama3 needs it)")
+		}
+		if !(rs.LowFreqFactor > 0) || !finite(rs.HighFreqFactor) || !(rs.HighFreqFactor > rs.LowFreqFactor) {
+			return configError("rope_scaling.high_freq_factor", "%g and low_freq_factor %g: want 0 < low < high", rs.HighFreqFactor, rs.LowFreqFactor)
+		}
+	case "yarn":
+		if rs.OriginalMaxPositionEmbeddings == 0 && maxPos == 0 {
+			return configError("rope_scaling.original_max_position_embeddings", "missing, and no max_position_embeddings to derive it from")
+		}
+		for key, v := range map[string]float64{"beta_fast": rs.BetaFast, "beta_slow": rs.BetaSlow, "attention_factor": rs.AttentionFactor} {
+			if !(v >= 0) || !finite(v) {
+				return configError("rope_scaling."+key, "%g, want a finite number ≥ 0", v)
+			}
+		}
+	}
+	return nil
+}
+
+// ids reads a token id or a list of them (null or absent: none).
+func ids(key string, raw json.RawMessage) ([]int32, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
 	var one int32
-	if json.Unmarshal(raw, &one) == nil && len(raw) > 0 && string(raw) != "null" {
-		return []int32{one}
+	if err := json.Unmarshal(raw, &one); err == nil {
+		if one < 0 {
+			return nil, configError(key, "%d is negative", one)
+		}
+		return []int32{one}, nil
 	}
 	var many []int32
-	json.Unmarshal(raw, &many)
-	return many
+	if err := json.Unmarshal(raw, &many); err != nil {
+		return nil, configError(key, "%s is not a token id or a list of them", raw)
+	}
+	for _, id := range many {
+		if id < 0 {
+			return nil, configError(key, "%d is negative", id)
+		}
+	}
+	return many, nil
 }
 
 // ropeFrequencies returns the inverse frequencies (appended to dst) and the cos/sin scale for

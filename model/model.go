@@ -1,12 +1,16 @@
 package model
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"sync/atomic"
 
 	"github.com/neurosurg/neurosurg/formats/hfdir"
+	"github.com/neurosurg/neurosurg/formats/neuronset"
 	"github.com/neurosurg/neurosurg/formats/safetensors"
 	"github.com/neurosurg/neurosurg/model/kernels"
 	"github.com/neurosurg/neurosurg/model/tokenizer"
@@ -56,6 +60,9 @@ func Open(dir string) (*Model, error) {
 	m, err := Load(c.ConfigJSON, c)
 	if err != nil {
 		c.Close()
+		if errors.Is(err, ErrConfig) {
+			return nil, fmt.Errorf("%s: %w", filepath.Join(dir, "config.json"), err)
+		}
 		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
 	m.ckpt, m.dir = c, dir
@@ -105,6 +112,12 @@ func (m *Model) FFNSites() []Site {
 	return s
 }
 
+// Geometry is the neuron geometry of the model's FFN groups, for checking a neuron set
+// against it (neuronset.Set.CheckGeometry).
+func (m *Model) Geometry() map[string]neuronset.Geometry {
+	return map[string]neuronset.Geometry{"llm": {Layers: m.cfg.Layers, Neurons: m.cfg.Intermediate}}
+}
+
 var supported = map[string]bool{"LlamaForCausalLM": true, "MistralForCausalLM": true, "Qwen2ForCausalLM": true}
 var supportedTypes = map[string]bool{"llama": true, "mistral": true, "qwen2": true}
 
@@ -128,6 +141,9 @@ func Load(configJSON []byte, src TensorSource) (*Model, error) {
 	if !supported[cfg.Architecture] && !(cfg.Architecture == "" && supportedTypes[cfg.ModelType]) {
 		return nil, fmt.Errorf("%w: architecture %q (model_type %q) is not supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM", ErrConfig, cfg.Architecture, cfg.ModelType)
 	}
+	if err := checkLayerCount(cfg, src); err != nil {
+		return nil, err
+	}
 	if r, ok := src.(interface{ MakeResident() error }); ok && !keepMapped.Load() {
 		if err := r.MakeResident(); err != nil {
 			return nil, err
@@ -135,39 +151,44 @@ func Load(configJSON []byte, src TensorSource) (*Model, error) {
 	}
 	m := &Model{cfg: cfg}
 	l := loader{src: src}
-	d, hd := cfg.Hidden, cfg.HeadDim
-	m.embed = l.weight("model.embed_tokens.weight", cfg.Vocab, d)
-	m.norm = l.vector("model.norm.weight", d)
+	// Each size names the config key it comes from, for the error when a tensor disagrees.
+	hidden := dim{cfg.Hidden, "hidden_size"}
+	vocab := dim{cfg.Vocab, "vocab_size"}
+	inter := dim{cfg.Intermediate, "intermediate_size"}
+	qDim := dim{cfg.Heads * cfg.HeadDim, "num_attention_heads×head_dim"}
+	kvDim := dim{cfg.KVHeads * cfg.HeadDim, "num_key_value_heads×head_dim"}
+	m.embed = l.weight("model.embed_tokens.weight", vocab, hidden)
+	m.norm = l.vector("model.norm.weight", hidden)
 	if cfg.Tied {
 		m.head = m.embed // tied: never materialise an lm_head copy
 	} else {
-		m.head = l.weight("lm_head.weight", cfg.Vocab, d)
+		m.head = l.weight("lm_head.weight", vocab, hidden)
 	}
-	for i := 0; i < cfg.Layers; i++ {
+	for i := 0; i < cfg.Layers && l.err == nil; i++ {
 		p := fmt.Sprintf("model.layers.%d.", i)
 		ly := layer{
-			inNorm:   l.vector(p+"input_layernorm.weight", d),
-			postNorm: l.vector(p+"post_attention_layernorm.weight", d),
-			q:        l.weight(p+"self_attn.q_proj.weight", cfg.Heads*hd, d),
-			k:        l.weight(p+"self_attn.k_proj.weight", cfg.KVHeads*hd, d),
-			v:        l.weight(p+"self_attn.v_proj.weight", cfg.KVHeads*hd, d),
-			o:        l.weight(p+"self_attn.o_proj.weight", d, cfg.Heads*hd),
-			gate:     l.weight(p+"mlp.gate_proj.weight", cfg.Intermediate, d),
-			up:       l.weight(p+"mlp.up_proj.weight", cfg.Intermediate, d),
-			down:     l.weight(p+"mlp.down_proj.weight", d, cfg.Intermediate),
+			inNorm:   l.vector(p+"input_layernorm.weight", hidden),
+			postNorm: l.vector(p+"post_attention_layernorm.weight", hidden),
+			q:        l.weight(p+"self_attn.q_proj.weight", qDim, hidden),
+			k:        l.weight(p+"self_attn.k_proj.weight", kvDim, hidden),
+			v:        l.weight(p+"self_attn.v_proj.weight", kvDim, hidden),
+			o:        l.weight(p+"self_attn.o_proj.weight", hidden, qDim),
+			gate:     l.weight(p+"mlp.gate_proj.weight", inter, hidden),
+			up:       l.weight(p+"mlp.up_proj.weight", inter, hidden),
+			down:     l.weight(p+"mlp.down_proj.weight", hidden, inter),
 		}
 		if cfg.AttnBias {
-			ly.qb = l.vector(p+"self_attn.q_proj.bias", cfg.Heads*hd)
-			ly.kb = l.vector(p+"self_attn.k_proj.bias", cfg.KVHeads*hd)
-			ly.vb = l.vector(p+"self_attn.v_proj.bias", cfg.KVHeads*hd)
+			ly.qb = l.vector(p+"self_attn.q_proj.bias", qDim)
+			ly.kb = l.vector(p+"self_attn.k_proj.bias", kvDim)
+			ly.vb = l.vector(p+"self_attn.v_proj.bias", kvDim)
 			if src.Has(p + "self_attn.o_proj.bias") {
-				ly.ob = l.vector(p+"self_attn.o_proj.bias", d)
+				ly.ob = l.vector(p+"self_attn.o_proj.bias", hidden)
 			}
 		}
 		if cfg.MLPBias {
-			ly.gateB = l.vector(p+"mlp.gate_proj.bias", cfg.Intermediate)
-			ly.upB = l.vector(p+"mlp.up_proj.bias", cfg.Intermediate)
-			ly.downB = l.vector(p+"mlp.down_proj.bias", d)
+			ly.gateB = l.vector(p+"mlp.gate_proj.bias", inter)
+			ly.upB = l.vector(p+"mlp.up_proj.bias", inter)
+			ly.downB = l.vector(p+"mlp.down_proj.bias", hidden)
 		}
 		m.layers = append(m.layers, ly)
 	}
@@ -182,6 +203,46 @@ type loader struct {
 	err error
 }
 
+// dim is a size from the config and the key(s) it comes from.
+type dim struct {
+	n   int
+	key string
+}
+
+// layerRe finds the layer index in a decoder tensor name.
+var layerRe = regexp.MustCompile(`^model\.layers\.(\d+)\.`)
+
+// checkLayerCount compares num_hidden_layers with the layers the checkpoint holds, both ways:
+// a config with more layers than the tensors would fail on a missing tensor, one with fewer
+// would silently run a truncated model. Sources that cannot list their tensors are skipped.
+func checkLayerCount(cfg Config, src TensorSource) error {
+	lister, ok := src.(interface{ TensorNames() []string })
+	if !ok {
+		return nil
+	}
+	top, name := -1, ""
+	for _, n := range lister.TensorNames() {
+		m := layerRe.FindStringSubmatch(n)
+		if m == nil {
+			continue
+		}
+		i, err := strconv.Atoi(m[1])
+		if err != nil || i > maxLayers {
+			i = maxLayers // beyond any config; the name says which
+		}
+		if i > top {
+			top, name = i, n
+		}
+	}
+	switch {
+	case top+1 < cfg.Layers:
+		return configError("num_hidden_layers", "%d, but the checkpoint holds layers 0..%d only", cfg.Layers, top)
+	case top+1 > cfg.Layers:
+		return configError("num_hidden_layers", "%d, but the checkpoint holds %s, beyond layer %d", cfg.Layers, name, cfg.Layers-1)
+	}
+	return nil
+}
+
 // kernelDType reports whether the kernels compute on weights of dtype d.
 func kernelDType(d safetensors.DType) (kernels.DType, bool) {
 	switch d {
@@ -191,7 +252,7 @@ func kernelDType(d safetensors.DType) (kernels.DType, bool) {
 	return "", false
 }
 
-func (l *loader) weight(name string, rows, cols int) weight {
+func (l *loader) weight(name string, rows, cols dim) weight {
 	if l.err != nil {
 		return weight{}
 	}
@@ -205,15 +266,15 @@ func (l *loader) weight(name string, rows, cols int) weight {
 		l.err = fmt.Errorf("tensor %q: dtype %s is not supported by the runtime (F32, BF16, F16)", name, info.DType)
 		return weight{}
 	}
-	if len(info.Shape) != 2 || info.Shape[0] != int64(rows) || info.Shape[1] != int64(cols) {
-		l.err = fmt.Errorf("tensor %q: shape %v, config says [%d %d]", name, info.Shape, rows, cols)
+	if len(info.Shape) != 2 || info.Shape[0] != int64(rows.n) || info.Shape[1] != int64(cols.n) {
+		l.err = configError(rows.key+", "+cols.key, "tensor %q is %v, the config says [%d %d]", name, info.Shape, rows.n, cols.n)
 		return weight{}
 	}
-	return weight{name: name, b: b, dt: dt, rows: rows, cols: cols}
+	return weight{name: name, b: b, dt: dt, rows: rows.n, cols: cols.n}
 }
 
 // vector converts a small 1-d tensor (norm weight, bias) to f32 once.
-func (l *loader) vector(name string, n int) []float32 {
+func (l *loader) vector(name string, n dim) []float32 {
 	if l.err != nil {
 		return nil
 	}
@@ -222,8 +283,8 @@ func (l *loader) vector(name string, n int) []float32 {
 		l.err = fmt.Errorf("missing tensor: %w", err)
 		return nil
 	}
-	if len(info.Shape) != 1 || info.Shape[0] != int64(n) {
-		l.err = fmt.Errorf("tensor %q: shape %v, config says [%d]", name, info.Shape, n)
+	if len(info.Shape) != 1 || info.Shape[0] != int64(n.n) {
+		l.err = configError(n.key, "tensor %q is %v, the config says [%d]", name, info.Shape, n.n)
 		return nil
 	}
 	dt, ok := kernelDType(info.DType)
@@ -231,7 +292,7 @@ func (l *loader) vector(name string, n int) []float32 {
 		l.err = fmt.Errorf("tensor %q: dtype %s is not supported by the runtime", name, info.DType)
 		return nil
 	}
-	v := make([]float32, n)
+	v := make([]float32, n.n)
 	kernels.ToFloat32(v, b, dt)
 	return v
 }

@@ -134,16 +134,13 @@ func Apply(in Inputs, set *neuronset.Set, ops []Op) (map[string][]byte, error) {
 	for _, g := range groups {
 		byModule[g.Module] = g
 	}
+	if err := set.CheckGeometry(in.Base.Dir, geometry(groups)); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrOp, err)
+	}
 	cols := map[string][]int{} // tensor -> columns
 	var names []string
 	for _, n := range set.Neurons {
-		g, ok := byModule[n.Module]
-		if !ok {
-			return nil, fmt.Errorf("%w: neuron %s/%d/%d: the model has no module %q", ErrOp, n.Module, n.Layer, n.Index, n.Module)
-		}
-		if n.Layer < 0 || n.Layer >= g.Layers || n.Index < 0 || n.Index >= g.Neurons {
-			return nil, fmt.Errorf("%w: neuron %s/%d/%d is out of range (%d layers × %d neurons)", ErrOp, n.Module, n.Layer, n.Index, g.Layers, g.Neurons)
-		}
+		g := byModule[n.Module]
 		name := archdef.TensorName(g.Down, n.Layer)
 		if _, ok := cols[name]; !ok {
 			names = append(names, name)

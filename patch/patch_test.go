@@ -104,7 +104,7 @@ func TestSwapExchangesComponents(t *testing.T) {
 	}
 	// Out of range.
 	bad := &neuronset.Set{Neurons: []neuronset.Neuron{{Module: "llm", Layer: 5, Index: 0}}}
-	if _, err := Apply(Inputs{Base: c, Tokenizer: tok}, bad, []Op{{Kind: "zero"}}); !errors.Is(err, ErrOp) {
+	if _, err := Apply(Inputs{Base: c, Tokenizer: tok}, bad, []Op{{Kind: "zero"}}); !errors.Is(err, ErrOp) || !errors.Is(err, neuronset.ErrGeometry) {
 		t.Errorf("err %v", err)
 	}
 }

@@ -209,7 +209,7 @@ func Run(ctx context.Context, path string, o Options) (*Result, error) {
 	// patch
 	editPath := filepath.Join(work, "edit-"+key(weights, neuronsHash, r.Patch)+".nsd")
 	randomEditPath := filepath.Join(work, "edit-random-"+key(weights, randomHash, r.Patch)+".nsd")
-	if usable(editPath, log, readEdit) && usable(randomEditPath, log, readEdit) {
+	if usable(editPath, log, readEdit(base)) && usable(randomEditPath, log, readEdit(base)) {
 		res.Cached = append(res.Cached, "patch")
 	} else {
 		log("patch: " + fmt.Sprint(r.Patch.Ops))
@@ -230,7 +230,7 @@ func Run(ctx context.Context, path string, o Options) (*Result, error) {
 			}
 		}
 	}
-	e, err := edit.ReadFile(editPath)
+	e, err := edit.ReadFile(editPath, base)
 	if err != nil {
 		return nil, err
 	}
@@ -258,7 +258,7 @@ func Run(ctx context.Context, path string, o Options) (*Result, error) {
 		}
 		var variants []verify.Variant
 		for _, v := range []struct{ name, path string }{{"edited", editPath}, {"random", randomEditPath}} {
-			ed, err := edit.ReadFile(v.path)
+			ed, err := edit.ReadFile(v.path, base)
 			if err != nil {
 				return nil, err
 			}
@@ -470,7 +470,10 @@ func usable(path string, log func(string), read func(path string) error) bool {
 
 func readSet(p string) error { _, err := neuronset.ReadFile(p); return err }
 
-func readEdit(p string) error { _, err := edit.ReadFile(p); return err }
+// readEdit returns a check that an edit file reads against base.
+func readEdit(base *hfdir.Checkpoint) func(string) error {
+	return func(p string) error { _, err := edit.ReadFile(p, base); return err }
+}
 
 // readReport reads a cached verify report into rep.
 func readReport(p string, rep *verify.Report) error {

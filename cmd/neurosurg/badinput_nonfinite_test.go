@@ -16,7 +16,7 @@ import (
 
 // Bad inputs of the kinds issue #12 lists end with the documented exit code and a message
 // that names the problem: never exit 0 with garbage, never a panic.
-func TestBadInputBattery(t *testing.T) {
+func TestNonFiniteBattery(t *testing.T) {
 	tmp := t.TempDir()
 	base, err := hfdir.Open(stories)
 	if err != nil {

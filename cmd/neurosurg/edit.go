@@ -83,15 +83,15 @@ neurosurg diff base/ edited/ --stat --json`,
 					if err := checkOut(cmd.String("out"), args[0], editPath); err != nil {
 						return err
 					}
-					e, err := edit.ReadFile(editPath)
-					if err != nil {
-						return err
-					}
 					base, err := hfdir.Open(args[0])
 					if err != nil {
 						return err
 					}
 					defer base.Close()
+					e, err := edit.ReadFile(editPath, base) // checked against base before its data is read
+					if err != nil {
+						return err
+					}
 					bar := newByteBar(cmd, base.Size(), "writing")
 					prov, err := edit.Apply(ctx, base, e, cmd.String("out"), hfdir.WriteOptions{Progress: bar.set})
 					bar.finish()

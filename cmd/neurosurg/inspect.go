@@ -31,7 +31,10 @@ neurosurg inspect --json /models/Qwen2-0.5B`,
 					return err
 				}
 				defer c.Close()
-				s := archdef.Summarize(c)
+				s, err := archdef.Summarize(c)
+				if err != nil {
+					return err
+				}
 				w := cmd.Root().Writer
 				if cmd.Bool("json") {
 					return printJSON(w, s)

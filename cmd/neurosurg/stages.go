@@ -362,10 +362,6 @@ neurosurg verify CKPT --edit e.nsd --bench b.jsonl --out report --json`,
 						}
 					}
 				}
-				e, err := edit.ReadFile(cmd.String("edit"))
-				if err != nil {
-					return err
-				}
 				bench, err := samples.ReadFile(cmd.String("bench"))
 				if err != nil {
 					return err
@@ -376,6 +372,10 @@ neurosurg verify CKPT --edit e.nsd --bench b.jsonl --out report --json`,
 				}
 				defer m.Close()
 				c := m.Checkpoint()
+				e, err := edit.ReadFile(cmd.String("edit"), c)
+				if err != nil {
+					return err
+				}
 				ov, err := e.Overlay(c)
 				if err != nil {
 					return err

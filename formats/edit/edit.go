@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -38,6 +37,8 @@ const Version = 1
 
 // ManifestKey is the __metadata__ key holding the manifest JSON.
 const ManifestKey = "neurosurg.edit"
+
+var layouts = map[string]bool{LayoutCols: true, LayoutRows: true, LayoutRuns: true}
 
 // Layouts of the edited elements of a tensor.
 const (
@@ -72,6 +73,9 @@ type Edit struct {
 	Metadata map[string]string `json:"metadata,omitempty"` // added to every shard's __metadata__
 	Shards   []ShardHashes     `json:"shards"`
 	Tensors  []TensorEdit      `json:"tensors"`
+
+	// Source is the file the edit was read from (set by ReadFile), named in Apply's errors.
+	Source string `json:"-"`
 }
 
 // Build makes the edit that turns base into base with changed tensors (full new bytes in each
@@ -296,60 +300,37 @@ func diffTensor(info safetensors.TensorInfo, orig, nb []byte) (TensorEdit, error
 	return te, nil
 }
 
-// applyTensor writes te's values into dst (a copy of the base tensor's bytes).
+// applyTensor writes te's values into dst (a copy of the base tensor's bytes), after checking
+// every index against dst.
 func applyTensor(te *TensorEdit, dst []byte) error {
+	if err := te.check(int64(len(dst))); err != nil {
+		return err
+	}
 	es := int64(te.DType.Size())
 	if es == 0 {
 		es = 1
 	}
-	bad := func(format string, a ...any) error {
-		return fmt.Errorf("%w: tensor %q: %s", ErrFormat, te.Name, fmt.Sprintf(format, a...))
-	}
-	n := int64(len(dst)) / es
 	switch te.Layout {
-	case LayoutCols, LayoutRows:
-		if len(te.Shape) != 2 {
-			return bad("layout %s needs a 2-d tensor", te.Layout)
-		}
-		R, C := te.Shape[0], te.Shape[1]
-		limit, line := C, R
-		if te.Layout == LayoutRows {
-			limit, line = R, C
-		}
-		if int64(len(te.Values)) != int64(len(te.Index))*line*es {
-			return bad("%d value bytes for %d %s", len(te.Values), len(te.Index), te.Layout)
-		}
+	case LayoutRows:
+		C := te.Shape[1]
 		for k, ix := range te.Index {
-			if ix < 0 || ix >= limit {
-				return bad("index %d out of range [0,%d)", ix, limit)
-			}
-			if te.Layout == LayoutRows {
-				copy(dst[ix*C*es:(ix+1)*C*es], te.Values[int64(k)*C*es:int64(k+1)*C*es])
-				continue
-			}
+			copy(dst[ix*C*es:(ix+1)*C*es], te.Values[int64(k)*C*es:int64(k+1)*C*es])
+		}
+	case LayoutCols:
+		R, C, K := te.Shape[0], te.Shape[1], int64(len(te.Index))
+		for k, ix := range te.Index {
 			for r := int64(0); r < R; r++ {
-				src := (r*int64(len(te.Index)) + int64(k)) * es
+				src := (r*K + int64(k)) * es
 				copy(dst[(r*C+ix)*es:(r*C+ix+1)*es], te.Values[src:src+es])
 			}
 		}
 	case LayoutRuns:
-		if len(te.Index)%2 != 0 {
-			return bad("odd run index")
-		}
 		var v int64
 		for k := 0; k < len(te.Index); k += 2 {
 			s, l := te.Index[k], te.Index[k+1]
-			if s < 0 || l < 0 || s+l > n || (v+l)*es > int64(len(te.Values)) {
-				return bad("run (%d,%d) out of range", s, l)
-			}
 			copy(dst[s*es:(s+l)*es], te.Values[v*es:(v+l)*es])
 			v += l
 		}
-		if v*es != int64(len(te.Values)) {
-			return bad("%d value bytes left over", int64(len(te.Values))-v*es)
-		}
-	default:
-		return bad("unknown layout %q", te.Layout)
 	}
 	return nil
 }
@@ -357,25 +338,28 @@ func applyTensor(te *TensorEdit, dst []byte) error {
 // Materialize returns the full new bytes of every edited tensor, after checking that base
 // holds the tensors the edit was made for.
 func (e *Edit) Materialize(base *hfdir.Checkpoint) (map[string][]byte, error) {
+	if err := e.validate(); err != nil {
+		return nil, fmt.Errorf("%s%w", e.prefix(), err)
+	}
+	if err := e.checkBase(base); err != nil {
+		return nil, fmt.Errorf("%s%w", e.prefix(), err)
+	}
 	out := map[string][]byte{}
 	for i := range e.Tensors {
 		te := &e.Tensors[i]
-		info, orig, err := base.Tensor(te.Name)
+		_, orig, err := base.Tensor(te.Name)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrWrongBase, err)
 		}
-		if info.DType != te.DType || !sameShape(info.Shape, te.Shape) {
-			return nil, fmt.Errorf("%w: %s: tensor %q is %s %v, the edit expects %s %v", ErrWrongBase, base.Dir, te.Name, info.DType, info.Shape, te.DType, te.Shape)
-		}
 		if got := sum(orig); got != te.BaseSHA256 {
-			return nil, fmt.Errorf("%w: %s: tensor %q has sha256 %s, the edit expects %s", ErrWrongBase, base.Dir, te.Name, got[:12], te.BaseSHA256[:min(12, len(te.BaseSHA256))])
+			return nil, fmt.Errorf("%w: %s: tensor %q has sha256 %.12s, the edit expects %.12s", ErrWrongBase, base.Dir, te.Name, got, te.BaseSHA256)
 		}
 		nb := append([]byte(nil), orig...)
 		if err := applyTensor(te, nb); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s%w", e.prefix(), err)
 		}
 		if got := sum(nb); got != te.ResultSHA256 {
-			return nil, fmt.Errorf("%w: tensor %q: result sha256 %s, the edit promises %s", ErrFormat, te.Name, got[:12], te.ResultSHA256[:min(12, len(te.ResultSHA256))])
+			return nil, fmt.Errorf("%s%w: tensor %q: result sha256 %.12s, the edit promises %.12s", e.prefix(), ErrFormat, te.Name, got, te.ResultSHA256)
 		}
 		out[te.Name] = nb
 	}
@@ -383,19 +367,19 @@ func (e *Edit) Materialize(base *hfdir.Checkpoint) (map[string][]byte, error) {
 }
 
 // Apply writes base with e applied as a new checkpoint directory out. Every shard of base is
-// hashed while it is written; if any differs from the base the edit was made for, nothing is
-// left at out.
+// hashed while it is written (or its hash taken from the stat-keyed cache), and so is every
+// shard written; unless all match the edit's hashes (base and result), nothing is left at out
+// and no hash is cached for it.
 func Apply(ctx context.Context, base *hfdir.Checkpoint, e *Edit, out string, opts hfdir.WriteOptions) (*hfdir.Provenance, error) {
-	if len(e.Shards) != len(base.Shards) {
-		return nil, fmt.Errorf("%w: %s has %d shards, the edit expects %d", ErrWrongBase, base.Dir, len(base.Shards), len(e.Shards))
+	if err := e.validate(); err != nil {
+		return nil, fmt.Errorf("%s%w", e.prefix(), err)
 	}
-	for i, s := range e.Shards {
-		if base.ShardNames[i] != s.File {
-			return nil, fmt.Errorf("%w: %s has shard %s, the edit expects %s", ErrWrongBase, base.Dir, base.ShardNames[i], s.File)
-		}
+	if err := e.checkBase(base); err != nil {
+		return nil, fmt.Errorf("%s%w", e.prefix(), err)
 	}
 	// Edited tensors are made one at a time as the writer reaches them; the base is checked
-	// by the hash of every shard it streams, each result by its own hash.
+	// by the hash of every shard it streams, each result by its own hash, and each written
+	// shard by the hash of the bytes written.
 	opts.Lazy = map[string]func() ([]byte, error){}
 	var (
 		checks sync.WaitGroup
@@ -406,13 +390,6 @@ func Apply(ctx context.Context, base *hfdir.Checkpoint, e *Edit, out string, opt
 	defer checks.Wait()
 	for i := range e.Tensors {
 		te := &e.Tensors[i]
-		info, ok := base.Info(te.Name)
-		if !ok {
-			return nil, fmt.Errorf("%w: %s has no tensor %q", ErrWrongBase, base.Dir, te.Name)
-		}
-		if info.DType != te.DType || !sameShape(info.Shape, te.Shape) {
-			return nil, fmt.Errorf("%w: %s: tensor %q is %s %v, the edit expects %s %v", ErrWrongBase, base.Dir, te.Name, info.DType, info.Shape, te.DType, te.Shape)
-		}
 		opts.Lazy[te.Name] = func() ([]byte, error) {
 			_, orig, err := base.Tensor(te.Name)
 			if err != nil {
@@ -421,7 +398,7 @@ func Apply(ctx context.Context, base *hfdir.Checkpoint, e *Edit, out string, opt
 			nb := append([]byte(nil), orig...)
 			base.Release(te.Name)
 			if err := applyTensor(te, nb); err != nil {
-				return nil, err
+				return nil, fmt.Errorf("%s%w", e.prefix(), err)
 			}
 			// Hashed beside the write; checked before the output is renamed into place.
 			checks.Add(1)
@@ -430,7 +407,7 @@ func Apply(ctx context.Context, base *hfdir.Checkpoint, e *Edit, out string, opt
 				defer func() { <-inflight; checks.Done() }()
 				if got := sum(nb); got != te.ResultSHA256 {
 					mu.Lock()
-					bad = append(bad, fmt.Errorf("%w: tensor %q of %s: result sha256 %s, the edit promises %.12s (is this the base the edit was made for?)", ErrWrongBase, te.Name, base.Dir, got[:12], te.ResultSHA256))
+					bad = append(bad, fmt.Errorf("%s%w: tensor %q: result sha256 %.12s, the edit promises %.12s (its values or hashes were altered)", e.prefix(), ErrFormat, te.Name, got, te.ResultSHA256))
 					mu.Unlock()
 				}
 			}()
@@ -438,23 +415,22 @@ func Apply(ctx context.Context, base *hfdir.Checkpoint, e *Edit, out string, opt
 		}
 	}
 	opts.Metadata = e.Metadata
-	// The output of a verified base and verified tensors is determined; its hashes are the
-	// edit's (the round-trip tests hold the writer to them).
-	opts.KnownOutputs = map[string]string{}
-	for _, s := range e.Shards {
-		opts.KnownOutputs[s.File] = s.ResultSHA256
-	}
 	opts.Check = func(p *hfdir.Provenance) error {
 		checks.Wait()
+		// The base first: on another base every result differs too.
+		for _, s := range e.Shards {
+			if p.Inputs[s.File] != s.BaseSHA256 {
+				return fmt.Errorf("%s%w: %s has sha256 %.12s, the edit was made for %.12s", e.prefix(), ErrWrongBase, filepath.Join(base.Dir, s.File), p.Inputs[s.File], s.BaseSHA256)
+			}
+		}
 		if len(bad) > 0 {
 			return bad[0]
 		}
+		// Base and tensors verified: a written shard that still differs from the promise means
+		// the manifest's shard hash or metadata was changed after the edit was made.
 		for _, s := range e.Shards {
-			if p.Inputs[s.File] != s.BaseSHA256 {
-				return fmt.Errorf("%w: %s has sha256 %s, the edit was made for %s", ErrWrongBase, filepath.Join(base.Dir, s.File), p.Inputs[s.File][:12], s.BaseSHA256[:min(12, len(s.BaseSHA256))])
-			}
 			if p.Outputs[s.File] != s.ResultSHA256 {
-				return fmt.Errorf("%w: %s: result sha256 %s, the edit promises %s", ErrFormat, s.File, p.Outputs[s.File][:12], s.ResultSHA256[:min(12, len(s.ResultSHA256))])
+				return fmt.Errorf("%s%w: shard %s as written has sha256 %.12s, the edit promises %.12s (its manifest was altered: shard hash or metadata); nothing written to %s", e.prefix(), ErrFormat, s.File, p.Outputs[s.File], s.ResultSHA256, out)
 			}
 		}
 		return nil
@@ -462,10 +438,32 @@ func Apply(ctx context.Context, base *hfdir.Checkpoint, e *Edit, out string, opt
 	return hfdir.Write(ctx, base, out, opts)
 }
 
+// prefix names the edit's file in an error, when it came from one.
+func (e *Edit) prefix() string {
+	if e.Source == "" {
+		return ""
+	}
+	return e.Source + ": "
+}
+
 // Marshal encodes the edit: a safetensors file (manifest in __metadata__, per edited tensor an
 // I64 index tensor "<i>.index" and a values tensor "<i>.values" in the tensor's dtype), zstd
 // compressed.
 func (e *Edit) Marshal() ([]byte, error) {
+	raw, err := e.container()
+	if err != nil {
+		return nil, err
+	}
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedBetterCompression))
+	if err != nil {
+		return nil, err
+	}
+	defer enc.Close()
+	return enc.EncodeAll(raw, nil), nil
+}
+
+// container is the uncompressed safetensors file Marshal compresses.
+func (e *Edit) container() ([]byte, error) {
 	man, err := json.Marshal(e)
 	if err != nil {
 		return nil, err
@@ -506,71 +504,8 @@ func (e *Edit) Marshal() ([]byte, error) {
 	if err := w.Close(); err != nil {
 		return nil, err
 	}
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedBetterCompression))
-	if err != nil {
-		return nil, err
-	}
-	defer enc.Close()
-	return enc.EncodeAll(raw.Bytes(), nil), nil
+	return raw.Bytes(), nil
 }
-
-// MaxDecodedSize bounds the decompressed size of an edit file.
-const MaxDecodedSize = 64 << 30
-
-// Unmarshal decodes and validates an edit file.
-func Unmarshal(b []byte) (*Edit, error) {
-	dec, err := zstd.NewReader(nil, zstd.WithDecoderMaxMemory(MaxDecodedSize), zstd.WithDecoderConcurrency(1))
-	if err != nil {
-		return nil, err
-	}
-	defer dec.Close()
-	raw, err := dec.DecodeAll(b, nil)
-	if err != nil {
-		return nil, fmt.Errorf("%w: zstd: %v", ErrFormat, err)
-	}
-	f, err := safetensors.NewReader(bytes.NewReader(raw), int64(len(raw)), "edit")
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrFormat, err)
-	}
-	man, ok := f.Metadata[ManifestKey]
-	if !ok {
-		return nil, fmt.Errorf("%w: no %s manifest", ErrFormat, ManifestKey)
-	}
-	var e Edit
-	d := json.NewDecoder(bytes.NewReader([]byte(man)))
-	d.DisallowUnknownFields()
-	if err := d.Decode(&e); err != nil {
-		return nil, fmt.Errorf("%w: manifest: %v", ErrFormat, err)
-	}
-	if e.Version != Version {
-		return nil, fmt.Errorf("%w: version %d, this neurosurg reads %d", ErrFormat, e.Version, Version)
-	}
-	if len(f.Tensors) != 2*len(e.Tensors) {
-		return nil, fmt.Errorf("%w: %d data tensors for %d edited tensors", ErrFormat, len(f.Tensors), len(e.Tensors))
-	}
-	for i := range e.Tensors {
-		te := &e.Tensors[i]
-		ix, err1 := f.Bytes(strconv.Itoa(i) + ".index")
-		vals, err2 := f.Bytes(strconv.Itoa(i) + ".values")
-		if err1 != nil || err2 != nil {
-			return nil, fmt.Errorf("%w: tensor %d (%q): missing index or values", ErrFormat, i, te.Name)
-		}
-		if info, _ := f.Tensor(strconv.Itoa(i) + ".index"); info.DType != safetensors.I64 {
-			return nil, fmt.Errorf("%w: tensor %q: index dtype %s", ErrFormat, te.Name, info.DType)
-		}
-		te.Index = make([]int64, len(ix)/8)
-		for k := range te.Index {
-			te.Index[k] = int64(binary.LittleEndian.Uint64(ix[8*k:]))
-		}
-		te.Values = vals
-		if _, ok := layouts[te.Layout]; !ok {
-			return nil, fmt.Errorf("%w: tensor %q: unknown layout %q", ErrFormat, te.Name, te.Layout)
-		}
-	}
-	return &e, nil
-}
-
-var layouts = map[string]bool{LayoutCols: true, LayoutRows: true, LayoutRuns: true}
 
 // WriteFile writes the edit to path through a temporary file and a rename.
 func (e *Edit) WriteFile(path string) error {
@@ -582,19 +517,6 @@ func (e *Edit) WriteFile(path string) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
-}
-
-// ReadFile reads and validates an edit file.
-func ReadFile(path string) (*Edit, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	e, err := Unmarshal(b)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return e, nil
 }
 
 var layerRe = regexp.MustCompile(`layers\.(\d+)\.`)
@@ -665,3 +587,6 @@ func (o *Overlay) Tensor(name string) (safetensors.TensorInfo, []byte, error) {
 
 // Has reports whether the base holds name.
 func (o *Overlay) Has(name string) bool { return o.Base.Has(name) }
+
+// TensorNames lists the base's tensors (the edit changes bytes, not names).
+func (o *Overlay) TensorNames() []string { return o.Base.TensorNames() }

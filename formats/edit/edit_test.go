@@ -3,6 +3,7 @@ package edit
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/neurosurg/neurosurg/formats/hfdir"
+	"github.com/neurosurg/neurosurg/formats/safetensors"
 )
 
 const stories = "../../testdata/stories260K"
@@ -85,7 +87,7 @@ func TestDiffApplyByteIdentical(t *testing.T) {
 	if fi.Size() > 4000 {
 		t.Errorf("edit file is %d bytes for ~200 edited values", fi.Size())
 	}
-	e2, err := ReadFile(path)
+	e2, err := ReadFile(path, base)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +164,7 @@ func TestBadEditFiles(t *testing.T) {
 		"truncated": good[:len(good)/2],
 	}
 	for name, b := range cases {
-		if _, err := Unmarshal(b); !errors.Is(err, ErrFormat) {
+		if _, err := Unmarshal(b, base); !errors.Is(err, ErrFormat) {
 			t.Errorf("%s: err = %v, want ErrFormat", name, err)
 		}
 	}
@@ -186,24 +188,130 @@ func FuzzEditFile(f *testing.F) {
 	changed["model.norm.weight"] = nb
 	e, _ := Build(base, changed, nil)
 	good, _ := e.Marshal()
-	f.Add(good)
-	f.Fuzz(func(t *testing.T, data []byte) {
-		e, err := Unmarshal(data)
+	// Seeds: whole files (framed false), and uncompressed containers the target wraps in a
+	// checksum-free zstd frame (framed true) so that mutations reach the header and manifest.
+	f.Add(false, good)
+	t := &testing.T{}
+	all, _ := Build(base, edits(t, base), map[string]string{"k": "v"})
+	m, _ := all.Marshal()
+	f.Add(false, m)
+	f.Add(false, rleFrame(nil, 1<<20))
+	for _, x := range []*Edit{e, all} {
+		raw, _ := x.container()
+		f.Add(true, raw)
+		f.Add(true, raw[:8])
+	}
+	f.Fuzz(func(t *testing.T, framed bool, data []byte) {
+		if framed {
+			data = rleFrame(data, 0)
+		}
+
+		e, err := Unmarshal(data, base)
 		if err != nil {
+			if !errors.Is(err, ErrFormat) && !errors.Is(err, ErrWrongBase) {
+				t.Fatalf("error without a sentinel: %v", err)
+			}
 			return
 		}
-		e.Materialize(base) // must not panic
+		e.Materialize(base) // may refuse (hashes), must not panic
 		m, err := e.Marshal()
 		if err != nil {
 			t.Fatal(err)
 		}
-		e2, err := Unmarshal(m)
+		e2, err := Unmarshal(m, base)
 		if err != nil {
 			t.Fatalf("re-marshalled edit does not parse: %v", err)
 		}
 		m2, _ := e2.Marshal()
 		if !bytes.Equal(m, m2) {
 			t.Fatal("marshal not stable")
+		}
+	})
+}
+
+// FuzzIndexLists applies arbitrary column, row and run lists to a small tensor: check accepts
+// exactly the lists that are in range, sorted and (runs) separated, and applyTensor then writes
+// exactly the selected elements, in order, and nothing else.
+func FuzzIndexLists(f *testing.F) {
+	le := func(v ...int64) []byte {
+		var b []byte
+		for _, x := range v {
+			b = binary.LittleEndian.AppendUint64(b, uint64(x))
+		}
+		return b
+	}
+	f.Add(byte(2), uint8(4), uint8(5), le(0, 2, 5, 3), uint16(5))
+	f.Add(byte(2), uint8(4), uint8(5), le(1<<62+1, 1<<62-1), uint16(1))
+	f.Add(byte(2), uint8(4), uint8(5), le(3, 2, 5, 1), uint16(3))
+	f.Add(byte(0), uint8(4), uint8(5), le(0, 4), uint16(8))
+	f.Add(byte(1), uint8(4), uint8(5), le(3), uint16(5))
+	f.Add(byte(1), uint8(4), uint8(5), le(-1), uint16(5))
+	f.Fuzz(func(t *testing.T, layout byte, r, c uint8, index []byte, nvals uint16) {
+		R, C := int64(r%16+1), int64(c%16+1)
+		n := R * C
+		te := &TensorEdit{Name: "t", DType: safetensors.F32, Shape: []int64{R, C}, Layout: []string{LayoutCols, LayoutRows, LayoutRuns}[layout%3]}
+		for i := 0; i+8 <= len(index) && i < 8*64; i += 8 {
+			te.Index = append(te.Index, int64(binary.LittleEndian.Uint64(index[i:])))
+		}
+		te.Values = make([]byte, 4*int(nvals%1024))
+		for i := range te.Values {
+			te.Values[i] = byte(i/4 + 1) // element v holds v+1 in its low byte
+		}
+		dst := make([]byte, 4*n)
+		err := applyTensor(te, dst)
+		// The reference: which elements the lists select, in value order.
+		var sel []int64
+		ok := len(te.Index) > 0
+		switch te.Layout {
+		case LayoutCols, LayoutRows:
+			limit := C
+			if te.Layout == LayoutRows {
+				limit = R
+			}
+			for k, ix := range te.Index {
+				ok = ok && ix >= 0 && ix < limit && (k == 0 || ix > te.Index[k-1])
+			}
+			if ok && te.Layout == LayoutRows {
+				for _, ix := range te.Index {
+					for j := int64(0); j < C; j++ {
+						sel = append(sel, ix*C+j)
+					}
+				}
+			} else if ok {
+				for rr := int64(0); rr < R; rr++ {
+					for _, ix := range te.Index {
+						sel = append(sel, rr*C+ix)
+					}
+				}
+			}
+		case LayoutRuns:
+			ok = ok && len(te.Index)%2 == 0
+			end := int64(-1)
+			for k := 0; ok && k < len(te.Index); k += 2 {
+				s, l := te.Index[k], te.Index[k+1]
+				ok = s > end && s >= 0 && s < n && l >= 1 && l <= n-s
+				for j := s; ok && j < s+l; j++ {
+					sel = append(sel, j)
+				}
+				end = s + l
+			}
+		}
+		ok = ok && int64(len(sel)) == int64(len(te.Values)/4)
+		if (err == nil) != ok {
+			t.Fatalf("%s %v over [%d %d] with %d values: err = %v, reference says ok = %v", te.Layout, te.Index, R, C, len(te.Values)/4, err, ok)
+		}
+		if err != nil {
+			if !errors.Is(err, ErrFormat) {
+				t.Fatalf("error without ErrFormat: %v", err)
+			}
+			return
+		}
+		want := make([]byte, 4*n)
+		for v, e := range sel {
+			copy(want[4*e:4*e+4], []byte{byte(v + 1), byte(v + 1), byte(v + 1), byte(v + 1)})
+		}
+		if !bytes.Equal(dst, want) {
+			t.Fatalf("%s %v: wrote the wrong elements", te.Layout, te.Index)
 		}
 	})
 }

@@ -37,13 +37,25 @@ func sharedCache() *hashCache {
 		if err != nil {
 			return
 		}
-		c := &hashCache{path: filepath.Join(dir, "neurosurg", "sha256-cache.json"), entries: map[string]string{}}
-		if b, err := os.ReadFile(c.path); err == nil {
-			json.Unmarshal(b, &c.entries) // a corrupt cache is an empty one
-		}
-		cache = c
+		cache = loadHashCache(filepath.Join(dir, "neurosurg", "sha256-cache.json"))
 	})
 	return cache
+}
+
+// loadHashCache reads the cache file at path; a missing or corrupt file is an empty cache, and
+// an entry whose value is not a sha256 is dropped, never used as a hash.
+func loadHashCache(path string) *hashCache {
+	c := &hashCache{path: path, entries: map[string]string{}}
+	if b, err := os.ReadFile(path); err == nil {
+		var entries map[string]string
+		json.Unmarshal(b, &entries)
+		for k, v := range entries {
+			if isSHA256(v) {
+				c.entries[k] = v
+			}
+		}
+	}
+	return c
 }
 
 func (c *hashCache) get(path string) (string, bool) {
@@ -58,6 +70,20 @@ func (c *hashCache) get(path string) (string, bool) {
 	defer c.mu.Unlock()
 	h, ok := c.entries[k]
 	return h, ok
+}
+
+// putIfUnchanged records sum for path if stat still says what it said (key) before the file
+// was hashed: a file changed while it was being read gets no entry.
+func (c *hashCache) putIfUnchanged(path, key, sum string) {
+	if c == nil {
+		return
+	}
+	if k, ok := statKey(path); ok && k == key {
+		c.mu.Lock()
+		c.entries[k] = sum
+		c.dirty = true
+		c.mu.Unlock()
+	}
 }
 
 func (c *hashCache) put(path, sum string) {
@@ -128,4 +154,17 @@ func (c *Checkpoint) ContentSHA256() string {
 	}
 	sharedCache().save()
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// isSHA256 reports whether s is a sha256 as neurosurg writes it: 64 lower-case hex digits.
+func isSHA256(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !(s[i] >= '0' && s[i] <= '9' || s[i] >= 'a' && s[i] <= 'f') {
+			return false
+		}
+	}
+	return true
 }

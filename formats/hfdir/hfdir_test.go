@@ -306,3 +306,106 @@ func TestHashCache(t *testing.T) {
 		t.Error("a modified shard was served from the cache")
 	}
 }
+
+// TestEveryWriteErrorRemovesTheTempDir fails Write at each stage; each time the error names
+// the problem and the output's parent holds nothing afterwards.
+func TestEveryWriteErrorRemovesTheTempDir(t *testing.T) {
+	dir := makeSharded(t)
+	base, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer base.Close()
+	norm := "model.norm.weight"
+	info, _ := base.Info(norm)
+	errLazy := errors.New("lazy failed")
+	errCheck := errors.New("check failed")
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	disk := func(budget int) func(io.Writer) io.Writer {
+		return func(w io.Writer) io.Writer { return &failAfter{w: w, left: budget} }
+	}
+	cases := []struct {
+		name string
+		ctx  context.Context
+		opts WriteOptions
+		want error
+	}{
+		{"disk full in the header", nil, WriteOptions{wrap: disk(3), Metadata: map[string]string{"k": "v"}}, errDiskFull},
+		{"disk full in the data", nil, WriteOptions{wrap: disk(20000)}, errDiskFull},
+		{"disk full in a replaced tensor", nil, WriteOptions{wrap: disk(20000), Replace: map[string][]byte{"model.layers.0.mlp.down_proj.weight": make([]byte, 64*172*4)}}, errDiskFull},
+		{"lazy replacement fails", nil, WriteOptions{Lazy: map[string]func() ([]byte, error){norm: func() ([]byte, error) { return nil, errLazy }}}, errLazy},
+		{"lazy replacement of the wrong size", nil, WriteOptions{Lazy: map[string]func() ([]byte, error){norm: func() ([]byte, error) { return []byte{1}, nil }}}, nil},
+		{"lazy replacement panics", nil, WriteOptions{Lazy: map[string]func() ([]byte, error){norm: func() ([]byte, error) { panic("boom") }}}, nil},
+		{"check refuses", nil, WriteOptions{Check: func(*Provenance) error { return errCheck }, Replace: map[string][]byte{norm: make([]byte, info.ByteSize())}}, errCheck},
+		{"cancelled", cancelled, WriteOptions{}, context.Canceled},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ctx := c.ctx
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			parent := t.TempDir()
+			_, err := Write(ctx, base, filepath.Join(parent, "out"), c.opts)
+			if err == nil || (c.want != nil && !errors.Is(err, c.want)) {
+				t.Fatalf("err = %v, want %v", err, c.want)
+			}
+			if ents, _ := os.ReadDir(parent); len(ents) != 0 {
+				t.Errorf("left behind: %v", ents)
+			}
+		})
+	}
+}
+
+// TestOutputHashesAreOfTheBytesWritten: whatever replaced the tensors (in memory or lazily)
+// and whatever metadata was added, the provenance and the hash cache hold the sha256 of the
+// files as they are on disk.
+func TestOutputHashesAreOfTheBytesWritten(t *testing.T) {
+	dir := makeSharded(t)
+	base, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer base.Close()
+	norm, down := "model.norm.weight", "model.layers.0.mlp.down_proj.weight"
+	ni, _ := base.Info(norm)
+	di, _ := base.Info(down)
+	out := filepath.Join(t.TempDir(), "out")
+	lazy := bytes.Repeat([]byte{7}, int(di.ByteSize()))
+	prov, err := Write(context.Background(), base, out, WriteOptions{
+		Replace:  map[string][]byte{norm: bytes.Repeat([]byte{3}, int(ni.ByteSize()))},
+		Lazy:     map[string]func() ([]byte, error){down: func() ([]byte, error) { return lazy, nil }},
+		Metadata: map[string]string{"neurosurg.test": "1"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range base.ShardNames {
+		b, err := os.ReadFile(filepath.Join(out, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := sum(b)
+		if prov.Outputs[name] != want {
+			t.Errorf("%s: provenance %s, bytes %s", name, prov.Outputs[name], want)
+		}
+		if got, ok := sharedCache().get(filepath.Join(out, name)); !ok || got != want {
+			t.Errorf("%s: cache %q (hit %v), bytes %s", name, got, ok, want)
+		}
+	}
+}
+
+func TestHashCacheDropsDamagedEntries(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cache.json")
+	good := strings.Repeat("ab", 32)
+	os.WriteFile(path, []byte(`{"a":"`+good+`","b":"0000","c":"`+strings.ToUpper(good)+`","d":"`+good+`0"}`), 0o644)
+	c := loadHashCache(path)
+	if len(c.entries) != 1 || c.entries["a"] != good {
+		t.Errorf("entries = %v, want only a", c.entries)
+	}
+	os.WriteFile(path, []byte(`not json`), 0o644)
+	if c := loadHashCache(path); len(c.entries) != 0 {
+		t.Errorf("corrupt file gave %v", c.entries)
+	}
+}

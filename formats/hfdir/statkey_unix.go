@@ -16,6 +16,11 @@ func statKey(path string) (string, bool) {
 	if err != nil {
 		return "", false
 	}
+	// A link (a Hugging Face cache snapshot's files point into its blobs) is keyed by the file
+	// it points to: what is hashed is that file, which other snapshots may share.
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = real
+	}
 	var st unix.Stat_t
 	if err := unix.Stat(abs, &st); err != nil {
 		return "", false

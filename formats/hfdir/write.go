@@ -36,8 +36,8 @@ var ErrExists = errors.New("hfdir: output already exists")
 type WriteOptions struct {
 	// Replace holds new bytes for some tensors; each must have the tensor's byte length.
 	Replace map[string][]byte
-	// Lazy holds replacements made only when the writer reaches the tensor and dropped after,
-	// so memory stays O(largest tensor). Their shards' output hashes must be in KnownOutputs.
+	// Lazy holds replacements made only when the writer reaches the tensor and dropped after
+	// it is written and hashed, so memory stays O(largest tensor).
 	Lazy map[string]func() ([]byte, error)
 	// Metadata keys are added to every shard's __metadata__. With none, and no edited tensor
 	// in a shard, its header is copied byte for byte.
@@ -55,9 +55,6 @@ type WriteOptions struct {
 	// Check, when set, sees the provenance (input and output hashes) before the output is
 	// renamed into place; an error aborts the write and leaves nothing behind.
 	Check func(*Provenance) error
-	// KnownOutputs gives the sha256 of output shards that need not be recomputed (apply
-	// takes them from the edit, whose inputs it verifies).
-	KnownOutputs map[string]string
 	// Progress, when set, is called with the number of bytes written so far.
 	Progress func(written int64)
 
@@ -114,9 +111,6 @@ func Write(ctx context.Context, base *Checkpoint, out string, opts WriteOptions)
 		if !base.Has(n) {
 			return nil, fmt.Errorf("write %s: replacement for tensor %q, which %s does not have", out, n, base.Dir)
 		}
-		if sh, _ := base.ShardOf(n); opts.KnownOutputs[sh] == "" {
-			return nil, fmt.Errorf("write %s: lazy replacement of %q needs the known output hash of %s", out, n, sh)
-		}
 		prov.Edited = append(prov.Edited, n)
 	}
 	sort.Strings(prov.Edited)
@@ -136,6 +130,13 @@ func Write(ctx context.Context, base *Checkpoint, out string, opts WriteOptions)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			name := base.ShardNames[i]
+			// A panic here (a bug, or in a Lazy replacement) would end the process before the
+			// temporary directory is removed; it becomes this shard's error instead.
+			defer func() {
+				if r := recover(); r != nil {
+					results[i].err = fmt.Errorf("write %s: internal error (a bug, please report it): %v", filepath.Join(out, name), r)
+				}
+			}()
 			o := opts
 			var last int64
 			o.Progress = func(n int64) {
@@ -144,7 +145,7 @@ func Write(ctx context.Context, base *Checkpoint, out string, opts WriteOptions)
 				}
 				last = n
 			}
-			in, outSum, _, err := writeShard(ctx, f, filepath.Join(tmp, name), &o, opts.KnownOutputs[name])
+			in, outSum, _, err := writeShard(ctx, f, filepath.Join(tmp, name), &o)
 			if err != nil {
 				err = fmt.Errorf("write %s: %w", filepath.Join(out, name), err)
 			}
@@ -210,7 +211,8 @@ func Write(ctx context.Context, base *Checkpoint, out string, opts WriteOptions)
 		return nil, fmt.Errorf("write %s: %w", out, err)
 	}
 	done = true
-	// The new shards' hashes are known: the next apply onto them need not read them.
+	// The new shards' hashes were computed from the bytes written (and checked): the next
+	// apply onto them need not read them.
 	c := sharedCache()
 	for _, name := range base.ShardNames {
 		c.put(filepath.Join(out, name), prov.Outputs[name])
@@ -291,11 +293,13 @@ func ShardHeader(f *safetensors.File, extra map[string]string) []byte {
 const chunk = 8 << 20
 
 // writeShard streams one shard to path and returns the sha256 of the input and output files.
-// Untouched tensors are copied file to file (copy_file_range where the kernel has it); the
-// input is hashed from the mapping in a goroutine meanwhile, and the output stream (input with
-// replacements) in another one unless its hash is known: equal to the input's when nothing
-// in the shard changes, or given by the caller (knownOut, e.g. from a verified edit).
-func writeShard(ctx context.Context, f *safetensors.File, path string, opts *WriteOptions, knownOut string) (inSum, outSum string, n int64, err error) {
+// Untouched tensors are copied file to file (copy_file_range where the kernel has it). The
+// input is hashed from the mapping in a goroutine meanwhile (unless the stat-keyed cache knows
+// it). The output is hashed in another goroutine from exactly the bytes sent to the file, in
+// order: the header, each replacement as the writer hands it over, and the mapping's bytes of
+// the runs it copies. A shard with no replacement and no added metadata is a byte copy of the
+// input, so its output hash is the input's.
+func writeShard(ctx context.Context, f *safetensors.File, path string, opts *WriteOptions) (inSum, outSum string, n int64, err error) {
 	src, err := os.Open(f.Path)
 	if err != nil {
 		return "", "", 0, err
@@ -321,41 +325,60 @@ func writeShard(ctx context.Context, f *safetensors.File, path string, opts *Wri
 			touched = true
 		}
 	}
-	hashOut := touched && knownOut == ""
 	var wg sync.WaitGroup
-	cached, hit := sharedCache().get(f.Path)
+	defer wg.Wait()
+	cache := sharedCache()
+	// The hashers write only these; the results are set from them after wg.Wait.
+	var inHash, outHash string
+	cached, hit := cache.get(f.Path)
 	if hit {
-		inSum = cached
+		inHash = cached
 	} else {
+		key, keyOK := statKey(f.Path)
 		wg.Add(1)
-	}
-	go func() {
-		if hit {
-			return
-		}
-		defer wg.Done()
-		hashedInputs.Add(1)
-		h := sha256.New()
-		h.Write(inHeader)
-		for _, t := range f.Tensors {
-			b, _ := f.Bytes(t.Name)
-			for off := 0; off < len(b); off += chunk {
-				end := min(off+chunk, len(b))
-				h.Write(b[off:end])
-				f.Release(t.Offsets[0]+int64(off), int64(end-off))
+		go func() {
+			defer wg.Done()
+			hashedInputs.Add(1)
+			h := sha256.New()
+			h.Write(inHeader)
+			for _, t := range f.Tensors {
+				b, _ := f.Bytes(t.Name)
+				for off := 0; off < len(b); off += chunk {
+					end := min(off+chunk, len(b))
+					h.Write(b[off:end])
+					f.Release(t.Offsets[0]+int64(off), int64(end-off))
+				}
 			}
+			inHash = hex.EncodeToString(h.Sum(nil))
+			if keyOK {
+				cache.putIfUnchanged(f.Path, key, inHash)
+			}
+		}()
+	}
+	// replacements carries each replaced tensor's bytes, in shard order, from the writer to the
+	// output hasher; closed when the writer stops, so the hasher never outlives it.
+	var replacements chan []byte
+	closeReplacements := func() {
+		if replacements != nil {
+			close(replacements)
+			replacements = nil
 		}
-		inSum = hex.EncodeToString(h.Sum(nil))
-		sharedCache().put(f.Path, inSum)
-	}()
-	if hashOut {
+	}
+	defer closeReplacements() // before wg.Wait (deferred first, so run after)
+	if touched {
+		repl := make(chan []byte, 1)
+		replacements = repl
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			h := sha256.New()
 			h.Write(outHeader)
 			for _, t := range f.Tensors {
-				if r, ok := opts.Replace[t.Name]; ok {
+				if opts.replaced(t.Name) {
+					r, ok := <-repl
+					if !ok {
+						return // the writer failed; its error is what is reported
+					}
 					h.Write(r)
 					continue
 				}
@@ -366,10 +389,9 @@ func writeShard(ctx context.Context, f *safetensors.File, path string, opts *Wri
 					f.Release(t.Offsets[0]+int64(off), int64(end-off))
 				}
 			}
-			outSum = hex.EncodeToString(h.Sum(nil))
+			outHash = hex.EncodeToString(h.Sum(nil))
 		}()
 	}
-	defer wg.Wait()
 	if _, err := w.Write(outHeader); err != nil {
 		return "", "", 0, err
 	}
@@ -391,6 +413,7 @@ func writeShard(ctx context.Context, f *safetensors.File, path string, opts *Wri
 					return "", "", n, fmt.Errorf("tensor %q: replacement has %d bytes, want %d", t.Name, len(r), t.ByteSize())
 				}
 			}
+			replacements <- r // hashed while it is written; neither changes it
 			if _, err := w.Write(r); err != nil {
 				return "", "", n, err
 			}
@@ -422,14 +445,12 @@ func writeShard(ctx context.Context, f *safetensors.File, path string, opts *Wri
 			i = j
 		}
 	}
+	closeReplacements()
 	wg.Wait()
-	if !hashOut {
-		outSum = inSum
-		if knownOut != "" {
-			outSum = knownOut
-		}
+	if !touched {
+		outHash = inHash
 	}
-	return inSum, outSum, n, nil
+	return inHash, outHash, n, nil
 }
 
 func (o *WriteOptions) replaced(name string) bool {

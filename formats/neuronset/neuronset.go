@@ -7,12 +7,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 )
 
-// ErrFormat reports an invalid neuron-set file.
-var ErrFormat = errors.New("neuronset: invalid file")
+// Sentinel errors.
+var (
+	ErrFormat   = errors.New("neuronset: invalid file")
+	ErrGeometry = errors.New("neuronset: neuron outside the model")
+)
 
 // Version is the file version this package writes.
 const Version = 1
@@ -105,7 +109,9 @@ func (s *Set) Marshal() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// Unmarshal decodes and validates a neuron-set file.
+// Unmarshal decodes and validates a neuron-set file: one JSON object, known keys only, every
+// neuron with a module, a layer and an index ≥ 0, no neuron listed twice under one label.
+// Whether the neurons exist in a given model is CheckGeometry's question.
 func Unmarshal(b []byte) (*Set, error) {
 	var s Set
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -113,15 +119,47 @@ func Unmarshal(b []byte) (*Set, error) {
 	if err := dec.Decode(&s); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrFormat, err)
 	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("%w: data after the JSON object", ErrFormat)
+	}
 	if s.Version != Version {
 		return nil, fmt.Errorf("%w: version %d, want %d", ErrFormat, s.Version, Version)
 	}
+	seen := make(map[Neuron]int, len(s.Neurons))
 	for i, n := range s.Neurons {
 		if n.Module == "" || n.Layer < 0 || n.Index < 0 {
 			return nil, fmt.Errorf("%w: neuron %d: module %q layer %d index %d", ErrFormat, i, n.Module, n.Layer, n.Index)
 		}
+		key := Neuron{Module: n.Module, Layer: n.Layer, Index: n.Index, Label: n.Label}
+		if j, dup := seen[key]; dup {
+			return nil, fmt.Errorf("%w: neurons %d and %d are both %s layer %d index %d under label %q", ErrFormat, j, i, n.Module, n.Layer, n.Index, n.Label)
+		}
+		seen[key] = i
 	}
 	return &s, nil
+}
+
+// CheckGeometry is where a set meets a model (patch, neurons show, masks, …): it returns an
+// error wrapping ErrGeometry for the first neuron whose module the model lacks or whose layer
+// or index is outside the module's geometry. model names the model in the message.
+func (s *Set) CheckGeometry(model string, byModule map[string]Geometry) error {
+	var modules []string
+	for m := range byModule {
+		modules = append(modules, m)
+	}
+	sort.Strings(modules)
+	for i, n := range s.Neurons {
+		g, ok := byModule[n.Module]
+		switch {
+		case !ok:
+			return fmt.Errorf("%w: neuron %d (%s layer %d index %d): %s has no module %q (it has %v)", ErrGeometry, i, n.Module, n.Layer, n.Index, model, n.Module, modules)
+		case n.Layer < 0 || n.Layer >= g.Layers:
+			return fmt.Errorf("%w: neuron %d (%s layer %d index %d): %s has layers 0..%d", ErrGeometry, i, n.Module, n.Layer, n.Index, model, g.Layers-1)
+		case n.Index < 0 || n.Index >= g.Neurons:
+			return fmt.Errorf("%w: neuron %d (%s layer %d index %d): %s has neurons 0..%d per layer", ErrGeometry, i, n.Module, n.Layer, n.Index, model, g.Neurons-1)
+		}
+	}
+	return nil
 }
 
 // ReadFile reads and validates path.

@@ -142,33 +142,54 @@ func parse(path string, r io.ReaderAt, size int64) (*File, error) {
 	if _, err := r.ReadAt(header, 8); err != nil {
 		return nil, fmt.Errorf("read %s: header: %w", path, err)
 	}
-	f := &File{Path: path, HeaderSize: int64(n), Header: header, ra: r, dataStart: 8 + int64(n), byName: map[string]int{}}
-	dataLen := size - f.dataStart
+	f, end, err := ParseHeader(path, header)
+	if err != nil {
+		return nil, err
+	}
+	f.ra = r
+	if dataLen := size - f.dataStart; end != dataLen {
+		if end > dataLen {
+			return nil, ferr("", ErrTruncated, "tensors need %d data bytes, file has %d", end, dataLen)
+		}
+		return nil, ferr("", ErrOffsets, "%d bytes after the last tensor are not covered by the header", dataLen-end)
+	}
+	return f, nil
+}
+
+// ParseHeader parses and validates a header (the JSON after the 8-byte length, padding
+// included) on its own, for readers that stream the data section: every check of Open except
+// the file's length, which the caller compares with the returned data-section size. The File
+// has no data (Bytes fails).
+func ParseHeader(path string, header []byte) (*File, int64, error) {
+	ferr := func(tensor string, err error, format string, a ...any) error {
+		return &FormatError{Path: path, Tensor: tensor, Err: err, Detail: fmt.Sprintf(format, a...)}
+	}
+	f := &File{Path: path, HeaderSize: int64(len(header)), Header: header, ra: bytes.NewReader(nil), dataStart: 8 + int64(len(header)), byName: map[string]int{}}
 
 	dec := json.NewDecoder(bytes.NewReader(header))
 	dec.UseNumber()
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return nil, ferr("", ErrFormat, "header is not a JSON object")
+		return nil, 0, ferr("", ErrFormat, "header is not a JSON object")
 	}
 	seen := map[string]bool{}
 	for dec.More() {
 		t, err := dec.Token()
 		if err != nil {
-			return nil, ferr("", ErrFormat, "header JSON: %v", err)
+			return nil, 0, ferr("", ErrFormat, "header JSON: %v", err)
 		}
 		name := t.(string)
 		if seen[name] {
-			return nil, ferr(name, ErrDuplicate, "name appears twice in the header")
+			return nil, 0, ferr(name, ErrDuplicate, "name appears twice in the header")
 		}
 		seen[name] = true
 		f.HeaderKeys = append(f.HeaderKeys, name)
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
-			return nil, ferr(name, ErrFormat, "header JSON: %v", err)
+			return nil, 0, ferr(name, ErrFormat, "header JSON: %v", err)
 		}
 		if name == "__metadata__" {
 			if err := json.Unmarshal(raw, &f.Metadata); err != nil {
-				return nil, ferr("", ErrFormat, "__metadata__ must map strings to strings: %v", err)
+				return nil, 0, ferr("", ErrFormat, "__metadata__ must map strings to strings: %v", err)
 			}
 			f.MetadataKeys = objectKeys(raw)
 			continue
@@ -181,26 +202,26 @@ func parse(path string, r io.ReaderAt, size int64) (*File, error) {
 		d := json.NewDecoder(bytes.NewReader(raw))
 		d.DisallowUnknownFields()
 		if err := d.Decode(&h); err != nil {
-			return nil, ferr(name, ErrFormat, "entry: %v", err)
+			return nil, 0, ferr(name, ErrFormat, "entry: %v", err)
 		}
 		if h.DType == "" || h.Shape == nil || len(h.DataOffsets) != 2 {
-			return nil, ferr(name, ErrFormat, "entry needs dtype, shape and two data_offsets")
+			return nil, 0, ferr(name, ErrFormat, "entry needs dtype, shape and two data_offsets")
 		}
 		f.Tensors = append(f.Tensors, TensorInfo{Name: name, DType: h.DType, Shape: h.Shape, Offsets: [2]int64{h.DataOffsets[0], h.DataOffsets[1]}})
 	}
 	if _, err := dec.Token(); err != nil {
-		return nil, ferr("", ErrFormat, "header JSON: %v", err)
+		return nil, 0, ferr("", ErrFormat, "header JSON: %v", err)
 	}
 	// Anything after the object must be padding.
 	if rest := bytes.TrimRight(header[dec.InputOffset():], " \x00\t\r\n"); len(rest) != 0 {
-		return nil, ferr("", ErrFormat, "trailing bytes after the header object")
+		return nil, 0, ferr("", ErrFormat, "trailing bytes after the header object")
 	}
 	sort.SliceStable(f.Tensors, func(i, j int) bool { return f.Tensors[i].Offsets[0] < f.Tensors[j].Offsets[0] })
 	var end int64
 	for i, t := range f.Tensors {
 		for _, d := range t.Shape {
 			if d < 0 {
-				return nil, ferr(t.Name, ErrFormat, "negative dimension in shape %v", t.Shape)
+				return nil, 0, ferr(t.Name, ErrFormat, "negative dimension in shape %v", t.Shape)
 			}
 		}
 		if t.Offsets[0] != end {
@@ -208,27 +229,21 @@ func parse(path string, r io.ReaderAt, size int64) (*File, error) {
 			if t.Offsets[0] < end {
 				kind = "overlap with previous tensor at"
 			}
-			return nil, ferr(t.Name, ErrOffsets, "%s data offset %d (previous tensor ends at %d)", kind, t.Offsets[0], end)
+			return nil, 0, ferr(t.Name, ErrOffsets, "%s data offset %d (previous tensor ends at %d)", kind, t.Offsets[0], end)
 		}
 		if t.Offsets[1] < t.Offsets[0] {
-			return nil, ferr(t.Name, ErrOffsets, "end %d before start %d", t.Offsets[1], t.Offsets[0])
+			return nil, 0, ferr(t.Name, ErrOffsets, "end %d before start %d", t.Offsets[1], t.Offsets[0])
 		}
 		if es := t.DType.Size(); es > 0 {
 			want, ok := byteSize(t.Shape, es)
 			if !ok || want != t.ByteSize() {
-				return nil, ferr(t.Name, ErrSizeMismatch, "%s %v needs %d bytes, offsets give %d", t.DType, t.Shape, want, t.ByteSize())
+				return nil, 0, ferr(t.Name, ErrSizeMismatch, "%s %v needs %d bytes, offsets give %d", t.DType, t.Shape, want, t.ByteSize())
 			}
 		}
 		end = t.Offsets[1]
 		f.byName[t.Name] = i
 	}
-	if end != dataLen {
-		if end > dataLen {
-			return nil, ferr("", ErrTruncated, "tensors need %d data bytes, file has %d", end, dataLen)
-		}
-		return nil, ferr("", ErrOffsets, "%d bytes after the last tensor are not covered by the header", dataLen-end)
-	}
-	return f, nil
+	return f, end, nil
 }
 
 // byteSize multiplies shape by elem, reporting overflow.

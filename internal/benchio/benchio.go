@@ -133,7 +133,7 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 	if err := e.WriteFile(editPath); err != nil {
 		return nil, err
 	}
-	e, err = edit.ReadFile(editPath)
+	e, err = edit.ReadFile(editPath, c)
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -145,13 +146,25 @@ func ForConfig(configJSON []byte) (*Arch, error) {
 	return &Arch{Name: name, Def: d, Config: cfg}, nil
 }
 
-// Int reads an integer config key, with the derived defaults transformers uses.
+// MaxLayers bounds a config's layer count: far above any model's, low enough that listing
+// every layer's tensors stays small.
+const MaxLayers = 1 << 12
+
+// maxDim bounds any integer config value (a size, a count, a dimension).
+const maxDim = 1 << 31
+
+// Int reads an integer config key, with the derived defaults transformers uses. The value must
+// be a whole number in 0..2^31.
 func (a *Arch) Int(key string) (int64, error) {
 	if v, ok := a.Config[key]; ok && v != nil {
-		if f, ok := v.(float64); ok {
-			return int64(f), nil
+		f, ok := v.(float64)
+		if !ok {
+			return 0, fmt.Errorf("config.json: %s is %v, not a number", key, v)
 		}
-		return 0, fmt.Errorf("config.json: %s is %v, not a number", key, v)
+		if f != math.Trunc(f) || f < 0 || f > maxDim {
+			return 0, fmt.Errorf("config.json: %s is %v, want a whole number in 0..%d", key, v, int64(maxDim))
+		}
+		return int64(f), nil
 	}
 	switch key {
 	case "head_dim":
@@ -183,6 +196,9 @@ func (a *Arch) dim(expr string) (int64, error) {
 		if err != nil {
 			return 0, err
 		}
+		if v != 0 && n > (1<<62)/v {
+			return 0, fmt.Errorf("config.json: %s overflows", expr)
+		}
 		n *= v
 	}
 	return n, nil
@@ -190,7 +206,7 @@ func (a *Arch) dim(expr string) (int64, error) {
 
 // Tensors lists every tensor the checkpoint must hold, in definition order.
 func (a *Arch) Tensors() ([]TensorSpec, error) {
-	layers, err := a.Int(a.Def.Layers)
+	layers, err := a.layers(a.Def.Layers)
 	if err != nil {
 		return nil, err
 	}
@@ -233,11 +249,23 @@ func (a *Arch) Tensors() ([]TensorSpec, error) {
 	return out, nil
 }
 
+// layers reads a layer-count key: 1..MaxLayers.
+func (a *Arch) layers(key string) (int64, error) {
+	n, err := a.Int(key)
+	if err != nil {
+		return 0, err
+	}
+	if n < 1 || n > MaxLayers {
+		return 0, fmt.Errorf("config.json: %s is %d, want 1..%d", key, n, MaxLayers)
+	}
+	return n, nil
+}
+
 // FFN lists the FFN geometry of every module.
 func (a *Arch) FFN() ([]FFNGroup, error) {
 	var out []FFNGroup
 	for _, f := range a.Def.FFN {
-		l, err := a.Int(f.Layers)
+		l, err := a.layers(f.Layers)
 		if err != nil {
 			return nil, err
 		}

@@ -107,3 +107,44 @@ func TestUnsupported(t *testing.T) {
 		t.Errorf("missing key error = %v", err)
 	}
 }
+
+// Config values that cannot size a tensor are errors naming the key, found before anything is
+// listed or allocated.
+func TestAbsurdConfigValues(t *testing.T) {
+	base := `{"architectures":["LlamaForCausalLM"],"hidden_size":64,"intermediate_size":172,"num_attention_heads":8,"num_key_value_heads":4,"vocab_size":512,"num_hidden_layers":`
+	cases := []struct{ layers, msg string }{
+		{"1e12", "num_hidden_layers"},
+		{"5000", "want 1..4096"},
+		{"0", "want 1..4096"},
+		{"-3", "whole number"},
+		{"2.5", "whole number"},
+		{`"five"`, "not a number"},
+	}
+	for _, c := range cases {
+		t.Run(c.layers, func(t *testing.T) {
+			a, err := archdef.ForConfig([]byte(base + c.layers + "}"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := a.Tensors(); err == nil || !strings.Contains(err.Error(), c.msg) {
+				t.Errorf("Tensors: err = %v, want %q", err, c.msg)
+			}
+			if _, err := a.FFN(); err == nil || !strings.Contains(err.Error(), c.msg) {
+				t.Errorf("FFN: err = %v, want %q", err, c.msg)
+			}
+		})
+	}
+	// inspect (Summarize) reports it as an error naming the checkpoint.
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "config.json"), []byte(base+"1e12}"), 0o644)
+	abs, _ := filepath.Abs("../../testdata/stories260K/model.safetensors")
+	os.Symlink(abs, filepath.Join(dir, "model.safetensors"))
+	c, err := hfdir.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := archdef.Summarize(c); err == nil || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "num_hidden_layers") {
+		t.Errorf("Summarize: err = %v", err)
+	}
+}

@@ -2,6 +2,7 @@ package archdef
 
 import (
 	"encoding/json"
+	"fmt"
 	"sort"
 
 	"github.com/neurosurg/neurosurg/formats/hfdir"
@@ -22,8 +23,10 @@ type Summary struct {
 	Unexpected   []string       `json:"unexpected,omitempty"` // tensors the checkpoint has and the definition does not list
 }
 
-// Summarize describes c. An architecture without a definition is reported, not an error.
-func Summarize(c *hfdir.Checkpoint) *Summary {
+// Summarize describes c. An architecture without a definition is reported, not an error; a
+// config of a known architecture whose sizes cannot be read (or are absurd) is an error naming
+// the key.
+func Summarize(c *hfdir.Checkpoint) (*Summary, error) {
 	s := &Summary{Dir: c.Dir, SizeBytes: c.Size(), Shards: c.ShardNames, DTypes: map[string]int{}}
 	for _, n := range c.TensorNames() {
 		info, _ := c.Info(n)
@@ -34,27 +37,30 @@ func Summarize(c *hfdir.Checkpoint) *Summary {
 	a, err := ForConfig(c.ConfigJSON)
 	if err != nil {
 		s.Architecture = archName(c.ConfigJSON)
-		return s
+		return s, nil
 	}
 	s.Architecture, s.Supported = a.Name, true
-	s.FFN, _ = a.FFN()
-	specs, err := a.Tensors()
-	if err == nil {
-		want := map[string]bool{}
-		for _, t := range specs {
-			want[t.Name] = true
-			if !c.Has(t.Name) {
-				s.Missing = append(s.Missing, t.Name)
-			}
-		}
-		for _, n := range c.TensorNames() {
-			if !want[n] {
-				s.Unexpected = append(s.Unexpected, n)
-			}
-		}
-		sort.Strings(s.Unexpected)
+	if s.FFN, err = a.FFN(); err != nil {
+		return nil, fmt.Errorf("%s: %w", c.Dir, err)
 	}
-	return s
+	specs, err := a.Tensors()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", c.Dir, err)
+	}
+	want := map[string]bool{}
+	for _, t := range specs {
+		want[t.Name] = true
+		if !c.Has(t.Name) {
+			s.Missing = append(s.Missing, t.Name)
+		}
+	}
+	for _, n := range c.TensorNames() {
+		if !want[n] {
+			s.Unexpected = append(s.Unexpected, n)
+		}
+	}
+	sort.Strings(s.Unexpected)
+	return s, nil
 }
 
 func archName(cfg []byte) string {
