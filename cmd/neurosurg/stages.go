@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/neurosurg/neurosurg/formats/edit"
@@ -152,7 +150,7 @@ neurosurg locate --method random --like neurons.json --seed 1 stats.st --out ran
 						return err
 					}
 					selectFrom = func(st *locate.Stats) (*neuronset.Set, error) {
-						return locate.Random(like, st.Layers, st.Neurons, cmd.Uint64("seed")), nil
+						return locate.Random(like, st.Geometry(), cmd.Uint64("seed"))
 					}
 				default:
 					return usageErrorf("--method %q: want miner, dape, contrib or random", cmd.String("method"))
@@ -179,7 +177,7 @@ neurosurg locate --method random --like neurons.json --seed 1 stats.st --out ran
 					return err
 				}
 				if p := cmd.String("plot"); p != "" {
-					if err := locate.PlotLayers(set, st.Layers, p); err != nil {
+					if err := locate.PlotLayers(set, st.Geometry(), p); err != nil {
 						return err
 					}
 				}
@@ -237,13 +235,7 @@ neurosurg stats export stats.st --csv > stats.csv`,
 						if cmd.Bool("json") {
 							return printJSON(cmd.Root().Writer, rows)
 						}
-						w := csv.NewWriter(cmd.Root().Writer)
-						w.Write([]string{"label", "layer", "neuron", "probability", "mean", "max"})
-						for _, r := range rows {
-							w.Write([]string{r.Label, strconv.Itoa(r.Layer), strconv.Itoa(r.Neuron), fmt.Sprint(r.Probability), fmt.Sprint(r.Mean), fmt.Sprint(r.Max)})
-						}
-						w.Flush()
-						return w.Error()
+						return locate.WriteExportCSV(cmd.Root().Writer, rows)
 					},
 				},
 			},
