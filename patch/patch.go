@@ -2,6 +2,15 @@
 // seeded noise on the output vectors (down_proj / fc2 columns) of the selected neurons.
 // Edits compose in order and stay in each tensor's dtype; only edited elements are re-encoded,
 // rounding to nearest even.
+//
+// Every module's neurons are edited the same way, at their output column: down_proj of a gated
+// FFN, fc2 of a plain MLP (an encoder's fc1 → act → fc2), as archdef's FFN groups name them.
+// Zeroing fc2 column j is exactly a_j = 0 downstream (fc2's bias is not the neuron's and is
+// left alone). The input side — fc1 row j and fc1 bias j, which give a_j = act(0) = 0 for
+// GELU and its variants — would be the alternative for zero only, and is not implemented:
+// scale, noise and set have no input-side equivalent. swap is defined only for the language
+// model: it reflects a column along a direction of the unembedding, which only the decoder's
+// columns live in.
 package patch
 
 import (
@@ -137,6 +146,9 @@ func Apply(in Inputs, set *neuronset.Set, ops []Op) (map[string][]byte, error) {
 	if err := set.CheckGeometry(in.Base.Dir, geometry(groups)); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrOp, err)
 	}
+	if err := checkSwapModules(set, ops); err != nil {
+		return nil, err
+	}
 	cols := map[string][]int{} // tensor -> columns
 	var names []string
 	for _, n := range set.Neurons {
@@ -257,6 +269,23 @@ func Apply(in Inputs, set *neuronset.Set, ops []Op) (map[string][]byte, error) {
 		out[name] = nb
 	}
 	return out, nil
+}
+
+// checkSwapModules refuses a swap of a neuron outside the language model: the swap direction
+// is a difference of unembedding rows, a vector of the decoder's hidden space, and the logits
+// it moves are the decoder's.
+func checkSwapModules(set *neuronset.Set, ops []Op) error {
+	for _, op := range ops {
+		if op.Kind != "swap" {
+			continue
+		}
+		for i, n := range set.Neurons {
+			if n.Module != "llm" {
+				return fmt.Errorf("%w: %s: neuron %d is in module %q: a swap reflects a decoder neuron's down_proj column along the unembedding, which only the language model (llm) has; use zero, scale, noise or set for %s neurons", ErrOp, op, i, n.Module, n.Module)
+			}
+		}
+	}
+	return nil
 }
 
 // CheckSet refuses a neuron set made on a model other than base (see neuronset.CheckModel);
