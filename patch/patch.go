@@ -26,6 +26,7 @@ import (
 	"github.com/neurosurg/neurosurg/formats/hfdir"
 	"github.com/neurosurg/neurosurg/formats/neuronset"
 	"github.com/neurosurg/neurosurg/formats/safetensors"
+	"github.com/neurosurg/neurosurg/model"
 	"github.com/neurosurg/neurosurg/model/archdef"
 	"github.com/neurosurg/neurosurg/model/tokenizer"
 )
@@ -427,4 +428,39 @@ func swapDirection(in Inputs, a *archdef.Arch, op Op) ([]float64, error) {
 		w[i] /= math.Sqrt(n)
 	}
 	return w, nil
+}
+
+// RuntimeMask is the run-time equivalent of applying ops to set's neurons: a mask that sets
+// a_j = 0 (zero) or a_j = α·a_j (scale) at every position, which is exactly what zeroing or
+// scaling the neuron's down_proj / fc2 column does to the output. Only zero and scale have such
+// an equivalent (swap, noise and set change the column's direction); the neurons are checked
+// against geom (a model's FFN geometry, per module) first.
+func RuntimeMask(set *neuronset.Set, ops []Op, geom map[string]neuronset.Geometry) (*model.Mask, error) {
+	if err := set.CheckGeometry("the model", geom); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrOp, err)
+	}
+	for _, op := range ops {
+		if op.Kind != "zero" && op.Kind != "scale" {
+			return nil, fmt.Errorf("%w: %s has no run-time mask equivalent (only zero and scale edit a neuron's activation alone)", ErrOp, op)
+		}
+	}
+	mask := model.NewMask()
+	seen := map[neuronset.Neuron]bool{}
+	for _, n := range set.Neurons {
+		// A neuron listed under several labels is one column: edited once.
+		key := neuronset.Neuron{Module: n.Module, Layer: n.Layer, Index: n.Index}
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		site := model.Site{Module: n.Module, Layer: n.Layer}
+		for _, op := range ops {
+			if op.Kind == "zero" {
+				mask.Set(site, n.Index, 0)
+			} else {
+				mask.Scale(site, n.Index, float32(op.Alpha))
+			}
+		}
+	}
+	return mask, nil
 }
