@@ -83,9 +83,10 @@ func (in *Input) geometry() map[string]Geometry {
 		}
 	}
 	if in.LM != nil {
-		if _, ok := g["llm"]; !ok {
-			c := in.LM.Config()
-			g["llm"] = Geometry{c.Layers, c.Intermediate}
+		for m, lg := range in.LM.Geometry() {
+			if _, ok := g[m]; !ok {
+				g[m] = Geometry{lg.Layers, lg.Neurons}
+			}
 		}
 	}
 	for _, set := range []*neuronset.Set{in.Neurons, in.Random} {
