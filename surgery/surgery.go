@@ -162,8 +162,10 @@ func Run(ctx context.Context, path string, o Options) (*Result, error) {
 		case "ig":
 			set, err = locate.IG(ctx, m, data, pl.ig)
 		case "random":
-			like, e := locate.Contrib(st, locate.ContribOptions{TopK: lp.TopK})
-			set, err = locate.Random(like, st.Layers, st.Neurons, lp.Seed), e
+			var like *neuronset.Set
+			if like, err = locate.Contrib(st, locate.ContribOptions{TopK: lp.TopK}); err == nil {
+				set, err = locate.Random(like, st.Geometry(), lp.Seed)
+			}
 		}
 		if err != nil {
 			return nil, err
@@ -185,10 +187,13 @@ func Run(ctx context.Context, path string, o Options) (*Result, error) {
 		if err := writeSet(neuronsPath, set); err != nil {
 			return nil, err
 		}
-		if err := atomically(strings.TrimSuffix(neuronsPath, ".json")+".svg", func(p string) error { return locate.PlotLayers(set, st.Layers, p) }); err != nil {
+		if err := atomically(strings.TrimSuffix(neuronsPath, ".json")+".svg", func(p string) error { return locate.PlotLayers(set, st.Geometry(), p) }); err != nil {
 			return nil, err
 		}
-		rnd := locate.Random(set, st.Layers, st.Neurons, r.Verify.RandomSeed)
+		rnd, err := locate.Random(set, st.Geometry(), r.Verify.RandomSeed)
+		if err != nil {
+			return nil, err
+		}
 		st.Stamp(rnd)
 		rnd.StatsSHA256, rnd.ModelSHA256 = statsHash, fp
 		if err := writeSet(randomPath, rnd); err != nil {

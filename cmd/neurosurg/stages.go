@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/neurosurg/neurosurg/formats/edit"
@@ -106,6 +104,7 @@ neurosurg locate --method random --like neurons.json --seed 1 stats.st --out ran
 				&cli.StringFlag{Name: "contrib-mode", Usage: "contrib: pooled (default: mean over every generating step) or per-sample (Pan et al.'s official reading; record --per-sample)"},
 				&cli.IntSliceFlag{Name: "layers", Usage: "contrib: search only these layers"},
 				&cli.StringFlag{Name: "like", Usage: "random: neuron set whose per-layer counts to copy"},
+				&cli.StringSliceFlag{Name: "module", Usage: "dape: modules to select in, each on its own (default: every recorded one); miner, contrib: the module (default and only contrib's: llm)"},
 				&cli.Uint64Flag{Name: "seed"},
 			},
 			Action: func(ctx context.Context, cmd *cli.Command) error {
@@ -115,9 +114,23 @@ neurosurg locate --method random --like neurons.json --seed 1 stats.st --out ran
 				}
 				// Every option is checked before the stats are read.
 				var selectFrom func(st *locate.Stats) (*neuronset.Set, error)
+				modules := cmd.StringSlice("module")
+				one := func() (string, error) {
+					if len(modules) > 1 {
+						return "", usageErrorf("--method %s selects in one module; got --module %s", cmd.String("method"), strings.Join(modules, ", "))
+					}
+					if len(modules) == 1 {
+						return modules[0], nil
+					}
+					return "", nil
+				}
 				switch cmd.String("method") {
 				case "miner":
-					o := locate.MINEROptions{Ratio: cmd.Float("ratio"), Strategy: cmd.String("strategy"), Split: cmd.String("split"), Seed: cmd.Uint64("seed")}
+					module, err := one()
+					if err != nil {
+						return err
+					}
+					o := locate.MINEROptions{Module: module, Ratio: cmd.Float("ratio"), Strategy: cmd.String("strategy"), Split: cmd.String("split"), Seed: cmd.Uint64("seed")}
 					if w := cmd.FloatSlice("weights"); len(w) > 0 {
 						if len(w) != 5 {
 							return usageErrorf("--weights takes 5 numbers (prob, mean, max, attn_k, attn_q)")
@@ -129,13 +142,17 @@ neurosurg locate --method random --like neurons.json --seed 1 stats.st --out ran
 					}
 					selectFrom = func(st *locate.Stats) (*neuronset.Set, error) { return locate.MINER(st, o) }
 				case "dape":
-					o := locate.DAPEOptions{TopRate: cmd.Float("top-rate"), FilterRate: cmd.Float("filter-rate"), ActivationBarRatio: cmd.Float("activation-bar-ratio")}
+					o := locate.DAPEOptions{Modules: modules, TopRate: cmd.Float("top-rate"), FilterRate: cmd.Float("filter-rate"), ActivationBarRatio: cmd.Float("activation-bar-ratio")}
 					if err := valid(o.Validate()); err != nil {
 						return err
 					}
 					selectFrom = func(st *locate.Stats) (*neuronset.Set, error) { return locate.DAPE(st, o) }
 				case "contrib":
-					o := locate.ContribOptions{TopK: int(cmd.Int("top-k")), Mode: cmd.String("contrib-mode")}
+					module, err := one()
+					if err != nil {
+						return err
+					}
+					o := locate.ContribOptions{Module: module, TopK: int(cmd.Int("top-k")), Mode: cmd.String("contrib-mode")}
 					for _, l := range cmd.IntSlice("layers") {
 						o.Layers = append(o.Layers, int(l))
 					}
@@ -152,7 +169,7 @@ neurosurg locate --method random --like neurons.json --seed 1 stats.st --out ran
 						return err
 					}
 					selectFrom = func(st *locate.Stats) (*neuronset.Set, error) {
-						return locate.Random(like, st.Layers, st.Neurons, cmd.Uint64("seed")), nil
+						return locate.Random(like, st.Geometry(), cmd.Uint64("seed"))
 					}
 				default:
 					return usageErrorf("--method %q: want miner, dape, contrib or random", cmd.String("method"))
@@ -179,7 +196,7 @@ neurosurg locate --method random --like neurons.json --seed 1 stats.st --out ran
 					return err
 				}
 				if p := cmd.String("plot"); p != "" {
-					if err := locate.PlotLayers(set, st.Layers, p); err != nil {
+					if err := locate.PlotLayers(set, st.Geometry(), p); err != nil {
 						return err
 					}
 				}
@@ -237,13 +254,7 @@ neurosurg stats export stats.st --csv > stats.csv`,
 						if cmd.Bool("json") {
 							return printJSON(cmd.Root().Writer, rows)
 						}
-						w := csv.NewWriter(cmd.Root().Writer)
-						w.Write([]string{"label", "layer", "neuron", "probability", "mean", "max"})
-						for _, r := range rows {
-							w.Write([]string{r.Label, strconv.Itoa(r.Layer), strconv.Itoa(r.Neuron), fmt.Sprint(r.Probability), fmt.Sprint(r.Mean), fmt.Sprint(r.Max)})
-						}
-						w.Flush()
-						return w.Error()
+						return locate.WriteExportCSV(cmd.Root().Writer, rows)
 					},
 				},
 			},

@@ -5,6 +5,7 @@
 package archdef
 
 import (
+	"bytes"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 //go:embed defs/*.json
@@ -57,6 +59,7 @@ type Definition struct {
 }
 
 var (
+	mu     sync.RWMutex // guards byArch and byType: RegisterDefinition may run after init
 	byArch = map[string]*Definition{}
 	byType = map[string]*Definition{}
 )
@@ -65,24 +68,55 @@ func init() {
 	ents, _ := defsFS.ReadDir("defs")
 	for _, e := range ents {
 		b, _ := defsFS.ReadFile("defs/" + e.Name())
-		var d Definition
-		if err := json.Unmarshal(b, &d); err != nil {
+		if err := RegisterDefinition(b); err != nil {
 			panic(fmt.Sprintf("archdef: %s: %v", e.Name(), err))
-		}
-		for _, a := range d.Architectures {
-			if byArch[a] != nil {
-				panic("archdef: architecture defined twice: " + a)
-			}
-			byArch[a] = &d
-		}
-		for _, t := range d.ModelTypes {
-			byType[t] = &d
 		}
 	}
 }
 
+// RegisterDefinition adds an architecture definition (the JSON of defs/*.json) to the table:
+// what a test family or a plugin uses to describe a checkpoint neurosurg does not ship. The
+// definition must name at least one architecture, none already defined, and every FFN group
+// must name its module, its geometry keys and its up and down tensors.
+func RegisterDefinition(b []byte) error {
+	var d Definition
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&d); err != nil {
+		return fmt.Errorf("archdef: definition: %w", err)
+	}
+	if len(d.Architectures) == 0 || d.Layers == "" {
+		return fmt.Errorf("archdef: definition: no architectures or no layers key")
+	}
+	modules := map[string]bool{}
+	for i, f := range d.FFN {
+		if f.Module == "" || f.Layers == "" || f.Neurons == "" || f.Up == "" || f.Down == "" || modules[f.Module] {
+			return fmt.Errorf("archdef: definition %s: FFN group %d (module %q) needs a unique module, layers, neurons, up and down", d.Architectures[0], i, f.Module)
+		}
+		modules[f.Module] = true
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, a := range d.Architectures {
+		if byArch[a] != nil {
+			return fmt.Errorf("archdef: architecture %s is defined twice", a)
+		}
+	}
+	for _, a := range d.Architectures {
+		byArch[a] = &d
+	}
+	for _, t := range d.ModelTypes {
+		if byType[t] == nil {
+			byType[t] = &d
+		}
+	}
+	return nil
+}
+
 // Supported lists the architectures with a definition.
 func Supported() []string {
+	mu.RLock()
+	defer mu.RUnlock()
 	var out []string
 	for a := range byArch {
 		out = append(out, a)
@@ -132,16 +166,18 @@ func ForConfig(configJSON []byte) (*Arch, error) {
 	if as, ok := cfg["architectures"].([]any); ok && len(as) > 0 {
 		name, _ = as[0].(string)
 	}
-	d := byArch[name]
+	mt, _ := cfg["model_type"].(string)
+	mu.RLock()
+	d, byName := byArch[name], true
 	if d == nil {
-		mt, _ := cfg["model_type"].(string)
-		d = byType[mt]
-		if d == nil {
-			return nil, fmt.Errorf("%w: architectures %q, model_type %q (supported: %s)", ErrUnsupported, name, mt, strings.Join(Supported(), ", "))
-		}
-		if name == "" {
-			name = d.Architectures[0]
-		}
+		d, byName = byType[mt], false
+	}
+	mu.RUnlock()
+	if d == nil {
+		return nil, fmt.Errorf("%w: architectures %q, model_type %q (supported: %s)", ErrUnsupported, name, mt, strings.Join(Supported(), ", "))
+	}
+	if !byName && name == "" {
+		name = d.Architectures[0]
 	}
 	return &Arch{Name: name, Def: d, Config: cfg}, nil
 }

@@ -148,3 +148,33 @@ func TestAbsurdConfigValues(t *testing.T) {
 		t.Errorf("Summarize: err = %v", err)
 	}
 }
+
+func TestRegisterDefinition(t *testing.T) {
+	good := `{"architectures": ["NeurosurgRegisterTest"], "model_types": ["neurosurg_register_test"], "layers": "n",
+	  "pre": [{"name": "enc.fc2.weight", "shape": ["h", "f"]}],
+	  "ffn": [{"module": "vision", "layers": "n", "neurons": "f", "act": "a", "up": "enc.fc1.weight", "down": "enc.fc2.weight"}]}`
+	if err := archdef.RegisterDefinition([]byte(good)); err != nil {
+		t.Fatal(err)
+	}
+	a, err := archdef.ForConfig([]byte(`{"model_type": "neurosurg_register_test", "n": 1, "h": 4, "f": 6, "a": "gelu"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ffn, err := a.FFN()
+	if err != nil || a.Name != "NeurosurgRegisterTest" || len(ffn) != 1 || ffn[0].Module != "vision" || ffn[0].Gate != "" || ffn[0].Neurons != 6 || ffn[0].Act != "gelu" {
+		t.Errorf("%s: %+v %v", a.Name, ffn, err)
+	}
+	for name, def := range map[string]string{
+		"defined twice":  good,
+		"llama again":    `{"architectures": ["LlamaForCausalLM"], "layers": "n"}`,
+		"not JSON":       `{`,
+		"unknown key":    `{"architectures": ["X1"], "layers": "n", "colour": 1}`,
+		"no down tensor": `{"architectures": ["X2"], "layers": "n", "ffn": [{"module": "m", "layers": "n", "neurons": "f", "up": "u"}]}`,
+		"module twice":   `{"architectures": ["X3"], "layers": "n", "ffn": [{"module": "m", "layers": "n", "neurons": "f", "up": "u", "down": "d"}, {"module": "m", "layers": "n", "neurons": "f", "up": "u", "down": "d"}]}`,
+		"no arch":        `{"layers": "n"}`,
+	} {
+		if err := archdef.RegisterDefinition([]byte(def)); err == nil {
+			t.Errorf("%s: registered", name)
+		}
+	}
+}
