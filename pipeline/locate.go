@@ -147,7 +147,10 @@ func (l *Locator) Method() string { return l.p.Method }
 
 // ReadsStats reports whether the method selects from recorded statistics (every method but
 // ig, which runs the model on the samples).
-func (l *Locator) ReadsStats() bool { return l.p.Method != "ig" }
+func (l *Locator) ReadsStats() bool { return ReadsStats(l.p.Method) }
+
+// ReadsStats reports whether the named method selects from recorded statistics.
+func ReadsStats(method string) bool { return method != "ig" }
 
 // PerSample reports whether the method needs each sample's first generating step recorded
 // (locate.RecordOptions.PerSample): contrib in its per-sample mode.

@@ -12,9 +12,8 @@ import (
 )
 
 // ParseOps parses the ops (zero, scale:α, swap:SRC>TGT[:λ], noise:σ, set:FILE), in order, each
-// with the seed. resolve maps the FILE of a set op to the path to read (nil: as written); the
-// file is opened to check it is a safetensors file, so a bad one fails before any stage runs.
-// Errors wrap patch.ErrOp and name the op.
+// with the seed. resolve maps the FILE of a set op to the path to read (nil: as written).
+// Errors wrap patch.ErrOp and name the op: they are errors in what was asked, not in a file.
 func ParseOps(specs []string, seed uint64, resolve func(string) string) ([]patch.Op, error) {
 	var ops []patch.Op
 	for _, s := range specs {
@@ -23,19 +22,28 @@ func ParseOps(specs []string, seed uint64, resolve func(string) string) ([]patch
 			return nil, err
 		}
 		op.Seed = seed
-		if op.Kind == "set" {
-			if resolve != nil {
-				op.Path = resolve(op.Path)
-			}
-			f, err := safetensors.Open(op.Path)
-			if err != nil {
-				return nil, fmt.Errorf("%w: %q: %w", patch.ErrOp, s, err)
-			}
-			f.Close() // opened read-only to check it
+		if op.Kind == "set" && resolve != nil {
+			op.Path = resolve(op.Path)
 		}
 		ops = append(ops, op)
 	}
 	return ops, nil
+}
+
+// CheckOpFiles opens the file of every set op to check it is a safetensors file, so a missing
+// or bad one fails before any stage runs rather than when patch reads it.
+func CheckOpFiles(ops []patch.Op) error {
+	for _, op := range ops {
+		if op.Kind != "set" {
+			continue
+		}
+		f, err := safetensors.Open(op.Path)
+		if err != nil {
+			return fmt.Errorf("%q: %w", op.String(), err)
+		}
+		f.Close() // opened read-only to check it: its close cannot lose anything
+	}
+	return nil
 }
 
 // SwapOp is the last swap among ops (the one verify measures), or nil.

@@ -60,8 +60,8 @@ func Gates(rep *verify.Report, variant string, gates []string) (failed, err erro
 	return gerr, nil
 }
 
-// ReportExts are the files WriteReport writes beside each other.
-var ReportExts = []string{".svg", ".md", ".json"}
+// ReportExts are the files WriteReport writes beside each other (STEM.json, .md, .svg).
+var ReportExts = []string{".json", ".md", ".svg"}
 
 // WriteReport writes the verify report as stem.svg (the perplexity plot), stem.md (the table)
 // and stem.json, each whole or not at all, the JSON last: its presence marks the report done.

@@ -441,6 +441,9 @@ func check(r *recipe.Recipe, path string) (*plan, error) {
 		return nil, bad(err)
 	}
 	pl.inputs = append(pl.inputs, pipeline.OpPaths(pl.ops)...)
+	if err := pipeline.CheckOpFiles(pl.ops); err != nil {
+		return nil, bad(fmt.Errorf("patch.ops %w", err))
+	}
 	pl.swap = pipeline.SwapOp(pl.ops)
 	if pl.verify, err = pipeline.VerifyOptions(r.Verify.MaxTokens, pl.swap, r.Verify.Gates); err != nil {
 		return nil, bad(err)
