@@ -196,11 +196,12 @@ func (l *Locator) Locate(ctx context.Context, in LocateInputs) (*neuronset.Set, 
 		}
 		set.Neurons, set.Labels = keep, []string{lb}
 	}
+	// A set names the stats it was selected from only when it was: ig's come from the model.
 	switch {
-	case in.Stats != nil:
+	case l.ReadsStats():
 		in.Stats.Stamp(set)
 		set.StatsSHA256 = in.StatsSHA256
-	case in.Model != nil && in.Model.Checkpoint() != nil:
+	case in.Model.Checkpoint() != nil:
 		set.ModelSHA256 = in.Model.Checkpoint().Fingerprint()
 	}
 	return set, nil
