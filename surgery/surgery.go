@@ -206,7 +206,7 @@ func (s *run) record(ctx context.Context) error {
 	cached := usable(p, s.log, func(p string) error { _, err := locate.ReadStats(p); return err })
 	if !cached {
 		s.log("record: " + s.dataSrc)
-		st, err := locate.Record(ctx, s.m, s.data, nil, locate.RecordOptions{Concepts: s.r.Record.Concepts, ModelHash: s.hashes["model_fingerprint"],
+		st, err := pipeline.Record(ctx, s.m, s.data, nil, pipeline.RecordParams{Concepts: s.r.Record.Concepts,
 			Product: s.r.Record.Coefficient == "au", MINER: s.r.Record.MINER, Chat: s.r.Record.Chat, PerSample: perSample})
 		if err != nil {
 			return err

@@ -48,25 +48,20 @@ neurosurg record testdata/stories260K --data more.jsonl --resume --out stats.st`
 					return err
 				}
 				defer m.Close()
-				c := m.Checkpoint()
 				ss, err := samples.ReadFile(cmd.String("data"))
 				if err != nil {
 					return err
 				}
-				o := locate.RecordOptions{Concepts: cmd.StringSlice("concept"), ModelHash: c.Fingerprint(), Skip: map[string]bool{},
-					MINER: cmd.Bool("miner"), Product: cmd.Bool("au"), ConceptsFromLabels: cmd.Bool("concept-from-label"), Chat: cmd.Bool("chat"), PerSample: cmd.Bool("per-sample")}
 				var into *locate.Stats
 				if cmd.Bool("resume") {
 					if into, err = locate.ReadStats(cmd.String("out")); err != nil {
 						return err
 					}
-					for _, id := range into.SampleIDs {
-						o.Skip[id] = true
-					}
 				}
 				bar := newBar(cmd, int64(len(ss)), "recording", false)
-				o.Progress = func(done, total int) { bar.set(int64(done)) }
-				st, err := locate.Record(ctx, m, ss, into, o)
+				st, err := pipeline.Record(ctx, m, ss, into, pipeline.RecordParams{Concepts: cmd.StringSlice("concept"), ConceptsFromLabels: cmd.Bool("concept-from-label"),
+					Product: cmd.Bool("au"), MINER: cmd.Bool("miner"), Chat: cmd.Bool("chat"), PerSample: cmd.Bool("per-sample"),
+					Progress: func(done, total int) { bar.set(int64(done)) }})
 				bar.finish()
 				if err != nil {
 					return err
