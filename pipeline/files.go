@@ -51,3 +51,9 @@ func WriteSet(path string, s *neuronset.Set) error {
 	}
 	return nil
 }
+
+// PlotLayers draws the set's per-layer distribution over the stats' layers as an SVG file,
+// whole or not at all.
+func PlotLayers(set *neuronset.Set, st *locate.Stats, path string) error {
+	return locate.PlotLayers(set, st.Layers, path)
+}

@@ -251,7 +251,7 @@ func (s *run) locate(ctx context.Context) error {
 		if err := pipeline.WriteSet(neurons, set); err != nil {
 			return err
 		}
-		if err := locate.PlotLayers(set, s.st.Layers, strings.TrimSuffix(neurons, ".json")+".svg"); err != nil {
+		if err := pipeline.PlotLayers(set, s.st, strings.TrimSuffix(neurons, ".json")+".svg"); err != nil {
 			return err
 		}
 		rnd, err := pipeline.RandomBaseline(ctx, set, s.st, statsHash, s.r.Verify.RandomSeed)

@@ -138,7 +138,7 @@ neurosurg locate --method random --like neurons.json --seed 1 stats.st --out ran
 					return err
 				}
 				if p := cmd.String("plot"); p != "" {
-					if err := locate.PlotLayers(set, st.Layers, p); err != nil {
+					if err := pipeline.PlotLayers(set, st, p); err != nil {
 						return err
 					}
 				}
