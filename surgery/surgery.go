@@ -240,25 +240,7 @@ func (s *run) locate(ctx context.Context) error {
 	}
 	cached := usable(neurons, s.log, readSet) && usable(random, s.log, readSet)
 	if !cached {
-		s.log("locate: " + s.pl.locator.Method())
-		set, err := s.pl.locator.Locate(ctx, pipeline.LocateInputs{Stats: s.st, StatsSHA256: statsHash, Model: s.m, Data: s.data})
-		if err != nil {
-			return err
-		}
-		if len(set.Neurons) == 0 {
-			return fmt.Errorf("surgery: locate selected no neurons")
-		}
-		if err := pipeline.WriteSet(neurons, set); err != nil {
-			return err
-		}
-		if err := pipeline.PlotLayers(set, s.st, strings.TrimSuffix(neurons, ".json")+".svg"); err != nil {
-			return err
-		}
-		rnd, err := pipeline.RandomBaseline(ctx, set, s.st, statsHash, s.r.Verify.RandomSeed)
-		if err != nil {
-			return err
-		}
-		if err := pipeline.WriteSet(random, rnd); err != nil {
+		if err := s.selectSets(ctx, neurons, random); err != nil {
 			return err
 		}
 	}
@@ -270,6 +252,31 @@ func (s *run) locate(ctx context.Context) error {
 	}
 	s.rnd, err = neuronset.ReadFile(random)
 	return err
+}
+
+// selectSets writes the selected set with its per-layer plot, then the random baseline drawn
+// like it (the same count per label, module and layer; seed verify.random_seed).
+func (s *run) selectSets(ctx context.Context, neurons, random string) error {
+	s.log("locate: " + s.pl.locator.Method())
+	statsHash := s.hashes["stats"]
+	set, err := s.pl.locator.Locate(ctx, pipeline.LocateInputs{Stats: s.st, StatsSHA256: statsHash, Model: s.m, Data: s.data})
+	if err != nil {
+		return err
+	}
+	if len(set.Neurons) == 0 {
+		return fmt.Errorf("surgery: locate selected no neurons")
+	}
+	if err := pipeline.WriteSet(neurons, set); err != nil {
+		return err
+	}
+	if err := pipeline.PlotLayers(set, s.st, strings.TrimSuffix(neurons, ".json")+".svg"); err != nil {
+		return err
+	}
+	rnd, err := pipeline.RandomBaseline(ctx, set, s.st, statsHash, s.r.Verify.RandomSeed)
+	if err != nil {
+		return err
+	}
+	return pipeline.WriteSet(random, rnd)
 }
 
 // patch turns the neurons and the random baseline into an edit file each.
