@@ -145,6 +145,8 @@ type ISMStats struct {
 	Dataset string
 	Sum     []float64 // [metric][modality][layer][neuron]
 	Count   []float64 // [modality] samples in which the modality occurred
+	// SumExact is Sum exactly (Sum is its rounding): what merging adds.
+	SumExact []Fixed
 }
 
 // Samples is the number of samples recorded for the dataset. Every sample has positions, so

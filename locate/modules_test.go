@@ -88,7 +88,7 @@ func TestDAPEPerModule(t *testing.T) {
 	}
 }
 
-func TestStatsV2RoundTrip(t *testing.T) {
+func TestStatsRoundTrip(t *testing.T) {
 	s := twoModules()
 	s.DataHash, s.SampleIDs = "d", []string{"s1", "s2", "s3"}
 	llm := s.Module("llm")
@@ -111,14 +111,15 @@ func TestStatsV2RoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	for _, name := range []string{"llm.label.0.fire", "llm.concept.0.first", "llm.ism.0.sum", "vision.label.1.max", "vision.label.0.positions"} {
+	for _, name := range []string{"llm.label.0.fire", "llm.concept.0.first", "llm.ism.0.sum", "vision.label.1.max", "vision.label.0.positions",
+		"llm.label.0.sum_exact", "llm.concept.0.act_sum_exact", "llm.ism.0.sum_exact"} {
 		if _, ok := f.Tensor(name); !ok {
 			t.Errorf("no tensor %q", name)
 		}
 	}
 	var meta map[string]any
 	json.Unmarshal([]byte(f.Metadata[statsKey]), &meta)
-	if meta["version"] != 2.0 || len(meta["modules"].([]any)) != 2 {
+	if meta["version"] != float64(StatsVersion) || len(meta["modules"].([]any)) != 2 {
 		t.Errorf("metadata %s", f.Metadata[statsKey])
 	}
 }
@@ -179,7 +180,8 @@ func TestReadStatsV2Refuses(t *testing.T) {
 		{"unprefixed tensors", map[string]any{"version": 2, "modules": []any{mod("llm")}}, tensors(""), `"label.0`},
 		{"a module's tensors missing", map[string]any{"version": 2, "modules": []any{mod("llm"), mod("vision")}}, tensors("llm."), "vision.label.0"},
 		{"a module's geometry absurd", map[string]any{"version": 2, "modules": []any{mod("llm"), map[string]any{"module": "vision", "layers": 1 << 20, "neurons": 1 << 20}}}, both, "module vision"},
-		{"version 3", map[string]any{"version": 3, "modules": []any{mod("llm")}}, tensors("llm."), "version 3"},
+		{"version 4", map[string]any{"version": 4, "modules": []any{mod("llm")}}, tensors("llm."), "version 4"},
+		{"version 3 without exact sums", map[string]any{"version": 3, "modules": []any{mod("llm")}}, tensors("llm."), "sum_exact"},
 	}
 	for _, c := range cases {
 		path := filepath.Join(t.TempDir(), "s.st")

@@ -31,14 +31,28 @@ type recorder struct {
 	rowConcepts []*ConceptStats // per row of the current FFN event: the concept it generates
 	firsts      []firstStep     // per concept the current sample generates: its first step
 	err         error           // the first event that does not fit the stats
+	// The current sample's sums, added to the exact accumulators when it ends (a sample's
+	// own sum is float64 in a fixed order; across samples the sums are exact, so that shards
+	// merge to a single pass's bits).
+	sampleSum  map[string][]float64        // module -> Σ a of this sample [layer*N+j]
+	conceptSum map[*ConceptStats][]float64 // concept -> Σ a (or a·u) of this sample
+	touched    map[*ConceptStats]bool      // concepts this sample generates
 }
 
 func newRecorder(s *Stats) *recorder {
-	r := &recorder{s: s, llm: s.Module("llm"), mods: map[string]*ModuleStats{}, cur: map[string]*LabelStats{}, concepts: map[int32]*ConceptStats{}}
+	r := &recorder{s: s, llm: s.Module("llm"), mods: map[string]*ModuleStats{}, cur: map[string]*LabelStats{}, concepts: map[int32]*ConceptStats{},
+		sampleSum: map[string][]float64{}, conceptSum: map[*ConceptStats][]float64{}, touched: map[*ConceptStats]bool{}}
 	for _, m := range s.Modules {
 		r.mods[m.Module] = m
+		r.sampleSum[m.Module] = make([]float64, m.Layers*m.Neurons)
 	}
 	return r
+}
+
+// addConcept makes c a concept the samples feed.
+func (r *recorder) addConcept(c *ConceptStats) {
+	r.concepts[c.TokenID] = c
+	r.conceptSum[c] = make([]float64, len(c.ActSum))
 }
 
 // startSample points every module's accumulators at label.
@@ -48,11 +62,36 @@ func (r *recorder) startSample(label string) {
 	}
 }
 
-// endSample counts the sample under its label in every module.
-func (r *recorder) endSample() {
-	for _, ls := range r.cur {
+// endSample counts the sample under its label in every module and adds its sums to the exact
+// accumulators.
+func (r *recorder) endSample() error {
+	for name, ls := range r.cur {
 		ls.Samples++
+		if err := foldSample(ls.Sum, ls.SumExact, r.sampleSum[name]); err != nil {
+			return err
+		}
 	}
+	for c := range r.touched {
+		if err := foldSample(c.ActSum, c.ActSumExact, r.conceptSum[c]); err != nil {
+			return err
+		}
+		delete(r.touched, c)
+	}
+	return nil
+}
+
+// foldSample adds one sample's sums to an exact accumulator and clears them.
+func foldSample(view []float64, exact []Fixed, sample []float64) error {
+	for i, v := range sample {
+		if v == 0 {
+			continue // adds nothing, exactly
+		}
+		if err := addTerm(view, exact, i, v); err != nil {
+			return err
+		}
+		sample[i] = 0
+	}
+	return nil
 }
 
 // firstStep is where a sample first generates a concept: the position whose next token is the
@@ -104,7 +143,9 @@ func (r *recorder) addISM(e *model.FFNEvent) {
 		for i := 0; i < 5; i++ {
 			base := ((i*7+m)*L + e.Site.Layer) * N
 			for j, v := range sc[i] {
-				r.ismCur.Sum[base+j] += v
+				if err := addTerm(r.ismCur.Sum, r.ismCur.SumExact, base+j, v); err != nil && r.err == nil {
+					r.err = err
+				}
 			}
 		}
 		if e.Site.Layer == 0 {
@@ -142,6 +183,7 @@ func (r *recorder) FFN(e *model.FFNEvent) {
 		}
 		if c != nil && l == 0 {
 			c.Steps++
+			r.touched[c] = true
 		}
 		conc = append(conc, c)
 	}
@@ -151,7 +193,7 @@ func (r *recorder) FFN(e *model.FFNEvent) {
 	// order (the same sums as one loop). Once the forward pass got fast, this loop alone cost
 	// more than the pass (8×128 tokens on a 4-layer Qwen2 shape: 28 vs 35 ms).
 	kernels.Parallel(N, neuronSpan(e.Rows, N), func(j0, j1 int) {
-		fire, sum, mx := ls.Fire[l*N+j0:l*N+j1], ls.Sum[l*N+j0:l*N+j1], ls.Max[l*N+j0:l*N+j1]
+		fire, sum, mx := ls.Fire[l*N+j0:l*N+j1], r.sampleSum[e.Site.Module][l*N+j0:l*N+j1], ls.Max[l*N+j0:l*N+j1]
 		for t := 0; t < e.Rows; t++ {
 			a := e.Act[t*N+j0 : t*N+j1]
 			for j, v := range a {
@@ -168,7 +210,7 @@ func (r *recorder) FFN(e *model.FFNEvent) {
 			if c == nil {
 				continue
 			}
-			acc := c.ActSum[l*N+j0 : l*N+j1]
+			acc := r.conceptSum[c][l*N+j0 : l*N+j1]
 			if useUp {
 				u := e.Up[t*N+j0 : t*N+j1]
 				for j, v := range a {
@@ -220,6 +262,9 @@ type RecordOptions struct {
 	// Chat wraps each sample's text as a user turn of the checkpoint's chat template
 	// (with the generation prompt); otherwise the prompt is BOS + text.
 	Chat bool
+	// Shard, when not nil, records only that shard's block of the samples (Shard.Range); the
+	// data hash is still that of all of them, so the shards' stats merge to a single pass's.
+	Shard *Shard
 }
 
 // Record runs every sample through m (plain prompts: BOS + text) and accumulates statistics of
@@ -242,6 +287,25 @@ func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stat
 	}
 	if !maps.Equal(s.Geometry(), geom) {
 		return nil, fmt.Errorf("%w: the stats hold %s, the model %s", ErrStats, describe(s), describe(NewStatsFor(geom)))
+	}
+	lo, hi := 0, len(ss)
+	if o.Shard != nil {
+		if err := o.Shard.Check(); err != nil {
+			return nil, err
+		}
+		lo, hi = o.Shard.Range(len(ss))
+	}
+	if into != nil && !sameShard(into.Shard, o.Shard) {
+		return nil, fmt.Errorf("%w: the stats to extend are %s, this run records %s", ErrStats, shardName(into.Shard), shardName(o.Shard))
+	}
+	if into == nil && o.Shard != nil {
+		sh := *o.Shard
+		s.Shard = &sh
+	}
+	for _, ms := range s.Modules {
+		if err := ms.ensureExact(); err != nil {
+			return nil, err
+		}
 	}
 	r := newRecorder(s)
 	r.product, r.miner = o.Product, o.MINER
@@ -267,7 +331,7 @@ func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stat
 				phi = append(phi, float64(v))
 			}
 		}
-		r.concepts[ids[0]] = r.llm.concept(w, ids[0], phi)
+		r.addConcept(r.llm.concept(w, ids[0], phi))
 	}
 	if o.MINER && r.llm == nil {
 		return nil, fmt.Errorf("record: MINER scores the language model's neurons (module llm); the model has none")
@@ -278,7 +342,7 @@ func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stat
 			return nil, err
 		}
 		fmt.Fprintf(h, "%s\x00%s\x00%s\n", smp.ID, smp.Label, smp.Text)
-		if o.Skip[smp.ID] {
+		if i < lo || i >= hi || o.Skip[smp.ID] {
 			continue
 		}
 		ids, err := PromptLimit(m.Tokenizer, smp.Text, o.Chat, cfg.PositionLimit())
@@ -319,7 +383,9 @@ func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stat
 		if r.err != nil {
 			return nil, fmt.Errorf("record: sample %s: %w", smp.ID, r.err)
 		}
-		r.endSample()
+		if err := r.endSample(); err != nil {
+			return nil, fmt.Errorf("record: sample %s: %w", smp.ID, err)
+		}
 		s.SampleIDs = append(s.SampleIDs, smp.ID)
 		if o.Progress != nil {
 			o.Progress(i+1, len(ss))
@@ -374,4 +440,13 @@ func PromptLimit(tok *tokenizer.Tokenizer, text string, chat bool, limit int) ([
 		return nil, fmt.Errorf("%w: the prompt has more than %d tokens", model.ErrTooLong, limit)
 	}
 	return ids, err
+}
+
+func sameShard(a, b *Shard) bool { return a == nil && b == nil || a != nil && b != nil && *a == *b }
+
+func shardName(sh *Shard) string {
+	if sh == nil {
+		return "a whole recording"
+	}
+	return "shard " + sh.String()
 }

@@ -29,6 +29,7 @@ type LabelStats struct {
 	Fire      []float64 // [layer*N+j] positions with a > 0
 	Sum       []float64 // Σ a
 	Max       []float64 // max a
+	SumExact  []Fixed   // Σ a exactly (Sum is its rounding): what merging adds
 }
 
 // ConceptStats accumulate, for one concept token, the activation at every position whose
@@ -39,7 +40,9 @@ type ConceptStats struct {
 	TokenID int32
 	Steps   float64   // positions that generated the concept
 	ActSum  []float64 // [layer*N+j] Σ a at those positions
-	Phi     []float64 // [layer*N+j]
+	// ActSumExact is ActSum exactly (ActSum is its rounding): what merging adds.
+	ActSumExact []Fixed
+	Phi         []float64 // [layer*N+j]
 	// First, recorded on request (RecordOptions.PerSample), holds for every sample that
 	// generates the concept the activations at its first generating step [layer*N+j]: Pan et
 	// al.'s official per-caption reading. FirstIDs names those samples, in the same order.
@@ -67,6 +70,9 @@ type Stats struct {
 	DataHash  string
 	SampleIDs []string
 	Modules   []*ModuleStats
+	// Shard, when not nil, says the stats are one shard of a sharded recording (record
+	// --shard): merging every shard of it gives the stats of a single pass.
+	Shard *Shard
 }
 
 // NewStats makes empty accumulators of one module.
@@ -127,7 +133,7 @@ func (s *ModuleStats) label(l string) *LabelStats {
 	ls := s.ByLabel[l]
 	if ls == nil {
 		n := s.Layers * s.Neurons
-		ls = &LabelStats{Positions: make([]float64, s.Layers), Fire: make([]float64, n), Sum: make([]float64, n), Max: make([]float64, n)}
+		ls = &LabelStats{Positions: make([]float64, s.Layers), Fire: make([]float64, n), Sum: make([]float64, n), Max: make([]float64, n), SumExact: make([]Fixed, n)}
 		for i := range ls.Max {
 			ls.Max[i] = math.Inf(-1)
 		}
@@ -180,7 +186,9 @@ func (s *Stats) Merge(o *Stats) error {
 		return fmt.Errorf("%w: cannot merge stats of different modules (%s vs %s)", ErrStats, describe(s), describe(o))
 	}
 	for _, om := range o.Modules {
-		s.Module(om.Module).merge(om)
+		if err := s.Module(om.Module).merge(om); err != nil {
+			return err
+		}
 	}
 	s.SampleIDs = append(s.SampleIDs, o.SampleIDs...)
 	return nil
@@ -198,7 +206,15 @@ func describe(s *Stats) string {
 	return strings.Join(parts, ", ")
 }
 
-func (s *ModuleStats) merge(o *ModuleStats) {
+// merge adds o into s. Counts are integers and maxima exact; sums add through their exact
+// accumulators, so merging in any grouping and order gives the same bits.
+func (s *ModuleStats) merge(o *ModuleStats) error {
+	if err := s.ensureExact(); err != nil {
+		return err
+	}
+	if err := o.ensureExact(); err != nil {
+		return err
+	}
 	for _, l := range o.Labels {
 		a, b := s.label(l), o.ByLabel[l]
 		a.Samples += b.Samples
@@ -207,28 +223,53 @@ func (s *ModuleStats) merge(o *ModuleStats) {
 		}
 		for i := range a.Fire {
 			a.Fire[i] += b.Fire[i]
-			a.Sum[i] += b.Sum[i]
 			a.Max[i] = math.Max(a.Max[i], b.Max[i])
+		}
+		if err := addExact(a.Sum, a.SumExact, b.Sum, b.SumExact); err != nil {
+			return fmt.Errorf("module %s: label %q: %w", s.Module, l, err)
 		}
 	}
 	for _, oc := range o.Concepts {
 		c := s.concept(oc.Word, oc.TokenID, oc.Phi)
 		c.Steps += oc.Steps
-		for i := range c.ActSum {
-			c.ActSum[i] += oc.ActSum[i]
+		if err := addExact(c.ActSum, c.ActSumExact, oc.ActSum, oc.ActSumExact); err != nil {
+			return fmt.Errorf("module %s: concept %q: %w", s.Module, oc.Word, err)
 		}
 		c.First = append(c.First, oc.First...)
 		c.FirstIDs = append(c.FirstIDs, oc.FirstIDs...)
 	}
 	for _, od := range o.ISMs {
 		d := s.ism(od.Dataset)
-		for i := range d.Sum {
-			d.Sum[i] += od.Sum[i]
+		if err := addExact(d.Sum, d.SumExact, od.Sum, od.SumExact); err != nil {
+			return fmt.Errorf("module %s: MINER dataset %q: %w", s.Module, od.Dataset, err)
 		}
 		for i := range d.Count {
 			d.Count[i] += od.Count[i]
 		}
 	}
+	return nil
+}
+
+// ensureExact gives every sum of s its exact accumulator where it has none (stats made by
+// hand, or read from a version 2 file), rounding the sum to it.
+func (s *ModuleStats) ensureExact() error {
+	for _, l := range s.Labels {
+		ls := s.ByLabel[l]
+		if err := ensureExact(ls.Sum, &ls.SumExact); err != nil {
+			return fmt.Errorf("module %s: label %q: %w", s.Module, l, err)
+		}
+	}
+	for _, c := range s.Concepts {
+		if err := ensureExact(c.ActSum, &c.ActSumExact); err != nil {
+			return fmt.Errorf("module %s: concept %q: %w", s.Module, c.Word, err)
+		}
+	}
+	for _, d := range s.ISMs {
+		if err := ensureExact(d.Sum, &d.SumExact); err != nil {
+			return fmt.Errorf("module %s: MINER dataset %q: %w", s.Module, d.Dataset, err)
+		}
+	}
+	return nil
 }
 
 func (s *ModuleStats) ism(dataset string) *ISMStats {
@@ -237,7 +278,8 @@ func (s *ModuleStats) ism(dataset string) *ISMStats {
 			return d
 		}
 	}
-	d := &ISMStats{Dataset: dataset, Sum: make([]float64, 5*7*s.Layers*s.Neurons), Count: make([]float64, 7)}
+	n := 5 * 7 * s.Layers * s.Neurons
+	d := &ISMStats{Dataset: dataset, Sum: make([]float64, n), Count: make([]float64, 7), SumExact: make([]Fixed, n)}
 	s.ISMs = append(s.ISMs, d)
 	return d
 }
@@ -248,14 +290,15 @@ func (s *ModuleStats) concept(word string, id int32, phi []float64) *ConceptStat
 			return c
 		}
 	}
-	c := &ConceptStats{Word: word, TokenID: id, ActSum: make([]float64, s.Layers*s.Neurons), Phi: phi}
+	c := &ConceptStats{Word: word, TokenID: id, ActSum: make([]float64, s.Layers*s.Neurons), Phi: phi, ActSumExact: make([]Fixed, s.Layers*s.Neurons)}
 	s.Concepts = append(s.Concepts, c)
 	return c
 }
 
-// StatsVersion is the stats file version this package writes. Version 1 (one module, tensor
-// names without a module prefix) is still read, as that one module.
-const StatsVersion = 2
+// StatsVersion is the stats file version this package writes. Version 3 adds the exact
+// accumulators of the sums (I64 tensors "…sum_exact") and the shard a file is; versions 2 (the
+// same without them) and 1 (one module, tensor names without a module prefix) are still read.
+const StatsVersion = 3
 
 // statsMeta is the file's metadata: version 2 lists the modules; version 1 held one module's
 // fields at the top level (kept here only to read such files).
@@ -264,6 +307,7 @@ type statsMeta struct {
 	ModelHash string       `json:"model_sha256"`
 	DataHash  string       `json:"data_sha256"`
 	SampleIDs []string     `json:"sample_ids"`
+	Shard     *Shard       `json:"shard,omitempty"`
 	Modules   []moduleMeta `json:"modules,omitempty"`
 	moduleMeta
 }
@@ -291,22 +335,28 @@ const statsKey = "neurosurg.stats"
 
 // WriteFile saves s as a safetensors file of F64 accumulators.
 func (s *Stats) WriteFile(path string) error {
-	ts, md := s.encode()
+	ts, md, err := s.encode()
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
 	return safetensors.WriteFile(path, ts, md)
 }
 
 // encode lays the accumulators out as the stats file's tensors and metadata: each module's
 // tensors are named after it ("vision.label.0.fire").
-func (s *Stats) encode() ([]safetensors.Tensor, map[string]string) {
-	meta := statsMeta{Version: StatsVersion, ModelHash: s.ModelHash, DataHash: s.DataHash, SampleIDs: s.SampleIDs}
+func (s *Stats) encode() ([]safetensors.Tensor, map[string]string, error) {
+	meta := statsMeta{Version: StatsVersion, ModelHash: s.ModelHash, DataHash: s.DataHash, SampleIDs: s.SampleIDs, Shard: s.Shard}
 	var ts []safetensors.Tensor
 	for _, m := range s.Modules {
+		if err := m.ensureExact(); err != nil {
+			return nil, nil, err
+		}
 		mm, mts := m.encode(m.Module + ".")
 		meta.Modules = append(meta.Modules, mm)
 		ts = append(ts, mts...)
 	}
 	mj, _ := json.Marshal(meta)
-	return ts, map[string]string{statsKey: string(mj)}
+	return ts, map[string]string{statsKey: string(mj)}, nil
 }
 
 func (s *ModuleStats) encode(prefix string) (moduleMeta, []safetensors.Tensor) {
@@ -319,6 +369,16 @@ func (s *ModuleStats) encode(prefix string) (moduleMeta, []safetensors.Tensor) {
 		}
 		ts = append(ts, safetensors.Tensor{Info: safetensors.TensorInfo{Name: prefix + name, DType: safetensors.F64, Shape: shape}, Data: b})
 	}
+	// An exact accumulator is an I64 tensor of the sum's shape with a last axis of 2: the
+	// integer part and the fraction (in units of 2⁻⁶⁴, as a two's-complement int64).
+	i64 := func(name string, v []Fixed, shape ...int64) {
+		b := make([]byte, 16*len(v))
+		for i, x := range v {
+			binary.LittleEndian.PutUint64(b[16*i:], uint64(x.Hi))
+			binary.LittleEndian.PutUint64(b[16*i+8:], x.Lo)
+		}
+		ts = append(ts, safetensors.Tensor{Info: safetensors.TensorInfo{Name: prefix + name, DType: safetensors.I64, Shape: append(shape, 2)}, Data: b})
+	}
 	L, N := int64(s.Layers), int64(s.Neurons)
 	for i, l := range s.Labels {
 		ls := s.ByLabel[l]
@@ -328,12 +388,14 @@ func (s *ModuleStats) encode(prefix string) (moduleMeta, []safetensors.Tensor) {
 		f64(p+"fire", ls.Fire, L, N)
 		f64(p+"sum", ls.Sum, L, N)
 		f64(p+"max", ls.Max, L, N)
+		i64(p+"sum_exact", ls.SumExact, L, N)
 	}
 	for i, c := range s.Concepts {
 		meta.Concepts = append(meta.Concepts, conceptMeta{c.Word, c.TokenID, c.Steps, c.FirstIDs})
 		p := fmt.Sprintf("concept.%d.", i)
 		f64(p+"act_sum", c.ActSum, L, N)
 		f64(p+"phi", c.Phi, L, N)
+		i64(p+"act_sum_exact", c.ActSumExact, L, N)
 		if len(c.First) > 0 {
 			f64(p+"first", slices.Concat(c.First...), int64(len(c.First)), L, N)
 		}
@@ -342,6 +404,7 @@ func (s *ModuleStats) encode(prefix string) (moduleMeta, []safetensors.Tensor) {
 		meta.Datasets = append(meta.Datasets, d.Dataset)
 		f64(fmt.Sprintf("ism.%d.sum", i), d.Sum, 5, 7, L, N)
 		f64(fmt.Sprintf("ism.%d.count", i), d.Count, 7)
+		i64(fmt.Sprintf("ism.%d.sum_exact", i), d.SumExact, 5, 7, L, N)
 	}
 	return meta, ts
 }
@@ -395,7 +458,7 @@ func readStats(f *safetensors.File) (*Stats, error) {
 			return nil, bad("no module")
 		}
 		mods, prefixes = []moduleMeta{meta.moduleMeta}, []string{""}
-	case 2:
+	case 2, 3:
 		if !reflect.DeepEqual(meta.moduleMeta, moduleMeta{}) {
 			return nil, bad("version 2 lists its modules under \"modules\", not at the top level")
 		}
@@ -417,13 +480,17 @@ func readStats(f *safetensors.File) (*Stats, error) {
 			return nil, bad("%v", err)
 		}
 	default:
-		return nil, bad("version %d, this neurosurg reads 1 and 2", meta.Version)
+		return nil, bad("version %d, this neurosurg reads 1 to 3", meta.Version)
 	}
+	if meta.Shard != nil && (meta.Version < 3 || meta.Shard.Check() != nil) {
+		return nil, bad("shard %d/%d (want 0 ≤ index < count ≤ %d, version 3)", meta.Shard.Index, meta.Shard.Count, MaxShards)
+	}
+	exact := meta.Version >= 3
 	// The tensors the metadata implies, each with its exact shape; the file must hold exactly
 	// these.
 	want := map[string][]int64{}
 	for i, m := range mods {
-		if err := m.check(prefixes[i], want); err != nil {
+		if err := m.check(prefixes[i], exact, want); err != nil {
 			return nil, bad("%v", err)
 		}
 	}
@@ -435,14 +502,18 @@ func readStats(f *safetensors.File) (*Stats, error) {
 	for _, name := range slices.Sorted(maps.Keys(want)) {
 		shape := want[name]
 		info, ok := f.Tensor(name)
-		if !ok || info.DType != safetensors.F64 || !equalShape(info.Shape, shape) {
-			return nil, fmt.Errorf("%w: tensor %q missing or not F64%v (have %s%v)", ErrStats, name, shape, info.DType, info.Shape)
+		dt := safetensors.F64
+		if strings.HasSuffix(name, "_exact") {
+			dt = safetensors.I64
+		}
+		if !ok || info.DType != dt || !equalShape(info.Shape, shape) {
+			return nil, fmt.Errorf("%w: tensor %q missing or not %s%v (have %s%v)", ErrStats, name, dt, shape, info.DType, info.Shape)
 		}
 	}
 	// Every size below is now that of a tensor the file holds.
-	s := &Stats{ModelHash: meta.ModelHash, DataHash: meta.DataHash, SampleIDs: meta.SampleIDs}
+	s := &Stats{ModelHash: meta.ModelHash, DataHash: meta.DataHash, SampleIDs: meta.SampleIDs, Shard: meta.Shard}
 	for i, m := range mods {
-		ms, err := m.read(f, prefixes[i])
+		ms, err := m.read(f, prefixes[i], exact)
 		if err != nil {
 			return nil, err
 		}
@@ -466,7 +537,7 @@ func validModuleName(s string) bool {
 }
 
 // check validates one module's metadata and adds the tensors it implies to want.
-func (m moduleMeta) check(prefix string, want map[string][]int64) error {
+func (m moduleMeta) check(prefix string, exact bool, want map[string][]int64) error {
 	L, N := m.Layers, m.Neurons
 	if L < 1 || L > maxStatsLayers || N < 1 || N > maxStatsNeurons {
 		return fmt.Errorf("module %s: %d layers × %d neurons (want 1..%d × 1..%d)", m.Module, L, N, maxStatsLayers, maxStatsNeurons)
@@ -504,10 +575,16 @@ func (m moduleMeta) check(prefix string, want map[string][]int64) error {
 		for _, k := range []string{"fire", "sum", "max"} {
 			want[p+k] = []int64{l, n}
 		}
+		if exact {
+			want[p+"sum_exact"] = []int64{l, n, 2}
+		}
 	}
 	for i := range m.Concepts {
 		p := fmt.Sprintf("%sconcept.%d.", prefix, i)
 		want[p+"act_sum"], want[p+"phi"] = []int64{l, n}, []int64{l, n}
+		if exact {
+			want[p+"act_sum_exact"] = []int64{l, n, 2}
+		}
 		if S := len(m.Concepts[i].FirstSamples); S > 0 {
 			want[p+"first"] = []int64{int64(S), l, n}
 		}
@@ -515,12 +592,15 @@ func (m moduleMeta) check(prefix string, want map[string][]int64) error {
 	for i := range m.Datasets {
 		want[fmt.Sprintf("%sism.%d.sum", prefix, i)] = []int64{5, 7, l, n}
 		want[fmt.Sprintf("%sism.%d.count", prefix, i)] = []int64{7}
+		if exact {
+			want[fmt.Sprintf("%sism.%d.sum_exact", prefix, i)] = []int64{5, 7, l, n, 2}
+		}
 	}
 	return nil
 }
 
 // read loads one module's tensors, already checked against its metadata.
-func (m moduleMeta) read(f *safetensors.File, prefix string) (*ModuleStats, error) {
+func (m moduleMeta) read(f *safetensors.File, prefix string, exact bool) (*ModuleStats, error) {
 	get := func(name string) ([]float64, error) {
 		b, err := f.Bytes(prefix + name)
 		if err != nil {
@@ -531,6 +611,30 @@ func (m moduleMeta) read(f *safetensors.File, prefix string) (*ModuleStats, erro
 			v[i] = math.Float64frombits(binary.LittleEndian.Uint64(b[8*i:]))
 		}
 		return v, nil
+	}
+	// getExact reads the exact accumulator of the sum view, which must be its rounding (or
+	// non-finite, with an exact value of 0). Version 2 files have none (nil).
+	getExact := func(name string, view []float64) ([]Fixed, error) {
+		if !exact {
+			return nil, nil
+		}
+		b, err := f.Bytes(prefix + name)
+		if err != nil {
+			return nil, err
+		}
+		x := make([]Fixed, len(b)/16)
+		for i := range x {
+			x[i] = Fixed{int64(binary.LittleEndian.Uint64(b[16*i:])), binary.LittleEndian.Uint64(b[16*i+8:])}
+			v := view[i]
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				if x[i] != (Fixed{}) {
+					return nil, fmt.Errorf("%w: tensor %q: element %d is not 0 where the sum is %v", ErrStats, prefix+name, i, v)
+				}
+			} else if math.Float64bits(x[i].Float()) != math.Float64bits(v) {
+				return nil, fmt.Errorf("%w: tensor %q: element %d is %v, the sum says %v", ErrStats, prefix+name, i, x[i].Float(), v)
+			}
+		}
+		return x, nil
 	}
 	L, N := m.Layers, m.Neurons
 	s := newModuleStats(m.Module, L, N)
@@ -546,6 +650,9 @@ func (m moduleMeta) read(f *safetensors.File, prefix string) (*ModuleStats, erro
 				return nil, err
 			}
 		}
+		if ls.SumExact, err = getExact(p+"sum_exact", ls.Sum); err != nil {
+			return nil, err
+		}
 		s.ByLabel[lab] = ls
 		s.Labels = append(s.Labels, lab)
 	}
@@ -560,7 +667,11 @@ func (m moduleMeta) read(f *safetensors.File, prefix string) (*ModuleStats, erro
 		if err != nil {
 			return nil, err
 		}
-		cs := &ConceptStats{Word: c.Word, TokenID: c.TokenID, Steps: c.Steps, ActSum: act, Phi: phi}
+		actX, err := getExact(p+"act_sum_exact", act)
+		if err != nil {
+			return nil, err
+		}
+		cs := &ConceptStats{Word: c.Word, TokenID: c.TokenID, Steps: c.Steps, ActSum: act, Phi: phi, ActSumExact: actX}
 		if S := len(c.FirstSamples); S > 0 {
 			first, err := get(p + "first")
 			if err != nil {
@@ -583,7 +694,11 @@ func (m moduleMeta) read(f *safetensors.File, prefix string) (*ModuleStats, erro
 		if err != nil {
 			return nil, err
 		}
-		s.ISMs = append(s.ISMs, &ISMStats{Dataset: name, Sum: sum, Count: cnt})
+		sumX, err := getExact(fmt.Sprintf("ism.%d.sum_exact", i), sum)
+		if err != nil {
+			return nil, err
+		}
+		s.ISMs = append(s.ISMs, &ISMStats{Dataset: name, Sum: sum, Count: cnt, SumExact: sumX})
 	}
 	return s, nil
 }

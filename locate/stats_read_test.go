@@ -153,7 +153,10 @@ func FuzzStats(f *testing.F) {
 			t.Fatal(err)
 		}
 		s.Export()
-		ts, md := s.encode()
+		ts, md, err := s.encode()
+		if err != nil {
+			t.Fatalf("read stats do not encode: %v", err)
+		}
 		infos := make([]safetensors.TensorInfo, len(ts))
 		for i := range ts {
 			infos[i] = ts[i].Info

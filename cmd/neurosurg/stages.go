@@ -21,7 +21,8 @@ func init() {
 			ArgsUsage: "CKPT",
 			UsageText: `neurosurg record testdata/stories260K --data testdata/samples/stories-animals-food.jsonl --out stats.st
 neurosurg record testdata/stories260K --data examples/stories-generated.jsonl --concept Lily --out lily.st
-neurosurg record testdata/stories260K --data more.jsonl --resume --out stats.st`,
+neurosurg record testdata/stories260K --data more.jsonl --resume --out stats.st
+neurosurg record testdata/stories260K --data all.jsonl --shard 2/8 --out part-2.st   # then: stats merge part-*.st`,
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "data", Required: true, Usage: "samples JSONL"},
 				&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Required: true},
@@ -31,12 +32,21 @@ neurosurg record testdata/stories260K --data more.jsonl --resume --out stats.st`
 				&cli.BoolFlag{Name: "au", Usage: "contribution scores with the coefficient a·u instead of a"},
 				&cli.BoolFlag{Name: "concept-from-label", Usage: "every sample label is also a concept word"},
 				&cli.BoolFlag{Name: "chat", Usage: "wrap each text in the chat template (default: BOS + text)"},
+				&cli.StringFlag{Name: "shard", Usage: "record only shard INDEX/COUNT of the samples (a contiguous block, 0-based); stats merge of every shard equals one pass"},
 				&cli.BoolFlag{Name: "per-sample", Usage: "also keep each sample's activations at a concept's first generating step (locate --contrib-mode per-sample)"},
 			},
 			Action: func(ctx context.Context, cmd *cli.Command) error {
 				dir, err := oneArg(cmd, "CKPT")
 				if err != nil {
 					return err
+				}
+				var shard *locate.Shard
+				if cmd.IsSet("shard") {
+					sh, err := locate.ParseShard(cmd.String("shard"))
+					if err != nil {
+						return valid(fmt.Errorf("--shard: %w", err))
+					}
+					shard = &sh
 				}
 				if err := checkOut(cmd.String("out"), dir, cmd.String("data")); err != nil {
 					return err
@@ -58,7 +68,7 @@ neurosurg record testdata/stories260K --data more.jsonl --resume --out stats.st`
 				}
 				bar := newBar(cmd, int64(len(ss)), "recording", false)
 				st, err := pipeline.Record(ctx, m, ss, into, pipeline.RecordParams{Concepts: cmd.StringSlice("concept"), ConceptsFromLabels: cmd.Bool("concept-from-label"),
-					Product: cmd.Bool("au"), MINER: cmd.Bool("miner"), Chat: cmd.Bool("chat"), PerSample: cmd.Bool("per-sample"),
+					Product: cmd.Bool("au"), MINER: cmd.Bool("miner"), Chat: cmd.Bool("chat"), PerSample: cmd.Bool("per-sample"), Shard: shard,
 					Progress: func(done, total int) { bar.set(int64(done)) }})
 				bar.finish()
 				if err != nil {
@@ -151,30 +161,30 @@ neurosurg locate --method random --like neurons.json --seed 1 stats.st --out ran
 			Name:  "stats",
 			Usage: "merge or export stats files",
 			UsageText: `neurosurg stats merge a.st b.st --out ab.st
+neurosurg stats merge part-*.st --out all.st   # the shards of record --shard, in any order
 neurosurg stats export stats.st --csv > stats.csv`,
 			Commands: []*cli.Command{
 				{
-					Name: "merge", ArgsUsage: "A B [C…]",
+					Name: "merge", ArgsUsage: "A [B…]",
 					Flags: []cli.Flag{&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Required: true}},
 					Action: func(ctx context.Context, cmd *cli.Command) error {
-						if cmd.Args().Len() < 2 {
-							return usageErrorf("stats merge takes two or more stats files")
+						if cmd.Args().Len() < 1 {
+							return usageErrorf("stats merge takes one or more stats files (one: the only shard of a recording)")
 						}
 						if err := checkOut(cmd.String("out"), cmd.Args().Slice()...); err != nil {
 							return err
 						}
-						acc, err := locate.ReadStats(cmd.Args().First())
-						if err != nil {
-							return err
-						}
-						for _, p := range cmd.Args().Tail() {
+						var all []*locate.Stats
+						for _, p := range cmd.Args().Slice() {
 							s, err := locate.ReadStats(p)
 							if err != nil {
 								return err
 							}
-							if err := acc.Merge(s); err != nil {
-								return fmt.Errorf("%s: %w", p, err)
-							}
+							all = append(all, s)
+						}
+						acc, err := locate.MergeAll(all)
+						if err != nil {
+							return fmt.Errorf("%s: %w", strings.Join(cmd.Args().Slice(), ", "), err)
 						}
 						return acc.WriteFile(cmd.String("out"))
 					},

@@ -1,0 +1,171 @@
+package locate
+
+import (
+	"fmt"
+	"math"
+	"math/bits"
+)
+
+// Sums across samples (an activation sum, a concept's activation sum, MINER's per-dataset
+// importance sums) are kept exactly, as 128-bit fixed-point integers, so that adding them is
+// associative: recording in one pass and merging any number of shards in any grouping give the
+// same bits. Within one sample the sums are float64 in a fixed order (a sample is never split
+// between shards); each sample's partial sum is rounded once to the fixed-point grid and added
+// exactly. The float64 a stats user reads (LabelStats.Sum, …) is the exact value correctly
+// rounded.
+
+// Fixed is a signed 128-bit fixed-point number with 64 fraction bits: Hi is the integer part
+// (floor), Lo the fraction in units of 2⁻⁶⁴. It holds |x| < 2⁶³ at a resolution of 2⁻⁶⁴.
+type Fixed struct {
+	Hi int64
+	Lo uint64
+}
+
+// fixedTermLimit bounds one term: far above any activation sum of one sample, and low enough
+// that 2 of them cannot overflow.
+const fixedTermLimit = 0x1p62
+
+// errFixedRange reports a value the exact accumulators cannot hold.
+var errFixedRange = fmt.Errorf("%w: a sum leaves the exact accumulator's range (|x| < 2^62 per sample, 2^63 in total)", ErrStats)
+
+// toFixed rounds a finite x with |x| < 2⁶² to the nearest multiple of 2⁻⁶⁴ (ties to even).
+func toFixed(x float64) (Fixed, bool) {
+	if !(math.Abs(x) < fixedTermLimit) {
+		return Fixed{}, false
+	}
+	if x == 0 {
+		return Fixed{}, true
+	}
+	frac, exp := math.Frexp(math.Abs(x))
+	m := uint64(frac * (1 << 53)) // exact: x = m·2^(exp-53), m < 2⁵³
+	var hi, lo uint64
+	// In units of 2⁻⁶⁴, x = m·2^(exp+11).
+	switch sh := exp + 11; {
+	case sh >= 64:
+		hi = m << (sh - 64)
+	case sh >= 0:
+		hi, lo = m>>(64-sh), m<<sh
+	case sh < -54:
+		// below half a unit: rounds to 0
+	default:
+		k := uint(-sh)
+		q, rem, half := m>>k, m&(1<<k-1), uint64(1)<<(k-1)
+		if rem > half || rem == half && q&1 == 1 {
+			q++
+		}
+		lo = q
+	}
+	f := Fixed{int64(hi), lo}
+	if x < 0 {
+		f = f.neg()
+	}
+	return f, true
+}
+
+func (a Fixed) neg() Fixed {
+	lo, c := bits.Add64(^a.Lo, 1, 0)
+	return Fixed{int64(^uint64(a.Hi) + c), lo}
+}
+
+// add is a+b, false on overflow.
+func (a Fixed) add(b Fixed) (Fixed, bool) {
+	lo, c := bits.Add64(a.Lo, b.Lo, 0)
+	hi := int64(uint64(a.Hi) + uint64(b.Hi) + c)
+	if (a.Hi >= 0) == (b.Hi >= 0) && (hi >= 0) != (a.Hi >= 0) {
+		return Fixed{}, false
+	}
+	return Fixed{hi, lo}, true
+}
+
+// Float is a correctly rounded to the nearest float64.
+func (a Fixed) Float() float64 {
+	neg := a.Hi < 0
+	if neg {
+		a = a.neg()
+	}
+	hi, lo := uint64(a.Hi), a.Lo
+	var v float64
+	if hi == 0 {
+		v = math.Ldexp(float64(lo), -64) // one rounding: uint64 → float64
+	} else {
+		// The top 64 bits, with a sticky bit for everything below them: rounding those to 53
+		// bits rounds the 128-bit value correctly.
+		n := uint(bits.LeadingZeros64(hi))
+		top := hi<<n | lo>>(64-n)
+		if n == 0 {
+			top = hi
+		}
+		if lo<<n != 0 {
+			top |= 1
+		}
+		v = math.Ldexp(float64(top), -int(n))
+	}
+	if neg {
+		v = -v
+	}
+	return v
+}
+
+// A pair (view []float64, exact []Fixed) is an exact accumulator: where view[i] is finite it is
+// exact[i].Float(); a non-finite view (NaN or ±Inf from the data) is kept as it is, with
+// exact[i] = 0, and adds as float64 does.
+
+// ensureExact makes the exact accumulator x agree with view where someone set view by hand
+// (stats made in code, or read from a version 2 file, which has no exact sums): such an
+// element's exact value is view's, rounded to the fixed-point grid, and view is rounded to it.
+func ensureExact(view []float64, x *[]Fixed) error {
+	if len(*x) != len(view) {
+		*x = make([]Fixed, len(view))
+	}
+	xs := *x
+	for i, v := range view {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			xs[i] = Fixed{}
+			continue
+		}
+		if math.Float64bits(xs[i].Float()) == math.Float64bits(v) {
+			continue
+		}
+		f, ok := toFixed(v)
+		if !ok {
+			return errFixedRange
+		}
+		xs[i], view[i] = f, f.Float()
+	}
+	return nil
+}
+
+// addTerm adds the float64 term t to element i.
+func addTerm(view []float64, x []Fixed, i int, t float64) error {
+	if math.IsNaN(t) || math.IsInf(t, 0) || math.IsNaN(view[i]) || math.IsInf(view[i], 0) {
+		view[i] += t
+		x[i] = Fixed{}
+		return nil
+	}
+	f, ok := toFixed(t)
+	if !ok {
+		return errFixedRange
+	}
+	if x[i], ok = x[i].add(f); !ok {
+		return errFixedRange
+	}
+	view[i] = x[i].Float()
+	return nil
+}
+
+// addExact adds the accumulator (sv, sx) into (dv, dx).
+func addExact(dv []float64, dx []Fixed, sv []float64, sx []Fixed) error {
+	for i := range dv {
+		if math.IsNaN(sv[i]) || math.IsInf(sv[i], 0) || math.IsNaN(dv[i]) || math.IsInf(dv[i], 0) {
+			dv[i] += sv[i]
+			dx[i] = Fixed{}
+			continue
+		}
+		var ok bool
+		if dx[i], ok = dx[i].add(sx[i]); !ok {
+			return errFixedRange
+		}
+		dv[i] = dx[i].Float()
+	}
+	return nil
+}
