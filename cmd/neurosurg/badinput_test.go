@@ -127,6 +127,9 @@ func TestBadInvocations(t *testing.T) {
 		{[]string{"neurons", "show", "--limit", "-1", nj}, exitUsage, "--limit -1"},
 		{[]string{"verify", ckpt, "--edit", nsd, "--bench", data, "--max-tokens", "-1"}, exitUsage, "max tokens -1"},
 		{[]string{"synth", ckpt, "--shard-size", "-1", "--out", filepath.Join(tmp, "sy")}, exitUsage, `size "-1"`},
+		{[]string{"record", ckpt, "--data", data, "--shard", "4/4", "--out", filepath.Join(tmp, "sh.st")}, exitUsage, "--shard: locate: shard: 4/4: want 0 ≤ index < count"},
+		{[]string{"record", ckpt, "--data", data, "--shard", "-1/4", "--out", filepath.Join(tmp, "sh.st")}, exitUsage, "--shard: locate: shard: -1/4"},
+		{[]string{"record", ckpt, "--data", data, "--shard", "two", "--out", filepath.Join(tmp, "sh.st")}, exitUsage, `"two" is not INDEX/COUNT`},
 		// Gates, ops and swaps are checked before anything runs.
 		{[]string{"verify", ckpt, "--edit", nsd, "--bench", data, "--gate", "klx0.5"}, exitUsage, `gate "klx0.5": want METRIC<VALUE`},
 		{[]string{"verify", ckpt, "--edit", nsd, "--bench", data, "--gate", "kll<0.5"}, exitUsage, `no metric "kll"`},
