@@ -1,7 +1,6 @@
 package locate
 
 import (
-	"fmt"
 	"math"
 	"math/bits"
 )
@@ -24,9 +23,6 @@ type Fixed struct {
 // fixedTermLimit bounds one term: far above any activation sum of one sample, and low enough
 // that 2 of them cannot overflow.
 const fixedTermLimit = 0x1p62
-
-// errFixedRange reports a value the exact accumulators cannot hold.
-var errFixedRange = fmt.Errorf("%w: a sum leaves the exact accumulator's range (|x| < 2^62 per sample, 2^63 in total)", ErrStats)
 
 // toFixed rounds a finite x with |x| < 2⁶² to the nearest multiple of 2⁻⁶⁴ (ties to even).
 func toFixed(x float64) (Fixed, bool) {
@@ -106,66 +102,58 @@ func (a Fixed) Float() float64 {
 	return v
 }
 
-// A pair (view []float64, exact []Fixed) is an exact accumulator: where view[i] is finite it is
-// exact[i].Float(); a non-finite view (NaN or ±Inf from the data) is kept as it is, with
-// exact[i] = 0, and adds as float64 does.
+// A pair (view []float64, exact []Fixed) is an accumulator. Normally exact[i] is the sum and
+// view[i] its rounding. Where a sum cannot be exact — NaN or ±Inf in the data, a term of 2⁶² or
+// more, a total past 2⁶³ — the element falls back to float64: exact[i] = 0 and view[i] ≠ 0 is
+// the value, and it adds as float64 does (not associatively; nothing real gets there).
+
+// floatOnly tells an element that fell back to float64.
+func floatOnly(v float64, x Fixed) bool { return x == (Fixed{}) && v != 0 }
 
 // ensureExact makes the exact accumulator x agree with view where someone set view by hand
 // (stats made in code, or read from a version 2 file, which has no exact sums): such an
-// element's exact value is view's, rounded to the fixed-point grid, and view is rounded to it.
-func ensureExact(view []float64, x *[]Fixed) error {
+// element's exact value is view's rounded to the fixed-point grid, and view is rounded to it.
+func ensureExact(view []float64, x *[]Fixed) {
 	if len(*x) != len(view) {
 		*x = make([]Fixed, len(view))
 	}
 	xs := *x
 	for i, v := range view {
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			xs[i] = Fixed{}
-			continue
-		}
 		if math.Float64bits(xs[i].Float()) == math.Float64bits(v) {
 			continue
 		}
-		f, ok := toFixed(v)
-		if !ok {
-			return errFixedRange
+		if f, ok := toFixed(v); ok {
+			xs[i], view[i] = f, f.Float()
+		} else {
+			xs[i] = Fixed{}
 		}
-		xs[i], view[i] = f, f.Float()
 	}
-	return nil
 }
 
 // addTerm adds the float64 term t to element i.
-func addTerm(view []float64, x []Fixed, i int, t float64) error {
-	if math.IsNaN(t) || math.IsInf(t, 0) || math.IsNaN(view[i]) || math.IsInf(view[i], 0) {
-		view[i] += t
-		x[i] = Fixed{}
-		return nil
+func addTerm(view []float64, x []Fixed, i int, t float64) {
+	if !floatOnly(view[i], x[i]) {
+		if f, ok := toFixed(t); ok {
+			if sum, ok := x[i].add(f); ok {
+				x[i], view[i] = sum, sum.Float()
+				return
+			}
+		}
 	}
-	f, ok := toFixed(t)
-	if !ok {
-		return errFixedRange
-	}
-	if x[i], ok = x[i].add(f); !ok {
-		return errFixedRange
-	}
-	view[i] = x[i].Float()
-	return nil
+	view[i] += t
+	x[i] = Fixed{}
 }
 
 // addExact adds the accumulator (sv, sx) into (dv, dx).
-func addExact(dv []float64, dx []Fixed, sv []float64, sx []Fixed) error {
+func addExact(dv []float64, dx []Fixed, sv []float64, sx []Fixed) {
 	for i := range dv {
-		if math.IsNaN(sv[i]) || math.IsInf(sv[i], 0) || math.IsNaN(dv[i]) || math.IsInf(dv[i], 0) {
-			dv[i] += sv[i]
-			dx[i] = Fixed{}
-			continue
+		if !floatOnly(dv[i], dx[i]) && !floatOnly(sv[i], sx[i]) {
+			if sum, ok := dx[i].add(sx[i]); ok {
+				dx[i], dv[i] = sum, sum.Float()
+				continue
+			}
 		}
-		var ok bool
-		if dx[i], ok = dx[i].add(sx[i]); !ok {
-			return errFixedRange
-		}
-		dv[i] = dx[i].Float()
+		dv[i] += sv[i]
+		dx[i] = Fixed{}
 	}
-	return nil
 }

@@ -64,34 +64,26 @@ func (r *recorder) startSample(label string) {
 
 // endSample counts the sample under its label in every module and adds its sums to the exact
 // accumulators.
-func (r *recorder) endSample() error {
+func (r *recorder) endSample() {
 	for name, ls := range r.cur {
 		ls.Samples++
-		if err := foldSample(ls.Sum, ls.SumExact, r.sampleSum[name]); err != nil {
-			return err
-		}
+		foldSample(ls.Sum, ls.SumExact, r.sampleSum[name])
 	}
 	for c := range r.touched {
-		if err := foldSample(c.ActSum, c.ActSumExact, r.conceptSum[c]); err != nil {
-			return err
-		}
+		foldSample(c.ActSum, c.ActSumExact, r.conceptSum[c])
 		delete(r.touched, c)
 	}
-	return nil
 }
 
 // foldSample adds one sample's sums to an exact accumulator and clears them.
-func foldSample(view []float64, exact []Fixed, sample []float64) error {
+func foldSample(view []float64, exact []Fixed, sample []float64) {
 	for i, v := range sample {
 		if v == 0 {
 			continue // adds nothing, exactly
 		}
-		if err := addTerm(view, exact, i, v); err != nil {
-			return err
-		}
+		addTerm(view, exact, i, v)
 		sample[i] = 0
 	}
-	return nil
 }
 
 // firstStep is where a sample first generates a concept: the position whose next token is the
@@ -143,9 +135,7 @@ func (r *recorder) addISM(e *model.FFNEvent) {
 		for i := 0; i < 5; i++ {
 			base := ((i*7+m)*L + e.Site.Layer) * N
 			for j, v := range sc[i] {
-				if err := addTerm(r.ismCur.Sum, r.ismCur.SumExact, base+j, v); err != nil && r.err == nil {
-					r.err = err
-				}
+				addTerm(r.ismCur.Sum, r.ismCur.SumExact, base+j, v)
 			}
 		}
 		if e.Site.Layer == 0 {
@@ -303,9 +293,7 @@ func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stat
 		s.Shard = &sh
 	}
 	for _, ms := range s.Modules {
-		if err := ms.ensureExact(); err != nil {
-			return nil, err
-		}
+		ms.ensureExact()
 	}
 	r := newRecorder(s)
 	r.product, r.miner = o.Product, o.MINER
@@ -383,9 +371,7 @@ func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stat
 		if r.err != nil {
 			return nil, fmt.Errorf("record: sample %s: %w", smp.ID, r.err)
 		}
-		if err := r.endSample(); err != nil {
-			return nil, fmt.Errorf("record: sample %s: %w", smp.ID, err)
-		}
+		r.endSample()
 		s.SampleIDs = append(s.SampleIDs, smp.ID)
 		if o.Progress != nil {
 			o.Progress(i+1, len(ss))

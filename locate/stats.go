@@ -209,12 +209,8 @@ func describe(s *Stats) string {
 // merge adds o into s. Counts are integers and maxima exact; sums add through their exact
 // accumulators, so merging in any grouping and order gives the same bits.
 func (s *ModuleStats) merge(o *ModuleStats) error {
-	if err := s.ensureExact(); err != nil {
-		return err
-	}
-	if err := o.ensureExact(); err != nil {
-		return err
-	}
+	s.ensureExact()
+	o.ensureExact()
 	for _, l := range o.Labels {
 		a, b := s.label(l), o.ByLabel[l]
 		a.Samples += b.Samples
@@ -225,24 +221,18 @@ func (s *ModuleStats) merge(o *ModuleStats) error {
 			a.Fire[i] += b.Fire[i]
 			a.Max[i] = math.Max(a.Max[i], b.Max[i])
 		}
-		if err := addExact(a.Sum, a.SumExact, b.Sum, b.SumExact); err != nil {
-			return fmt.Errorf("module %s: label %q: %w", s.Module, l, err)
-		}
+		addExact(a.Sum, a.SumExact, b.Sum, b.SumExact)
 	}
 	for _, oc := range o.Concepts {
 		c := s.concept(oc.Word, oc.TokenID, oc.Phi)
 		c.Steps += oc.Steps
-		if err := addExact(c.ActSum, c.ActSumExact, oc.ActSum, oc.ActSumExact); err != nil {
-			return fmt.Errorf("module %s: concept %q: %w", s.Module, oc.Word, err)
-		}
+		addExact(c.ActSum, c.ActSumExact, oc.ActSum, oc.ActSumExact)
 		c.First = append(c.First, oc.First...)
 		c.FirstIDs = append(c.FirstIDs, oc.FirstIDs...)
 	}
 	for _, od := range o.ISMs {
 		d := s.ism(od.Dataset)
-		if err := addExact(d.Sum, d.SumExact, od.Sum, od.SumExact); err != nil {
-			return fmt.Errorf("module %s: MINER dataset %q: %w", s.Module, od.Dataset, err)
-		}
+		addExact(d.Sum, d.SumExact, od.Sum, od.SumExact)
 		for i := range d.Count {
 			d.Count[i] += od.Count[i]
 		}
@@ -252,24 +242,17 @@ func (s *ModuleStats) merge(o *ModuleStats) error {
 
 // ensureExact gives every sum of s its exact accumulator where it has none (stats made by
 // hand, or read from a version 2 file), rounding the sum to it.
-func (s *ModuleStats) ensureExact() error {
+func (s *ModuleStats) ensureExact() {
 	for _, l := range s.Labels {
 		ls := s.ByLabel[l]
-		if err := ensureExact(ls.Sum, &ls.SumExact); err != nil {
-			return fmt.Errorf("module %s: label %q: %w", s.Module, l, err)
-		}
+		ensureExact(ls.Sum, &ls.SumExact)
 	}
 	for _, c := range s.Concepts {
-		if err := ensureExact(c.ActSum, &c.ActSumExact); err != nil {
-			return fmt.Errorf("module %s: concept %q: %w", s.Module, c.Word, err)
-		}
+		ensureExact(c.ActSum, &c.ActSumExact)
 	}
 	for _, d := range s.ISMs {
-		if err := ensureExact(d.Sum, &d.SumExact); err != nil {
-			return fmt.Errorf("module %s: MINER dataset %q: %w", s.Module, d.Dataset, err)
-		}
+		ensureExact(d.Sum, &d.SumExact)
 	}
-	return nil
 }
 
 func (s *ModuleStats) ism(dataset string) *ISMStats {
@@ -335,28 +318,23 @@ const statsKey = "neurosurg.stats"
 
 // WriteFile saves s as a safetensors file of F64 accumulators.
 func (s *Stats) WriteFile(path string) error {
-	ts, md, err := s.encode()
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
+	ts, md := s.encode()
 	return safetensors.WriteFile(path, ts, md)
 }
 
 // encode lays the accumulators out as the stats file's tensors and metadata: each module's
 // tensors are named after it ("vision.label.0.fire").
-func (s *Stats) encode() ([]safetensors.Tensor, map[string]string, error) {
+func (s *Stats) encode() ([]safetensors.Tensor, map[string]string) {
 	meta := statsMeta{Version: StatsVersion, ModelHash: s.ModelHash, DataHash: s.DataHash, SampleIDs: s.SampleIDs, Shard: s.Shard}
 	var ts []safetensors.Tensor
 	for _, m := range s.Modules {
-		if err := m.ensureExact(); err != nil {
-			return nil, nil, err
-		}
+		m.ensureExact()
 		mm, mts := m.encode(m.Module + ".")
 		meta.Modules = append(meta.Modules, mm)
 		ts = append(ts, mts...)
 	}
 	mj, _ := json.Marshal(meta)
-	return ts, map[string]string{statsKey: string(mj)}, nil
+	return ts, map[string]string{statsKey: string(mj)}
 }
 
 func (s *ModuleStats) encode(prefix string) (moduleMeta, []safetensors.Tensor) {
@@ -612,8 +590,8 @@ func (m moduleMeta) read(f *safetensors.File, prefix string, exact bool) (*Modul
 		}
 		return v, nil
 	}
-	// getExact reads the exact accumulator of the sum view, which must be its rounding (or
-	// non-finite, with an exact value of 0). Version 2 files have none (nil).
+	// getExact reads the exact accumulator of the sum view: view must be its rounding, unless
+	// the element fell back to float64 (exact 0; exact.go). Version 2 files have none (nil).
 	getExact := func(name string, view []float64) ([]Fixed, error) {
 		if !exact {
 			return nil, nil
@@ -625,12 +603,7 @@ func (m moduleMeta) read(f *safetensors.File, prefix string, exact bool) (*Modul
 		x := make([]Fixed, len(b)/16)
 		for i := range x {
 			x[i] = Fixed{int64(binary.LittleEndian.Uint64(b[16*i:])), binary.LittleEndian.Uint64(b[16*i+8:])}
-			v := view[i]
-			if math.IsNaN(v) || math.IsInf(v, 0) {
-				if x[i] != (Fixed{}) {
-					return nil, fmt.Errorf("%w: tensor %q: element %d is not 0 where the sum is %v", ErrStats, prefix+name, i, v)
-				}
-			} else if math.Float64bits(x[i].Float()) != math.Float64bits(v) {
+			if v := view[i]; x[i] != (Fixed{}) && math.Float64bits(x[i].Float()) != math.Float64bits(v) {
 				return nil, fmt.Errorf("%w: tensor %q: element %d is %v, the sum says %v", ErrStats, prefix+name, i, x[i].Float(), v)
 			}
 		}
