@@ -78,7 +78,7 @@ func (m *Model) LogitLens(ctx context.Context, ids []int32, positions []int, k i
 // writes when it fires (Pan et al. keep the top 10 for interpretation).
 // Out-of-range neurons have no tokens.
 func (m *Model) TopTokensOfNeuron(site Site, j, k int) []int32 {
-	if site.Layer < 0 || site.Layer >= len(m.layers) || j < 0 || j >= m.layers[site.Layer].down.cols {
+	if site.Layer < 0 || site.Layer >= len(m.decoder.layers) || j < 0 || j >= m.decoder.layers[site.Layer].mlp.down.w.cols {
 		return nil
 	}
 	v := m.DownColumn(site, j)
@@ -96,4 +96,4 @@ func (m *Model) TopTokensOfNeuron(site Site, j, k int) []int32 {
 	return out
 }
 
-func (m *Model) matmulHead(out, v []float32) { matmul(out, v, &m.head, 1, nil) }
+func (m *Model) matmulHead(out, v []float32) { matmul(out, v, &m.head.unembed, 1, nil) }

@@ -30,21 +30,12 @@ type weight struct {
 	rows, cols int
 }
 
-type layer struct {
-	inNorm, postNorm  []float32
-	q, k, v, o        weight
-	qb, kb, vb, ob    []float32 // nil when absent
-	gate, up, down    weight
-	gateB, upB, downB []float32
-}
-
 // Model is a decoder-only language model ready to run.
 type Model struct {
 	cfg       Config
-	embed     weight
-	layers    []layer
-	norm      []float32
-	head      weight
+	embed     Embedding
+	decoder   Decoder
+	head      Head
 	Tokenizer *tokenizer.Tokenizer // nil when the directory has none
 	ckpt      *hfdir.Checkpoint    // set by Open
 	dir       string
@@ -157,40 +148,48 @@ func Load(configJSON []byte, src TensorSource) (*Model, error) {
 	inter := dim{cfg.Intermediate, "intermediate_size"}
 	qDim := dim{cfg.Heads * cfg.HeadDim, "num_attention_heads×head_dim"}
 	kvDim := dim{cfg.KVHeads * cfg.HeadDim, "num_key_value_heads×head_dim"}
-	m.embed = l.weight("model.embed_tokens.weight", vocab, hidden)
-	m.norm = l.vector("model.norm.weight", hidden)
+	m.embed = Embedding{l.weight("model.embed_tokens.weight", vocab, hidden)}
+	m.head.norm = RMSNorm{l.vector("model.norm.weight", hidden), cfg.Eps}
 	if cfg.Tied {
-		m.head = m.embed // tied: never materialise an lm_head copy
+		m.head.unembed = m.embed.w // tied: never materialise an lm_head copy
 	} else {
-		m.head = l.weight("lm_head.weight", vocab, hidden)
+		m.head.unembed = l.weight("lm_head.weight", vocab, hidden)
 	}
+	m.decoder.module = "llm"
 	for i := 0; i < cfg.Layers && l.err == nil; i++ {
 		p := fmt.Sprintf("model.layers.%d.", i)
-		ly := layer{
-			inNorm:   l.vector(p+"input_layernorm.weight", hidden),
-			postNorm: l.vector(p+"post_attention_layernorm.weight", hidden),
-			q:        l.weight(p+"self_attn.q_proj.weight", qDim, hidden),
-			k:        l.weight(p+"self_attn.k_proj.weight", kvDim, hidden),
-			v:        l.weight(p+"self_attn.v_proj.weight", kvDim, hidden),
-			o:        l.weight(p+"self_attn.o_proj.weight", hidden, qDim),
-			gate:     l.weight(p+"mlp.gate_proj.weight", inter, hidden),
-			up:       l.weight(p+"mlp.up_proj.weight", inter, hidden),
-			down:     l.weight(p+"mlp.down_proj.weight", hidden, inter),
+		ly := DecoderLayer{
+			inNorm:   RMSNorm{l.vector(p+"input_layernorm.weight", hidden), cfg.Eps},
+			postNorm: RMSNorm{l.vector(p+"post_attention_layernorm.weight", hidden), cfg.Eps},
+			attn: Attention{
+				q:     Linear{w: l.weight(p+"self_attn.q_proj.weight", qDim, hidden)},
+				k:     Linear{w: l.weight(p+"self_attn.k_proj.weight", kvDim, hidden)},
+				v:     Linear{w: l.weight(p+"self_attn.v_proj.weight", kvDim, hidden)},
+				o:     Linear{w: l.weight(p+"self_attn.o_proj.weight", hidden, qDim)},
+				heads: cfg.Heads, kvHeads: cfg.KVHeads, hd: cfg.HeadDim, window: cfg.SlidingWindow,
+			},
+			mlp: GatedMLP{
+				gate:    Linear{w: l.weight(p+"mlp.gate_proj.weight", inter, hidden)},
+				up:      Linear{w: l.weight(p+"mlp.up_proj.weight", inter, hidden)},
+				down:    Linear{w: l.weight(p+"mlp.down_proj.weight", hidden, inter)},
+				act:     cfg.Act,
+				neurons: cfg.Intermediate,
+			},
 		}
 		if cfg.AttnBias {
-			ly.qb = l.vector(p+"self_attn.q_proj.bias", qDim)
-			ly.kb = l.vector(p+"self_attn.k_proj.bias", kvDim)
-			ly.vb = l.vector(p+"self_attn.v_proj.bias", kvDim)
+			ly.attn.q.b = l.vector(p+"self_attn.q_proj.bias", qDim)
+			ly.attn.k.b = l.vector(p+"self_attn.k_proj.bias", kvDim)
+			ly.attn.v.b = l.vector(p+"self_attn.v_proj.bias", kvDim)
 			if src.Has(p + "self_attn.o_proj.bias") {
-				ly.ob = l.vector(p+"self_attn.o_proj.bias", hidden)
+				ly.attn.o.b = l.vector(p+"self_attn.o_proj.bias", hidden)
 			}
 		}
 		if cfg.MLPBias {
-			ly.gateB = l.vector(p+"mlp.gate_proj.bias", inter)
-			ly.upB = l.vector(p+"mlp.up_proj.bias", inter)
-			ly.downB = l.vector(p+"mlp.down_proj.bias", hidden)
+			ly.mlp.gate.b = l.vector(p+"mlp.gate_proj.bias", inter)
+			ly.mlp.up.b = l.vector(p+"mlp.up_proj.bias", inter)
+			ly.mlp.down.b = l.vector(p+"mlp.down_proj.bias", hidden)
 		}
-		m.layers = append(m.layers, ly)
+		m.decoder.layers = append(m.decoder.layers, ly)
 	}
 	if l.err != nil {
 		return nil, l.err
@@ -306,17 +305,17 @@ func (w *weight) row(dst []float32, r int) {
 // UnembedRow returns the output-embedding row of token id (lm_head, or the tied embedding).
 func (m *Model) UnembedRow(id int32) []float32 {
 	v := make([]float32, m.cfg.Hidden)
-	m.head.row(v, int(id))
+	m.head.unembed.row(v, int(id))
 	return v
 }
 
 // FinalNormWeight returns the final RMSNorm weight.
-func (m *Model) FinalNormWeight() []float32 { return append([]float32(nil), m.norm...) }
+func (m *Model) FinalNormWeight() []float32 { return append([]float32(nil), m.head.norm.w...) }
 
 // DownColumn returns column j of the down_proj weight of site's layer: the output vector of
 // neuron j.
 func (m *Model) DownColumn(site Site, j int) []float32 {
-	w := &m.layers[site.Layer].down
+	w := &m.decoder.layers[site.Layer].mlp.down.w
 	v := make([]float32, w.rows)
 	es := w.dt.Size()
 	tmp := make([]float32, 1)
@@ -331,16 +330,16 @@ func (m *Model) DownColumn(site Site, j int) []float32 {
 // LensLogits applies the final norm and the unembedding to a hidden state (the logit lens).
 func (m *Model) LensLogits(hidden []float32) []float32 {
 	x := make([]float32, m.cfg.Hidden)
-	kernels.RMSNorm(x, hidden, m.norm, m.cfg.Eps)
+	kernels.RMSNorm(x, hidden, m.head.norm.w, m.head.norm.eps)
 	out := make([]float32, m.cfg.Vocab)
-	kernels.MatMul(out, x, m.head.b, m.head.dt, 1, m.cfg.Vocab, m.cfg.Hidden)
+	kernels.MatMul(out, x, m.head.unembed.b, m.head.unembed.dt, 1, m.cfg.Vocab, m.cfg.Hidden)
 	return out
 }
 
 // DirectLogitWeights returns Φ[j] = ⟨down_proj[:, j], unembed[id]⟩ for every neuron j of site's
 // layer: each neuron's direct contribution per unit activation to the logit of id.
 func (m *Model) DirectLogitWeights(site Site, id int32) []float32 {
-	w := &m.layers[site.Layer].down
+	w := &m.decoder.layers[site.Layer].mlp.down.w
 	e := m.UnembedRow(id)
 	phi := make([]float32, w.cols)
 	row := make([]float32, w.cols)
