@@ -27,12 +27,12 @@ func parallelSpan(n int, f func(i0, i1 int)) { kernels.Parallel(n, spanChunk(n),
 type rowOp uint8
 
 const (
-	rowRMSNorm  rowOp = iota // y = RMSNorm(x)·w
-	rowAdd                   // x += y, chunk by chunk of width
-	rowAddBias               // x += y (the bias) on every row
-	rowActivate              // x = act(x)
-	rowMul                   // x *= y
-	rowLayerNorm             // y = LayerNorm(x)·w + b
+	rowRMSNorm   rowOp = iota // y = RMSNorm(x)·w
+	rowAdd                    // x += y, chunk by chunk of width
+	rowAddBias                // x += y (the bias) on every row
+	rowActivate               // x = act(x)
+	rowMul                    // x *= y
+	rowLayerNorm              // y = LayerNorm(x)·w + b
 )
 
 // rowTask applies op to rows [r0, r1) of width elements.
