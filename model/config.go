@@ -183,15 +183,12 @@ func ParseConfig(b []byte) (Config, error) {
 		c.Act = "silu"
 	}
 	switch c.Act {
-	case "silu", "swish", "gelu", "gelu_pytorch_tanh", "gelu_new", "relu":
+	case "silu", "swish", "gelu", "gelu_pytorch_tanh", "gelu_new", "relu", "quick_gelu":
 	default:
-		return c, configError("hidden_act", "%q is not supported (silu, gelu, gelu_pytorch_tanh, gelu_new, relu)", c.Act)
+		return c, configError("hidden_act", "%q is not supported (silu, gelu, gelu_pytorch_tanh, gelu_new, quick_gelu, relu)", c.Act)
 	}
 	c.Tied = r.TieWordEmbeddings != nil && *r.TieWordEmbeddings
 	c.AttnBias, c.MLPBias = r.AttentionBias, r.MLPBias
-	if c.ModelType == "qwen2" || c.Architecture == "Qwen2ForCausalLM" {
-		c.AttnBias = true // Qwen2 always has q/k/v biases (and no o bias)
-	}
 	if r.SlidingWindow != nil {
 		if *r.SlidingWindow < 0 {
 			return c, configError("sliding_window", "%d is negative", *r.SlidingWindow)
@@ -206,6 +203,13 @@ func ParseConfig(b []byte) (Config, error) {
 	}
 	if c.EOS, err = ids("eos_token_id", r.EOSTokenID); err != nil {
 		return c, err
+	}
+	arch := c.Architecture
+	if arch == "" {
+		arch = archdef.ArchitectureOf(c.ModelType)
+	}
+	if f, ok := family(arch); ok && f.Quirks != nil {
+		f.Quirks(&c)
 	}
 	return c, nil
 }

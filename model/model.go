@@ -1,17 +1,20 @@
 package model
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync/atomic"
 
 	"github.com/neurosurg/neurosurg/formats/hfdir"
 	"github.com/neurosurg/neurosurg/formats/neuronset"
 	"github.com/neurosurg/neurosurg/formats/safetensors"
+	"github.com/neurosurg/neurosurg/model/archdef"
 	"github.com/neurosurg/neurosurg/model/kernels"
 	"github.com/neurosurg/neurosurg/model/tokenizer"
 )
@@ -33,6 +36,7 @@ type weight struct {
 // Model is a decoder-only language model ready to run.
 type Model struct {
 	cfg       Config
+	arch      *archdef.Arch
 	embed     Embedding
 	decoder   Decoder
 	head      Head
@@ -109,9 +113,6 @@ func (m *Model) Geometry() map[string]neuronset.Geometry {
 	return map[string]neuronset.Geometry{"llm": {Layers: m.cfg.Layers, Neurons: m.cfg.Intermediate}}
 }
 
-var supported = map[string]bool{"LlamaForCausalLM": true, "MistralForCausalLM": true, "Qwen2ForCausalLM": true}
-var supportedTypes = map[string]bool{"llama": true, "mistral": true, "qwen2": true}
-
 var keepMapped atomic.Bool
 
 // KeepMapped makes Load leave checkpoints in their file mappings (true) instead of copying
@@ -125,14 +126,24 @@ func KeepMapped(on bool) { keepMapped.Store(on) }
 // mapping into aligned memory (an hfdir.Checkpoint: MakeResident) is asked to first; decode
 // read the mapping's 8-aligned weights ~1.6× slower. An overlay on it then shares its copy.
 func Load(configJSON []byte, src TensorSource) (*Model, error) {
-	cfg, err := ParseConfig(configJSON)
+	a, err := archdef.ForConfig(configJSON)
+	if err != nil {
+		if errors.Is(err, archdef.ErrUnsupported) {
+			arch, mt := archNames(configJSON)
+			return nil, unsupported(arch, mt)
+		}
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	fam, ok := family(a.Name)
+	if !ok {
+		arch, mt := archNames(configJSON)
+		return nil, unsupported(arch, mt)
+	}
+	cfg, err := parseModuleConfig(a, configJSON)
 	if err != nil {
 		return nil, err
 	}
-	if !supported[cfg.Architecture] && !(cfg.Architecture == "" && supportedTypes[cfg.ModelType]) {
-		return nil, fmt.Errorf("%w: architecture %q (model_type %q) is not supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM", ErrConfig, cfg.Architecture, cfg.ModelType)
-	}
-	if err := checkLayerCount(cfg, src); err != nil {
+	if err := checkLayerCount(a, src); err != nil {
 		return nil, err
 	}
 	if r, ok := src.(interface{ MakeResident() error }); ok && !keepMapped.Load() {
@@ -140,61 +151,45 @@ func Load(configJSON []byte, src TensorSource) (*Model, error) {
 			return nil, err
 		}
 	}
-	m := &Model{cfg: cfg}
-	l := loader{src: src}
-	// Each size names the config key it comes from, for the error when a tensor disagrees.
-	hidden := dim{cfg.Hidden, "hidden_size"}
-	vocab := dim{cfg.Vocab, "vocab_size"}
-	inter := dim{cfg.Intermediate, "intermediate_size"}
-	qDim := dim{cfg.Heads * cfg.HeadDim, "num_attention_heads×head_dim"}
-	kvDim := dim{cfg.KVHeads * cfg.HeadDim, "num_key_value_heads×head_dim"}
-	m.embed = Embedding{l.weight("model.embed_tokens.weight", vocab, hidden)}
-	m.head.norm = RMSNorm{l.vector("model.norm.weight", hidden), cfg.Eps}
-	if cfg.Tied {
-		m.head.unembed = m.embed.w // tied: never materialise an lm_head copy
-	} else {
-		m.head.unembed = l.weight("lm_head.weight", vocab, hidden)
-	}
-	m.decoder.module = "llm"
-	for i := 0; i < cfg.Layers && l.err == nil; i++ {
-		p := fmt.Sprintf("model.layers.%d.", i)
-		ly := DecoderLayer{
-			inNorm:   RMSNorm{l.vector(p+"input_layernorm.weight", hidden), cfg.Eps},
-			postNorm: RMSNorm{l.vector(p+"post_attention_layernorm.weight", hidden), cfg.Eps},
-			attn: Attention{
-				q:     Linear{w: l.weight(p+"self_attn.q_proj.weight", qDim, hidden)},
-				k:     Linear{w: l.weight(p+"self_attn.k_proj.weight", kvDim, hidden)},
-				v:     Linear{w: l.weight(p+"self_attn.v_proj.weight", kvDim, hidden)},
-				o:     Linear{w: l.weight(p+"self_attn.o_proj.weight", hidden, qDim)},
-				heads: cfg.Heads, kvHeads: cfg.KVHeads, hd: cfg.HeadDim, window: cfg.SlidingWindow,
-			},
-			mlp: GatedMLP{
-				gate:    Linear{w: l.weight(p+"mlp.gate_proj.weight", inter, hidden)},
-				up:      Linear{w: l.weight(p+"mlp.up_proj.weight", inter, hidden)},
-				down:    Linear{w: l.weight(p+"mlp.down_proj.weight", hidden, inter)},
-				act:     cfg.Act,
-				neurons: cfg.Intermediate,
-			},
-		}
-		if cfg.AttnBias {
-			ly.attn.q.b = l.vector(p+"self_attn.q_proj.bias", qDim)
-			ly.attn.k.b = l.vector(p+"self_attn.k_proj.bias", kvDim)
-			ly.attn.v.b = l.vector(p+"self_attn.v_proj.bias", kvDim)
-			if src.Has(p + "self_attn.o_proj.bias") {
-				ly.attn.o.b = l.vector(p+"self_attn.o_proj.bias", hidden)
-			}
-		}
-		if cfg.MLPBias {
-			ly.mlp.gate.b = l.vector(p+"mlp.gate_proj.bias", inter)
-			ly.mlp.up.b = l.vector(p+"mlp.up_proj.bias", inter)
-			ly.mlp.down.b = l.vector(p+"mlp.down_proj.bias", hidden)
-		}
-		m.decoder.layers = append(m.decoder.layers, ly)
-	}
-	if l.err != nil {
-		return nil, l.err
+	m := &Model{cfg: cfg, arch: a}
+	if err := fam.Build(&Binder{Model: m, Arch: a, src: src}); err != nil {
+		return nil, err
 	}
 	return m, nil
+}
+
+// parseModuleConfig parses the language model's config: the "llm" module's keys (the top
+// level, or text_config with its fallback).
+func parseModuleConfig(a *archdef.Arch, configJSON []byte) (Config, error) {
+	llm := a.Module("llm")
+	if llm == nil {
+		return Config{}, fmt.Errorf("%w: archdef %s has no llm module", ErrConfig, a.Name)
+	}
+	j := configJSON
+	if llm.Module.Config != "" {
+		j = llm.ConfigJSON()
+	}
+	cfg, err := ParseConfig(j)
+	if err != nil {
+		return cfg, err
+	}
+	if cfg.Architecture == "" || llm.Module.Config != "" {
+		cfg.Architecture = a.Name
+	}
+	return cfg, nil
+}
+
+// archNames reads architectures[0] and model_type for an error message.
+func archNames(configJSON []byte) (string, string) {
+	var r struct {
+		Architectures []string `json:"architectures"`
+		ModelType     string   `json:"model_type"`
+	}
+	_ = json.Unmarshal(configJSON, &r)
+	if len(r.Architectures) > 0 {
+		return r.Architectures[0], r.ModelType
+	}
+	return "", r.ModelType
 }
 
 type loader struct {
@@ -208,36 +203,46 @@ type dim struct {
 	key string
 }
 
-// layerRe finds the layer index in a decoder tensor name.
-var layerRe = regexp.MustCompile(`^model\.layers\.(\d+)\.`)
-
-// checkLayerCount compares num_hidden_layers with the layers the checkpoint holds, both ways:
-// a config with more layers than the tensors would fail on a missing tensor, one with fewer
-// would silently run a truncated model. Sources that cannot list their tensors are skipped.
-func checkLayerCount(cfg Config, src TensorSource) error {
+// checkLayerCount compares each module's layer count with the layers the checkpoint holds,
+// both ways: a config with more layers than the tensors would fail on a missing tensor, one
+// with fewer would silently run a truncated model. Sources that cannot list their tensors are
+// skipped.
+func checkLayerCount(a *archdef.Arch, src TensorSource) error {
 	lister, ok := src.(interface{ TensorNames() []string })
 	if !ok {
 		return nil
 	}
-	top, name := -1, ""
-	for _, n := range lister.TensorNames() {
-		m := layerRe.FindStringSubmatch(n)
-		if m == nil {
+	names := lister.TensorNames()
+	for _, mod := range a.Modules() {
+		if mod.Module.Layers == "" {
 			continue
 		}
-		i, err := strconv.Atoi(m[1])
-		if err != nil || i > maxLayers {
-			i = maxLayers // beyond any config; the name says which
+		n, err := mod.LayerCount()
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrConfig, err)
 		}
-		if i > top {
-			top, name = i, n
+		re := regexp.MustCompile("^" + strings.Replace(regexp.QuoteMeta(mod.Module.LayerPrefix), `\{i\}`, `(\d+)`, 1))
+		top, name := -1, ""
+		for _, t := range names {
+			m := re.FindStringSubmatch(t)
+			if m == nil {
+				continue
+			}
+			i, err := strconv.Atoi(m[1])
+			if err != nil || i > maxLayers {
+				i = maxLayers // beyond any config; the name says which
+			}
+			if i > top {
+				top, name = i, t
+			}
 		}
-	}
-	switch {
-	case top+1 < cfg.Layers:
-		return configError("num_hidden_layers", "%d, but the checkpoint holds layers 0..%d only", cfg.Layers, top)
-	case top+1 > cfg.Layers:
-		return configError("num_hidden_layers", "%d, but the checkpoint holds %s, beyond layer %d", cfg.Layers, name, cfg.Layers-1)
+		key := mod.Module.Layers
+		switch {
+		case top+1 < n:
+			return configError(key, "%d, but the checkpoint holds layers 0..%d only", n, top)
+		case top+1 > n:
+			return configError(key, "%d, but the checkpoint holds %s, beyond layer %d", n, name, n-1)
+		}
 	}
 	return nil
 }

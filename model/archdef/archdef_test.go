@@ -148,3 +148,30 @@ func TestAbsurdConfigValues(t *testing.T) {
 		t.Errorf("Summarize: err = %v", err)
 	}
 }
+
+// A module reads its keys from its config sub-object, falling back to the top level when the
+// definition says so; its layer templates are named under its layer prefix.
+func TestModuleConfigAndTemplates(t *testing.T) {
+	a, err := archdef.ForConfig([]byte(`{"architectures":["LlamaForCausalLM"],"hidden_size":64,"num_attention_heads":8,"intermediate_size":172,"vocab_size":512,"num_hidden_layers":2}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	llm := a.Module("llm")
+	if llm == nil || a.Module("vision") != nil {
+		t.Fatalf("modules: llm %v, vision %v", llm, a.Module("vision"))
+	}
+	s, ok, err := llm.Tensor("self_attn.k_proj.weight", 1)
+	if err != nil || !ok || s.Name != "model.layers.1.self_attn.k_proj.weight" || s.Shape[0] != 64 || s.Keys[0] != "num_key_value_heads*head_dim" {
+		t.Errorf("k_proj: %+v %v %v", s, ok, err)
+	}
+	if _, ok, err := llm.Tensor("self_attn.q_proj.bias", 0); ok || err != nil {
+		t.Errorf("q_proj.bias without attention_bias: ok %v err %v", ok, err)
+	}
+	if _, _, err := llm.Tensor("mlp.fc1.weight", 0); err == nil {
+		t.Error("unknown template: no error")
+	}
+	ffn, _ := a.FFN()
+	if ffn[0].Down != "model.layers.{i}.mlp.down_proj.weight" {
+		t.Errorf("ffn down template %q", ffn[0].Down)
+	}
+}
