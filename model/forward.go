@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/neurosurg/neurosurg/model/kernels"
 )
@@ -14,6 +15,9 @@ func errorf(format string, a ...any) error { return fmt.Errorf("model: "+format,
 type seqState struct {
 	pos  int
 	k, v [][]float32 // per layer: positions × kvHeads·headDim
+	// ropeDelta is added to pos for the rotary position of the next row: given positions
+	// (M-RoPE's, Qwen2-VL's rope_deltas) continue from their largest + 1, not from the row count.
+	ropeDelta int
 }
 
 func (m *Model) newState(capacity int) *seqState {
@@ -41,12 +45,28 @@ type ForwardResult struct {
 
 // Forward runs the sequences of batch (of any lengths) from position 0.
 func (m *Model) Forward(ctx context.Context, batch [][]int32, opts ForwardOptions) (*ForwardResult, error) {
-	if err := opts.Mask.validate(m.cfg); err != nil {
+	in := make([]Input, len(batch))
+	for i, b := range batch {
+		in[i].Tokens = b
+	}
+	return m.ForwardInputs(ctx, in, opts)
+}
+
+// ForwardInputs runs the inputs (tokens, with embedding spans and positions where given)
+// from position 0.
+func (m *Model) ForwardInputs(ctx context.Context, in []Input, opts ForwardOptions) (*ForwardResult, error) {
+	if err := opts.Mask.validate(m); err != nil {
 		return nil, err
 	}
-	states := make([]*seqState, len(batch))
+	in, err := m.prepareInputs(ctx, in, opts)
+	if err != nil {
+		return nil, err
+	}
+	states := make([]*seqState, len(in))
+	batch := make([][]int32, len(in))
 	limit := m.cfg.PositionLimit()
-	for i, b := range batch {
+	for i, x := range in {
+		b := x.Tokens
 		if len(b) == 0 {
 			return nil, errorf("sequence %d is empty", i)
 		}
@@ -54,8 +74,9 @@ func (m *Model) Forward(ctx context.Context, batch [][]int32, opts ForwardOption
 			return nil, tooLong(fmt.Sprintf("sequence %d", i), len(b), limit)
 		}
 		states[i] = m.newState(len(b))
+		batch[i] = b
 	}
-	logits, rows, err := m.step(ctx, states, batch, opts.Taps, opts.Mask, opts.AllLogits, nil)
+	logits, rows, err := m.step(ctx, states, batch, in, opts.Taps, opts.Mask, opts.AllLogits, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +87,10 @@ func (m *Model) Forward(ctx context.Context, batch [][]int32, opts ForwardOption
 // logits for the last row of each sequence (or all rows). A caller that steps repeatedly (a
 // decode loop) passes its own scratch: the logits then live in it too, valid until the next
 // step with it.
-func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, taps []Tap, mask *Mask, all bool, own *scratch) ([][]float32, []int, error) {
+//
+// in, when not nil, holds each sequence's embedding spans and positions (validated by
+// prepareInputs); decode steps pass nil.
+func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, in []Input, taps []Tap, mask *Mask, all bool, own *scratch) ([][]float32, []int, error) {
 	sc := own
 	if sc == nil {
 		// A forward reuses the last one's buffers (fresh ones cost page faults and, at GOGC 25,
@@ -100,6 +124,11 @@ func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, ta
 	x := sc.get(T * d)
 	for i, t := range toks {
 		m.embed.Forward(x[off[i]*d:], t)
+		if in != nil {
+			for _, e := range in[i].Embeds {
+				copy(x[(off[i]+e.Start)*d:(off[i]+e.Start+e.Rows)*d], e.Data)
+			}
+		}
 	}
 	b := &stepBatch{sc: sc, states: states, toks: toks, off: off, T: T}
 	b.splitTaps(taps)
@@ -108,7 +137,10 @@ func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, ta
 	// once per step (not per layer, q and k).
 	maxPos := 0
 	for i, s := range states {
-		maxPos = max(maxPos, s.pos+len(toks[i]))
+		maxPos = max(maxPos, s.pos+s.ropeDelta+len(toks[i]))
+		if in != nil && in[i].Positions != nil {
+			maxPos = max(maxPos, int(slices.Max(in[i].Positions))+1)
+		}
 	}
 	invFreq, ropeScale := cfg.ropeFrequencies(sc.invFreq[:0], maxPos)
 	sc.invFreq = invFreq
@@ -116,7 +148,16 @@ func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, ta
 	b.cos, b.sin = sc.get(T*half), sc.get(T*half)
 	for i, s := range states {
 		n := len(toks[i])
-		ropeTableTasks.Run(n, spanChunk(n), ropeTableTask{cos: b.cos[off[i]*half:], sin: b.sin[off[i]*half:], invFreq: invFreq, scale: ropeScale, pos0: s.pos})
+		t := ropeTableTask{cos: b.cos[off[i]*half:], sin: b.sin[off[i]*half:], invFreq: invFreq, scale: ropeScale, pos0: s.pos + s.ropeDelta}
+		if in != nil && in[i].Positions != nil {
+			p := in[i].Positions
+			t.pos = p[:n]
+			if len(p) == 3*n {
+				t.pos3, t.section = [3][]int32{p[:n], p[n : 2*n], p[2*n:]}, cfg.mropeSection()
+			}
+			s.ropeDelta = int(slices.Max(p)) + 1 - (s.pos + n)
+		}
+		ropeTableTasks.Run(n, spanChunk(n), t)
 	}
 	if err := m.decoder.Forward(ctx, b, x); err != nil {
 		return nil, nil, err

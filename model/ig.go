@@ -33,7 +33,7 @@ func (m *Model) IntegratedGradients(ctx context.Context, ids []int32, site Site,
 	// One forward pass: caches, and the layer's a, u and residual at the last position.
 	capt := &igCapture{layer: site.Layer, last: last}
 	st := m.newState(T)
-	if _, _, err := m.step(ctx, []*seqState{st}, [][]int32{ids}, []Tap{capt}, nil, false, nil); err != nil {
+	if _, _, err := m.step(ctx, []*seqState{st}, [][]int32{ids}, nil, []Tap{capt}, nil, false, nil); err != nil {
 		return nil, 0, 0, err
 	}
 	if capt.a == nil {

@@ -37,6 +37,8 @@ type weight struct {
 type Model struct {
 	cfg       Config
 	arch      *archdef.Arch
+	ffn       []archdef.FFNGroup // every module's FFN geometry
+	encoders  []mediaEncoder     // a multimodal family's encoders (with their projectors)
 	embed     Embedding
 	decoder   Decoder
 	head      Head
@@ -98,19 +100,29 @@ func (m *Model) Close() error {
 // Config returns the parsed configuration.
 func (m *Model) Config() Config { return m.cfg }
 
-// FFNSites lists the FFN neuron groups: module "llm", one per layer.
+// FFNSites lists the FFN neuron groups of every module, one per layer, in definition order.
 func (m *Model) FFNSites() []Site {
-	s := make([]Site, m.cfg.Layers)
-	for i := range s {
-		s[i] = Site{Module: "llm", Layer: i}
+	var s []Site
+	for _, g := range m.ffn {
+		for i := 0; i < g.Layers; i++ {
+			s = append(s, Site{Module: g.Module, Layer: i})
+		}
 	}
 	return s
 }
 
+// FFN is the FFN geometry of every module (archdef's groups: layers, neurons, activation,
+// tensor templates).
+func (m *Model) FFN() []archdef.FFNGroup { return append([]archdef.FFNGroup(nil), m.ffn...) }
+
 // Geometry is the neuron geometry of the model's FFN groups, for checking a neuron set
 // against it (neuronset.Set.CheckGeometry).
 func (m *Model) Geometry() map[string]neuronset.Geometry {
-	return map[string]neuronset.Geometry{"llm": {Layers: m.cfg.Layers, Neurons: m.cfg.Intermediate}}
+	g := map[string]neuronset.Geometry{}
+	for _, f := range m.ffn {
+		g[f.Module] = neuronset.Geometry{Layers: f.Layers, Neurons: f.Neurons}
+	}
+	return g
 }
 
 var keepMapped atomic.Bool
@@ -152,6 +164,9 @@ func Load(configJSON []byte, src TensorSource) (*Model, error) {
 		}
 	}
 	m := &Model{cfg: cfg, arch: a}
+	if m.ffn, err = a.FFN(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
 	if err := fam.Build(&Binder{Model: m, Arch: a, src: src}); err != nil {
 		return nil, err
 	}

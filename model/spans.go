@@ -92,12 +92,16 @@ func layerNorm(y, x, w, b []float32, eps float32) {
 }
 
 // ropeTableTask fills the RoPE cosines and sines (scaled) of rows [r0, r1) of one sequence,
-// row r at position pos0+r.
+// row r at position pos0+r, or pos[r] when positions are given, or for M-RoPE (pos3 set) at
+// the temporal, height or width position pos3[a][r] by the section a frequency j falls in.
 type ropeTableTask struct {
 	cos, sin []float32
 	invFreq  []float64
 	scale    float64
 	pos0     int
+	pos      []int32
+	pos3     [3][]int32
+	section  [3]int
 }
 
 var ropeTableTasks kernels.TaskPool[ropeTableTask, *ropeTableTask]
@@ -105,8 +109,15 @@ var ropeTableTasks kernels.TaskPool[ropeTableTask, *ropeTableTask]
 func (t *ropeTableTask) Run(r0, r1 int) {
 	half := len(t.invFreq)
 	for r := r0; r < r1; r++ {
+		p := float64(t.pos0 + r)
+		if t.pos != nil {
+			p = float64(t.pos[r])
+		}
 		for j, f := range t.invFreq {
-			ang := float64(t.pos0+r) * f
+			if t.pos3[0] != nil {
+				p = float64(t.pos3[mropeAxis(j, t.section)][r])
+			}
+			ang := p * f
 			t.cos[r*half+j] = float32(math.Cos(ang) * t.scale)
 			t.sin[r*half+j] = float32(math.Sin(ang) * t.scale)
 		}
@@ -128,4 +139,18 @@ func (t *ropeTask) Run(r0, r1 int) {
 		rope(t.q[r*qDim:(r+1)*qDim], t.heads, t.hd, c, s)
 		rope(t.k[r*kvDim:(r+1)*kvDim], t.kvHeads, t.hd, c, s)
 	}
+}
+
+// mropeAxis is the position axis (0 temporal, 1 height, 2 width) frequency j of a half
+// rotary table takes under M-RoPE's section sizes: transformers' apply_multimodal_rotary_pos_emb
+// splits the doubled table into chunks [s0, s1, s2, s0, s1, s2] and takes chunk i from axis i%3,
+// so frequency j < s0 is temporal, j < s0+s1 height, the rest width.
+func mropeAxis(j int, section [3]int) int {
+	switch {
+	case j < section[0]:
+		return 0
+	case j < section[0]+section[1]:
+		return 1
+	}
+	return 2
 }
