@@ -1,6 +1,8 @@
 package model
 
 import (
+	"context"
+
 	"github.com/neurosurg/neurosurg/model/kernels"
 )
 
@@ -140,4 +142,52 @@ func (h *Head) Forward(out, hn, x []float32, sel []int) {
 		kernels.RMSNorm(hn[j*d:(j+1)*d], x[r*d:(r+1)*d], h.norm.w, h.norm.eps)
 	}
 	matmul(out, hn, &h.unembed, len(sel), nil)
+}
+
+// Encoder is a stack of pre-LN transformer blocks with bidirectional attention and a plain
+// MLP (CLIP's and Whisper's encoder layers), then an optional final LayerNorm.
+type Encoder struct {
+	module string
+	layers []EncoderLayer
+	post   *LayerNorm
+}
+
+// EncoderLayer is x += Attn(LN1 x); x += MLP(LN2 x).
+type EncoderLayer struct {
+	ln1  LayerNorm
+	attn Attention
+	ln2  LayerNorm
+	mlp  MLP
+}
+
+// Forward runs the encoder over x (rows × width, one medium of sequence seq) in place,
+// bidirectional within the whole block; FFN taps see Site{module, layer} with no tokens.
+func (e *Encoder) Forward(ctx context.Context, sc *scratch, x []float32, rows, seq int, taps []Tap, mask *Mask) error {
+	if len(e.layers) == 0 {
+		return nil
+	}
+	d := len(e.layers[0].ln1.w)
+	xn, o := sc.get(rows*d), sc.get(rows*d)
+	h := sc.get(rows * e.layers[0].mlp.neurons)
+	spans := [][2]int{{0, rows}}
+	call := ffnCall{taps: taps, mask: mask, seqs: []ffnSeq{{seq: seq, rows: rows}}}
+	for l := range e.layers {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		ly := &e.layers[l]
+		ly.ln1.Forward(xn, x, rows)
+		mark := sc.next
+		ly.attn.forwardBidirectional(sc, o, xn, rows, spans, nil, nil)
+		sc.reuseFrom(mark)
+		addInto(x, o[:rows*d])
+		ly.ln2.Forward(xn, x, rows)
+		call.site = Site{Module: e.module, Layer: l}
+		ly.mlp.Forward(o, xn, h, rows, &call)
+		addInto(x, o[:rows*d])
+	}
+	if e.post != nil {
+		e.post.Forward(x, x, rows)
+	}
+	return nil
 }

@@ -229,7 +229,7 @@ func checkLayerCount(a *archdef.Arch, src TensorSource) error {
 	}
 	names := lister.TensorNames()
 	for _, mod := range a.Modules() {
-		if mod.Module.Layers == "" {
+		if mod.Module.Layers == "" || !strings.Contains(mod.Module.LayerPrefix, "{i}") {
 			continue
 		}
 		n, err := mod.LayerCount()

@@ -114,8 +114,8 @@ func (d *Definition) check() error {
 			return fmt.Errorf("module name %q empty or repeated", m.Name)
 		}
 		seen[m.Name] = true
-		if (m.Layers == "") != (len(m.Layer) == 0) || (len(m.Layer) > 0 && !strings.Contains(m.LayerPrefix, "{i}")) {
-			return fmt.Errorf("module %s: layers, layer_prefix with {i} and layer tensors go together", m.Name)
+		if (m.Layers == "") != (len(m.Layer) == 0) || (len(m.Layer) > 0 && m.Layers != "1" && !strings.Contains(m.LayerPrefix, "{i}")) {
+			return fmt.Errorf("module %s: layers, layer_prefix with {i} (unless layers is \"1\") and layer tensors go together", m.Name)
 		}
 		if m.FFN != nil && m.Layers == "" {
 			return fmt.Errorf("module %s: an FFN group needs layers", m.Name)
@@ -298,8 +298,24 @@ const MaxLayers = 1 << 12
 const maxDim = 1 << 31
 
 // Int reads an integer config key, with the derived defaults transformers uses. The value must
-// be a whole number in 0..2^31.
+// be a whole number in 0..2^31. A key may be a literal count ("1") or a dotted path into a
+// sub-object ("vision_config.hidden_size": a projector's sizes come from the modules it joins).
 func (a *Arch) Int(key string) (int64, error) {
+	if n, err := strconv.Atoi(key); err == nil && n >= 0 {
+		return int64(n), nil
+	}
+	if sub, rest, ok := strings.Cut(key, "."); ok {
+		obj, _ := a.Config[sub].(map[string]any)
+		if obj == nil {
+			return 0, fmt.Errorf("config.json: missing object %q (for %s)", sub, key)
+		}
+		inner := Arch{Name: a.Name, Def: a.Def, Config: obj}
+		n, err := inner.Int(rest)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", sub, err)
+		}
+		return n, nil
+	}
 	if v, ok := a.Config[key]; ok && v != nil {
 		f, ok := v.(float64)
 		if !ok {
