@@ -92,6 +92,9 @@ func (m *Module) Weight(name string, layer int) weight {
 	}
 	w := l.weight(from, dim{int(s.Shape[0]), keyName(s.Keys[0])}, dim{int(s.Shape[1]), keyName(s.Keys[1])})
 	m.b.Fail(l.err)
+	if l.err == nil && s.Alias == "" {
+		m.b.Model.bound = append(m.b.Model.bound, boundTensor{name: s.Name, w: w})
+	}
 	return w
 }
 
@@ -118,6 +121,9 @@ func (m *Module) OptVector(name string, layer int) ([]float32, bool) {
 	l := loader{src: m.b.src}
 	v := l.vector(s.Name, dim{int(s.Shape[0]), keyName(s.Keys[0])})
 	m.b.Fail(l.err)
+	if l.err == nil {
+		m.b.Model.bound = append(m.b.Model.bound, boundTensor{name: s.Name, v: v})
+	}
 	return v, l.err == nil
 }
 
@@ -133,3 +139,11 @@ func (m *Module) Linear(name string, layer int) Linear {
 
 // keyName writes a shape expression as the config keys it multiplies.
 func keyName(expr string) string { return strings.ReplaceAll(expr, "*", "×") }
+
+// boundTensor is a tensor the model uses, in the order its family bound it (the forward
+// pass's order): a weight in place, or a vector converted to f32.
+type boundTensor struct {
+	name string
+	w    weight
+	v    []float32
+}

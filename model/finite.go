@@ -99,23 +99,11 @@ func (m *Model) FirstNonFiniteWeight() (tensor string, index int, value float32)
 		}
 		return false
 	}
-	if mat(&m.embed.w) {
-		return
-	}
-	for l := range m.decoder.layers {
-		ly := &m.decoder.layers[l]
-		p := fmt.Sprintf("model.layers.%d.", l)
-		at, ml := &ly.attn, &ly.mlp
-		if vec(p+"input_layernorm.weight", ly.inNorm.w) || mat(&at.q.w) || vec(p+"self_attn.q_proj.bias", at.q.b) ||
-			mat(&at.k.w) || vec(p+"self_attn.k_proj.bias", at.k.b) || mat(&at.v.w) || vec(p+"self_attn.v_proj.bias", at.v.b) ||
-			mat(&at.o.w) || vec(p+"self_attn.o_proj.bias", at.o.b) || vec(p+"post_attention_layernorm.weight", ly.postNorm.w) ||
-			mat(&ml.gate.w) || vec(p+"mlp.gate_proj.bias", ml.gate.b) || mat(&ml.up.w) || vec(p+"mlp.up_proj.bias", ml.up.b) ||
-			mat(&ml.down.w) || vec(p+"mlp.down_proj.bias", ml.down.b) {
+	for i := range m.bound {
+		t := &m.bound[i]
+		if (t.v != nil && vec(t.name, t.v)) || (t.v == nil && mat(&t.w)) {
 			return
 		}
-	}
-	if vec("model.norm.weight", m.head.norm.w) || (!m.cfg.Tied && mat(&m.head.unembed)) {
-		return
 	}
 	return "", -1, 0
 }

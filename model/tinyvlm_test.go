@@ -75,6 +75,12 @@ func TestTinyVLM(t *testing.T) {
 	}
 	// Wrong placeholder counts and media are errors naming the sequence.
 	m, _ := tinyVLM(t, safetensors.F32)
+	if got := m.TopTokensOfNeuron(Site{"vision", 0}, 1, 3); got != nil {
+		t.Errorf("a vision neuron's top tokens: %v, want none", got)
+	}
+	if got := m.TopTokensOfNeuron(Site{"llm", 0}, 1, 3); len(got) != 3 {
+		t.Errorf("an llm neuron's top tokens: %v", got)
+	}
 	in := tinyVLMInput()
 	in.Tokens = slices.Delete(slices.Clone(in.Tokens), 2, 3)
 	if _, err := m.ForwardInputs(ctx, []Input{in}, ForwardOptions{}); err == nil || !strings.Contains(err.Error(), "placeholder run at 2 has 5") {

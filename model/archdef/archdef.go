@@ -1,7 +1,9 @@
 // Package archdef describes model architectures as data: for each Hugging Face architecture,
-// the tensors a checkpoint holds (names and shapes from config keys), which of them make the
-// FFN neurons of each module, tied names and tag-along files. inspect, synth, record and patch
-// read this table; nothing else in neurosurg lists tensor names.
+// its modules (language model, encoders, projectors), the tensors a checkpoint holds for each
+// (names and shapes from config keys), which of them make the FFN neurons of each module, tied
+// names and tag-along files. inspect, synth, record, patch and the runtime's weight binding
+// (model.Binder: a family's Go file names templates, this table gives names and shapes) read
+// this table; nothing else in neurosurg formats tensor names.
 package archdef
 
 import (

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -173,5 +174,60 @@ func TestModuleConfigAndTemplates(t *testing.T) {
 	ffn, _ := a.FFN()
 	if ffn[0].Down != "model.layers.{i}.mlp.down_proj.weight" {
 		t.Errorf("ffn down template %q", ffn[0].Down)
+	}
+}
+
+// The test family: three modules, each with its config object and its FFN group; a
+// projector's shapes come from the modules it joins (dotted keys), its one layer from a
+// literal count.
+func TestTinyVLMDefinition(t *testing.T) {
+	b, err := os.ReadFile("../../testdata/configs/tiny-vlm/config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := archdef.ForConfig(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ffn, err := a.FFN()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []archdef.FFNGroup{
+		{Module: "vision", Layers: 2, Neurons: 40, Act: "quick_gelu", Up: "vision_tower.layers.{i}.mlp.fc1.weight", Down: "vision_tower.layers.{i}.mlp.fc2.weight"},
+		{Module: "projector", Layers: 1, Neurons: 32, Act: "gelu", Up: "multi_modal_projector.linear_1.weight", Down: "multi_modal_projector.linear_2.weight"},
+		{Module: "llm", Layers: 2, Neurons: 64, Act: "silu", Gate: "model.layers.{i}.mlp.gate_proj.weight", Up: "model.layers.{i}.mlp.up_proj.weight", Down: "model.layers.{i}.mlp.down_proj.weight"},
+	}
+	if d := cmp.Diff(want, ffn); d != "" {
+		t.Errorf("ffn (-want +got):\n%s", d)
+	}
+	specs, err := a.Tensors()
+	if err != nil {
+		t.Fatal(err)
+	}
+	shapes := map[string][]int64{}
+	for _, s := range specs {
+		shapes[s.Name] = s.Shape
+	}
+	for name, shape := range map[string][]int64{
+		"vision_tower.patch_embed.weight":        {16, 12},
+		"vision_tower.layers.1.mlp.fc2.weight":   {16, 40},
+		"multi_modal_projector.linear_1.weight":  {32, 16},
+		"model.layers.1.self_attn.k_proj.weight": {16, 32}, // text_config's 2 kv heads × 8
+		"lm_head.weight":                         {64, 32},
+	} {
+		if !slices.Equal(shapes[name], shape) {
+			t.Errorf("%s: %v, want %v", name, shapes[name], shape)
+		}
+	}
+	if len(specs) != 2+2*16+2+4+1+2*9+2 {
+		t.Errorf("%d tensors", len(specs))
+	}
+	// The top level's keys serve text_config where it falls back (eos_token_id), not vision.
+	if _, err := a.Module("llm").Int("eos_token_id"); err != nil {
+		t.Errorf("llm falls back to the top level: %v", err)
+	}
+	if _, err := a.Module("vision").Int("eos_token_id"); err == nil {
+		t.Error("vision reads the top level without fallback")
 	}
 }
