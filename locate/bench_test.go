@@ -65,7 +65,9 @@ func BenchmarkRecord(b *testing.B) {
 	}{{"record", false}, {"record+miner", true}} {
 		b.Run(c.name, func(b *testing.B) {
 			s := NewStats("llm", 4, 1024)
-			r := &recorder{s: s, concepts: map[int32]*ConceptStats{}, miner: c.miner, cur: s.label("x"), ismCur: s.ism("x")}
+			r := newRecorder(s)
+			r.miner, r.ismCur = c.miner, s.Modules[0].ism("x")
+			r.startSample("x")
 			for i := 0; i < 128; i++ {
 				r.types = append(r.types, TokText)
 			}

@@ -18,7 +18,7 @@ import (
 // own list; nothing is merged. The pooled reading of the same stats ranks the mean instead.
 func TestContribPerSampleHandComputed(t *testing.T) {
 	s := NewStats("llm", 2, 3)
-	s.Concepts = []*ConceptStats{{Word: "cat", TokenID: 5, Steps: 3,
+	s.Modules[0].Concepts = []*ConceptStats{{Word: "cat", TokenID: 5, Steps: 3,
 		ActSum: []float64{2, 2, 1, 6, 9, 6}, Phi: []float64{1.5, -1, 9, 0, 0.5, 1},
 		First:    [][]float64{{2, 4, 0, 0, 1, 6}, {0, -2, 1, 3, 8, 0}},
 		FirstIDs: []string{"s1", "s2"}}}
@@ -57,7 +57,7 @@ func TestContribPerSampleHandComputed(t *testing.T) {
 	if _, err := Contrib(s, ContribOptions{Mode: "sum"}); err == nil {
 		t.Error("an unknown mode was accepted")
 	}
-	s.Concepts[0].First, s.Concepts[0].FirstIDs = nil, nil
+	s.Modules[0].Concepts[0].First, s.Modules[0].Concepts[0].FirstIDs = nil, nil
 	if _, err := Contrib(s, ContribOptions{Mode: ContribPerSample}); err == nil {
 		t.Error("per-sample mode without per-sample activations should fail")
 	}
@@ -96,7 +96,7 @@ func TestRecordPerSampleFirstOccurrence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := st.Concepts[0]
+	c := st.Modules[0].Concepts[0]
 	if c.Steps != 3 || !cmp.Equal(c.FirstIDs, []string{"twice", "once"}) || len(c.First) != 2 {
 		t.Fatalf("steps %g, first samples %v", c.Steps, c.FirstIDs)
 	}
@@ -115,7 +115,7 @@ func TestRecordPerSampleFirstOccurrence(t *testing.T) {
 		}
 		for l, row := range tap.act {
 			for j, v := range row {
-				if got := c.First[k][l*st.Neurons+j]; got != float64(v) {
+				if got := c.First[k][l*st.Modules[0].Neurons+j]; got != float64(v) {
 					t.Fatalf("%s: first[%d][%d] = %g, want the activation at position %d, %g", smp.ID, l, j, got, first, v)
 				}
 			}
@@ -129,13 +129,13 @@ func TestRecordPerSampleFirstOccurrence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := cmp.Diff(st.Concepts, back.Concepts); d != "" {
+	if d := cmp.Diff(st.Modules[0].Concepts, back.Modules[0].Concepts); d != "" {
 		t.Fatalf("concepts changed in the file round trip:\n%s", d)
 	}
 	if err := back.Merge(st); err != nil {
 		t.Fatal(err)
 	}
-	if bc := back.Concepts[0]; len(bc.First) != 4 || bc.FirstIDs[2] != "twice" || bc.Steps != 6 {
+	if bc := back.Modules[0].Concepts[0]; len(bc.First) != 4 || bc.FirstIDs[2] != "twice" || bc.Steps != 6 {
 		t.Errorf("merge: %d first rows, ids %v", len(bc.First), bc.FirstIDs)
 	}
 	set, err := Contrib(back, ContribOptions{TopK: 5, Mode: ContribPerSample})
@@ -147,7 +147,7 @@ func TestRecordPerSampleFirstOccurrence(t *testing.T) {
 	}
 	// Without --per-sample nothing per sample is kept (the stats stay the size they were).
 	plain, _ := Record(context.Background(), m, ss, nil, RecordOptions{Concepts: []string{"Lily"}})
-	if len(plain.Concepts[0].First) != 0 || !cmp.Equal(plain.Concepts[0].ActSum, c.ActSum) {
+	if len(plain.Modules[0].Concepts[0].First) != 0 || !cmp.Equal(plain.Modules[0].Concepts[0].ActSum, c.ActSum) {
 		t.Error("recording without PerSample kept per-sample rows or changed the pooled sums")
 	}
 }

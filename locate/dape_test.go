@@ -104,19 +104,19 @@ func officialIdentify(counts [][]float64, tokens []float64, L, N int, topRate, f
 func identifyStats(s *Stats, top, filter, bar float64) [][][2]int {
 	var counts [][]float64
 	var tokens []float64
-	for _, l := range s.Labels {
-		counts = append(counts, s.ByLabel[l].Fire)
-		tokens = append(tokens, s.ByLabel[l].Positions[0])
+	for _, l := range s.Modules[0].Labels {
+		counts = append(counts, s.Modules[0].ByLabel[l].Fire)
+		tokens = append(tokens, s.Modules[0].ByLabel[l].Positions[0])
 	}
-	return officialIdentify(counts, tokens, s.Layers, s.Neurons, top, filter, bar)
+	return officialIdentify(counts, tokens, s.Modules[0].Layers, s.Modules[0].Neurons, top, filter, bar)
 }
 
 // byLabel groups a set's neurons per label of s, in the officialIdentify layout.
 func byLabel(s *Stats, set *neuronset.Set) [][][2]int {
-	out := make([][][2]int, len(s.Labels))
+	out := make([][][2]int, len(s.Modules[0].Labels))
 	set.Sort()
 	for _, n := range set.Neurons {
-		d := sort.SearchStrings(s.Labels, n.Label)
+		d := sort.SearchStrings(s.Modules[0].Labels, n.Label)
 		out[d] = append(out[d], [2]int{n.Layer, n.Index})
 	}
 	return out
@@ -127,7 +127,7 @@ func byLabel(s *Stats, set *neuronset.Set) [][][2]int {
 func TestDAPEHandBuiltAgainstOfficial(t *testing.T) {
 	s := NewStats("llm", 1, 5)
 	for l, fire := range map[string][]float64{"a": {10, 9, 6, 8, 2}, "b": {0, 1, 6, 0, 3}} {
-		ls := s.label(l)
+		ls := s.Modules[0].label(l)
 		ls.Positions[0] = 10
 		copy(ls.Fire, fire)
 	}
@@ -179,7 +179,7 @@ func TestDAPERandomAgainstOfficial(t *testing.T) {
 	L, N := 4, 50
 	s := NewStats("llm", L, N)
 	for _, l := range []string{"a", "b", "c"} {
-		ls := s.label(l)
+		ls := s.Modules[0].label(l)
 		pos := float64(80 + rng.IntN(40))
 		for i := range ls.Positions {
 			ls.Positions[i] = pos

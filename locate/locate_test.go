@@ -16,7 +16,7 @@ import (
 func statsFromP(labels []string, layers, neurons int, P map[string][]float64) *Stats {
 	s := NewStats("llm", layers, neurons)
 	for _, l := range labels {
-		ls := s.label(l)
+		ls := s.Modules[0].label(l)
 		for i := range ls.Positions {
 			ls.Positions[i] = 100
 		}
@@ -55,7 +55,7 @@ func TestDAPEHandComputed(t *testing.T) {
 func TestContribAndRandom(t *testing.T) {
 	s := NewStats("llm", 2, 3)
 	// score = mean activation × Φ: neuron (1,2) wins, then (0,0).
-	s.Concepts = []*ConceptStats{{Word: "cat", TokenID: 5, Steps: 2,
+	s.Modules[0].Concepts = []*ConceptStats{{Word: "cat", TokenID: 5, Steps: 2,
 		ActSum: []float64{2, 4, 0, 0, 1, 6}, Phi: []float64{1.5, -1, 9, 0, 0.5, 1}}}
 	set, err := Contrib(s, ContribOptions{TopK: 2})
 	if err != nil {
@@ -65,7 +65,11 @@ func TestContribAndRandom(t *testing.T) {
 		set.Neurons[1].Layer != 0 || set.Neurons[1].Index != 0 || set.Neurons[1].Score != 1.5 {
 		t.Errorf("contrib = %+v", set.Neurons)
 	}
-	r := Random(set, 2, 3, 7)
+	geom := map[string]neuronset.Geometry{"llm": {Layers: 2, Neurons: 3}}
+	r, err := Random(set, geom, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
 	per := map[int]int{}
 	for _, n := range r.Neurons {
 		per[n.Layer]++
@@ -73,7 +77,7 @@ func TestContribAndRandom(t *testing.T) {
 	if per[0] != 1 || per[1] != 1 || len(r.Neurons) != 2 {
 		t.Errorf("random per layer %v", per)
 	}
-	r2 := Random(set, 2, 3, 7)
+	r2, _ := Random(set, geom, 7)
 	if !cmp.Equal(r.Neurons, r2.Neurons) {
 		t.Error("random is not reproducible for a seed")
 	}
@@ -82,8 +86,8 @@ func TestContribAndRandom(t *testing.T) {
 func TestStatsFileRoundTripAndMerge(t *testing.T) {
 	s := statsFromP([]string{"a", "b"}, 1, 2, map[string][]float64{"a": {0.5, 1}, "b": {0, 0.25}})
 	s.ModelHash = "m"
-	s.ByLabel["a"].Samples = 3
-	s.Concepts = []*ConceptStats{{Word: "x", TokenID: 1, Steps: 1, ActSum: []float64{1, 2}, Phi: []float64{3, 4}}}
+	s.Modules[0].ByLabel["a"].Samples = 3
+	s.Modules[0].Concepts = []*ConceptStats{{Word: "x", TokenID: 1, Steps: 1, ActSum: []float64{1, 2}, Phi: []float64{3, 4}}}
 	path := filepath.Join(t.TempDir(), "s.st")
 	if err := s.WriteFile(path); err != nil {
 		t.Fatal(err)
@@ -98,8 +102,8 @@ func TestStatsFileRoundTripAndMerge(t *testing.T) {
 	if err := r.Merge(s); err != nil {
 		t.Fatal(err)
 	}
-	if r.ByLabel["a"].Fire[1] != 200 || r.Concepts[0].Steps != 2 || r.ByLabel["a"].Samples != 6 {
-		t.Errorf("merge did not add: %+v", r.ByLabel["a"])
+	if r.Modules[0].ByLabel["a"].Fire[1] != 200 || r.Modules[0].Concepts[0].Steps != 2 || r.Modules[0].ByLabel["a"].Samples != 6 {
+		t.Errorf("merge did not add: %+v", r.Modules[0].ByLabel["a"])
 	}
 	other := NewStats("llm", 1, 2)
 	other.ModelHash = "other"
@@ -145,7 +149,7 @@ func TestStoriesDAPEMaskingHurtsItsLabel(t *testing.T) {
 	located := effect(animals)
 	var random float64
 	for seed := uint64(1); seed <= 5; seed++ {
-		random += effect(Random(animals, st.Layers, st.Neurons, seed)) / 5
+		random += effect(must(Random(animals, st.Geometry(), seed))) / 5
 	}
 	t.Logf("%d animal neurons: NLL rise on animal minus food stories %.4f (located) vs %.4f (random, mean of 5)", len(animals.Neurons), located, random)
 	if located <= random {
@@ -175,7 +179,7 @@ func TestRecordResumeEqualsOnePass(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !cmp.Equal(one.ByLabel, both.ByLabel) || len(both.SampleIDs) != len(ss) {
+	if !cmp.Equal(one.Modules[0].ByLabel, both.Modules[0].ByLabel) || len(both.SampleIDs) != len(ss) {
 		t.Errorf("resumed stats differ from one pass (%d ids)", len(both.SampleIDs))
 	}
 	if _, err := Record(context.Background(), m, ss, half, RecordOptions{ModelHash: "other"}); err == nil {
@@ -210,4 +214,12 @@ func maskedNLL(t *testing.T, m *model.Model, ss []samples.Sample, set *neuronset
 		}
 	}
 	return total / float64(count)
+}
+
+// must is a test's way to take a value whose error cannot happen.
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

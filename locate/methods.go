@@ -12,6 +12,10 @@ import (
 
 // DAPEOptions are MMNeuron's (LAPE's) constants, named as in their identify.py.
 type DAPEOptions struct {
+	// Modules are the modules to select in (default: every module the stats hold). Each is
+	// selected on its own, as MMNeuron identifies per module: its own quantiles, its own top
+	// rate.
+	Modules    []string
 	TopRate    float64 // fraction of the module's neurons kept by lowest entropy (default 0.01)
 	FilterRate float64 // quantile of all P a neuron's largest P must exceed to be a candidate (default 0.95)
 	// ActivationBarRatio is the quantile of all P a label's P must exceed for a kept neuron to
@@ -54,9 +58,45 @@ func DAPE(s *Stats, o DAPEOptions) (*neuronset.Set, error) {
 			return nil, fmt.Errorf("%w: DAPE %s %g is not in (0, 1]", ErrStats, r.name, r.v)
 		}
 	}
+	mods := o.Modules
+	if len(mods) == 0 {
+		mods = s.ModuleNames()
+	}
+	set := &neuronset.Set{Version: neuronset.Version, Method: "dape",
+		Params: map[string]any{"top_rate": o.TopRate, "filter_rate": o.FilterRate, "activation_bar_ratio": o.ActivationBarRatio}}
+	taus, bars := map[string]any{}, map[string]any{}
+	for _, name := range mods {
+		ms, err := s.module(name)
+		if err != nil {
+			return nil, err
+		}
+		tau, bar, err := ms.dape(o, set)
+		if err != nil {
+			return nil, err
+		}
+		taus[name], bars[name] = float64(tau), float64(bar)
+		for _, l := range ms.Labels {
+			if !slices.Contains(set.Labels, l) {
+				set.Labels = append(set.Labels, l)
+			}
+		}
+	}
+	sort.Strings(set.Labels)
+	// One module keeps the single thresholds of a decoder-only run; several name theirs.
+	if len(mods) == 1 {
+		set.Params["tau"], set.Params["bar"] = taus[mods[0]], bars[mods[0]]
+	} else {
+		set.Params["tau"], set.Params["bar"] = taus, bars
+	}
+	return set, nil
+}
+
+// dape selects in one module (see DAPE) and appends the neurons to set; it returns the
+// module's filter threshold τ and assignment bar.
+func (s *ModuleStats) dape(o DAPEOptions, set *neuronset.Set) (tau, bar float32, err error) {
 	D := len(s.Labels)
 	if D < 2 {
-		return nil, fmt.Errorf("%w: DAPE needs at least two labels, the stats have %d", ErrStats, D)
+		return 0, 0, fmt.Errorf("%w: DAPE needs at least two labels, module %s has %d", ErrStats, s.Module, D)
 	}
 	n := s.Layers * s.Neurons
 	P := make([][]float32, D)
@@ -71,7 +111,7 @@ func DAPE(s *Stats, o DAPEOptions) (*neuronset.Set, error) {
 		k := int(math.RoundToEven(float64(len(all)) * rate))
 		return all[max(1, min(k, len(all)))-1]
 	}
-	tau, bar := kthValue(o.FilterRate), kthValue(o.ActivationBarRatio)
+	tau, bar = kthValue(o.FilterRate), kthValue(o.ActivationBarRatio)
 	ent := make([]float64, n)
 	for i := 0; i < n; i++ {
 		var sum float64
@@ -96,9 +136,6 @@ func DAPE(s *Stats, o DAPEOptions) (*neuronset.Set, error) {
 	}
 	sort.SliceStable(order, func(a, b int) bool { return ent[order[a]] < ent[order[b]] })
 	keep := min(n, int(math.RoundToEven(o.TopRate*float64(n))))
-	set := &neuronset.Set{Version: neuronset.Version, Method: "dape", Labels: s.Labels,
-		Params: map[string]any{"top_rate": o.TopRate, "filter_rate": o.FilterRate, "activation_bar_ratio": o.ActivationBarRatio,
-			"tau": float64(tau), "bar": float64(bar)}}
 	for _, i := range order[:keep] {
 		if math.IsInf(ent[i], 1) {
 			break
@@ -109,7 +146,7 @@ func DAPE(s *Stats, o DAPEOptions) (*neuronset.Set, error) {
 			}
 		}
 	}
-	return set, nil
+	return tau, bar, nil
 }
 
 // Contribution-score modes (ContribOptions.Mode).
@@ -125,6 +162,9 @@ const (
 
 // ContribOptions control Contrib.
 type ContribOptions struct {
+	// Module is the module to rank in: only the language model ("llm", the default) has a
+	// direct effect on the logits, so it is the only one contribution scores are defined for.
+	Module string
 	TopK   int    // neurons per concept, or per (sample, concept) in per-sample mode (default 1% of the module)
 	Layers []int  // search only these layers (default: all)
 	Mode   string // ContribPooled (default) or ContribPerSample
@@ -143,9 +183,13 @@ type ContribOptions struct {
 // list (top 10,000) on its own and perturbs per caption; it never aggregates across samples,
 // so neither does this mode. Patching the whole set edits the union of the lists; pick one
 // with a label filter.
-func Contrib(s *Stats, o ContribOptions) (*neuronset.Set, error) {
+func Contrib(st *Stats, o ContribOptions) (*neuronset.Set, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
+	}
+	s, err := st.module("llm")
+	if err != nil {
+		return nil, fmt.Errorf("%w (contribution scores rank the language model's neurons)", err)
 	}
 	for _, l := range o.Layers {
 		if l >= s.Layers {
@@ -210,9 +254,11 @@ func Contrib(s *Stats, o ContribOptions) (*neuronset.Set, error) {
 	return set, nil
 }
 
-// Random draws, for every label and layer, as many neurons as like has there, uniformly
-// without replacement, from a seeded generator: the control every paper reports.
-func Random(like *neuronset.Set, layers, neurons int, seed uint64) *neuronset.Set {
+// Random draws, for every label, module and layer, as many neurons as like has there,
+// uniformly without replacement, from a seeded generator: the control every paper reports.
+// geom is the FFN shape of every module of the model (a module or layer of like outside it is
+// an error).
+func Random(like *neuronset.Set, geom map[string]neuronset.Geometry, seed uint64) (*neuronset.Set, error) {
 	type key struct {
 		label, module string
 		layer         int
@@ -235,13 +281,17 @@ func Random(like *neuronset.Set, layers, neurons int, seed uint64) *neuronset.Se
 		}
 		return keys[a].layer < keys[b].layer
 	})
+	if err := like.CheckGeometry("the model", geom); err != nil {
+		return nil, fmt.Errorf("random: %w", err)
+	}
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
 	set := &neuronset.Set{Version: neuronset.Version, Method: "random", Labels: like.Labels,
 		Params: map[string]any{"seed": seed, "like": like.Method}}
 	for _, k := range keys {
+		neurons := geom[k.module].Neurons
 		for _, j := range rng.Perm(neurons)[:min(count[k], neurons)] {
 			set.Neurons = append(set.Neurons, neuronset.Neuron{Module: k.module, Layer: k.layer, Index: j, Label: k.label})
 		}
 	}
-	return set
+	return set, nil
 }

@@ -160,6 +160,9 @@ func (d *ISMStats) Samples() float64 {
 
 // MINEROptions are MINER's selection parameters (defaults of ISM_gen_and_apply_mask.py).
 type MINEROptions struct {
+	// Module is the module whose recorded importance scores are selected from (default "llm":
+	// MINER studies the language model, and record scores only its positions' modalities).
+	Module   string
 	Weights  [5]float64 // over prob, mean, max, attn_k, attn_q (default 0, .25, .25, .5, 0)
 	Ratio    float64    // r (default 0.02)
 	Strategy string     // adaptive, LA_MU (default), LU_MA, uniform, random
@@ -172,7 +175,7 @@ type MINEROptions struct {
 // (ISM_aggregate.py's ISM /= sample_num: a sample without the modality adds 0 and still
 // counts), summed over datasets, each modality divided by the number of datasets in which it
 // occurs.
-func (s *Stats) ISM() [5][7][]float64 {
+func (s *ModuleStats) ISM() [5][7][]float64 {
 	var out [5][7][]float64
 	n := s.Layers * s.Neurons
 	for i := range out {
@@ -214,12 +217,19 @@ func (s *Stats) ISM() [5][7][]float64 {
 }
 
 // MINER selects modality-specific neurons (algorithms.md §2.5).
-func MINER(s *Stats, o MINEROptions) (*neuronset.Set, error) {
+func MINER(st *Stats, o MINEROptions) (*neuronset.Set, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
+	if o.Module == "" {
+		o.Module = "llm"
+	}
+	s, err := st.module(o.Module)
+	if err != nil {
+		return nil, err
+	}
 	if len(s.ISMs) == 0 {
-		return nil, fmt.Errorf("%w: no MINER importance scores recorded", ErrStats)
+		return nil, fmt.Errorf("%w: no MINER importance scores recorded for module %s", ErrStats, s.Module)
 	}
 	if o.Weights == ([5]float64{}) {
 		o.Weights = [5]float64{0, 0.25, 0.25, 0.5, 0}

@@ -126,7 +126,7 @@ func minerNaive(W [][]float64, L, N, K int, strategy string) map[[3]int]bool {
 func TestMINERStrategiesAgainstNaive(t *testing.T) {
 	L, N := 3, 40
 	s := NewStats("llm", L, N)
-	d := s.ism("d1")
+	d := s.Modules[0].ism("d1")
 	rng := rand.New(rand.NewPCG(4, 4))
 	for i := range d.Sum {
 		d.Sum[i] = rng.Float64()
@@ -141,7 +141,7 @@ func TestMINERStrategiesAgainstNaive(t *testing.T) {
 	}
 	weights := [5]float64{0, .25, .25, .5, 0}
 	var W [][]float64
-	ism := s.ISM()
+	ism := s.Modules[0].ISM()
 	for _, m := range []int{0, 1} {
 		w := make([]float64, L*N)
 		for i := 0; i < 5; i++ {
@@ -184,8 +184,8 @@ func TestStoriesMINER(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(st.ISMs) != 1 || st.ISMs[0].Count[0] != 10 || st.ISMs[0].Count[1] != 10 || st.ISMs[0].Count[3] != 0 {
-		t.Fatalf("ISM counts %+v", st.ISMs[0].Count)
+	if len(st.Modules[0].ISMs) != 1 || st.Modules[0].ISMs[0].Count[0] != 10 || st.Modules[0].ISMs[0].Count[1] != 10 || st.Modules[0].ISMs[0].Count[3] != 0 {
+		t.Fatalf("ISM counts %+v", st.Modules[0].ISMs[0].Count)
 	}
 	path := filepath.Join(t.TempDir(), "s.st")
 	if err := st.WriteFile(path); err != nil {
@@ -195,7 +195,7 @@ func TestStoriesMINER(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !cmp.Equal(st.ISMs, back.ISMs) {
+	if !cmp.Equal(st.Modules[0].ISMs, back.Modules[0].ISMs) {
 		t.Fatal("ISMs changed in the file round trip")
 	}
 	set, err := MINER(back, MINEROptions{})
@@ -235,7 +235,7 @@ func TestStoriesMINERMaskingBeatsRandom(t *testing.T) {
 	located := nll(text) - base
 	var random float64
 	for seed := uint64(1); seed <= 5; seed++ {
-		random += (nll(Random(text, st.Layers, st.Neurons, seed)) - base) / 5
+		random += (nll(must(Random(text, st.Geometry(), seed))) - base) / 5
 	}
 	t.Logf("%d text neurons: NLL +%.4f located, +%.4f random", len(text.Neurons), located, random)
 	if located <= random {
@@ -276,7 +276,7 @@ func TestStoriesIGBeatsRandom(t *testing.T) {
 	located := base - logp(set)
 	var random float64
 	for seed := uint64(1); seed <= 5; seed++ {
-		random += (base - logp(Random(set, 5, 172, seed))) / 5
+		random += (base - logp(must(Random(set, map[string]neuronset.Geometry{"llm": {Layers: 5, Neurons: 172}}, seed)))) / 5
 	}
 	t.Logf("log p(Lily) drop: %.3f with the 40 IG neurons, %.3f with random ones", located, random)
 	if located <= random {
@@ -289,7 +289,8 @@ func TestStoriesIGBeatsRandom(t *testing.T) {
 // modality's score is its one sample's score over 2, not over the 1 sample that has an image.
 func TestISMDatasetMeanDividesBySampleCount(t *testing.T) {
 	s := NewStats("llm", 1, 3)
-	r := &recorder{s: s, miner: true, ismCur: s.ism("vqa")}
+	r := newRecorder(s)
+	r.miner, r.ismCur = true, s.Modules[0].ism("vqa")
 	site := model.Site{Module: "llm", Layer: 0}
 	// Sample 1: one text position, two image positions.
 	r.types = []int{TokText, TokImage, TokImage}
@@ -304,11 +305,11 @@ func TestISMDatasetMeanDividesBySampleCount(t *testing.T) {
 		0, 4, 2,
 		0, 2, 2,
 	}})
-	d := s.ISMs[0]
+	d := s.Modules[0].ISMs[0]
 	if d.Samples() != 2 || d.Count[3] != 1 || d.Count[0] != 2 || d.Count[6] != 2 {
 		t.Fatalf("samples %g, counts %v", d.Samples(), d.Count)
 	}
-	ism := s.ISM()
+	ism := s.Modules[0].ISM()
 	// image max = (2, 0, 3) → min-max (2/3, 0, 1), over 2 samples; text max: sample 1 (5,5,5)
 	// → 0 (constant), sample 2 (0, 4, 2) → (0, 1, .5); mean over the 2 samples.
 	for _, c := range []struct {

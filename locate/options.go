@@ -70,6 +70,9 @@ func (o MINEROptions) Validate() error {
 // Validate reports the first option outside its range. Layers above the stats' count are
 // refused by Contrib, which knows it.
 func (o ContribOptions) Validate() error {
+	if o.Module != "" && o.Module != "llm" {
+		return fmt.Errorf("%w: contrib module %q: a contribution score is a neuron's direct effect on the logits (its down_proj column against an unembedding row), which only the language model (llm) has; select in an encoder with dape", ErrOption, o.Module)
+	}
 	if err := count("top_k", o.TopK); err != nil {
 		return err
 	}

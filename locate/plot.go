@@ -3,7 +3,6 @@ package locate
 import (
 	"fmt"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 
@@ -13,18 +12,47 @@ import (
 )
 
 // PlotLayers draws the number of selected neurons per layer, one bar per label — the figure
-// every one of the papers shows — as an SVG file, one chart for the "llm" module (or, when the
-// set has none, its first module).
-func PlotLayers(set *neuronset.Set, layers int, path string) error {
+// every one of the papers shows — as an SVG file: one chart per module of the set, the
+// language model first, stacked. geom is the FFN shape of the modules (the stats' or the
+// model's).
+func PlotLayers(set *neuronset.Set, geom map[string]neuronset.Geometry, path string) error {
 	if ext := strings.ToLower(filepath.Ext(path)); ext != ".svg" {
 		return fmt.Errorf("locate: plot %s: only .svg is drawn (got %q)", path, ext)
 	}
 	mods := Modules(set)
-	module := "llm"
-	if len(mods) > 0 && !slices.Contains(mods, module) {
-		module = mods[0]
+	sort.SliceStable(mods, func(a, b int) bool { return mods[a] == "llm" && mods[b] != "llm" })
+	if len(mods) == 0 {
+		mods = []string{"llm"}
 	}
-	return atomicfile.Write(path, LayerChart(set, module, layers).Standalone())
+	var charts []*chart.Chart
+	for _, m := range mods {
+		g, ok := geom[m]
+		if !ok {
+			return fmt.Errorf("locate: plot %s: the set has neurons in module %q, which the model does not have", path, m)
+		}
+		charts = append(charts, LayerChart(set, m, g.Layers))
+	}
+	if len(charts) == 1 {
+		return atomicfile.Write(path, charts[0].Standalone())
+	}
+	return atomicfile.Write(path, stack(charts))
+}
+
+// stack draws charts one above the other as one standalone SVG.
+func stack(charts []*chart.Chart) []byte {
+	var w, h float64
+	for _, c := range charts {
+		w, h = max(w, c.W), h+c.H
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" viewBox=\"0 0 %g %g\" width=\"%g\" height=\"%g\">\n<style>%s</style>\n", w, h, w, h, chart.Style)
+	var y float64
+	for _, c := range charts {
+		fmt.Fprintf(&b, "<g transform=\"translate(0 %g)\">\n%s</g>\n", y, c.SVG())
+		y += c.H
+	}
+	b.WriteString("</svg>\n")
+	return []byte(b.String())
 }
 
 // LayerChart is the per-layer count of one module's selected neurons, one series per label:

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 
 	"github.com/neurosurg/neurosurg/formats/samples"
 	"github.com/neurosurg/neurosurg/model"
@@ -13,10 +14,13 @@ import (
 	"github.com/neurosurg/neurosurg/model/tokenizer"
 )
 
-// recorder is the tap that fills Stats during forward passes.
+// recorder is the tap that fills Stats during forward passes: every module's FFN events go
+// to that module's accumulators; concepts and MINER's scores are the language model's.
 type recorder struct {
 	s           *Stats
-	cur         *LabelStats
+	llm         *ModuleStats            // the language model's accumulators (nil if not recorded)
+	mods        map[string]*ModuleStats // module -> accumulators
+	cur         map[string]*LabelStats  // module -> the current sample's label
 	ids         []int32                 // token ids of the current sample
 	concepts    map[int32]*ConceptStats // concept token id -> accumulators
 	product     bool                    // concepts accumulate a·u instead of a
@@ -26,6 +30,29 @@ type recorder struct {
 	attn        []float32       // mean-over-heads non-causal attention of the current layer (T×T)
 	rowConcepts []*ConceptStats // per row of the current FFN event: the concept it generates
 	firsts      []firstStep     // per concept the current sample generates: its first step
+	err         error           // the first event that does not fit the stats
+}
+
+func newRecorder(s *Stats) *recorder {
+	r := &recorder{s: s, llm: s.Module("llm"), mods: map[string]*ModuleStats{}, cur: map[string]*LabelStats{}, concepts: map[int32]*ConceptStats{}}
+	for _, m := range s.Modules {
+		r.mods[m.Module] = m
+	}
+	return r
+}
+
+// startSample points every module's accumulators at label.
+func (r *recorder) startSample(label string) {
+	for name, m := range r.mods {
+		r.cur[name] = m.label(label)
+	}
+}
+
+// endSample counts the sample under its label in every module.
+func (r *recorder) endSample() {
+	for _, ls := range r.cur {
+		ls.Samples++
+	}
 }
 
 // firstStep is where a sample first generates a concept: the position whose next token is the
@@ -63,7 +90,7 @@ func (r *recorder) addISM(e *model.FFNEvent) {
 	if e.Pos0 != 0 {
 		return
 	}
-	L, N := r.s.Layers, e.Neurons
+	L, N := r.llm.Layers, e.Neurons
 	masks := modalityMasks(r.types[:e.Rows])
 	var S []float32
 	if len(r.attn) == e.Rows*e.Rows {
@@ -90,20 +117,27 @@ func (r *recorder) addISM(e *model.FFNEvent) {
 func (r *recorder) WantsUp() bool { return r.product }
 
 func (r *recorder) FFN(e *model.FFNEvent) {
-	if e.Site.Module != r.s.Module {
+	ms := r.mods[e.Site.Module]
+	N, l := e.Neurons, e.Site.Layer
+	if ms == nil || N != ms.Neurons || l < 0 || l >= ms.Layers {
+		if r.err == nil {
+			r.err = fmt.Errorf("%w: the model reports FFN site %s/%d of %d neurons; the stats hold %s", ErrStats, e.Site.Module, l, N, describe(r.s))
+		}
 		return
 	}
-	N, l := e.Neurons, e.Site.Layer
-	if r.miner {
+	// Concepts and MINER's modality split are read off the decoder's tokens.
+	decoder := ms == r.llm
+	if r.miner && decoder {
 		r.addISM(e)
 	}
-	ls := r.cur
+	// Each module counts its own positions (an encoder's patches, the decoder's tokens).
+	ls := r.cur[e.Site.Module]
 	ls.Positions[l] += float64(e.Rows)
 	// The concept each row generates: the next token is the concept.
 	conc := r.rowConcepts[:0]
 	for t := 0; t < e.Rows; t++ {
 		var c *ConceptStats
-		if p := e.Pos0 + t; p+1 < len(r.ids) {
+		if p := e.Pos0 + t; decoder && p+1 < len(r.ids) {
 			c = r.concepts[r.ids[p+1]]
 		}
 		if c != nil && l == 0 {
@@ -147,6 +181,9 @@ func (r *recorder) FFN(e *model.FFNEvent) {
 			}
 		}
 	})
+	if !decoder {
+		return
+	}
 	for _, f := range r.firsts {
 		t := f.pos - e.Pos0
 		if t < 0 || t >= e.Rows {
@@ -186,25 +223,28 @@ type RecordOptions struct {
 }
 
 // Record runs every sample through m (plain prompts: BOS + text) and accumulates statistics of
-// the decoder's FFN neurons per label. into, when not nil, is extended (resume / merge).
+// the FFN neurons of every module of the model per label. into, when not nil, is extended
+// (resume / merge) and must hold the model's modules.
 func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stats, o RecordOptions) (*Stats, error) {
 	if m.Tokenizer == nil {
 		return nil, fmt.Errorf("record: the checkpoint has no tokenizer")
 	}
 	cfg := m.Config()
+	geom := m.Geometry()
 	s := into
 	if s == nil {
-		s = NewStats("llm", cfg.Layers, cfg.Intermediate)
+		s = NewStatsFor(geom)
 	}
 	if s.ModelHash == "" {
 		s.ModelHash = o.ModelHash
 	} else if o.ModelHash != "" && o.ModelHash != s.ModelHash {
 		return nil, fmt.Errorf("%w: the stats were recorded on another model", ErrStats)
 	}
-	if s.Layers != cfg.Layers || s.Neurons != cfg.Intermediate {
-		return nil, fmt.Errorf("%w: stats are %d×%d, the model %d×%d", ErrStats, s.Layers, s.Neurons, cfg.Layers, cfg.Intermediate)
+	if !maps.Equal(s.Geometry(), geom) {
+		return nil, fmt.Errorf("%w: the stats hold %s, the model %s", ErrStats, describe(s), describe(NewStatsFor(geom)))
 	}
-	r := &recorder{s: s, concepts: map[int32]*ConceptStats{}, product: o.Product, miner: o.MINER}
+	r := newRecorder(s)
+	r.product, r.miner = o.Product, o.MINER
 	concepts := append([]string(nil), o.Concepts...)
 	if o.ConceptsFromLabels {
 		concepts = append(concepts, samples.Labels(ss)...)
@@ -213,18 +253,24 @@ func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stat
 		if w == "" {
 			continue
 		}
+		if r.llm == nil {
+			return nil, fmt.Errorf("record: concept %q: the model has no language model (module llm) to generate it", w)
+		}
 		ids, err := m.Tokenizer.WordIDs(w)
 		if err != nil || len(ids) == 0 {
 			return nil, fmt.Errorf("record: concept %q does not tokenize", w)
 		}
 		// A multi-token word is represented by its first token: the step that starts it.
 		var phi []float64
-		for l := 0; l < cfg.Layers; l++ {
+		for l := 0; l < r.llm.Layers; l++ {
 			for _, v := range m.DirectLogitWeights(model.Site{Module: "llm", Layer: l}, ids[0]) {
 				phi = append(phi, float64(v))
 			}
 		}
-		r.concepts[ids[0]] = s.concept(w, ids[0], phi)
+		r.concepts[ids[0]] = r.llm.concept(w, ids[0], phi)
+	}
+	if o.MINER && r.llm == nil {
+		return nil, fmt.Errorf("record: MINER scores the language model's neurons (module llm); the model has none")
 	}
 	h := sha256.New()
 	for i, smp := range ss {
@@ -242,14 +288,15 @@ func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stat
 		if len(ids) == 0 {
 			continue
 		}
-		r.cur, r.ids = s.label(smp.Label), ids
+		r.startSample(smp.Label)
+		r.ids = ids
 		r.firsts = r.firsts[:0]
-		if o.PerSample {
+		if o.PerSample && r.llm != nil {
 			seen := map[*ConceptStats]bool{}
 			for p := 0; p+1 < len(ids); p++ {
 				if c := r.concepts[ids[p+1]]; c != nil && !seen[c] {
 					seen[c] = true
-					dst := make([]float64, cfg.Layers*cfg.Intermediate)
+					dst := make([]float64, r.llm.Layers*r.llm.Neurons)
 					c.First, c.FirstIDs = append(c.First, dst), append(c.FirstIDs, smp.ID)
 					r.firsts = append(r.firsts, firstStep{pos: p, dst: dst})
 				}
@@ -260,7 +307,7 @@ func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stat
 			if ds == "" {
 				ds = smp.Label
 			}
-			r.ismCur = s.ism(ds)
+			r.ismCur = r.llm.ism(ds)
 			r.types = r.types[:0]
 			for _, id := range ids {
 				r.types = append(r.types, tokenType(m.Tokenizer, id))
@@ -269,7 +316,10 @@ func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stat
 		if _, err := m.Forward(ctx, [][]int32{ids}, model.ForwardOptions{Taps: []model.Tap{r}}); err != nil {
 			return nil, fmt.Errorf("record: sample %s: %w", smp.ID, err)
 		}
-		r.cur.Samples++
+		if r.err != nil {
+			return nil, fmt.Errorf("record: sample %s: %w", smp.ID, r.err)
+		}
+		r.endSample()
 		s.SampleIDs = append(s.SampleIDs, smp.ID)
 		if o.Progress != nil {
 			o.Progress(i+1, len(ss))

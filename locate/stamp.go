@@ -6,5 +6,5 @@ import "github.com/neurosurg/neurosurg/formats/neuronset"
 // geometry, which patch checks before it edits a checkpoint with the set.
 func (s *Stats) Stamp(set *neuronset.Set) {
 	set.ModelSHA256 = s.ModelHash
-	set.Geometry = map[string]neuronset.Geometry{s.Module: {Layers: s.Layers, Neurons: s.Neurons}}
+	set.Geometry = s.Geometry()
 }

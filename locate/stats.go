@@ -2,14 +2,20 @@ package locate
 
 import (
 	"encoding/binary"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"math"
+	"reflect"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
+	"github.com/neurosurg/neurosurg/formats/neuronset"
 	"github.com/neurosurg/neurosurg/formats/safetensors"
 )
 
@@ -41,26 +47,83 @@ type ConceptStats struct {
 	FirstIDs []string
 }
 
-// Stats is the content of a stats file: one module ("llm") of one model.
+// ModuleStats are the accumulators of one module (the language model "llm", an encoder
+// "vision" or "audio", a "projector", …): Layers × Neurons FFN neurons per label, and for the
+// language model the concepts and MINER's importance scores.
+type ModuleStats struct {
+	Module   string
+	Layers   int
+	Neurons  int
+	Labels   []string
+	ByLabel  map[string]*LabelStats
+	Concepts []*ConceptStats
+	ISMs     []*ISMStats // MINER, one per dataset
+}
+
+// Stats is the content of a stats file: the accumulators of every recorded module of one
+// model, sorted by module name, and the provenance they share.
 type Stats struct {
-	Module    string
-	Layers    int
-	Neurons   int
 	ModelHash string
 	DataHash  string
-	Labels    []string
-	ByLabel   map[string]*LabelStats
-	Concepts  []*ConceptStats
-	ISMs      []*ISMStats // MINER, one per dataset
 	SampleIDs []string
+	Modules   []*ModuleStats
 }
 
-// NewStats makes empty accumulators.
+// NewStats makes empty accumulators of one module.
 func NewStats(module string, layers, neurons int) *Stats {
-	return &Stats{Module: module, Layers: layers, Neurons: neurons, ByLabel: map[string]*LabelStats{}}
+	return &Stats{Modules: []*ModuleStats{newModuleStats(module, layers, neurons)}}
 }
 
-func (s *Stats) label(l string) *LabelStats {
+// NewStatsFor makes empty accumulators of every module of geom (a model's FFN geometry).
+func NewStatsFor(geom map[string]neuronset.Geometry) *Stats {
+	s := &Stats{}
+	for _, m := range slices.Sorted(maps.Keys(geom)) {
+		s.Modules = append(s.Modules, newModuleStats(m, geom[m].Layers, geom[m].Neurons))
+	}
+	return s
+}
+
+func newModuleStats(module string, layers, neurons int) *ModuleStats {
+	return &ModuleStats{Module: module, Layers: layers, Neurons: neurons, ByLabel: map[string]*LabelStats{}}
+}
+
+// Module is the named module's accumulators, or nil when the stats do not hold it.
+func (s *Stats) Module(name string) *ModuleStats {
+	for _, m := range s.Modules {
+		if m.Module == name {
+			return m
+		}
+	}
+	return nil
+}
+
+// ModuleNames lists the modules the stats hold, in file order (sorted).
+func (s *Stats) ModuleNames() []string {
+	out := make([]string, len(s.Modules))
+	for i, m := range s.Modules {
+		out[i] = m.Module
+	}
+	return out
+}
+
+// Geometry is the FFN shape of every module the stats hold.
+func (s *Stats) Geometry() map[string]neuronset.Geometry {
+	g := map[string]neuronset.Geometry{}
+	for _, m := range s.Modules {
+		g[m.Module] = neuronset.Geometry{Layers: m.Layers, Neurons: m.Neurons}
+	}
+	return g
+}
+
+// module is the named module's accumulators, or an error listing the modules there are.
+func (s *Stats) module(name string) (*ModuleStats, error) {
+	if m := s.Module(name); m != nil {
+		return m, nil
+	}
+	return nil, fmt.Errorf("%w: the stats hold no module %q (they hold %s)", ErrStats, name, strings.Join(s.ModuleNames(), ", "))
+}
+
+func (s *ModuleStats) label(l string) *LabelStats {
 	ls := s.ByLabel[l]
 	if ls == nil {
 		n := s.Layers * s.Neurons
@@ -76,7 +139,7 @@ func (s *Stats) label(l string) *LabelStats {
 }
 
 // Prob is the activation probability P[label][layer*N+j] = fire / positions.
-func (s *Stats) Prob(label string) []float64 {
+func (s *ModuleStats) Prob(label string) []float64 {
 	ls := s.ByLabel[label]
 	p := make([]float64, s.Layers*s.Neurons)
 	for l := 0; l < s.Layers; l++ {
@@ -93,7 +156,7 @@ func (s *Stats) Prob(label string) []float64 {
 // prob32 is Prob in float32 as the official DAPE code computes it: torch divides the integer
 // counts as float32 (float32(fire) / float32(positions), one correctly rounded division), so
 // its quantiles and comparisons decide on these values.
-func (s *Stats) prob32(label string) []float32 {
+func (s *ModuleStats) prob32(label string) []float32 {
 	ls := s.ByLabel[label]
 	p := make([]float32, s.Layers*s.Neurons)
 	for l := 0; l < s.Layers; l++ {
@@ -107,11 +170,35 @@ func (s *Stats) prob32(label string) []float32 {
 	return p
 }
 
-// Merge adds other's accumulators into s (same model and module).
+// Merge adds other's accumulators into s: the same model, the same modules of the same
+// shapes, module by module.
 func (s *Stats) Merge(o *Stats) error {
-	if s.Module != o.Module || s.Layers != o.Layers || s.Neurons != o.Neurons || s.ModelHash != o.ModelHash {
-		return fmt.Errorf("%w: cannot merge stats of different models or modules (%s %dx%d %.12s vs %s %dx%d %.12s)", ErrStats, s.Module, s.Layers, s.Neurons, s.ModelHash, o.Module, o.Layers, o.Neurons, o.ModelHash)
+	if s.ModelHash != o.ModelHash {
+		return fmt.Errorf("%w: cannot merge stats of different models (%.12s vs %.12s)", ErrStats, s.ModelHash, o.ModelHash)
 	}
+	if !maps.Equal(s.Geometry(), o.Geometry()) {
+		return fmt.Errorf("%w: cannot merge stats of different modules (%s vs %s)", ErrStats, describe(s), describe(o))
+	}
+	for _, om := range o.Modules {
+		s.Module(om.Module).merge(om)
+	}
+	s.SampleIDs = append(s.SampleIDs, o.SampleIDs...)
+	return nil
+}
+
+// describe names every module with its shape: "llm 5×172, vision 2×64".
+func describe(s *Stats) string {
+	var parts []string
+	for _, m := range s.Modules {
+		parts = append(parts, fmt.Sprintf("%s %d×%d", m.Module, m.Layers, m.Neurons))
+	}
+	if len(parts) == 0 {
+		return "no module"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (s *ModuleStats) merge(o *ModuleStats) {
 	for _, l := range o.Labels {
 		a, b := s.label(l), o.ByLabel[l]
 		a.Samples += b.Samples
@@ -142,11 +229,9 @@ func (s *Stats) Merge(o *Stats) error {
 			d.Count[i] += od.Count[i]
 		}
 	}
-	s.SampleIDs = append(s.SampleIDs, o.SampleIDs...)
-	return nil
 }
 
-func (s *Stats) ism(dataset string) *ISMStats {
+func (s *ModuleStats) ism(dataset string) *ISMStats {
 	for _, d := range s.ISMs {
 		if d.Dataset == dataset {
 			return d
@@ -157,7 +242,7 @@ func (s *Stats) ism(dataset string) *ISMStats {
 	return d
 }
 
-func (s *Stats) concept(word string, id int32, phi []float64) *ConceptStats {
+func (s *ModuleStats) concept(word string, id int32, phi []float64) *ConceptStats {
 	for _, c := range s.Concepts {
 		if c.Word == word {
 			return c
@@ -168,18 +253,31 @@ func (s *Stats) concept(word string, id int32, phi []float64) *ConceptStats {
 	return c
 }
 
+// StatsVersion is the stats file version this package writes. Version 1 (one module, tensor
+// names without a module prefix) is still read, as that one module.
+const StatsVersion = 2
+
+// statsMeta is the file's metadata: version 2 lists the modules; version 1 held one module's
+// fields at the top level (kept here only to read such files).
 type statsMeta struct {
-	Version   int           `json:"version"`
-	Module    string        `json:"module"`
-	Layers    int           `json:"layers"`
-	Neurons   int           `json:"neurons"`
-	ModelHash string        `json:"model_sha256"`
-	DataHash  string        `json:"data_sha256"`
-	Labels    []string      `json:"labels"`
-	Samples   []float64     `json:"samples"`
-	Concepts  []conceptMeta `json:"concepts"`
-	SampleIDs []string      `json:"sample_ids"`
-	Datasets  []string      `json:"ism_datasets,omitempty"`
+	Version   int          `json:"version"`
+	ModelHash string       `json:"model_sha256"`
+	DataHash  string       `json:"data_sha256"`
+	SampleIDs []string     `json:"sample_ids"`
+	Modules   []moduleMeta `json:"modules,omitempty"`
+	moduleMeta
+}
+
+// moduleMeta is what one module's tensors are: its shape and what its labels, concepts and
+// MINER datasets are called.
+type moduleMeta struct {
+	Module   string        `json:"module,omitempty"`
+	Layers   int           `json:"layers,omitempty"`
+	Neurons  int           `json:"neurons,omitempty"`
+	Labels   []string      `json:"labels,omitempty"`
+	Samples  []float64     `json:"samples,omitempty"`
+	Concepts []conceptMeta `json:"concepts,omitempty"`
+	Datasets []string      `json:"ism_datasets,omitempty"`
 }
 
 type conceptMeta struct {
@@ -197,16 +295,29 @@ func (s *Stats) WriteFile(path string) error {
 	return safetensors.WriteFile(path, ts, md)
 }
 
-// encode lays the accumulators out as the stats file's tensors and metadata.
+// encode lays the accumulators out as the stats file's tensors and metadata: each module's
+// tensors are named after it ("vision.label.0.fire").
 func (s *Stats) encode() ([]safetensors.Tensor, map[string]string) {
-	meta := statsMeta{Version: 1, Module: s.Module, Layers: s.Layers, Neurons: s.Neurons, ModelHash: s.ModelHash, DataHash: s.DataHash, Labels: s.Labels, SampleIDs: s.SampleIDs}
+	meta := statsMeta{Version: StatsVersion, ModelHash: s.ModelHash, DataHash: s.DataHash, SampleIDs: s.SampleIDs}
+	var ts []safetensors.Tensor
+	for _, m := range s.Modules {
+		mm, mts := m.encode(m.Module + ".")
+		meta.Modules = append(meta.Modules, mm)
+		ts = append(ts, mts...)
+	}
+	mj, _ := json.Marshal(meta)
+	return ts, map[string]string{statsKey: string(mj)}
+}
+
+func (s *ModuleStats) encode(prefix string) (moduleMeta, []safetensors.Tensor) {
+	meta := moduleMeta{Module: s.Module, Layers: s.Layers, Neurons: s.Neurons, Labels: s.Labels}
 	var ts []safetensors.Tensor
 	f64 := func(name string, v []float64, shape ...int64) {
 		b := make([]byte, 8*len(v))
 		for i, x := range v {
 			binary.LittleEndian.PutUint64(b[8*i:], math.Float64bits(x))
 		}
-		ts = append(ts, safetensors.Tensor{Info: safetensors.TensorInfo{Name: name, DType: safetensors.F64, Shape: shape}, Data: b})
+		ts = append(ts, safetensors.Tensor{Info: safetensors.TensorInfo{Name: prefix + name, DType: safetensors.F64, Shape: shape}, Data: b})
 	}
 	L, N := int64(s.Layers), int64(s.Neurons)
 	for i, l := range s.Labels {
@@ -232,14 +343,14 @@ func (s *Stats) encode() ([]safetensors.Tensor, map[string]string) {
 		f64(fmt.Sprintf("ism.%d.sum", i), d.Sum, 5, 7, L, N)
 		f64(fmt.Sprintf("ism.%d.count", i), d.Count, 7)
 	}
-	mj, _ := json.Marshal(meta)
-	return ts, map[string]string{statsKey: string(mj)}
+	return meta, ts
 }
 
-// Bounds on a stats file's geometry, far above any model's (layers × FFN width).
+// Bounds on a stats file's geometry, far above any model's (layers × FFN width, modules).
 const (
 	maxStatsLayers  = 1 << 12
 	maxStatsNeurons = 1 << 22
+	maxStatsModules = 64
 )
 
 // ReadStats loads a stats file. Everything the metadata claims is checked against the
@@ -272,78 +383,146 @@ func readStats(f *safetensors.File) (*Stats, error) {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: metadata %q: %s", ErrStats, statsKey, fmt.Sprintf(format, a...))
 	}
-	if meta.Version != 1 {
-		return nil, bad("version %d, this neurosurg reads 1", meta.Version)
-	}
-	if meta.Module == "" {
-		return nil, bad("no module")
-	}
-	L, N := meta.Layers, meta.Neurons
-	if L < 1 || L > maxStatsLayers || N < 1 || N > maxStatsNeurons {
-		return nil, bad("%d layers × %d neurons (want 1..%d × 1..%d)", L, N, maxStatsLayers, maxStatsNeurons)
-	}
-	if len(meta.Samples) != len(meta.Labels) {
-		return nil, bad("%d sample counts for %d labels", len(meta.Samples), len(meta.Labels))
-	}
-	for i, v := range meta.Samples {
-		if !(v >= 0) || math.IsInf(v, 0) {
-			return nil, bad("label %q: sample count %v", meta.Labels[i], v)
+	// mods are the modules with the prefix of their tensor names.
+	var mods []moduleMeta
+	var prefixes []string
+	switch meta.Version {
+	case 1:
+		if meta.Modules != nil {
+			return nil, bad("version 1 has no module list")
 		}
-	}
-	for _, c := range meta.Concepts {
-		if !(c.Steps >= 0) || math.IsInf(c.Steps, 0) {
-			return nil, bad("concept %q: step count %v", c.Word, c.Steps)
+		if meta.Module == "" {
+			return nil, bad("no module")
 		}
-	}
-	if err := unique("label", meta.Labels); err != nil {
-		return nil, bad("%v", err)
-	}
-	words := make([]string, len(meta.Concepts))
-	for i, c := range meta.Concepts {
-		words[i] = c.Word
-	}
-	if err := unique("concept", words); err != nil {
-		return nil, bad("%v", err)
-	}
-	if err := unique("dataset", meta.Datasets); err != nil {
-		return nil, bad("%v", err)
+		mods, prefixes = []moduleMeta{meta.moduleMeta}, []string{""}
+	case 2:
+		if !reflect.DeepEqual(meta.moduleMeta, moduleMeta{}) {
+			return nil, bad("version 2 lists its modules under \"modules\", not at the top level")
+		}
+		if len(meta.Modules) < 1 || len(meta.Modules) > maxStatsModules {
+			return nil, bad("%d modules (want 1..%d)", len(meta.Modules), maxStatsModules)
+		}
+		for _, m := range meta.Modules {
+			if !validModuleName(m.Module) {
+				return nil, bad("module name %q (want 1..64 letters, digits, '_' or '-')", m.Module)
+			}
+			prefixes = append(prefixes, m.Module+".")
+		}
+		mods = meta.Modules
+		names := make([]string, len(mods))
+		for i, m := range mods {
+			names[i] = m.Module
+		}
+		if err := unique("module", names); err != nil {
+			return nil, bad("%v", err)
+		}
+	default:
+		return nil, bad("version %d, this neurosurg reads 1 and 2", meta.Version)
 	}
 	// The tensors the metadata implies, each with its exact shape; the file must hold exactly
 	// these.
 	want := map[string][]int64{}
-	l, n := int64(L), int64(N)
-	for i := range meta.Labels {
-		p := fmt.Sprintf("label.%d.", i)
-		want[p+"positions"] = []int64{l}
-		for _, k := range []string{"fire", "sum", "max"} {
-			want[p+k] = []int64{l, n}
+	for i, m := range mods {
+		if err := m.check(prefixes[i], want); err != nil {
+			return nil, bad("%v", err)
 		}
-	}
-	for i := range meta.Concepts {
-		p := fmt.Sprintf("concept.%d.", i)
-		want[p+"act_sum"], want[p+"phi"] = []int64{l, n}, []int64{l, n}
-		if S := len(meta.Concepts[i].FirstSamples); S > 0 {
-			want[p+"first"] = []int64{int64(S), l, n}
-		}
-	}
-	for i := range meta.Datasets {
-		want[fmt.Sprintf("ism.%d.sum", i)] = []int64{5, 7, l, n}
-		want[fmt.Sprintf("ism.%d.count", i)] = []int64{7}
 	}
 	for _, t := range f.Tensors {
 		if _, ok := want[t.Name]; !ok {
 			return nil, fmt.Errorf("%w: tensor %q is not one the metadata describes", ErrStats, t.Name)
 		}
 	}
-	for name, shape := range want {
+	for _, name := range slices.Sorted(maps.Keys(want)) {
+		shape := want[name]
 		info, ok := f.Tensor(name)
 		if !ok || info.DType != safetensors.F64 || !equalShape(info.Shape, shape) {
 			return nil, fmt.Errorf("%w: tensor %q missing or not F64%v (have %s%v)", ErrStats, name, shape, info.DType, info.Shape)
 		}
 	}
 	// Every size below is now that of a tensor the file holds.
+	s := &Stats{ModelHash: meta.ModelHash, DataHash: meta.DataHash, SampleIDs: meta.SampleIDs}
+	for i, m := range mods {
+		ms, err := m.read(f, prefixes[i])
+		if err != nil {
+			return nil, err
+		}
+		s.Modules = append(s.Modules, ms)
+	}
+	sort.Slice(s.Modules, func(a, b int) bool { return s.Modules[a].Module < s.Modules[b].Module })
+	return s, nil
+}
+
+// validModuleName accepts names that make unambiguous tensor-name prefixes (no '.').
+func validModuleName(s string) bool {
+	if len(s) < 1 || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// check validates one module's metadata and adds the tensors it implies to want.
+func (m moduleMeta) check(prefix string, want map[string][]int64) error {
+	L, N := m.Layers, m.Neurons
+	if L < 1 || L > maxStatsLayers || N < 1 || N > maxStatsNeurons {
+		return fmt.Errorf("module %s: %d layers × %d neurons (want 1..%d × 1..%d)", m.Module, L, N, maxStatsLayers, maxStatsNeurons)
+	}
+	if len(m.Samples) != len(m.Labels) {
+		return fmt.Errorf("module %s: %d sample counts for %d labels", m.Module, len(m.Samples), len(m.Labels))
+	}
+	for i, v := range m.Samples {
+		if !(v >= 0) || math.IsInf(v, 0) {
+			return fmt.Errorf("module %s: label %q: sample count %v", m.Module, m.Labels[i], v)
+		}
+	}
+	for _, c := range m.Concepts {
+		if !(c.Steps >= 0) || math.IsInf(c.Steps, 0) {
+			return fmt.Errorf("module %s: concept %q: step count %v", m.Module, c.Word, c.Steps)
+		}
+	}
+	if err := unique("label", m.Labels); err != nil {
+		return fmt.Errorf("module %s: %v", m.Module, err)
+	}
+	words := make([]string, len(m.Concepts))
+	for i, c := range m.Concepts {
+		words[i] = c.Word
+	}
+	if err := unique("concept", words); err != nil {
+		return fmt.Errorf("module %s: %v", m.Module, err)
+	}
+	if err := unique("dataset", m.Datasets); err != nil {
+		return fmt.Errorf("module %s: %v", m.Module, err)
+	}
+	l, n := int64(L), int64(N)
+	for i := range m.Labels {
+		p := fmt.Sprintf("%slabel.%d.", prefix, i)
+		want[p+"positions"] = []int64{l}
+		for _, k := range []string{"fire", "sum", "max"} {
+			want[p+k] = []int64{l, n}
+		}
+	}
+	for i := range m.Concepts {
+		p := fmt.Sprintf("%sconcept.%d.", prefix, i)
+		want[p+"act_sum"], want[p+"phi"] = []int64{l, n}, []int64{l, n}
+		if S := len(m.Concepts[i].FirstSamples); S > 0 {
+			want[p+"first"] = []int64{int64(S), l, n}
+		}
+	}
+	for i := range m.Datasets {
+		want[fmt.Sprintf("%sism.%d.sum", prefix, i)] = []int64{5, 7, l, n}
+		want[fmt.Sprintf("%sism.%d.count", prefix, i)] = []int64{7}
+	}
+	return nil
+}
+
+// read loads one module's tensors, already checked against its metadata.
+func (m moduleMeta) read(f *safetensors.File, prefix string) (*ModuleStats, error) {
 	get := func(name string) ([]float64, error) {
-		b, err := f.Bytes(name)
+		b, err := f.Bytes(prefix + name)
 		if err != nil {
 			return nil, err
 		}
@@ -353,11 +532,11 @@ func readStats(f *safetensors.File) (*Stats, error) {
 		}
 		return v, nil
 	}
-	s := NewStats(meta.Module, L, N)
-	s.ModelHash, s.DataHash, s.SampleIDs = meta.ModelHash, meta.DataHash, meta.SampleIDs
+	L, N := m.Layers, m.Neurons
+	s := newModuleStats(m.Module, L, N)
 	var err error
-	for i, lab := range meta.Labels {
-		ls := &LabelStats{Samples: meta.Samples[i]}
+	for i, lab := range m.Labels {
+		ls := &LabelStats{Samples: m.Samples[i]}
 		p := fmt.Sprintf("label.%d.", i)
 		for _, t := range []struct {
 			dst  *[]float64
@@ -371,7 +550,7 @@ func readStats(f *safetensors.File) (*Stats, error) {
 		s.Labels = append(s.Labels, lab)
 	}
 	sort.Strings(s.Labels)
-	for i, c := range meta.Concepts {
+	for i, c := range m.Concepts {
 		p := fmt.Sprintf("concept.%d.", i)
 		act, err := get(p + "act_sum")
 		if err != nil {
@@ -395,7 +574,7 @@ func readStats(f *safetensors.File) (*Stats, error) {
 		}
 		s.Concepts = append(s.Concepts, cs)
 	}
-	for i, name := range meta.Datasets {
+	for i, name := range m.Datasets {
 		sum, err := get(fmt.Sprintf("ism.%d.sum", i))
 		if err != nil {
 			return nil, err
@@ -435,6 +614,7 @@ func equalShape(a, b []int64) bool {
 
 // ExportRow is one neuron's statistics under one label.
 type ExportRow struct {
+	Module      string  `json:"module"`
 	Label       string  `json:"label"`
 	Layer       int     `json:"layer"`
 	Neuron      int     `json:"neuron"`
@@ -443,20 +623,36 @@ type ExportRow struct {
 	Max         float64 `json:"max"`
 }
 
-// Export lists per-neuron activation probability, mean and max for every label.
+// Export lists per-neuron activation probability, mean and max for every module and label.
 func (s *Stats) Export() []ExportRow {
 	var out []ExportRow
-	for _, l := range s.Labels {
-		ls := s.ByLabel[l]
-		p := s.Prob(l)
-		for i := range p {
-			layer := i / s.Neurons
-			r := ExportRow{Label: l, Layer: layer, Neuron: i % s.Neurons, Probability: p[i], Max: ls.Max[i]}
-			if ls.Positions[layer] > 0 {
-				r.Mean = ls.Sum[i] / ls.Positions[layer]
+	for _, m := range s.Modules {
+		for _, l := range m.Labels {
+			ls := m.ByLabel[l]
+			p := m.Prob(l)
+			for i := range p {
+				layer := i / m.Neurons
+				r := ExportRow{Module: m.Module, Label: l, Layer: layer, Neuron: i % m.Neurons, Probability: p[i], Max: ls.Max[i]}
+				if ls.Positions[layer] > 0 {
+					r.Mean = ls.Sum[i] / ls.Positions[layer]
+				}
+				out = append(out, r)
 			}
-			out = append(out, r)
 		}
 	}
 	return out
+}
+
+// ExportColumns are the CSV columns of Export's rows, the module first.
+var ExportColumns = []string{"module", "label", "layer", "neuron", "probability", "mean", "max"}
+
+// WriteExportCSV writes rows as CSV under a header of ExportColumns.
+func WriteExportCSV(w io.Writer, rows []ExportRow) error {
+	cw := csv.NewWriter(w)
+	cw.Write(ExportColumns)
+	for _, r := range rows {
+		cw.Write([]string{r.Module, r.Label, strconv.Itoa(r.Layer), strconv.Itoa(r.Neuron), fmt.Sprint(r.Probability), fmt.Sprint(r.Mean), fmt.Sprint(r.Max)})
+	}
+	cw.Flush()
+	return cw.Error()
 }

@@ -2,6 +2,7 @@ package locate
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,9 +17,9 @@ import (
 func fuzzSeedStats(t testing.TB) []byte {
 	s := statsFromP([]string{"a", "b"}, 2, 3, map[string][]float64{"a": {0.5, 1, 0, 0.25, 0, 1}, "b": {0, 0.25, 1, 1, 0.5, 0}})
 	s.ModelHash = "m"
-	s.Concepts = []*ConceptStats{{Word: "x", TokenID: 1, Steps: 2, ActSum: make([]float64, 6), Phi: []float64{1, 2, 3, 4, 5, 6},
+	s.Modules[0].Concepts = []*ConceptStats{{Word: "x", TokenID: 1, Steps: 2, ActSum: make([]float64, 6), Phi: []float64{1, 2, 3, 4, 5, 6},
 		First: [][]float64{{1, 2, 3, 4, 5, 6}, {6, 5, 4, 3, 2, 1}}, FirstIDs: []string{"s1", "s2"}}}
-	d := s.ism("d")
+	d := s.Modules[0].ism("d")
 	d.Count[0], d.Count[6] = 1, 1
 	path := filepath.Join(t.TempDir(), "seed.st")
 	if err := s.WriteFile(path); err != nil {
@@ -36,6 +37,7 @@ func fuzzSeedStats(t testing.TB) []byte {
 // than the file holds.
 func FuzzReadStats(f *testing.F) {
 	f.Add(fuzzSeedStats(f))
+	f.Add(fuzzSeedStatsV2(f))
 	f.Add([]byte("short"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		dir := t.TempDir()
@@ -47,22 +49,8 @@ func FuzzReadStats(f *testing.F) {
 		if err != nil {
 			return
 		}
-		n := s.Layers * s.Neurons
-		for _, l := range s.Labels {
-			ls := s.ByLabel[l]
-			if len(ls.Positions) != s.Layers || len(ls.Fire) != n || len(ls.Sum) != n || len(ls.Max) != n {
-				t.Fatalf("label %q: accumulators of the wrong size", l)
-			}
-		}
-		for _, c := range s.Concepts {
-			if len(c.ActSum) != n || len(c.Phi) != n || len(c.First) != len(c.FirstIDs) {
-				t.Fatalf("concept %q: accumulators of the wrong size", c.Word)
-			}
-			for _, r := range c.First {
-				if len(r) != n {
-					t.Fatalf("concept %q: a per-sample row of %d, want %d", c.Word, len(r), n)
-				}
-			}
+		if err := checkSizes(s); err != nil {
+			t.Fatal(err)
 		}
 		again := filepath.Join(dir, "again.st")
 		if err := s.WriteFile(again); err != nil {
@@ -102,4 +90,52 @@ func TestReadStatsRejectsBadDimensions(t *testing.T) {
 			t.Errorf("%s: err %v", meta, err)
 		}
 	}
+}
+
+// fuzzSeedStatsV2 is a version-2 stats file of two modules, the decoder's with a concept and a
+// MINER dataset.
+func fuzzSeedStatsV2(t testing.TB) []byte {
+	s := twoModules()
+	llm := s.Module("llm")
+	llm.Concepts = []*ConceptStats{{Word: "x", TokenID: 1, Steps: 2, ActSum: make([]float64, 4), Phi: []float64{1, 2, 3, 4},
+		First: [][]float64{{1, 2, 3, 4}}, FirstIDs: []string{"s1"}}}
+	llm.ism("d").Count[6] = 1
+	path := filepath.Join(t.TempDir(), "seed2.st")
+	if err := s.WriteFile(path); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// checkSizes reports an accumulator whose size is not its module's header's.
+func checkSizes(s *Stats) error {
+	for _, m := range s.Modules {
+		n := m.Layers * m.Neurons
+		for _, l := range m.Labels {
+			ls := m.ByLabel[l]
+			if len(ls.Positions) != m.Layers || len(ls.Fire) != n || len(ls.Sum) != n || len(ls.Max) != n {
+				return fmt.Errorf("module %s, label %q: accumulators of the wrong size", m.Module, l)
+			}
+		}
+		for _, c := range m.Concepts {
+			if len(c.ActSum) != n || len(c.Phi) != n || len(c.First) != len(c.FirstIDs) {
+				return fmt.Errorf("module %s, concept %q: accumulators of the wrong size", m.Module, c.Word)
+			}
+			for _, r := range c.First {
+				if len(r) != n {
+					return fmt.Errorf("module %s, concept %q: a per-sample row of %d, want %d", m.Module, c.Word, len(r), n)
+				}
+			}
+		}
+		for _, d := range m.ISMs {
+			if len(d.Sum) != 5*7*n || len(d.Count) != 7 {
+				return fmt.Errorf("module %s, dataset %q: scores of the wrong size", m.Module, d.Dataset)
+			}
+		}
+	}
+	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/neurosurg/neurosurg/formats/safetensors"
 )
 
@@ -115,7 +116,7 @@ func TestReadStatsRefusesWhatTheTensorsDoNotHold(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(s.ByLabel["a"].Fire) != 6 || len(s.Concepts[0].Phi) != 6 || len(s.ISMs[0].Sum) != 5*7*6 || s.Concepts[0].TokenID != 5 {
+	if len(s.Modules[0].ByLabel["a"].Fire) != 6 || len(s.Modules[0].Concepts[0].Phi) != 6 || len(s.Modules[0].ISMs[0].Sum) != 5*7*6 || s.Modules[0].Concepts[0].TokenID != 5 {
 		t.Errorf("read %+v", s)
 	}
 }
@@ -135,6 +136,7 @@ func FuzzStats(f *testing.F) {
 	}
 	b, _ := os.ReadFile(path)
 	f.Add(b)
+	f.Add(fuzzSeedStatsV2(f))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		sf, err := safetensors.NewReader(bytes.NewReader(data), int64(len(data)), "fuzz.st")
 		if err != nil {
@@ -147,17 +149,8 @@ func FuzzStats(f *testing.F) {
 			}
 			return
 		}
-		n := s.Layers * s.Neurons
-		for _, l := range s.Labels {
-			ls := s.ByLabel[l]
-			if len(ls.Positions) != s.Layers || len(ls.Fire) != n || len(ls.Sum) != n || len(ls.Max) != n {
-				t.Fatalf("label %q: arrays of the wrong size", l)
-			}
-		}
-		for _, c := range s.Concepts {
-			if len(c.ActSum) != n || len(c.Phi) != n {
-				t.Fatalf("concept %q: arrays of the wrong size", c.Word)
-			}
+		if err := checkSizes(s); err != nil {
+			t.Fatal(err)
 		}
 		s.Export()
 		ts, md := s.encode()
@@ -184,8 +177,8 @@ func FuzzStats(f *testing.F) {
 		if err != nil {
 			t.Fatalf("written stats do not read back: %v", err)
 		}
-		if r.Layers != s.Layers || r.Neurons != s.Neurons || len(r.Labels) != len(s.Labels) || len(r.Concepts) != len(s.Concepts) || len(r.ISMs) != len(s.ISMs) {
-			t.Fatal("round trip changed the stats")
+		if d := cmp.Diff(s, r, cmp.Comparer(func(a, b float64) bool { return a == b || a != a && b != b })); d != "" {
+			t.Fatalf("round trip changed the stats:\n%s", d)
 		}
 	})
 }
@@ -193,7 +186,7 @@ func FuzzStats(f *testing.F) {
 // A NaN in the data is the data's (another check's business); reading keeps it bit for bit.
 func TestReadStatsKeepsValuesBitForBit(t *testing.T) {
 	s := NewStats("llm", 1, 2)
-	ls := s.label("a")
+	ls := s.Modules[0].label("a")
 	ls.Sum[1] = math.Float64frombits(0x7ff8000000000123)
 	path := filepath.Join(t.TempDir(), "s.st")
 	if err := s.WriteFile(path); err != nil {
@@ -204,7 +197,7 @@ func TestReadStatsKeepsValuesBitForBit(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got [8]byte
-	binary.LittleEndian.PutUint64(got[:], math.Float64bits(r.ByLabel["a"].Sum[1]))
+	binary.LittleEndian.PutUint64(got[:], math.Float64bits(r.Modules[0].ByLabel["a"].Sum[1]))
 	if binary.LittleEndian.Uint64(got[:]) != 0x7ff8000000000123 {
 		t.Error("value changed on read")
 	}

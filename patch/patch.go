@@ -2,6 +2,15 @@
 // seeded noise on the output vectors (down_proj / fc2 columns) of the selected neurons.
 // Edits compose in order and stay in each tensor's dtype; only edited elements are re-encoded,
 // rounding to nearest even.
+//
+// Every module's neurons are edited the same way, at their output column: down_proj of a gated
+// FFN, fc2 of a plain MLP (an encoder's fc1 → act → fc2), as archdef's FFN groups name them.
+// Zeroing fc2 column j is exactly a_j = 0 downstream (fc2's bias is not the neuron's and is
+// left alone). The input side — fc1 row j and fc1 bias j, which give a_j = act(0) = 0 for
+// GELU and its variants — would be the alternative for zero only, and is not implemented:
+// scale, noise and set have no input-side equivalent. swap is defined only for the language
+// model: it reflects a column along a direction of the unembedding, which only the decoder's
+// columns live in.
 package patch
 
 import (
@@ -17,6 +26,7 @@ import (
 	"github.com/neurosurg/neurosurg/formats/hfdir"
 	"github.com/neurosurg/neurosurg/formats/neuronset"
 	"github.com/neurosurg/neurosurg/formats/safetensors"
+	"github.com/neurosurg/neurosurg/model"
 	"github.com/neurosurg/neurosurg/model/archdef"
 	"github.com/neurosurg/neurosurg/model/tokenizer"
 )
@@ -136,6 +146,9 @@ func Apply(in Inputs, set *neuronset.Set, ops []Op) (map[string][]byte, error) {
 	}
 	if err := set.CheckGeometry(in.Base.Dir, geometry(groups)); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrOp, err)
+	}
+	if err := checkSwapModules(set, ops); err != nil {
+		return nil, err
 	}
 	cols := map[string][]int{} // tensor -> columns
 	var names []string
@@ -257,6 +270,23 @@ func Apply(in Inputs, set *neuronset.Set, ops []Op) (map[string][]byte, error) {
 		out[name] = nb
 	}
 	return out, nil
+}
+
+// checkSwapModules refuses a swap of a neuron outside the language model: the swap direction
+// is a difference of unembedding rows, a vector of the decoder's hidden space, and the logits
+// it moves are the decoder's.
+func checkSwapModules(set *neuronset.Set, ops []Op) error {
+	for _, op := range ops {
+		if op.Kind != "swap" {
+			continue
+		}
+		for i, n := range set.Neurons {
+			if n.Module != "llm" {
+				return fmt.Errorf("%w: %s: neuron %d is in module %q: a swap reflects a decoder neuron's down_proj column along the unembedding, which only the language model (llm) has; use zero, scale, noise or set for %s neurons", ErrOp, op, i, n.Module, n.Module)
+			}
+		}
+	}
+	return nil
 }
 
 // CheckSet refuses a neuron set made on a model other than base (see neuronset.CheckModel);
@@ -398,4 +428,39 @@ func swapDirection(in Inputs, a *archdef.Arch, op Op) ([]float64, error) {
 		w[i] /= math.Sqrt(n)
 	}
 	return w, nil
+}
+
+// RuntimeMask is the run-time equivalent of applying ops to set's neurons: a mask that sets
+// a_j = 0 (zero) or a_j = α·a_j (scale) at every position, which is exactly what zeroing or
+// scaling the neuron's down_proj / fc2 column does to the output. Only zero and scale have such
+// an equivalent (swap, noise and set change the column's direction); the neurons are checked
+// against geom (a model's FFN geometry, per module) first.
+func RuntimeMask(set *neuronset.Set, ops []Op, geom map[string]neuronset.Geometry) (*model.Mask, error) {
+	if err := set.CheckGeometry("the model", geom); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrOp, err)
+	}
+	for _, op := range ops {
+		if op.Kind != "zero" && op.Kind != "scale" {
+			return nil, fmt.Errorf("%w: %s has no run-time mask equivalent (only zero and scale edit a neuron's activation alone)", ErrOp, op)
+		}
+	}
+	mask := model.NewMask()
+	seen := map[neuronset.Neuron]bool{}
+	for _, n := range set.Neurons {
+		// A neuron listed under several labels is one column: edited once.
+		key := neuronset.Neuron{Module: n.Module, Layer: n.Layer, Index: n.Index}
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		site := model.Site{Module: n.Module, Layer: n.Layer}
+		for _, op := range ops {
+			if op.Kind == "zero" {
+				mask.Set(site, n.Index, 0)
+			} else {
+				mask.Scale(site, n.Index, float32(op.Alpha))
+			}
+		}
+	}
+	return mask, nil
 }

@@ -75,15 +75,18 @@ func (in *Input) geometry() map[string]Geometry {
 	for k, v := range in.Geometry {
 		g[k] = v
 	}
-	if st := in.Stats; st != nil && st.Layers > 0 && st.Neurons > 0 {
-		if _, ok := g[st.Module]; !ok {
-			g[st.Module] = Geometry{st.Layers, st.Neurons}
+	if in.Stats != nil {
+		for _, st := range in.Stats.Modules {
+			if _, ok := g[st.Module]; !ok && st.Layers > 0 && st.Neurons > 0 {
+				g[st.Module] = Geometry{st.Layers, st.Neurons}
+			}
 		}
 	}
 	if in.LM != nil {
-		if _, ok := g["llm"]; !ok {
-			c := in.LM.Config()
-			g["llm"] = Geometry{c.Layers, c.Intermediate}
+		for m, lg := range in.LM.Geometry() {
+			if _, ok := g[m]; !ok {
+				g[m] = Geometry{lg.Layers, lg.Neurons}
+			}
 		}
 	}
 	for _, set := range []*neuronset.Set{in.Neurons, in.Random} {
@@ -209,8 +212,11 @@ type conceptStats struct {
 }
 
 func (in *Input) statsOf(n neuronset.Neuron) ([]neuronStats, []conceptStats) {
-	st := in.Stats
-	if st == nil || st.Module != n.Module || n.Layer >= st.Layers || n.Index >= st.Neurons {
+	if in.Stats == nil {
+		return nil, nil
+	}
+	st := in.Stats.Module(n.Module)
+	if st == nil || n.Layer >= st.Layers || n.Index >= st.Neurons {
 		return nil, nil
 	}
 	i := n.Layer*st.Neurons + n.Index

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/neurosurg/neurosurg/formats/neuronset"
+	"github.com/neurosurg/neurosurg/locate"
 	"github.com/neurosurg/neurosurg/verify"
 )
 
@@ -226,5 +227,33 @@ func TestFormatNum(t *testing.T) {
 	}
 	if formatNum(math.NaN()) != "–" {
 		t.Error("NaN")
+	}
+}
+
+// A stats file of several modules gives each module its geometry and its neurons' statistics;
+// every module gets its own per-layer chart.
+func TestHTMLStatsOfSeveralModules(t *testing.T) {
+	in := sampleInput()
+	in.Stats = locate.NewStatsFor(map[string]neuronset.Geometry{"llm": {Layers: 2, Neurons: 8}, "vision": {Layers: 4, Neurons: 64}})
+	v := in.Stats.Module("vision")
+	ls := &locate.LabelStats{Samples: 1, Positions: make([]float64, 4), Fire: make([]float64, 4*64), Sum: make([]float64, 4*64), Max: make([]float64, 4*64)}
+	ls.Positions[2], ls.Fire[2*64+40], ls.Sum[2*64+40], ls.Max[2*64+40] = 10, 4, 5, 3
+	v.Labels, v.ByLabel["animals"] = []string{"animals"}, ls
+	page, err := HTML(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(page)
+	for _, want := range []string{`<code>vision</code>: 4 layers × 64 neurons`, "per layer (vision)", "per layer (llm)"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("page lacks %s", want)
+		}
+	}
+	st, _ := in.statsOf(neuronset.Neuron{Module: "vision", Layer: 2, Index: 40})
+	if len(st) != 1 || st[0].Prob != 0.4 || st[0].Mean != 0.5 || st[0].Mx != 3 {
+		t.Errorf("vision neuron's stats %+v", st)
+	}
+	if st, _ := in.statsOf(neuronset.Neuron{Module: "audio", Layer: 0, Index: 0}); st != nil {
+		t.Errorf("stats of a module not recorded: %+v", st)
 	}
 }

@@ -1,6 +1,7 @@
 // Package surgery runs a recipe end to end: record → locate → patch → verify → write. Each
 // stage's output is cached under the hash of its inputs, so changing only the op reruns only
-// patch onward; verify gates decide whether the checkpoint is written.
+// patch onward; verify gates decide whether the checkpoint is written. The stages are the
+// calls the CLI's verbs make (package pipeline), so a recipe and the CLI mean the same thing.
 package surgery
 
 import (
@@ -20,12 +21,11 @@ import (
 	"github.com/neurosurg/neurosurg/formats/neuronset"
 	"github.com/neurosurg/neurosurg/formats/outpath"
 	"github.com/neurosurg/neurosurg/formats/recipe"
-	"github.com/neurosurg/neurosurg/formats/safetensors"
 	"github.com/neurosurg/neurosurg/formats/samples"
 	"github.com/neurosurg/neurosurg/locate"
 	"github.com/neurosurg/neurosurg/model"
-	"github.com/neurosurg/neurosurg/model/tokenizer"
 	"github.com/neurosurg/neurosurg/patch"
+	"github.com/neurosurg/neurosurg/pipeline"
 	"github.com/neurosurg/neurosurg/report"
 	"github.com/neurosurg/neurosurg/verify"
 )
@@ -49,25 +49,72 @@ type Result struct {
 	Forced  bool
 }
 
-// Run executes the recipe at path.
-func Run(ctx context.Context, path string, o Options) (*Result, error) {
+// Run executes the recipe at path: the recipe is checked whole first, then each stage runs
+// or is served from the cache, then the gates decide whether the checkpoint is written.
+func Run(ctx context.Context, path string, o Options) (res *Result, err error) {
+	s, err := start(path, o)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = errors.Join(err, s.close()) }()
+	for _, stage := range []func(context.Context) error{s.open, s.record, s.locate, s.patch, s.verify} {
+		if err := stage(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return s.finish(ctx)
+}
+
+// run is one run of a recipe: what the stages read and what each one made.
+type run struct {
+	path   string // the recipe
+	recipe []byte // its bytes, as hashed into the provenance
+	r      *recipe.Recipe
+	pl     *plan
+	force  bool
+	log    func(string)
+	out    string // the checkpoint to write
+	work   string // its cache directory, out + ".surgery"
+	res    *Result
+
+	m       *model.Model
+	base    *hfdir.Checkpoint // m's checkpoint
+	unlock  func()
+	data    []samples.Sample
+	dataSrc string
+	// hashes go into the provenance and the page: the recipe's, the data's, the bench's,
+	// every stage file's, the model's fingerprint and content. Each stage keys its cache on
+	// the hashes of the files before it.
+	hashes map[string]string
+	files  map[string]string // every stage's file
+
+	st       *locate.Stats
+	set, rnd *neuronset.Set
+	edit     *edit.Edit
+	rep      *verify.Report
+}
+
+// start reads and checks the recipe (every stage's parameters, the ops, the gates, the paths)
+// before anything is opened or written.
+func start(path string, o Options) (*run, error) {
 	log := o.Log
 	if log == nil {
 		log = func(string) {}
 	}
+	// The recipe is read once: the bytes hashed into the provenance are the bytes that ran.
 	rb, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	r, err := recipe.ReadFile(path)
+	r, err := recipe.Parse(rb, path)
 	if err != nil {
 		return nil, err
 	}
+	r.Dir = filepath.Dir(path)
 	pl, err := check(r, path)
 	if err != nil {
 		return nil, err
 	}
-	ops, swapOp := pl.ops, pl.swap
 	out := r.Path(r.Out)
 	if _, err := os.Lstat(out); err == nil {
 		return nil, fmt.Errorf("surgery: %s: %w (remove it to run again)", out, hfdir.ErrExists)
@@ -78,342 +125,334 @@ func Run(ctx context.Context, path string, o Options) (*Result, error) {
 			return nil, fmt.Errorf("%s: %w: out: %w", path, recipe.ErrRecipe, err)
 		}
 	}
-	res := &Result{Out: out, Files: map[string]string{}}
-	base, err := hfdir.Open(r.Path(r.Model))
-	if err != nil {
-		return nil, err
+	return &run{path: path, recipe: rb, r: r, pl: pl, force: o.Force, log: log, out: out, work: work,
+		res:    &Result{Out: out, Files: map[string]string{}},
+		hashes: map[string]string{"recipe": sum(rb)}, files: map[string]string{}}, nil
+}
+
+// open opens the model, checks the ops against its tokenizer, locks the work directory and
+// reads the data.
+func (s *run) open(context.Context) error {
+	var err error
+	if s.m, err = pipeline.OpenModel(s.r.Path(s.r.Model)); err != nil {
+		return err
 	}
-	defer base.Close()
-	m, err := model.Load(base.ConfigJSON, base)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", base.Dir, err)
+	s.base = s.m.Checkpoint()
+	if err := patch.CheckOps(patch.Inputs{Base: s.base, Tokenizer: s.m.Tokenizer}, s.pl.ops); err != nil {
+		return fmt.Errorf("%s: %w", s.path, err)
 	}
-	m.Tokenizer, err = tokenizer.Load(base.Dir)
-	if err != nil {
-		return nil, err
+	if err := os.MkdirAll(s.work, 0o755); err != nil {
+		return err
 	}
-	if err := patch.CheckOps(patch.Inputs{Base: base, Tokenizer: m.Tokenizer}, ops); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	if s.unlock, err = lockWork(s.work, s.log); err != nil {
+		return err
 	}
-	if err := os.MkdirAll(work, 0o755); err != nil {
-		return nil, err
+	s.dataSrc = s.r.Path(s.r.Data)
+	if s.data, err = samples.ReadFile(s.dataSrc); err != nil {
+		return err
 	}
-	unlock, err := lockWork(work, log)
-	if err != nil {
-		return nil, err
+	if s.hashes["data"], err = fileHash(s.dataSrc); err != nil {
+		return err
 	}
-	defer unlock()
-	dataPath := r.Path(r.Data)
-	data, err := samples.ReadFile(dataPath)
-	if err != nil {
-		return nil, err
-	}
-	dataHash, err := fileHash(dataPath)
-	if err != nil {
-		return nil, err
-	}
-	fp := base.Fingerprint()
+	s.hashes["model_fingerprint"] = s.base.Fingerprint()
 	// Cached stages are keyed by the weights' content, not only the headers: a base whose
 	// weights changed under the same layout must not get the old one's statistics or edits.
 	// The shards' hashes come from the stat-keyed hash cache after the first run.
-	weights := base.ContentSHA256()
+	s.hashes["model_content"] = s.base.ContentSHA256()
+	return nil
+}
 
-	// record; contrib's per-sample mode needs each sample's first generating step kept too
-	perSample := r.Locate.Method == "contrib" && r.Locate.ContribMode == locate.ContribPerSample
-	recordKey := []any{weights, dataHash, r.Record}
+// close releases the work directory's lock and the model; it is safe to call twice.
+func (s *run) close() error {
+	if s.unlock != nil {
+		s.unlock()
+		s.unlock = nil
+	}
+	if s.m == nil {
+		return nil
+	}
+	m := s.m
+	s.m = nil
+	return m.Close()
+}
+
+// done records a stage's files (their paths and hashes) and whether the cache served them.
+func (s *run) done(stage string, cached bool, files map[string]string) error {
+	if cached {
+		s.res.Cached = append(s.res.Cached, stage)
+	}
+	for k, p := range files {
+		h, err := fileHash(p)
+		if err != nil {
+			return err
+		}
+		s.hashes[k], s.files[k] = h, p
+	}
+	return nil
+}
+
+// record runs the data through the model into a stats file; contrib's per-sample mode needs
+// each sample's first generating step kept too.
+func (s *run) record(ctx context.Context) error {
+	perSample := s.pl.locator.PerSample()
+	k := []any{s.hashes["model_content"], s.hashes["data"], s.r.Record}
 	if perSample {
-		recordKey = append(recordKey, "per-sample")
+		k = append(k, "per-sample")
 	}
-	statsPath := filepath.Join(work, "stats-"+key(recordKey...)+".st")
-	if usable(statsPath, log, func(p string) error { _, err := locate.ReadStats(p); return err }) {
-		res.Cached = append(res.Cached, "record")
-	} else {
-		log("record: " + dataPath)
-		st, err := locate.Record(ctx, m, data, nil, locate.RecordOptions{Concepts: r.Record.Concepts, ModelHash: fp, Product: r.Record.Coefficient == "au", MINER: r.Record.MINER, Chat: r.Record.Chat, PerSample: perSample})
+	p, err := entry(s.work, "stats", ".st", k...)
+	if err != nil {
+		return err
+	}
+	cached := usable(p, s.log, func(p string) error { _, err := locate.ReadStats(p); return err })
+	if !cached {
+		s.log("record: " + s.dataSrc)
+		st, err := pipeline.Record(ctx, s.m, s.data, nil, pipeline.RecordParams{Concepts: s.r.Record.Concepts,
+			Product: s.r.Record.Coefficient == "au", MINER: s.r.Record.MINER, Chat: s.r.Record.Chat, PerSample: perSample})
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if err := st.WriteFile(statsPath); err != nil {
-			return nil, err
+		if err := st.WriteFile(p); err != nil {
+			return err
 		}
 	}
-	statsHash, _ := fileHash(statsPath)
-	st, err := locate.ReadStats(statsPath)
-	if err != nil {
-		return nil, err
+	if err := s.done("record", cached, map[string]string{"stats": p}); err != nil {
+		return err
 	}
+	s.st, err = locate.ReadStats(p)
+	return err
+}
 
-	// locate
-	lp := r.Locate
-	neuronsPath := filepath.Join(work, "neurons-"+key(statsHash, lp)+".json")
-	randomPath := filepath.Join(work, "neurons-random-"+key(statsHash, lp, r.Verify.RandomSeed)+".json")
-	if usable(neuronsPath, log, readSet) && usable(randomPath, log, readSet) {
-		res.Cached = append(res.Cached, "locate")
-	} else {
-		log("locate: " + lp.Method)
-		var set *neuronset.Set
-		switch lp.Method {
-		case "miner":
-			set, err = locate.MINER(st, pl.miner)
-		case "dape":
-			set, err = locate.DAPE(st, pl.dape)
-		case "contrib":
-			set, err = locate.Contrib(st, pl.contrib)
-		case "ig":
-			set, err = locate.IG(ctx, m, data, pl.ig)
-		case "random":
-			like, e := locate.Contrib(st, locate.ContribOptions{TopK: lp.TopK})
-			set, err = locate.Random(like, st.Layers, st.Neurons, lp.Seed), e
-		}
-		if err != nil {
-			return nil, err
-		}
-		if lp.Label != "" {
-			keep := set.Neurons[:0]
-			for _, n := range set.Neurons {
-				if n.Label == lp.Label {
-					keep = append(keep, n)
-				}
-			}
-			set.Neurons, set.Labels = keep, []string{lp.Label}
-		}
-		if len(set.Neurons) == 0 {
-			return nil, fmt.Errorf("surgery: locate selected no neurons")
-		}
-		st.Stamp(set)
-		set.StatsSHA256, set.ModelSHA256 = statsHash, fp
-		if err := writeSet(neuronsPath, set); err != nil {
-			return nil, err
-		}
-		if err := atomically(strings.TrimSuffix(neuronsPath, ".json")+".svg", func(p string) error { return locate.PlotLayers(set, st.Layers, p) }); err != nil {
-			return nil, err
-		}
-		rnd := locate.Random(set, st.Layers, st.Neurons, r.Verify.RandomSeed)
-		st.Stamp(rnd)
-		rnd.StatsSHA256, rnd.ModelSHA256 = statsHash, fp
-		if err := writeSet(randomPath, rnd); err != nil {
-			return nil, err
-		}
+// locate selects the neurons and draws the random baseline (the same count per label, module
+// and layer) that verify measures beside them.
+func (s *run) locate(ctx context.Context) error {
+	statsHash := s.hashes["stats"]
+	k := []any{statsHash, s.r.Locate}
+	if s.pl.likeHash != "" {
+		k = append(k, s.pl.likeHash)
 	}
-	set, err := neuronset.ReadFile(neuronsPath)
+	neurons, err := entry(s.work, "neurons", ".json", k...)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	rnd, err := neuronset.ReadFile(randomPath)
+	random, err := entry(s.work, "neurons-random", ".json", append(k, s.r.Verify.RandomSeed)...)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	neuronsHash, _ := fileHash(neuronsPath)
-	randomHash, _ := fileHash(randomPath)
+	cached := usable(neurons, s.log, readSet) && usable(random, s.log, readSet)
+	if !cached {
+		if err := s.selectSets(ctx, neurons, random); err != nil {
+			return err
+		}
+	}
+	if err := s.done("locate", cached, map[string]string{"neurons": neurons, "neurons_random": random}); err != nil {
+		return err
+	}
+	if s.set, err = neuronset.ReadFile(neurons); err != nil {
+		return err
+	}
+	s.rnd, err = neuronset.ReadFile(random)
+	return err
+}
 
-	// patch
-	editPath := filepath.Join(work, "edit-"+key(weights, neuronsHash, r.Patch)+".nsd")
-	randomEditPath := filepath.Join(work, "edit-random-"+key(weights, randomHash, r.Patch)+".nsd")
-	if usable(editPath, log, readEdit(base)) && usable(randomEditPath, log, readEdit(base)) {
-		res.Cached = append(res.Cached, "patch")
-	} else {
-		log("patch: " + fmt.Sprint(r.Patch.Ops))
+// selectSets writes the selected set with its per-layer plot, then the random baseline drawn
+// like it (the same count per label, module and layer; seed verify.random_seed).
+func (s *run) selectSets(ctx context.Context, neurons, random string) error {
+	s.log("locate: " + s.pl.locator.Method())
+	statsHash := s.hashes["stats"]
+	set, err := s.pl.locator.Locate(ctx, pipeline.LocateInputs{Stats: s.st, StatsSHA256: statsHash, Model: s.m, Data: s.data})
+	if err != nil {
+		return err
+	}
+	if len(set.Neurons) == 0 {
+		return fmt.Errorf("surgery: locate selected no neurons")
+	}
+	if err := pipeline.WriteSet(neurons, set); err != nil {
+		return err
+	}
+	if err := pipeline.PlotLayers(set, s.st, strings.TrimSuffix(neurons, ".json")+".svg"); err != nil {
+		return err
+	}
+	rnd, err := pipeline.RandomBaseline(ctx, set, s.st, statsHash, s.r.Verify.RandomSeed)
+	if err != nil {
+		return err
+	}
+	return pipeline.WriteSet(random, rnd)
+}
+
+// patch turns the neurons and the random baseline into an edit file each.
+func (s *run) patch(context.Context) error {
+	weights := s.hashes["model_content"]
+	ed, err := entry(s.work, "edit", ".nsd", weights, s.hashes["neurons"], s.r.Patch)
+	if err != nil {
+		return err
+	}
+	random, err := entry(s.work, "edit-random", ".nsd", weights, s.hashes["neurons_random"], s.r.Patch)
+	if err != nil {
+		return err
+	}
+	cached := usable(ed, s.log, readEdit(s.base)) && usable(random, s.log, readEdit(s.base))
+	if !cached {
+		s.log("patch: " + fmt.Sprint(s.r.Patch.Ops))
 		for _, p := range []struct {
-			set  *neuronset.Set
-			path string
-		}{{set, editPath}, {rnd, randomEditPath}} {
-			changed, err := patch.Apply(patch.Inputs{Base: base, Tokenizer: m.Tokenizer}, p.set, ops)
+			set        *neuronset.Set
+			from, path string
+		}{{s.set, s.files["neurons"], ed}, {s.rnd, s.files["neurons_random"], random}} {
+			e, err := pipeline.Patch(s.base, s.m.Tokenizer, p.set, p.from, s.pl.ops, map[string]string{"neurosurg.version": Version})
 			if err != nil {
-				return nil, err
-			}
-			e, err := edit.Build(base, changed, map[string]string{"neurosurg.version": Version})
-			if err != nil {
-				return nil, err
+				return err
 			}
 			if err := e.WriteFile(p.path); err != nil {
-				return nil, err
+				return err
 			}
 		}
 	}
-	e, err := edit.ReadFile(editPath, base)
-	if err != nil {
-		return nil, err
+	if err := s.done("patch", cached, map[string]string{"edit": ed, "edit_random": random}); err != nil {
+		return err
 	}
-	editHash, _ := fileHash(editPath)
-	randomEditHash, _ := fileHash(randomEditPath)
+	s.edit, err = edit.ReadFile(ed, s.base)
+	return err
+}
 
-	// verify
-	benchPath := r.Path(r.Verify.Bench)
-	if benchPath == "" {
-		benchPath = dataPath
+// verify measures both edits against the base on the bench (the data when the recipe names
+// none) and writes the report with its table and plot.
+func (s *run) verify(ctx context.Context) error {
+	bench := s.r.Path(s.r.Verify.Bench)
+	if bench == "" {
+		bench = s.dataSrc
 	}
-	benchHash, err := fileHash(benchPath)
+	benchHash, err := fileHash(bench)
+	if err != nil {
+		return err
+	}
+	s.hashes["bench"] = benchHash
+	p, err := entry(s.work, "report", ".json", s.hashes["edit"], s.hashes["edit_random"], benchHash, s.r.Verify.MaxTokens, s.pl.swap)
+	if err != nil {
+		return err
+	}
+	cached := usable(p, s.log, func(p string) error { _, err := pipeline.ReadReport(p); return err })
+	if !cached {
+		s.log("verify: " + bench)
+		ss, err := samples.ReadFile(bench)
+		if err != nil {
+			return err
+		}
+		rep, err := pipeline.Verify(ctx, s.m, []pipeline.EditVariant{{Name: "edited", Edit: s.files["edit"]}, {Name: "random", Edit: s.files["edit_random"]}}, ss, s.pl.verify)
+		if err != nil {
+			return err
+		}
+		if err := pipeline.WriteReport(rep, strings.TrimSuffix(p, ".json")); err != nil {
+			return err
+		}
+	}
+	if cached {
+		s.res.Cached = append(s.res.Cached, "verify")
+	}
+	s.files["report"] = p
+	s.rep, err = pipeline.ReadReport(p)
+	return err
+}
+
+// finish checks the gates and writes the HTML report and, when they pass (or the run is
+// forced), the checkpoint.
+func (s *run) finish(ctx context.Context) (*Result, error) {
+	failed, err := pipeline.Gates(s.rep, "edited", s.r.Verify.Gates)
 	if err != nil {
 		return nil, err
 	}
-	reportPath := filepath.Join(work, "report-"+key(editHash, randomEditHash, benchHash, r.Verify.MaxTokens, swapOp)+".json")
-	var rep verify.Report
-	if usable(reportPath, log, func(p string) error { return readReport(p, &rep) }) {
-		res.Cached = append(res.Cached, "verify")
-	} else {
-		log("verify: " + benchPath)
-		bench, err := samples.ReadFile(benchPath)
-		if err != nil {
-			return nil, err
-		}
-		var variants []verify.Variant
-		for _, v := range []struct{ name, path string }{{"edited", editPath}, {"random", randomEditPath}} {
-			ed, err := edit.ReadFile(v.path, base)
-			if err != nil {
-				return nil, err
-			}
-			ov, err := ed.Overlay(base)
-			if err != nil {
-				return nil, err
-			}
-			vm, err := model.Load(base.ConfigJSON, ov)
-			if err != nil {
-				return nil, err
-			}
-			variants = append(variants, verify.Variant{Name: v.name, Model: vm})
-		}
-		vo := verify.Options{MaxTokens: r.Verify.MaxTokens}
-		if swapOp != nil {
-			vo.Source, vo.Target = swapOp.Src, swapOp.Tgt
-		}
-		got, err := verify.Run(ctx, m, variants, bench, vo)
-		if err != nil {
-			return nil, err
-		}
-		rep = *got
-		b, err := json.MarshalIndent(rep, "", "  ")
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", reportPath, err)
-		}
-		// Plot and table first, the report last: the report's presence is what marks the
-		// stage done, and each file appears whole or not at all (a full disk once left an
-		// empty report that every rerun then failed to read).
-		if err := atomically(strings.TrimSuffix(reportPath, ".json")+".svg", rep.Plot); err != nil {
-			return nil, err
-		}
-		if err := atomicfile.Write(strings.TrimSuffix(reportPath, ".json")+".md", []byte(rep.Markdown())); err != nil {
-			return nil, err
-		}
-		if err := atomicfile.Write(reportPath, append(b, '\n')); err != nil {
-			return nil, err
+	res := s.res
+	res.Report = s.rep
+	html := filepath.Join(s.work, "report.html")
+	res.Files = map[string]string{"report_html": html}
+	for k, p := range s.files {
+		res.Files[k] = p
+	}
+	hashes := map[string]string{}
+	for k, h := range s.hashes {
+		if k != "edit_random" { // the provenance hashes the edit that ships, not the baseline's
+			hashes[k] = h
 		}
 	}
-	gateErr := rep.CheckGates("edited", r.Verify.Gates)
-	if gateErr != nil && !errors.Is(gateErr, verify.ErrGate) {
-		return nil, gateErr
-	}
-	res.Report = &rep
-	htmlPath := filepath.Join(work, "report.html")
-	res.Files = map[string]string{"stats": statsPath, "neurons": neuronsPath, "neurons_random": randomPath, "edit": editPath, "edit_random": randomEditPath, "report": reportPath, "report_html": htmlPath}
-	hashes := map[string]string{"recipe": sum(rb), "data": dataHash, "bench": benchHash, "stats": statsHash, "neurons": neuronsHash, "neurons_random": randomHash, "edit": editHash, "model_fingerprint": fp, "model_content": weights}
 	// The page names paths as the recipe writes them, so the same recipe gives the same page
 	// wherever it runs (the page is one of the checkpoint's hashed files).
-	page := &report.Input{Title: "neurosurg surgery: " + filepath.Base(path), Tool: "neurosurg " + Version, RecipePath: filepath.Base(path), Recipe: string(rb),
-		Model: r.Model, ModelHash: fp, Hashes: hashes, Out: r.Out, Ops: r.Patch.Ops, Verify: &rep, Neurons: set, Random: rnd, Stats: st, LM: m}
-	if gateErr != nil && !o.Force {
-		if err := report.WriteFile(htmlPath, page); err != nil {
+	page := &report.Input{Title: "neurosurg surgery: " + filepath.Base(s.path), Tool: "neurosurg " + Version,
+		RecipePath: filepath.Base(s.path), Recipe: string(s.recipe), Model: s.r.Model, ModelHash: s.hashes["model_fingerprint"],
+		Hashes: hashes, Out: s.r.Out, Ops: s.r.Patch.Ops, Verify: s.rep, Neurons: s.set, Random: s.rnd, Stats: s.st, LM: s.m}
+	if failed != nil && !s.force {
+		if err := report.WriteFile(html, page); err != nil {
 			return nil, err
 		}
-		return res, fmt.Errorf("surgery: no checkpoint written: %w", gateErr)
+		return res, fmt.Errorf("surgery: no checkpoint written: %w", failed)
 	}
-	res.Forced = gateErr != nil
-
-	// write
-	log("write: " + out)
-	page.Written, page.Forced = true, res.Forced
-	html, err := report.HTML(page)
-	if err != nil {
-		return nil, err
-	}
-	prov := map[string]any{"neurosurg_version": Version, "recipe": string(rb), "hashes": hashes, "verify": rep, "forced": res.Forced}
-	_, err = edit.Apply(ctx, base, e, out, hfdir.WriteOptions{
-		BaseModel: r.Card.BaseModel, Tags: r.Card.Tags, Description: r.Card.Description + "\n\n## Verify\n\n" + rep.Markdown() + "\n" + report.Card(page, report.CardFile),
-		Provenance: prov, Files: map[string][]byte{report.CardFile: html},
-	})
-	if err != nil {
-		return nil, err
-	}
-	if err := atomicfile.Write(htmlPath, html); err != nil {
+	res.Forced = failed != nil
+	if err := s.write(ctx, page, hashes, html); err != nil {
 		return nil, err
 	}
 	res.Written = true
-	if gateErr != nil {
-		return res, fmt.Errorf("surgery: written with --force although %w", gateErr)
+	if failed != nil {
+		return res, fmt.Errorf("surgery: written with --force although %w", failed)
 	}
 	return res, nil
 }
 
+// write applies the edit to the base into the output checkpoint with its card, HTML report
+// and provenance, then puts the report beside the cache.
+func (s *run) write(ctx context.Context, page *report.Input, hashes map[string]string, htmlPath string) error {
+	s.log("write: " + s.out)
+	page.Written, page.Forced = true, s.res.Forced
+	html, err := report.HTML(page)
+	if err != nil {
+		return err
+	}
+	prov := map[string]any{"neurosurg_version": Version, "recipe": string(s.recipe), "hashes": hashes, "verify": s.rep, "forced": s.res.Forced}
+	card := s.r.Card
+	if _, err := edit.Apply(ctx, s.base, s.edit, s.out, hfdir.WriteOptions{
+		BaseModel: card.BaseModel, Tags: card.Tags,
+		Description: card.Description + "\n\n## Verify\n\n" + s.rep.Markdown() + "\n" + report.Card(page, report.CardFile),
+		Provenance:  prov, Files: map[string][]byte{report.CardFile: html},
+	}); err != nil {
+		return err
+	}
+	return atomicfile.Write(htmlPath, html)
+}
+
 // plan is a recipe checked before any stage runs: every value the stages will use.
 type plan struct {
-	ops     []patch.Op
-	swap    *patch.Op
-	miner   locate.MINEROptions
-	dape    locate.DAPEOptions
-	contrib locate.ContribOptions
-	ig      locate.IGOptions
-	inputs  []string // every file or directory the run reads (out must stay clear of them)
+	locator  *pipeline.Locator
+	likeHash string // sha256 of locate.like's file, when the recipe names one
+	ops      []patch.Op
+	swap     *patch.Op
+	verify   verify.Options
+	inputs   []string // every file or directory the run reads (out must stay clear of them)
 }
 
 // check validates every stage's parameters, the ops and the gates, and that the files the
 // later stages read exist, so a bad value fails before record runs, not after it.
 func check(r *recipe.Recipe, path string) (*plan, error) {
 	bad := func(err error) error { return fmt.Errorf("%s: %w: %w", path, recipe.ErrRecipe, err) }
-	lp := r.Locate
 	pl := &plan{inputs: []string{path, r.Path(r.Model), r.Path(r.Data), r.Path(r.Verify.Bench)}}
-	var err error
-	switch lp.Method {
-	case "miner":
-		pl.miner = locate.MINEROptions{Ratio: lp.Ratio, Strategy: lp.Strategy, Split: lp.Split, Seed: lp.Seed}
-		if len(lp.Weights) == 5 {
-			copy(pl.miner.Weights[:], lp.Weights)
-		} else if len(lp.Weights) != 0 {
-			return nil, bad(fmt.Errorf("locate.weights needs 5 numbers (prob, mean, max, attn_k, attn_q), got %d", len(lp.Weights)))
-		}
-		err = pl.miner.Validate()
-	case "dape":
-		pl.dape = locate.DAPEOptions{TopRate: lp.TopRate, FilterRate: lp.FilterRate, ActivationBarRatio: lp.ActivationBarRatio}
-		err = pl.dape.Validate()
-	case "contrib", "random":
-		pl.contrib = locate.ContribOptions{TopK: lp.TopK, Layers: lp.Layers, Mode: lp.ContribMode}
-		err = pl.contrib.Validate()
-	case "ig":
-		if len(r.Record.Concepts) != 1 {
-			return nil, bad(fmt.Errorf("locate.method ig needs exactly one record.concepts word, got %d", len(r.Record.Concepts)))
-		}
-		pl.ig = locate.IGOptions{Concept: r.Record.Concepts[0], TopK: lp.TopK}
-		err = pl.ig.Validate()
-	}
+	lp, err := pipeline.RecipeLocate(r)
 	if err != nil {
 		return nil, bad(err)
 	}
-	for _, s := range r.Patch.Ops {
-		op, err := patch.ParseOp(s)
-		if err != nil {
-			return nil, bad(err)
-		}
-		op.Seed = r.Patch.Seed
-		if op.Kind == "set" {
-			op.Path = r.Path(op.Path) // relative to the recipe, as every path it names
-			pl.inputs = append(pl.inputs, op.Path)
-			f, err := safetensors.Open(op.Path)
-			if err != nil {
-				return nil, bad(fmt.Errorf("patch.ops %q: %w", s, err))
-			}
-			f.Close()
-		}
-		pl.ops = append(pl.ops, op)
-	}
-	vo := verify.Options{MaxTokens: r.Verify.MaxTokens}
-	for i := range pl.ops {
-		if pl.ops[i].Kind == "swap" {
-			pl.swap = &pl.ops[i]
-			vo.Source, vo.Target = pl.swap.Src, pl.swap.Tgt
-		}
-	}
-	if err := vo.Validate(); err != nil {
+	if pl.locator, err = pipeline.NewLocator(lp); err != nil {
 		return nil, bad(err)
 	}
-	if _, err := verify.ParseGates(r.Verify.Gates); err != nil {
+	if like := r.Path(r.Locate.Like); like != "" {
+		pl.inputs = append(pl.inputs, like)
+		if pl.likeHash, err = fileHash(like); err != nil {
+			return nil, bad(fmt.Errorf("locate.like: %w", err))
+		}
+	}
+	// set:FILE is relative to the recipe, as every path it names.
+	if pl.ops, err = pipeline.ParseOps(r.Patch.Ops, r.Patch.Seed, r.Path); err != nil {
+		return nil, bad(err)
+	}
+	pl.inputs = append(pl.inputs, pipeline.OpPaths(pl.ops)...)
+	if err := pipeline.CheckOpFiles(pl.ops); err != nil {
+		return nil, bad(fmt.Errorf("patch.ops %w", err))
+	}
+	pl.swap = pipeline.SwapOp(pl.ops)
+	if pl.verify, err = pipeline.VerifyOptions(r.Verify.MaxTokens, pl.swap, r.Verify.Gates); err != nil {
 		return nil, bad(err)
 	}
 	if b := r.Verify.Bench; b != "" {
@@ -425,19 +464,16 @@ func check(r *recipe.Recipe, path string) (*plan, error) {
 	return pl, nil
 }
 
-func writeSet(path string, s *neuronset.Set) error {
-	b, err := s.Marshal()
+// entry is the path of a stage's cache file: dir/prefix-KEY.ext, KEY a short hash of the
+// stage's inputs. The inputs are checked recipe values and hashes, which marshal; an error
+// here is a bug, and a key of fewer inputs could serve a stale entry, so it is returned.
+func entry(dir, prefix, ext string, parts ...any) (string, error) {
+	b, err := json.Marshal(parts)
 	if err != nil {
-		return err
+		return "", fmt.Errorf("surgery: cache key of %s: %w", prefix, err)
 	}
-	return atomicfile.Write(path, b)
-}
-
-// key hashes stage inputs into a short cache key.
-func key(parts ...any) string {
-	b, _ := json.Marshal(parts)
 	h := sha256.Sum256(b)
-	return hex.EncodeToString(h[:8])
+	return filepath.Join(dir, prefix+"-"+hex.EncodeToString(h[:8])+ext), nil
 }
 
 func sum(b []byte) string {
@@ -462,7 +498,10 @@ func usable(path string, log func(string), read func(path string) error) bool {
 	}
 	if err := read(path); err != nil {
 		log(fmt.Sprintf("cache: %s does not read (%v): recomputing it", path, err))
-		os.Remove(path)
+		if err := os.Remove(path); err != nil {
+			// The stage rewrites it atomically anyway; say why it may fail to.
+			log(fmt.Sprintf("cache: %v", err))
+		}
 		return false
 	}
 	return true
@@ -473,34 +512,6 @@ func readSet(p string) error { _, err := neuronset.ReadFile(p); return err }
 // readEdit returns a check that an edit file reads against base.
 func readEdit(base *hfdir.Checkpoint) func(string) error {
 	return func(p string) error { _, err := edit.ReadFile(p, base); return err }
-}
-
-// readReport reads a cached verify report into rep.
-func readReport(p string, rep *verify.Report) error {
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return err
-	}
-	var r verify.Report
-	if err := json.Unmarshal(b, &r); err != nil {
-		return err
-	}
-	if r.Metrics["edited"] == nil {
-		return fmt.Errorf("no metrics of the edited model")
-	}
-	*rep = r
-	return nil
-}
-
-// atomically has write make path under a temporary name beside it, then renames it into
-// place: a killed run leaves a stray temporary (which lockWork removes), never a torn file.
-func atomically(path string, write func(tmp string) error) error {
-	tmp := filepath.Join(filepath.Dir(path), ".tmp-"+filepath.Base(path))
-	if err := write(tmp); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 // lockWork locks the work directory for this run (a second run of the same recipe at the same

@@ -138,6 +138,8 @@ func TestRecipeCheckedBeforeAnyStage(t *testing.T) {
 		{"swap word", `"swap:Lily>Zzyzx"`, "", "", `"Zzyzx": not one token`},
 		{"set file", `"set:vectors.safetensors"`, "", "", "vectors.safetensors"},
 		{"top_rate", "zero", "", "top_rate: 7", "top_rate 7"},
+		{"another method's key", "zero", "", "top_k: 5", "top_k does not apply to method dape"},
+		{"like file", "zero", "", "like: missing.json", "locate.like"},
 		{"bench", "zero", "", "", "missing.jsonl"},
 		{"out into the model", "zero", "", "", "is inside the input directory"},
 	} {

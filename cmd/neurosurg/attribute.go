@@ -5,8 +5,7 @@ import (
 	"fmt"
 
 	"github.com/neurosurg/neurosurg/formats/samples"
-	"github.com/neurosurg/neurosurg/locate"
-	"github.com/neurosurg/neurosurg/model"
+	"github.com/neurosurg/neurosurg/pipeline"
 	"github.com/urfave/cli/v3"
 )
 
@@ -14,7 +13,7 @@ func init() {
 	register(func() *cli.Command {
 		return &cli.Command{
 			Name:      "attribute",
-			Usage:     "select neurons by integrated gradients of a concept's logit (the costly gradient baseline)",
+			Usage:     "select neurons by integrated gradients of a concept's logit (locate method ig: the costly gradient baseline)",
 			ArgsUsage: "CKPT",
 			UsageText: `neurosurg attribute testdata/stories260K --data examples/stories-generated.jsonl --concept Lily --top-k 40 --out ig.json
 neurosurg attribute CKPT --data captions.jsonl --concept cat --steps 20 --max-occurrences 100 --out cat-ig.json`,
@@ -31,15 +30,15 @@ neurosurg attribute CKPT --data captions.jsonl --concept cat --steps 20 --max-oc
 				if err != nil {
 					return err
 				}
-				o := locate.IGOptions{Concept: cmd.String("concept"), TopK: int(cmd.Int("top-k")),
-					Steps: int(cmd.Int("steps")), MaxOccurrences: int(cmd.Int("max-occurrences"))}
-				if err := valid(o.Validate()); err != nil {
-					return err
+				l, err := pipeline.NewLocator(pipeline.LocateParams{Method: "ig", Concept: cmd.String("concept"), TopK: int(cmd.Int("top-k")),
+					Steps: int(cmd.Int("steps")), MaxOccurrences: int(cmd.Int("max-occurrences"))})
+				if err != nil {
+					return valid(err)
 				}
 				if err := checkOut(cmd.String("out"), dir, cmd.String("data")); err != nil {
 					return err
 				}
-				m, err := model.Open(dir)
+				m, err := pipeline.OpenModel(dir)
 				if err != nil {
 					return err
 				}
@@ -49,18 +48,12 @@ neurosurg attribute CKPT --data captions.jsonl --concept cat --steps 20 --max-oc
 					return err
 				}
 				bar := newBar(cmd, int64(cmd.Int("max-occurrences")), "attributing", false)
-				o.Progress = func(done, total int) { bar.set(int64(done)) }
-				set, err := locate.IG(ctx, m, ss, o)
+				set, err := l.Locate(ctx, pipeline.LocateInputs{Model: m, Data: ss, Progress: func(done, total int) { bar.set(int64(done)) }})
 				bar.finish()
 				if err != nil {
 					return err
 				}
-				set.ModelSHA256 = m.Checkpoint().Fingerprint()
-				b, err := set.Marshal()
-				if err != nil {
-					return err
-				}
-				if err := writeFileAtomic(cmd.String("out"), b); err != nil {
+				if err := pipeline.WriteSet(cmd.String("out"), set); err != nil {
 					return err
 				}
 				fmt.Fprintf(cmd.Root().Writer, "%d neurons → %s\n", len(set.Neurons), cmd.String("out"))

@@ -116,9 +116,11 @@ func TestBadInvocations(t *testing.T) {
 		{[]string{"locate", "--method", "dape", "--top-rate", "7", st, "--out", filepath.Join(tmp, "x.json")}, exitUsage, "top_rate 7"},
 		{[]string{"locate", "--method", "miner", "--ratio", "-0.5", st, "--out", filepath.Join(tmp, "x.json")}, exitUsage, "ratio -0.5"},
 		{[]string{"locate", "--method", "miner", "--strategy", "la_mu", st, "--out", filepath.Join(tmp, "x.json")}, exitUsage, `strategy "la_mu"`},
-		{[]string{"locate", "--method", "miner", "--weights", "1,2", st, "--out", filepath.Join(tmp, "x.json")}, exitUsage, "--weights takes 5 numbers"},
+		{[]string{"locate", "--method", "miner", "--weights", "1,2", st, "--out", filepath.Join(tmp, "x.json")}, exitUsage, "weights takes 5 numbers"},
 		{[]string{"locate", "--method", "contrib", "--top-k", "-1", st, "--out", filepath.Join(tmp, "x.json")}, exitUsage, "top_k -1"},
-		{[]string{"locate", "--method", "magic", st, "--out", filepath.Join(tmp, "x.json")}, exitUsage, `--method "magic"`},
+		{[]string{"locate", "--method", "magic", st, "--out", filepath.Join(tmp, "x.json")}, exitUsage, `method "magic"`},
+		{[]string{"locate", "--method", "contrib", "--module", "vision", st, "--out", filepath.Join(tmp, "x.json")}, exitUsage, "only the language model (llm)"},
+		{[]string{"locate", "--method", "miner", "--module", "llm", "--module", "vision", st, "--out", filepath.Join(tmp, "x.json")}, exitUsage, "selects in one module"},
 		{[]string{"attribute", "--top-k", "-1", ckpt, "--data", data, "--concept", "Lily", "--out", filepath.Join(tmp, "ig.json")}, exitUsage, "top_k -1"},
 		{[]string{"attribute", "--steps", "-1", ckpt, "--data", data, "--concept", "Lily", "--out", filepath.Join(tmp, "ig.json")}, exitUsage, "steps -1"},
 		{[]string{"neurons", "show", "--top", "-1", nj}, exitUsage, "top -1"},
@@ -164,6 +166,7 @@ func TestBadInvocations(t *testing.T) {
 		{[]string{"inspect", dirCkpt}, exitError, "model.safetensors: not a regular file: it is a directory"},
 		{[]string{"inspect", dotCkpt}, exitError, `model.safetensors.index.json: hfdir: index does not match the shards: shard name "."`},
 		{[]string{"locate", "--method", "contrib", "--layers", "9", st, "--out", filepath.Join(tmp, "x.json")}, exitError, "layer 9: the stats have 5 layers"},
+		{[]string{"locate", "--method", "dape", "--module", "vision", st, "--out", filepath.Join(tmp, "x.json")}, exitError, `no module "vision" (they hold llm)`},
 	}
 	for _, c := range cases {
 		type result struct {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"runtime/pprof"
@@ -23,17 +24,21 @@ neurosurg bench forward --checkpoint /models/Qwen2-0.5B --json`,
 				&cli.BoolFlag{Name: "json"},
 				&cli.StringFlag{Name: "cpuprofile", Usage: "write a Go CPU profile of the whole run to this file (go tool pprof)"},
 			},
-			Action: func(ctx context.Context, cmd *cli.Command) error {
+			Action: func(ctx context.Context, cmd *cli.Command) (err error) {
 				if path := cmd.String("cpuprofile"); path != "" {
 					f, err := os.Create(path)
 					if err != nil {
 						return err
 					}
-					defer f.Close()
 					if err := pprof.StartCPUProfile(f); err != nil {
-						return fmt.Errorf("cpu profile %s: %w", path, err)
+						return errors.Join(fmt.Errorf("cpu profile %s: %w", path, err), f.Close())
 					}
-					defer pprof.StopCPUProfile()
+					defer func() {
+						pprof.StopCPUProfile()
+						if cerr := f.Close(); cerr != nil {
+							err = errors.Join(err, fmt.Errorf("cpu profile %s: %w", path, cerr))
+						}
+					}()
 				}
 				res, size, err := benchfwd.Run(ctx, benchfwd.Options{Checkpoint: cmd.String("checkpoint"), Config: cmd.String("config"),
 					Log: func(s string) { fmt.Fprintln(cmd.Root().ErrWriter, s) }})

@@ -129,3 +129,25 @@ func TestDiffApplyCLI(t *testing.T) {
 		t.Errorf("apply onto another base: %d %s", code, errs)
 	}
 }
+
+// stats export names each row's module first, in CSV and JSON.
+func TestStatsExportModuleColumn(t *testing.T) {
+	tmp := t.TempDir()
+	st := filepath.Join(tmp, "s.st")
+	if _, errs, code := runCLI(t, "record", stories, "--data", "../../testdata/samples/stories-animals-food.jsonl", "--out", st); code != 0 {
+		t.Fatal(errs)
+	}
+	out, errs, code := runCLI(t, "stats", "export", st, "--csv")
+	if code != 0 {
+		t.Fatal(errs)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	// stories260K: 5 layers × 172 neurons, 2 labels.
+	if lines[0] != "module,label,layer,neuron,probability,mean,max" || len(lines) != 1+2*5*172 || !strings.HasPrefix(lines[1], "llm,animals,0,0,") {
+		t.Errorf("csv: %d lines, header %q, first row %q", len(lines), lines[0], lines[1])
+	}
+	out, errs, code = runCLI(t, "stats", "export", st, "--json")
+	if code != 0 || !strings.Contains(out, `"module": "llm",`) {
+		t.Errorf("json (exit %d, %s): %.200s", code, errs, out)
+	}
+}

@@ -1,12 +1,8 @@
 package main
 
 import (
-	"github.com/neurosurg/neurosurg/formats/atomicfile"
 	"github.com/neurosurg/neurosurg/formats/outpath"
 )
-
-// writeFileAtomic writes through a temporary file and a rename, so a failure leaves nothing.
-func writeFileAtomic(path string, b []byte) error { return atomicfile.Write(path, b) }
 
 // checkOut refuses, as a usage error, an output that resolves to one of the command's inputs,
 // into an input directory, or to a directory that holds an input.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/neurosurg/neurosurg/model"
 	"github.com/neurosurg/neurosurg/model/tokenizer"
+	"github.com/neurosurg/neurosurg/pipeline"
 	"github.com/urfave/cli/v3"
 )
 
@@ -165,7 +166,7 @@ func openWithPrompt(cmd *cli.Command) (*model.Model, []int32, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	m, err := model.Open(dir)
+	m, err := pipeline.OpenModel(dir)
 	if err != nil {
 		return nil, nil, err
 	}

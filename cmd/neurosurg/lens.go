@@ -9,6 +9,7 @@ import (
 	"github.com/neurosurg/neurosurg/formats/neuronset"
 	"github.com/neurosurg/neurosurg/model"
 	"github.com/neurosurg/neurosurg/patch"
+	"github.com/neurosurg/neurosurg/pipeline"
 	"github.com/urfave/cli/v3"
 )
 
@@ -89,7 +90,7 @@ neurosurg neurons show lily.json --ckpt testdata/stories260K --top 5`,
 					}
 					var m *model.Model
 					if c := cmd.String("ckpt"); c != "" {
-						if m, err = model.Open(c); err != nil {
+						if m, err = pipeline.OpenModel(c); err != nil {
 							return err
 						}
 						defer m.Close()

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/neurosurg/neurosurg/model"
+	"github.com/neurosurg/neurosurg/pipeline"
 	"github.com/neurosurg/neurosurg/report"
 	"github.com/urfave/cli/v3"
 )
@@ -32,7 +32,7 @@ neurosurg report stats.st lily.json --ckpt testdata/stories260K --html lily.html
 				}
 				in.Title, in.Tool = cmd.String("title"), "neurosurg"
 				if c := cmd.String("ckpt"); c != "" {
-					m, err := model.Open(c)
+					m, err := pipeline.OpenModel(c)
 					if err != nil {
 						return err
 					}

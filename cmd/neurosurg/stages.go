@@ -2,22 +2,14 @@ package main
 
 import (
 	"context"
-	"encoding/csv"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 
-	"github.com/neurosurg/neurosurg/formats/edit"
-	"github.com/neurosurg/neurosurg/formats/hfdir"
 	"github.com/neurosurg/neurosurg/formats/neuronset"
 	"github.com/neurosurg/neurosurg/formats/samples"
 	"github.com/neurosurg/neurosurg/locate"
-	"github.com/neurosurg/neurosurg/model"
-	"github.com/neurosurg/neurosurg/model/tokenizer"
 	"github.com/neurosurg/neurosurg/patch"
-	"github.com/neurosurg/neurosurg/verify"
+	"github.com/neurosurg/neurosurg/pipeline"
 	"github.com/urfave/cli/v3"
 )
 
@@ -49,30 +41,25 @@ neurosurg record testdata/stories260K --data more.jsonl --resume --out stats.st`
 				if err := checkOut(cmd.String("out"), dir, cmd.String("data")); err != nil {
 					return err
 				}
-				m, err := model.Open(dir)
+				m, err := pipeline.OpenModel(dir)
 				if err != nil {
 					return err
 				}
 				defer m.Close()
-				c := m.Checkpoint()
 				ss, err := samples.ReadFile(cmd.String("data"))
 				if err != nil {
 					return err
 				}
-				o := locate.RecordOptions{Concepts: cmd.StringSlice("concept"), ModelHash: c.Fingerprint(), Skip: map[string]bool{},
-					MINER: cmd.Bool("miner"), Product: cmd.Bool("au"), ConceptsFromLabels: cmd.Bool("concept-from-label"), Chat: cmd.Bool("chat"), PerSample: cmd.Bool("per-sample")}
 				var into *locate.Stats
 				if cmd.Bool("resume") {
 					if into, err = locate.ReadStats(cmd.String("out")); err != nil {
 						return err
 					}
-					for _, id := range into.SampleIDs {
-						o.Skip[id] = true
-					}
 				}
 				bar := newBar(cmd, int64(len(ss)), "recording", false)
-				o.Progress = func(done, total int) { bar.set(int64(done)) }
-				st, err := locate.Record(ctx, m, ss, into, o)
+				st, err := pipeline.Record(ctx, m, ss, into, pipeline.RecordParams{Concepts: cmd.StringSlice("concept"), ConceptsFromLabels: cmd.Bool("concept-from-label"),
+					Product: cmd.Bool("au"), MINER: cmd.Bool("miner"), Chat: cmd.Bool("chat"), PerSample: cmd.Bool("per-sample"),
+					Progress: func(done, total int) { bar.set(int64(done)) }})
 				bar.finish()
 				if err != nil {
 					return err
@@ -84,15 +71,15 @@ neurosurg record testdata/stories260K --data more.jsonl --resume --out stats.st`
 	register(func() *cli.Command {
 		return &cli.Command{
 			Name:      "locate",
-			Usage:     "select neurons from a stats file (miner, dape, contrib, random)",
+			Usage:     "select neurons from a stats file (miner, dape, contrib, random; ig: see attribute)",
 			ArgsUsage: "STATS",
 			UsageText: `neurosurg locate --method dape stats.st --out neurons.json
 neurosurg locate --method miner --strategy LA_MU --ratio 0.02 --weights 0,.25,.25,.5,0 stats.st --out msn.json
 neurosurg locate --method contrib --top-k 60 --layers 4 lily.st --out lily.json
-neurosurg locate --method contrib --contrib-mode per-sample --top-k 100 lily.st --out lily-per-sample.json
+neurosurg locate --method contrib --contrib-mode per-sample --top-k 100 --label Lily@gen-1 lily.st --out lily-gen-1.json
 neurosurg locate --method random --like neurons.json --seed 1 stats.st --out random.json`,
 			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "method", Required: true, Usage: "miner, dape, contrib or random"},
+				&cli.StringFlag{Name: "method", Required: true, Usage: "miner, dape, contrib or random (ig runs the model: neurosurg attribute)"},
 				&cli.FloatSliceFlag{Name: "weights", Usage: "miner: weights of prob, mean, max, attn_k, attn_q (default 0,.25,.25,.5,0)"},
 				&cli.FloatFlag{Name: "ratio", Usage: "miner: fraction of neurons (default 0.02)"},
 				&cli.StringFlag{Name: "strategy", Usage: "miner: adaptive, LA_MU (default), LU_MA, uniform, random"},
@@ -105,81 +92,52 @@ neurosurg locate --method random --like neurons.json --seed 1 stats.st --out ran
 				&cli.IntFlag{Name: "top-k", Usage: "contrib: neurons per concept (per sample and concept in per-sample mode)"},
 				&cli.StringFlag{Name: "contrib-mode", Usage: "contrib: pooled (default: mean over every generating step) or per-sample (Pan et al.'s official reading; record --per-sample)"},
 				&cli.IntSliceFlag{Name: "layers", Usage: "contrib: search only these layers"},
-				&cli.StringFlag{Name: "like", Usage: "random: neuron set whose per-layer counts to copy"},
-				&cli.Uint64Flag{Name: "seed"},
+				&cli.StringFlag{Name: "like", Usage: "random: the neuron set whose count per label, module and layer the draw copies"},
+				&cli.Uint64Flag{Name: "seed", Usage: "random, and miner's strategy random"},
+				&cli.StringSliceFlag{Name: "module", Usage: "dape: modules to select in, each on its own (default: every recorded one); miner, contrib: the module (default and only contrib's: llm)"},
+				&cli.StringFlag{Name: "label", Usage: "keep only the neurons of this label (as a recipe's locate.label)"},
 			},
 			Action: func(ctx context.Context, cmd *cli.Command) error {
 				path, err := oneArg(cmd, "STATS")
 				if err != nil {
 					return err
 				}
+				p := pipeline.LocateParams{Method: cmd.String("method"), Weights: cmd.FloatSlice("weights"), Ratio: cmd.Float("ratio"),
+					Strategy: cmd.String("strategy"), Split: cmd.String("split"),
+					TopRate: cmd.Float("top-rate"), FilterRate: cmd.Float("filter-rate"), ActivationBarRatio: cmd.Float("activation-bar-ratio"),
+					TopK: int(cmd.Int("top-k")), Layers: cmd.IntSlice("layers"), ContribMode: cmd.String("contrib-mode"),
+					Seed: cmd.Uint64("seed"), Label: cmd.String("label"), Modules: cmd.StringSlice("module")}
+				if like := cmd.String("like"); like != "" {
+					if p.Like, err = neuronset.ReadFile(like); err != nil {
+						return err
+					}
+				}
+				if !pipeline.ReadsStats(p.Method) {
+					return usageErrorf("--method %s runs the model on samples, not a stats file: neurosurg attribute CKPT --data DATA --concept WORD", p.Method)
+				}
 				// Every option is checked before the stats are read.
-				var selectFrom func(st *locate.Stats) (*neuronset.Set, error)
-				switch cmd.String("method") {
-				case "miner":
-					o := locate.MINEROptions{Ratio: cmd.Float("ratio"), Strategy: cmd.String("strategy"), Split: cmd.String("split"), Seed: cmd.Uint64("seed")}
-					if w := cmd.FloatSlice("weights"); len(w) > 0 {
-						if len(w) != 5 {
-							return usageErrorf("--weights takes 5 numbers (prob, mean, max, attn_k, attn_q)")
-						}
-						copy(o.Weights[:], w)
-					}
-					if err := valid(o.Validate()); err != nil {
-						return err
-					}
-					selectFrom = func(st *locate.Stats) (*neuronset.Set, error) { return locate.MINER(st, o) }
-				case "dape":
-					o := locate.DAPEOptions{TopRate: cmd.Float("top-rate"), FilterRate: cmd.Float("filter-rate"), ActivationBarRatio: cmd.Float("activation-bar-ratio")}
-					if err := valid(o.Validate()); err != nil {
-						return err
-					}
-					selectFrom = func(st *locate.Stats) (*neuronset.Set, error) { return locate.DAPE(st, o) }
-				case "contrib":
-					o := locate.ContribOptions{TopK: int(cmd.Int("top-k")), Mode: cmd.String("contrib-mode")}
-					for _, l := range cmd.IntSlice("layers") {
-						o.Layers = append(o.Layers, int(l))
-					}
-					if err := valid(o.Validate()); err != nil {
-						return err
-					}
-					selectFrom = func(st *locate.Stats) (*neuronset.Set, error) { return locate.Contrib(st, o) }
-				case "random":
-					if cmd.String("like") == "" {
-						return usageErrorf("--method random needs --like NEURONS.json")
-					}
-					like, err := neuronset.ReadFile(cmd.String("like"))
-					if err != nil {
-						return err
-					}
-					selectFrom = func(st *locate.Stats) (*neuronset.Set, error) {
-						return locate.Random(like, st.Layers, st.Neurons, cmd.Uint64("seed")), nil
-					}
-				default:
-					return usageErrorf("--method %q: want miner, dape, contrib or random", cmd.String("method"))
+				l, err := pipeline.NewLocator(p)
+				if err != nil {
+					return valid(err)
 				}
 				for _, out := range []string{cmd.String("out"), cmd.String("plot")} {
 					if err := checkOut(out, path, cmd.String("like")); err != nil {
 						return err
 					}
 				}
-				st, err := locate.ReadStats(path)
+				st, hash, err := pipeline.ReadStats(path)
 				if err != nil {
 					return err
 				}
-				set, err := selectFrom(st)
+				set, err := l.Locate(ctx, pipeline.LocateInputs{Stats: st, StatsSHA256: hash})
 				if err != nil {
 					return err
 				}
-				st.Stamp(set)
-				b, err := set.Marshal()
-				if err != nil {
-					return err
-				}
-				if err := writeFileAtomic(cmd.String("out"), b); err != nil {
+				if err := pipeline.WriteSet(cmd.String("out"), set); err != nil {
 					return err
 				}
 				if p := cmd.String("plot"); p != "" {
-					if err := locate.PlotLayers(set, st.Layers, p); err != nil {
+					if err := pipeline.PlotLayers(set, st, p); err != nil {
 						return err
 					}
 				}
@@ -237,13 +195,7 @@ neurosurg stats export stats.st --csv > stats.csv`,
 						if cmd.Bool("json") {
 							return printJSON(cmd.Root().Writer, rows)
 						}
-						w := csv.NewWriter(cmd.Root().Writer)
-						w.Write([]string{"label", "layer", "neuron", "probability", "mean", "max"})
-						for _, r := range rows {
-							w.Write([]string{r.Label, strconv.Itoa(r.Layer), strconv.Itoa(r.Neuron), fmt.Sprint(r.Probability), fmt.Sprint(r.Mean), fmt.Sprint(r.Max)})
-						}
-						w.Flush()
-						return w.Error()
+						return locate.WriteExportCSV(cmd.Root().Writer, rows)
 					},
 				},
 			},
@@ -268,48 +220,26 @@ neurosurg patch CKPT --neurons n.json --op scale:0.5 --op noise:0.01 --seed 3 --
 				if err != nil {
 					return err
 				}
-				var ops []patch.Op
-				inputs := []string{dir, cmd.String("neurons")}
-				for _, s := range cmd.StringSlice("op") {
-					op, err := patch.ParseOp(s)
-					if err != nil {
-						return usageErrorf("%v", err)
-					}
-					op.Seed = cmd.Uint64("seed")
-					ops = append(ops, op)
-					inputs = append(inputs, op.Path)
+				ops, err := pipeline.ParseOps(cmd.StringSlice("op"), cmd.Uint64("seed"), nil)
+				if err != nil {
+					return usageErrorf("%v", err)
 				}
-				if err := checkOut(cmd.String("out"), inputs...); err != nil {
+				if err := checkOut(cmd.String("out"), append([]string{dir, cmd.String("neurons")}, pipeline.OpPaths(ops)...)...); err != nil {
+					return err
+				}
+				if err := pipeline.CheckOpFiles(ops); err != nil {
 					return err
 				}
 				set, err := neuronset.ReadFile(cmd.String("neurons"))
 				if err != nil {
 					return err
 				}
-				// Patch computes nothing with the model: the checkpoint and its tokenizer suffice.
-				c, err := hfdir.Open(dir)
+				c, tok, err := pipeline.OpenForPatch(dir, ops)
 				if err != nil {
 					return err
 				}
 				defer c.Close()
-				var tok *tokenizer.Tokenizer
-				if hasSwap(ops) {
-					if tok, err = tokenizer.Load(dir); err != nil {
-						return err
-					}
-				}
-				in := patch.Inputs{Base: c, Tokenizer: tok}
-				if err := patch.CheckSet(set, c); err != nil {
-					return fmt.Errorf("%s: %w", cmd.String("neurons"), err)
-				}
-				if err := patch.CheckOps(in, ops); err != nil {
-					return err
-				}
-				changed, err := patch.Apply(in, set, ops)
-				if err != nil {
-					return fmt.Errorf("%s: %w", cmd.String("neurons"), err)
-				}
-				e, err := edit.Build(c, changed, map[string]string{"neurosurg.ops": strings.Join(cmd.StringSlice("op"), " ")})
+				e, err := pipeline.Patch(c, tok, set, cmd.String("neurons"), ops, map[string]string{"neurosurg.ops": strings.Join(cmd.StringSlice("op"), " ")})
 				if err != nil {
 					return err
 				}
@@ -343,20 +273,21 @@ neurosurg verify CKPT --edit e.nsd --bench b.jsonl --out report --json`,
 					return err
 				}
 				// Options, the swap and the gates are checked before anything runs.
-				o := verify.Options{MaxTokens: int(cmd.Int("max-tokens"))}
+				var swap *patch.Op
 				if s := cmd.String("swap"); s != "" {
-					if o.Source, o.Target, err = patch.ParseSwapPair(s); err != nil {
+					src, tgt, err := patch.ParseSwapPair(s)
+					if err != nil {
 						return usageErrorf("--swap: %v", err)
 					}
+					swap = &patch.Op{Kind: "swap", Src: src, Tgt: tgt}
 				}
-				if err := valid(o.Validate()); err != nil {
-					return err
-				}
-				if _, err := verify.ParseGates(cmd.StringSlice("gate")); err != nil {
-					return usageErrorf("%v", err)
+				gates := cmd.StringSlice("gate")
+				o, err := pipeline.VerifyOptions(int(cmd.Int("max-tokens")), swap, gates)
+				if err != nil {
+					return valid(err)
 				}
 				if out := cmd.String("out"); out != "" {
-					for _, ext := range reportExts {
+					for _, ext := range pipeline.ReportExts {
 						if err := checkOut(out+ext, dir, cmd.String("edit"), cmd.String("bench")); err != nil {
 							return err
 						}
@@ -366,74 +297,36 @@ neurosurg verify CKPT --edit e.nsd --bench b.jsonl --out report --json`,
 				if err != nil {
 					return err
 				}
-				m, err := model.Open(dir)
+				m, err := pipeline.OpenModel(dir)
 				if err != nil {
 					return err
 				}
 				defer m.Close()
-				c := m.Checkpoint()
-				e, err := edit.ReadFile(cmd.String("edit"), c)
+				rep, err := pipeline.Verify(ctx, m, []pipeline.EditVariant{{Name: "edited", Edit: cmd.String("edit")}}, bench, o)
 				if err != nil {
 					return err
 				}
-				ov, err := e.Overlay(c)
+				failed, err := pipeline.Gates(rep, "edited", gates)
 				if err != nil {
-					return err
-				}
-				em, err := model.Load(c.ConfigJSON, ov)
-				if err != nil {
-					return err
-				}
-				rep, err := verify.Run(ctx, m, []verify.Variant{{Name: "edited", Model: em}}, bench, o)
-				if err != nil {
-					return err
-				}
-				gerr := rep.CheckGates("edited", cmd.StringSlice("gate"))
-				if gerr != nil && !errors.Is(gerr, verify.ErrGate) {
-					return gerr // a gate on a metric this run does not have: no report to print
+					return err // a gate on a metric this run does not have: no report to print
 				}
 				if out := cmd.String("out"); out != "" {
-					if err := writeReport(rep, out); err != nil {
+					if err := pipeline.WriteReport(rep, out); err != nil {
 						return err
 					}
 				}
 				if cmd.Bool("json") {
-					printJSON(cmd.Root().Writer, rep)
+					if err := printJSON(cmd.Root().Writer, rep); err != nil {
+						return err
+					}
 				} else {
 					fmt.Fprint(cmd.Root().Writer, rep.Markdown())
 				}
-				if errors.Is(gerr, verify.ErrGate) {
-					return fmt.Errorf("%w: %v", errGate, gerr)
+				if failed != nil {
+					return fmt.Errorf("%w: %v", errGate, failed)
 				}
-				return gerr
+				return nil
 			},
 		}
 	})
-}
-
-// reportExts are the files verify --out OUT writes: OUT.json, OUT.md, OUT.svg.
-var reportExts = []string{".json", ".md", ".svg"}
-
-// hasSwap reports whether an op needs the tokenizer.
-func hasSwap(ops []patch.Op) bool {
-	for _, op := range ops {
-		if op.Kind == "swap" {
-			return true
-		}
-	}
-	return false
-}
-
-func writeReport(rep *verify.Report, out string) error {
-	b, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := writeFileAtomic(out+".json", append(b, '\n')); err != nil {
-		return err
-	}
-	if err := writeFileAtomic(out+".md", []byte(rep.Markdown())); err != nil {
-		return err
-	}
-	return rep.Plot(out + ".svg")
 }

@@ -33,7 +33,9 @@ neurosurg surgery --json examples/stories-swap.yaml`,
 				if res != nil {
 					w := cmd.Root().Writer
 					if cmd.Bool("json") {
-						printJSON(w, res)
+						if perr := printJSON(w, res); perr != nil {
+							return errors.Join(err, perr)
+						}
 					} else {
 						fmt.Fprint(w, res.Report.Markdown())
 						if res.Written {

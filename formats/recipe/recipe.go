@@ -29,7 +29,7 @@ type Recipe struct {
 		Chat        bool     `yaml:"chat"`        // wrap samples in the chat template
 	} `yaml:"record"`
 	Locate struct {
-		Method     string    `yaml:"method"` // miner, dape, contrib, random
+		Method     string    `yaml:"method"` // miner, dape, contrib, ig, random
 		Weights    []float64 `yaml:"weights"`
 		Ratio      float64   `yaml:"ratio"`
 		Strategy   string    `yaml:"strategy"`
@@ -45,6 +45,10 @@ type Recipe struct {
 		// official one; surgery then records the per-sample activations it needs).
 		ContribMode string `yaml:"contrib_mode"`
 		Seed        uint64 `yaml:"seed"`
+		// Like is, for method random, the neuron-set file whose count per label, module and
+		// layer the random draw copies. (Omitted from the JSON surgery keys its cache on when
+		// empty, so recipes without it keep their cache entries.)
+		Like string `yaml:"like" json:",omitempty"`
 	} `yaml:"locate"`
 	Patch struct {
 		Ops  []string `yaml:"ops"`

@@ -26,6 +26,10 @@ func TestParse(t *testing.T) {
 	if err != nil || r.Locate.ContribMode != "per-sample" || r.Locate.ActivationBarRatio != 0.9 {
 		t.Errorf("locate %+v, err %v", r.Locate, err)
 	}
+	r, err = Parse([]byte(strings.Replace(good, "{method: contrib, top_k: 10}", "{method: random, like: set.json, seed: 2}", 1)), "r.yaml")
+	if err != nil || r.Locate.Like != "set.json" || r.Locate.Method != "random" {
+		t.Errorf("locate %+v, err %v", r.Locate, err)
+	}
 	for bad, want := range map[string]string{
 		strings.Replace(good, "top_k", "topk", 1):                        "topk",
 		strings.Replace(good, "contrib", "magic", 1):                     "locate.method",

@@ -7,6 +7,7 @@
 package archdef
 
 import (
+	"bytes"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 //go:embed defs/*.json
@@ -71,6 +73,7 @@ type Definition struct {
 }
 
 var (
+	mu     sync.RWMutex // guards byArch and byType: RegisterDefinition may run after init
 	byArch = map[string]*Definition{}
 	byType = map[string]*Definition{}
 )
@@ -79,27 +82,52 @@ func init() {
 	ents, _ := defsFS.ReadDir("defs")
 	for _, e := range ents {
 		b, _ := defsFS.ReadFile("defs/" + e.Name())
-		var d Definition
-		if err := json.Unmarshal(b, &d); err != nil {
+		if err := RegisterDefinition(b); err != nil {
 			panic(fmt.Sprintf("archdef: %s: %v", e.Name(), err))
-		}
-		if err := d.check(); err != nil {
-			panic(fmt.Sprintf("archdef: %s: %v", e.Name(), err))
-		}
-		for _, a := range d.Architectures {
-			if byArch[a] != nil {
-				panic("archdef: architecture defined twice: " + a)
-			}
-			byArch[a] = &d
-		}
-		for _, t := range d.ModelTypes {
-			byType[t] = &d
 		}
 	}
 }
 
+// RegisterDefinition adds an architecture definition (the JSON of defs/*.json) to the table:
+// what a test family or a plugin uses to describe a checkpoint neurosurg does not ship. The
+// definition must name at least one architecture, none already defined, and at least one
+// module; module names are unique, and every FFN group names its neurons key and its up and
+// down tensors.
+func RegisterDefinition(b []byte) error {
+	var d Definition
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&d); err != nil {
+		return fmt.Errorf("archdef: definition: %w", err)
+	}
+	if len(d.Architectures) == 0 || len(d.Modules) == 0 {
+		return fmt.Errorf("archdef: definition: no architectures or no modules")
+	}
+	if err := d.check(); err != nil {
+		return fmt.Errorf("archdef: definition %s: %w", d.Architectures[0], err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, a := range d.Architectures {
+		if byArch[a] != nil {
+			return fmt.Errorf("archdef: architecture %s is defined twice", a)
+		}
+	}
+	for _, a := range d.Architectures {
+		byArch[a] = &d
+	}
+	for _, t := range d.ModelTypes {
+		if byType[t] == nil {
+			byType[t] = &d
+		}
+	}
+	return nil
+}
+
 // Supported lists the architectures with a definition.
 func Supported() []string {
+	mu.RLock()
+	defer mu.RUnlock()
 	var out []string
 	for a := range byArch {
 		out = append(out, a)
@@ -119,8 +147,8 @@ func (d *Definition) check() error {
 		if (m.Layers == "") != (len(m.Layer) == 0) || (len(m.Layer) > 0 && m.Layers != "1" && !strings.Contains(m.LayerPrefix, "{i}")) {
 			return fmt.Errorf("module %s: layers, layer_prefix with {i} (unless layers is \"1\") and layer tensors go together", m.Name)
 		}
-		if m.FFN != nil && m.Layers == "" {
-			return fmt.Errorf("module %s: an FFN group needs layers", m.Name)
+		if f := m.FFN; f != nil && (m.Layers == "" || f.Neurons == "" || f.Up == "" || f.Down == "") {
+			return fmt.Errorf("module %s: an FFN group needs layers, neurons, up and down", m.Name)
 		}
 	}
 	return nil
@@ -278,16 +306,18 @@ func ForConfig(configJSON []byte) (*Arch, error) {
 	if as, ok := cfg["architectures"].([]any); ok && len(as) > 0 {
 		name, _ = as[0].(string)
 	}
-	d := byArch[name]
+	mt, _ := cfg["model_type"].(string)
+	mu.RLock()
+	d, byName := byArch[name], true
 	if d == nil {
-		mt, _ := cfg["model_type"].(string)
-		d = byType[mt]
-		if d == nil {
-			return nil, fmt.Errorf("%w: architectures %q, model_type %q (supported: %s)", ErrUnsupported, name, mt, strings.Join(Supported(), ", "))
-		}
-		if name == "" {
-			name = d.Architectures[0]
-		}
+		d, byName = byType[mt], false
+	}
+	mu.RUnlock()
+	if d == nil {
+		return nil, fmt.Errorf("%w: architectures %q, model_type %q (supported: %s)", ErrUnsupported, name, mt, strings.Join(Supported(), ", "))
+	}
+	if !byName && name == "" {
+		name = d.Architectures[0]
 	}
 	return &Arch{Name: name, Def: d, Config: cfg}, nil
 }

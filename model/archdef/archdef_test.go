@@ -231,3 +231,37 @@ func TestTinyVLMDefinition(t *testing.T) {
 		t.Error("vision reads the top level without fallback")
 	}
 }
+
+func TestRegisterDefinition(t *testing.T) {
+	good := `{"architectures": ["NeurosurgRegisterTest"], "model_types": ["neurosurg_register_test"],
+	  "modules": [{"name": "vision", "layers": "n", "layer_prefix": "enc.{i}.",
+	    "layer": [{"name": "fc1.weight", "shape": ["f", "h"]}, {"name": "fc2.weight", "shape": ["h", "f"]}],
+	    "ffn": {"neurons": "f", "act": "a", "up": "fc1.weight", "down": "fc2.weight"}}]}`
+	if err := archdef.RegisterDefinition([]byte(good)); err != nil {
+		t.Fatal(err)
+	}
+	a, err := archdef.ForConfig([]byte(`{"model_type": "neurosurg_register_test", "n": 1, "h": 4, "f": 6, "a": "gelu"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ffn, err := a.FFN()
+	if err != nil || a.Name != "NeurosurgRegisterTest" || len(ffn) != 1 || ffn[0].Module != "vision" || ffn[0].Gate != "" || ffn[0].Neurons != 6 || ffn[0].Act != "gelu" || ffn[0].Down != "enc.{i}.fc2.weight" {
+		t.Errorf("%s: %+v %v", a.Name, ffn, err)
+	}
+	for name, def := range map[string]string{
+		"defined twice":   good,
+		"llama again":     `{"architectures": ["LlamaForCausalLM"], "modules": [{"name": "llm"}]}`,
+		"not JSON":        `{`,
+		"unknown key":     `{"architectures": ["X1"], "modules": [{"name": "llm"}], "colour": 1}`,
+		"no down tensor":  `{"architectures": ["X2"], "modules": [{"name": "m", "layers": "n", "layer_prefix": "m.{i}.", "layer": [{"name": "u", "shape": ["f"]}], "ffn": {"neurons": "f", "up": "u"}}]}`,
+		"module twice":    `{"architectures": ["X3"], "modules": [{"name": "m"}, {"name": "m"}]}`,
+		"no {i}":          `{"architectures": ["X4"], "modules": [{"name": "m", "layers": "n", "layer_prefix": "m.", "layer": [{"name": "u", "shape": ["f"]}]}]}`,
+		"no modules":      `{"architectures": ["X5"]}`,
+		"old flat schema": `{"architectures": ["X6"], "layers": "n"}`,
+		"no arch":         `{"modules": [{"name": "llm"}]}`,
+	} {
+		if err := archdef.RegisterDefinition([]byte(def)); err == nil {
+			t.Errorf("%s: registered", name)
+		}
+	}
+}

@@ -106,10 +106,10 @@ func TestGenerateRefusesBadSizes(t *testing.T) {
 	}{
 		{map[string]any{"num_hidden_layers": -1}, "negative"},
 		{map[string]any{"num_hidden_layers": int64(-1)}, "negative"},
-		{map[string]any{"num_hidden_layers": 0}, "0 layers"},
+		{map[string]any{"num_hidden_layers": 0}, "num_hidden_layers is 0"}, // the config's own bounds (archdef) come first
 		{map[string]any{"hidden_size": 0}, "every size must be positive"},
-		{map[string]any{"intermediate_size": int64(1) << 40}, "GB free"},
-		{map[string]any{"intermediate_size": int64(1) << 60}, "too large"},
+		{map[string]any{"intermediate_size": int64(1) << 31}, "GB free"}, // within bounds: 8 TB of weights
+		{map[string]any{"intermediate_size": int64(1) << 60}, "intermediate_size is"},
 	} {
 		tmp := t.TempDir()
 		err := synth.Generate("../../testdata/stories260K", filepath.Join(tmp, "out"), synth.Options{Set: c.set})
