@@ -57,11 +57,10 @@ func (e *Embedding) Forward(x []float32, ids []int32) {
 // ffnCall is what an FFN layer needs besides its input: where its activations go (taps, a
 // mask) and which sequences its rows belong to, for the events.
 type ffnCall struct {
-	site   Site
-	taps   []Tap
-	mask   *Mask
-	seqs   []ffnSeq // the sequences of the block, in row order
-	wantUp bool
+	site Site
+	taps []Tap
+	mask *Mask
+	seqs []ffnSeq // the sequences of the block, in row order
 }
 
 // ffnSeq is one sequence's rows within an FFN block.

@@ -1,10 +1,13 @@
 package archdef_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -264,4 +267,45 @@ func TestRegisterDefinition(t *testing.T) {
 			t.Errorf("%s: registered", name)
 		}
 	}
+}
+
+// FuzzRegisterDefinition: a definition is registered or refused, never a panic; a registered
+// one lists its tensors and FFN groups (or errors) for any config without panicking.
+func FuzzRegisterDefinition(f *testing.F) {
+	f.Add([]byte(`{"architectures": ["F1"], "modules": [{"name": "m", "layers": "n", "layer_prefix": "m.{i}.", "layer": [{"name": "w", "shape": ["h", "f*h"]}], "ffn": {"neurons": "f", "act": "a", "up": "w", "down": "w"}}]}`),
+		[]byte(`{"n": 2, "h": 3, "f": 4, "a": "gelu"}`))
+	f.Add([]byte(`{"architectures": ["F2"], "modules": [{"name": "v", "config": "vc", "fallback": true, "layers": "1", "layer_prefix": "p.", "layer": [{"name": "w", "shape": ["vc.h"], "if": "b", "tied_to": "x"}]}]}`),
+		[]byte(`{"vc": {"h": 5}, "b": true, "tie_word_embeddings": true}`))
+	n := 0
+	f.Fuzz(func(t *testing.T, def, cfg []byte) {
+		n++
+		// A fresh architecture name each time, so the same definition can register again.
+		def = bytes.Replace(def, []byte(`"architectures": ["`), []byte(`"architectures": ["fz`+strconv.Itoa(n)), 1)
+		if archdef.RegisterDefinition(def) != nil {
+			return
+		}
+		var d struct{ Architectures []string }
+		if json.Unmarshal(def, &d) != nil || len(d.Architectures) == 0 {
+			return
+		}
+		cfgObj := map[string]any{}
+		if json.Unmarshal(cfg, &cfgObj) != nil {
+			return
+		}
+		cfgObj["architectures"] = []any{d.Architectures[0]}
+		j, _ := json.Marshal(cfgObj)
+		a, err := archdef.ForConfig(j)
+		if err != nil {
+			return
+		}
+		a.Tensors()
+		a.FFN()
+		a.UnembedName()
+		for _, m := range a.Modules() {
+			m.LayerCount()
+			for _, tt := range m.Module.Layer {
+				m.Tensor(tt.Name, 0)
+			}
+		}
+	})
 }
