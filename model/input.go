@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Input is one sequence of a forward pass: token ids, with embedding spans that replace the
@@ -109,6 +110,29 @@ func (m *Model) prepareInputs(ctx context.Context, in []Input, opts ForwardOptio
 				return nil, fmt.Errorf("%w: sequence %d, %s %d: the encoder gives %d rows, the placeholder run at %d has %d", ErrMedia, i, md.Kind, k, len(emb)/d, start, rows)
 			}
 			out[i].Embeds = append(out[i].Embeds, EmbedSpan{Start: start, Rows: rows, Data: emb})
+		}
+		// A placeholder run without its medium (or a span the caller gave) would run as the
+		// placeholder token's embedding: refuse it, as transformers does ("image features and
+		// image tokens do not match").
+		for _, enc := range m.encoders {
+			runs, given := 0, 0
+			for k := 0; ; k++ {
+				start, _, ok := placeholderRun(x.Tokens, enc.placeholder(), k)
+				if !ok {
+					break
+				}
+				if !slices.ContainsFunc(x.Embeds, func(e EmbedSpan) bool { return e.Start == start }) {
+					runs++
+				}
+			}
+			for _, md := range x.Media {
+				if md.Kind == enc.kind() {
+					given++
+				}
+			}
+			if runs != given {
+				return nil, fmt.Errorf("%w: sequence %d has %d runs of the %s placeholder token %d and %d %s inputs", ErrMedia, i, runs, enc.kind(), enc.placeholder(), given, enc.kind())
+			}
 		}
 		for _, e := range out[i].Embeds {
 			if e.Start < 0 || e.Rows <= 0 || e.Start+e.Rows > n || len(e.Data) != e.Rows*d {

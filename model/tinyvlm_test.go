@@ -87,6 +87,11 @@ func TestTinyVLM(t *testing.T) {
 		t.Errorf("5 placeholders for 6 rows: %v", err)
 	}
 	in = tinyVLMInput()
+	in.Media = nil
+	if _, err := m.ForwardInputs(ctx, []Input{in}, ForwardOptions{}); err == nil || !strings.Contains(err.Error(), "1 runs of the image placeholder token 3 and 0 image inputs") {
+		t.Errorf("placeholders without an image: %v", err)
+	}
+	in = tinyVLMInput()
 	in.Media[0].Kind = "audio"
 	if _, err := m.ForwardInputs(ctx, []Input{in}, ForwardOptions{}); err == nil || !strings.Contains(err.Error(), "sequence 0 has audio input") {
 		t.Errorf("audio to a vision model: %v", err)
