@@ -22,10 +22,9 @@ const attnRowBlock = 128
 // kv is the dtype keys and values go into the two MatMuls as "weights": kernels.BF16 rounds
 // them (and, in MatMul, q and the probabilities) to bf16, F32 keeps attention f32; the caller
 // takes it from kvDType.
-func (m *Model) attentionGEMM(sc *scratch, out, q, keys, vals []float32, pos0, n int, kv kernels.DType) {
-	cfg := &m.cfg
-	hd, kvDim, qDim := cfg.HeadDim, cfg.KVHeads*cfg.HeadDim, cfg.Heads*cfg.HeadDim
-	group := cfg.Heads / cfg.KVHeads
+func (a *Attention) attentionGEMM(sc *scratch, out, q, keys, vals []float32, pos0, n int, kv kernels.DType) {
+	hd, kvDim, qDim := a.hd, a.kvHeads*a.hd, a.heads*a.hd
+	group := a.heads / a.kvHeads
 	T := pos0 + n
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	defer sc.reuseFrom(sc.next) // the next head group, layer or sequence takes the same buffers
@@ -42,7 +41,7 @@ func (m *Model) attentionGEMM(sc *scratch, out, q, keys, vals []float32, pos0, n
 	qs := sc.get(group * rb * hd)
 	os := sc.get(group * rb * hd)
 	scores := sc.get(group * rb * T)
-	for kvh := 0; kvh < cfg.KVHeads; kvh++ {
+	for kvh := 0; kvh < a.kvHeads; kvh++ {
 		parallelSpan(T, func(t0, t1 int) {
 			for t := t0; t < t1; t++ {
 				copy(kh[t*hd:(t+1)*hd], keys[t*kvDim+kvh*hd:t*kvDim+(kvh+1)*hd])
@@ -74,8 +73,8 @@ func (m *Model) attentionGEMM(sc *scratch, out, q, keys, vals []float32, pos0, n
 				for i := i0; i < i1; i++ {
 					p := pos0 + r0 + i%rows
 					lo := 0
-					if cfg.SlidingWindow > 0 && p-cfg.SlidingWindow+1 > 0 {
-						lo = p - cfg.SlidingWindow + 1
+					if a.window > 0 && p-a.window+1 > 0 {
+						lo = p - a.window + 1
 					}
 					row := sc[i*keysUsed : (i+1)*keysUsed]
 					kernels.Softmax(row[lo : p+1])
@@ -95,13 +94,13 @@ func (m *Model) attentionGEMM(sc *scratch, out, q, keys, vals []float32, pos0, n
 	}
 }
 
-// kvDType is the dtype layer ly's prefill attention computes its keys and values in: BF16 only
+// kvDType is the dtype the layer's prefill attention computes its keys and values in: BF16 only
 // under a variant that rounds activations to bf16 where they meet BF16 weights
 // (kernels.BF16Activations) and when the layer's k and v projections are BF16 — the keys and
 // values of a PyTorch bf16 model are bf16 tensors. F32 and F16 checkpoints keep attention in
 // f32 under every variant (the default one of an AVX512_BF16 CPU once rounded them regardless).
-func (ly *layer) kvDType() kernels.DType {
-	if kernels.BF16Activations() && ly.k.dt == kernels.BF16 && ly.v.dt == kernels.BF16 {
+func (a *Attention) kvDType() kernels.DType {
+	if kernels.BF16Activations() && a.k.w.dt == kernels.BF16 && a.v.w.dt == kernels.BF16 {
 		return kernels.BF16
 	}
 	return kernels.F32
@@ -124,4 +123,60 @@ func bf16bytes(dst []byte, v []float32) []byte {
 		}
 	})
 	return dst[:2*len(v)]
+}
+
+// Attention is multi-head attention with grouped key/value heads (GQA: heads/kvHeads query
+// heads share one), q/k/v/o projections with optional biases, and for causal use an optional
+// sliding window.
+type Attention struct {
+	q, k, v, o         Linear
+	heads, kvHeads, hd int
+	window             int // sliding window (causal only), 0 = none
+}
+
+// forwardCausal is a decoder's attention for the stacked rows of b at layer l: project xn to
+// q, k, v (one packing of xn), rotate q and k by b's rotary table, append k and v to each
+// sequence's cache, attend causally (the GEMM form for a prefill of ≥ 16 rows, the per-row
+// loop otherwise) into att, and project att into out.
+func (a *Attention) forwardCausal(b *stepBatch, l int, site Site, out, xn, q, k, v, att []float32) {
+	T, off := b.T, b.off
+	qDim, kvDim, half := a.heads*a.hd, a.kvHeads*a.hd, a.hd/2
+	matmulShared(xn, T, [][]float32{q, k, v}, []*weight{&a.q.w, &a.k.w, &a.v.w}, [][]float32{a.q.b, a.k.b, a.v.b})
+	for i, s := range b.states {
+		n := len(b.toks[i])
+		ropeTasks.Run(n, spanChunk(n), ropeTask{q: q[off[i]*qDim:], k: k[off[i]*kvDim:], cos: b.cos[off[i]*half:], sin: b.sin[off[i]*half:],
+			heads: a.heads, kvHeads: a.kvHeads, hd: a.hd})
+		s.k[l] = append(s.k[l], k[off[i]*kvDim:off[i+1]*kvDim]...)
+		s.v[l] = append(s.v[l], v[off[i]*kvDim:off[i+1]*kvDim]...)
+	}
+	for i, s := range b.states {
+		n := len(b.toks[i])
+		qi, ai := q[off[i]*qDim:off[i+1]*qDim], att[off[i]*qDim:off[i+1]*qDim]
+		if n >= 16 {
+			a.attentionGEMM(b.sc, ai, qi, s.k[l], s.v[l], s.pos, n, a.kvDType())
+		} else {
+			a.attention(b.sc, ai, qi, s.k[l], s.v[l], s.pos, n)
+		}
+		if len(b.attnTaps) > 0 {
+			a.attentionTaps(b.attnTaps, site, i, s.pos, n, qi, s.k[l])
+		}
+	}
+	a.o.Forward(out, att, T)
+}
+
+// forwardBidirectional is an encoder's attention: every row of a span (one image's patches,
+// one clip's frames: [start, end) row ranges of xn) attends to every row of the same span.
+// cos and sin, when not nil, are a rotary table the caller built (one row of hd/2 per row of
+// xn: 2-D for vision); nil leaves q and k unrotated (absolute position embeddings).
+func (a *Attention) forwardBidirectional(sc *scratch, out, xn []float32, rows int, spans [][2]int, cos, sin []float32) {
+	qDim, kvDim := a.heads*a.hd, a.kvHeads*a.hd
+	q, k, v, att := sc.get(rows*qDim), sc.get(rows*kvDim), sc.get(rows*kvDim), sc.get(rows*qDim)
+	matmulShared(xn, rows, [][]float32{q, k, v}, []*weight{&a.q.w, &a.k.w, &a.v.w}, [][]float32{a.q.b, a.k.b, a.v.b})
+	if cos != nil {
+		ropeTasks.Run(rows, spanChunk(rows), ropeTask{q: q, k: k, cos: cos, sin: sin, heads: a.heads, kvHeads: a.kvHeads, hd: a.hd})
+	}
+	for _, sp := range spans {
+		a.attentionRows(sc, att[sp[0]*qDim:sp[1]*qDim], q[sp[0]*qDim:sp[1]*qDim], k[sp[0]*kvDim:sp[1]*kvDim], v[sp[0]*kvDim:sp[1]*kvDim], 0, sp[1]-sp[0], true)
+	}
+	a.o.Forward(out, att, rows)
 }

@@ -36,7 +36,7 @@ func TestAttentionGEMMMatchesLoop(t *testing.T) {
 					tol = 3e-2
 				}
 				t.Run(fmt.Sprintf("%s/%s/%+v", variant, kv, c), func(t *testing.T) {
-					m := &Model{cfg: Config{Heads: c.heads, KVHeads: c.kv, HeadDim: c.hd, SlidingWindow: c.window}}
+					m := &Attention{heads: c.heads, kvHeads: c.kv, hd: c.hd, window: c.window}
 					T := c.pos0 + c.n
 					q := randn(rng, c.n*c.heads*c.hd)
 					keys := randn(rng, T*c.kv*c.hd)
@@ -63,7 +63,7 @@ func TestAttentionKVDTypeFollowsWeights(t *testing.T) {
 	for _, variant := range kernels.Variants() {
 		prev := kernels.Use(variant)
 		for _, dt := range []kernels.DType{kernels.F32, kernels.F16, kernels.BF16} {
-			ly := &layer{k: weight{dt: dt}, v: weight{dt: dt}}
+			ly := &Attention{k: Linear{w: weight{dt: dt}}, v: Linear{w: weight{dt: dt}}}
 			want := kernels.F32
 			if dt == kernels.BF16 && kernels.BF16Activations() {
 				want = kernels.BF16
@@ -83,7 +83,7 @@ func TestAttentionMatchesDefinition(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 9))
 	type shape struct{ heads, kv, hd, pos0, n, window int }
 	for _, c := range []shape{{4, 2, 8, 3, 1, 0}, {14, 2, 64, 200, 1, 0}, {14, 2, 16, 90, 3, 0}, {6, 3, 8, 300, 5, 64}} {
-		m := &Model{cfg: Config{Heads: c.heads, KVHeads: c.kv, HeadDim: c.hd, SlidingWindow: c.window}}
+		m := &Attention{heads: c.heads, kvHeads: c.kv, hd: c.hd, window: c.window}
 		T := c.pos0 + c.n
 		q, keys, vals := randn(rng, c.n*c.heads*c.hd), randn(rng, T*c.kv*c.hd), randn(rng, T*c.kv*c.hd)
 		got := make([]float32, c.n*c.heads*c.hd)

@@ -23,6 +23,7 @@ type RopeScaling struct {
 	BetaFast                      float64 `json:"beta_fast"`
 	BetaSlow                      float64 `json:"beta_slow"`
 	AttentionFactor               float64 `json:"attention_factor"`
+	MRopeSection                  []int   `json:"mrope_section"`
 }
 
 // Config is what the runtime needs from config.json.
@@ -177,21 +178,21 @@ func ParseConfig(b []byte) (Config, error) {
 		if err := checkRopeScaling(rs, c.MaxPositions); err != nil {
 			return c, err
 		}
+		if sec := c.mropeSection(); sec != [3]int{} && sec[0]+sec[1]+sec[2] != c.HeadDim/2 {
+			return c, configError("rope_scaling.mrope_section", "%v sums to %d, want head_dim/2 = %d", rs.MRopeSection, sec[0]+sec[1]+sec[2], c.HeadDim/2)
+		}
 	}
 	c.Act = r.HiddenAct
 	if c.Act == "" {
 		c.Act = "silu"
 	}
 	switch c.Act {
-	case "silu", "swish", "gelu", "gelu_pytorch_tanh", "gelu_new", "relu":
+	case "silu", "swish", "gelu", "gelu_pytorch_tanh", "gelu_new", "relu", "quick_gelu":
 	default:
-		return c, configError("hidden_act", "%q is not supported (silu, gelu, gelu_pytorch_tanh, gelu_new, relu)", c.Act)
+		return c, configError("hidden_act", "%q is not supported (silu, gelu, gelu_pytorch_tanh, gelu_new, quick_gelu, relu)", c.Act)
 	}
 	c.Tied = r.TieWordEmbeddings != nil && *r.TieWordEmbeddings
 	c.AttnBias, c.MLPBias = r.AttentionBias, r.MLPBias
-	if c.ModelType == "qwen2" || c.Architecture == "Qwen2ForCausalLM" {
-		c.AttnBias = true // Qwen2 always has q/k/v biases (and no o bias)
-	}
 	if r.SlidingWindow != nil {
 		if *r.SlidingWindow < 0 {
 			return c, configError("sliding_window", "%d is negative", *r.SlidingWindow)
@@ -206,6 +207,13 @@ func ParseConfig(b []byte) (Config, error) {
 	}
 	if c.EOS, err = ids("eos_token_id", r.EOSTokenID); err != nil {
 		return c, err
+	}
+	arch := c.Architecture
+	if arch == "" {
+		arch = archdef.ArchitectureOf(c.ModelType)
+	}
+	if f, ok := family(arch); ok && f.Quirks != nil {
+		f.Quirks(&c)
 	}
 	return c, nil
 }
@@ -235,12 +243,22 @@ func tooLong(what string, n, limit int) error {
 // checkRopeScaling refuses rope_scaling values its formulas cannot use (ropeFrequencies).
 func checkRopeScaling(rs *RopeScaling, maxPos int) error {
 	finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+	if len(rs.MRopeSection) > 0 {
+		if len(rs.MRopeSection) != 3 {
+			return configError("rope_scaling.mrope_section", "%v, want 3 sizes (temporal, height, width)", rs.MRopeSection)
+		}
+		for _, v := range rs.MRopeSection {
+			if v < 0 || v > maxHeadDim {
+				return configError("rope_scaling.mrope_section", "%v, want sizes in 0..%d", rs.MRopeSection, maxHeadDim)
+			}
+		}
+	}
 	switch rs.RopeType {
-	case "", "default":
+	case "", "default", "mrope":
 		return nil
 	case "linear", "dynamic", "llama3", "yarn":
 	default:
-		return configError("rope_scaling.rope_type", "%q is not supported (default, linear, dynamic, llama3, yarn)", rs.RopeType)
+		return configError("rope_scaling.rope_type", "%q is not supported (default, mrope, linear, dynamic, llama3, yarn)", rs.RopeType)
 	}
 	if !(rs.Factor >= 1 && rs.Factor <= 1<<20) {
 		return configError("rope_scaling.factor", "%g, want 1..%d (transformers warns below 1)", rs.Factor, 1<<20)
@@ -267,6 +285,15 @@ func checkRopeScaling(rs *RopeScaling, maxPos int) error {
 		}
 	}
 	return nil
+}
+
+// mropeSection is rope_scaling.mrope_section, zero when the model has no M-RoPE.
+func (c *Config) mropeSection() [3]int {
+	if c.RopeScaling == nil || len(c.RopeScaling.MRopeSection) != 3 {
+		return [3]int{}
+	}
+	s := c.RopeScaling.MRopeSection
+	return [3]int{s[0], s[1], s[2]}
 }
 
 // ids reads a token id or a list of them (null or absent: none).

@@ -1,6 +1,8 @@
 package model
 
 import (
+	"github.com/neurosurg/neurosurg/model/archdef"
+
 	"encoding/json"
 	"errors"
 	"math"
@@ -88,7 +90,7 @@ func TestParseConfigRefusesNonsense(t *testing.T) {
 	}
 }
 
-// Every real config in testdata parses as it is.
+// Every real config in testdata parses as it is (a multimodal one: its language model's keys).
 func TestParseConfigAcceptsRealConfigs(t *testing.T) {
 	paths, _ := filepath.Glob("../testdata/configs/*/config.json")
 	paths = append(paths, filepath.Join(storiesDir, "config.json"))
@@ -97,7 +99,11 @@ func TestParseConfigAcceptsRealConfigs(t *testing.T) {
 	}
 	for _, p := range paths {
 		b, _ := os.ReadFile(p)
-		if _, err := ParseConfig(b); err != nil {
+		a, err := archdef.ForConfig(b)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		if _, err := parseModuleConfig(a, b); err != nil {
 			t.Errorf("%s: %v", p, err)
 		}
 	}

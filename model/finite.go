@@ -99,22 +99,11 @@ func (m *Model) FirstNonFiniteWeight() (tensor string, index int, value float32)
 		}
 		return false
 	}
-	if mat(&m.embed) {
-		return
-	}
-	for l := range m.layers {
-		ly := &m.layers[l]
-		p := fmt.Sprintf("model.layers.%d.", l)
-		if vec(p+"input_layernorm.weight", ly.inNorm) || mat(&ly.q) || vec(p+"self_attn.q_proj.bias", ly.qb) ||
-			mat(&ly.k) || vec(p+"self_attn.k_proj.bias", ly.kb) || mat(&ly.v) || vec(p+"self_attn.v_proj.bias", ly.vb) ||
-			mat(&ly.o) || vec(p+"self_attn.o_proj.bias", ly.ob) || vec(p+"post_attention_layernorm.weight", ly.postNorm) ||
-			mat(&ly.gate) || vec(p+"mlp.gate_proj.bias", ly.gateB) || mat(&ly.up) || vec(p+"mlp.up_proj.bias", ly.upB) ||
-			mat(&ly.down) || vec(p+"mlp.down_proj.bias", ly.downB) {
+	for i := range m.bound {
+		t := &m.bound[i]
+		if (t.v != nil && vec(t.name, t.v)) || (t.v == nil && mat(&t.w)) {
 			return
 		}
-	}
-	if vec("model.norm.weight", m.norm) || (!m.cfg.Tied && mat(&m.head)) {
-		return
 	}
 	return "", -1, 0
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/neurosurg/neurosurg/model/kernels"
 )
@@ -14,6 +15,9 @@ func errorf(format string, a ...any) error { return fmt.Errorf("model: "+format,
 type seqState struct {
 	pos  int
 	k, v [][]float32 // per layer: positions × kvHeads·headDim
+	// ropeDelta is added to pos for the rotary position of the next row: given positions
+	// (M-RoPE's, Qwen2-VL's rope_deltas) continue from their largest + 1, not from the row count.
+	ropeDelta int
 }
 
 func (m *Model) newState(capacity int) *seqState {
@@ -41,12 +45,28 @@ type ForwardResult struct {
 
 // Forward runs the sequences of batch (of any lengths) from position 0.
 func (m *Model) Forward(ctx context.Context, batch [][]int32, opts ForwardOptions) (*ForwardResult, error) {
-	if err := opts.Mask.validate(m.cfg); err != nil {
+	in := make([]Input, len(batch))
+	for i, b := range batch {
+		in[i].Tokens = b
+	}
+	return m.ForwardInputs(ctx, in, opts)
+}
+
+// ForwardInputs runs the inputs (tokens, with embedding spans and positions where given)
+// from position 0.
+func (m *Model) ForwardInputs(ctx context.Context, in []Input, opts ForwardOptions) (*ForwardResult, error) {
+	if err := opts.Mask.validate(m); err != nil {
 		return nil, err
 	}
-	states := make([]*seqState, len(batch))
+	in, err := m.prepareInputs(ctx, in, opts)
+	if err != nil {
+		return nil, err
+	}
+	states := make([]*seqState, len(in))
+	batch := make([][]int32, len(in))
 	limit := m.cfg.PositionLimit()
-	for i, b := range batch {
+	for i, x := range in {
+		b := x.Tokens
 		if len(b) == 0 {
 			return nil, errorf("sequence %d is empty", i)
 		}
@@ -54,8 +74,9 @@ func (m *Model) Forward(ctx context.Context, batch [][]int32, opts ForwardOption
 			return nil, tooLong(fmt.Sprintf("sequence %d", i), len(b), limit)
 		}
 		states[i] = m.newState(len(b))
+		batch[i] = b
 	}
-	logits, rows, err := m.step(ctx, states, batch, opts.Taps, opts.Mask, opts.AllLogits, nil)
+	logits, rows, err := m.step(ctx, states, batch, in, opts.Taps, opts.Mask, opts.AllLogits, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +87,10 @@ func (m *Model) Forward(ctx context.Context, batch [][]int32, opts ForwardOption
 // logits for the last row of each sequence (or all rows). A caller that steps repeatedly (a
 // decode loop) passes its own scratch: the logits then live in it too, valid until the next
 // step with it.
-func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, taps []Tap, mask *Mask, all bool, own *scratch) ([][]float32, []int, error) {
+//
+// in, when not nil, holds each sequence's embedding spans and positions (validated by
+// prepareInputs); decode steps pass nil.
+func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, in []Input, taps []Tap, mask *Mask, all bool, own *scratch) ([][]float32, []int, error) {
 	sc := own
 	if sc == nil {
 		// A forward reuses the last one's buffers (fresh ones cost page faults and, at GOGC 25,
@@ -77,7 +101,7 @@ func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, ta
 	}
 	sc.next = 0
 	cfg := &m.cfg
-	d, hd, kvDim, qDim, inter := cfg.Hidden, cfg.HeadDim, cfg.KVHeads*cfg.HeadDim, cfg.Heads*cfg.HeadDim, cfg.Intermediate
+	d := cfg.Hidden
 	// Rows of all sequences are stacked so each weight is one MatMul.
 	T := 0
 	off := grow(&sc.off, len(toks)+1)
@@ -99,116 +123,44 @@ func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, ta
 	}
 	x := sc.get(T * d)
 	for i, t := range toks {
-		for r, id := range t {
-			m.embed.row(x[(off[i]+r)*d:], int(id))
+		m.embed.Forward(x[off[i]*d:], t)
+		if in != nil {
+			for _, e := range in[i].Embeds {
+				copy(x[(off[i]+e.Start)*d:(off[i]+e.Start+e.Rows)*d], e.Data)
+			}
 		}
 	}
-	xn := sc.get(T * d)
-	q := sc.get(T * qDim)
-	k := sc.get(T * kvDim)
-	v := sc.get(T * kvDim)
-	att := sc.get(T * qDim)
-	o := sc.get(T * d)
-	chunks := ffnChunks(sc.chunks[:0], off, ffnRows)
-	sc.chunks = chunks
-	maxRows := 0
-	for _, ch := range chunks {
-		maxRows = max(maxRows, off[ch[1]]-off[ch[0]])
-	}
-	g := sc.get(maxRows * inter)
-	u := sc.get(maxRows * inter)
-
-	var ffnTaps []Tap
-	var attnTaps []AttnTap
-	var resTaps []ResidualTap
-	wantUp := false
-	for _, tp := range taps {
-		ffnTaps = append(ffnTaps, tp)
-		if ut, ok := tp.(UpTap); ok && ut.WantsUp() {
-			wantUp = true
-		}
-		if at, ok := tp.(AttnTap); ok {
-			attnTaps = append(attnTaps, at)
-		}
-		if rt, ok := tp.(ResidualTap); ok {
-			resTaps = append(resTaps, rt)
-		}
-	}
-	_ = wantUp
-	// RoPE tables for the positions of this step.
+	b := &stepBatch{sc: sc, states: states, toks: toks, off: off, T: T}
+	b.splitTaps(taps)
+	b.mask = mask
+	// RoPE tables for the positions of this step: cos/sin of every row's rotation angles,
+	// once per step (not per layer, q and k).
 	maxPos := 0
 	for i, s := range states {
-		maxPos = max(maxPos, s.pos+len(toks[i]))
+		maxPos = max(maxPos, s.pos+s.ropeDelta+len(toks[i]))
+		if in != nil && in[i].Positions != nil {
+			maxPos = max(maxPos, int(slices.Max(in[i].Positions))+1)
+		}
 	}
 	invFreq, ropeScale := cfg.ropeFrequencies(sc.invFreq[:0], maxPos)
 	sc.invFreq = invFreq
-	// cos/sin of every row's rotation angles, once per step (not per layer, q and k).
-	half := hd / 2
-	cosT, sinT := sc.get(T*half), sc.get(T*half)
+	half := cfg.HeadDim / 2
+	b.cos, b.sin = sc.get(T*half), sc.get(T*half)
 	for i, s := range states {
 		n := len(toks[i])
-		ropeTableTasks.Run(n, spanChunk(n), ropeTableTask{cos: cosT[off[i]*half:], sin: sinT[off[i]*half:], invFreq: invFreq, scale: ropeScale, pos0: s.pos})
+		t := ropeTableTask{cos: b.cos[off[i]*half:], sin: b.sin[off[i]*half:], invFreq: invFreq, scale: ropeScale, pos0: s.pos + s.ropeDelta}
+		if in != nil && in[i].Positions != nil {
+			p := in[i].Positions
+			t.pos = p[:n]
+			if len(p) == 3*n {
+				t.pos3, t.section = [3][]int32{p[:n], p[n : 2*n], p[2*n:]}, cfg.mropeSection()
+			}
+			s.ropeDelta = int(slices.Max(p)) + 1 - (s.pos + n)
+		}
+		ropeTableTasks.Run(n, spanChunk(n), t)
 	}
-
-	for l := range m.layers {
-		if err := ctx.Err(); err != nil {
-			return nil, nil, err
-		}
-		ly := &m.layers[l]
-		site := Site{Module: "llm", Layer: l}
-		rmsNormRows(xn, x, ly.inNorm, cfg.Eps, T, d)
-		matmulShared(xn, T, [][]float32{q, k, v}, []*weight{&ly.q, &ly.k, &ly.v}, [][]float32{ly.qb, ly.kb, ly.vb})
-		for i, s := range states {
-			n := len(toks[i])
-			ropeTasks.Run(n, spanChunk(n), ropeTask{q: q[off[i]*qDim:], k: k[off[i]*kvDim:], cos: cosT[off[i]*half:], sin: sinT[off[i]*half:],
-				heads: cfg.Heads, kvHeads: cfg.KVHeads, hd: hd})
-			s.k[l] = append(s.k[l], k[off[i]*kvDim:off[i+1]*kvDim]...)
-			s.v[l] = append(s.v[l], v[off[i]*kvDim:off[i+1]*kvDim]...)
-		}
-		for i, s := range states {
-			n := len(toks[i])
-			if n >= 16 {
-				m.attentionGEMM(sc, att[off[i]*qDim:off[i+1]*qDim], q[off[i]*qDim:off[i+1]*qDim], s.k[l], s.v[l], s.pos, n, ly.kvDType())
-			} else {
-				m.attention(sc, att[off[i]*qDim:off[i+1]*qDim], q[off[i]*qDim:off[i+1]*qDim], s.k[l], s.v[l], s.pos, n)
-			}
-			if len(attnTaps) > 0 {
-				m.attentionTaps(attnTaps, site, i, s.pos, n, q[off[i]*qDim:off[i+1]*qDim], s.k[l])
-			}
-		}
-		matmul(o, att, &ly.o, T, ly.ob)
-		addInto(x, o[:T*d])
-		rmsNormRows(xn, x, ly.postNorm, cfg.Eps, T, d)
-		// The FFN runs over groups of whole sequences of ≤ ffnRows rows: its buffers (2 × rows
-		// × intermediate) are the largest of a step, and a big batch need not hold them all.
-		for _, ch := range chunks {
-			r0, r1 := off[ch[0]], off[ch[1]]
-			rows := r1 - r0
-			gc, uc, xc := g[:rows*inter], u[:rows*inter], xn[r0*d:r1*d]
-			matmulShared(xc, rows, [][]float32{gc, uc}, []*weight{&ly.gate, &ly.up}, [][]float32{ly.gateB, ly.upB})
-			rowTasks.Run(rows, spanChunk(rows), rowTask{op: rowActivate, x: gc, width: inter, act: cfg.Act})
-			if len(ffnTaps) > 0 {
-				for i := ch[0]; i < ch[1]; i++ {
-					e := FFNEvent{Site: site, Seq: i, Pos0: states[i].pos, Tokens: toks[i], Rows: len(toks[i]), Neurons: inter,
-						Act: gc[(off[i]-r0)*inter : (off[i+1]-r0)*inter], Up: uc[(off[i]-r0)*inter : (off[i+1]-r0)*inter]}
-					for _, tp := range ffnTaps {
-						tp.FFN(&e)
-					}
-				}
-			}
-			mask.apply(site, gc, rows, inter)
-			rowTasks.Run(rows, spanChunk(rows), rowTask{op: rowMul, x: gc, y: uc, width: inter})
-			matmul(o[r0*d:r1*d], gc, &ly.down, rows, ly.downB)
-		}
-		addInto(x, o[:T*d])
-		if len(resTaps) > 0 {
-			for i, s := range states {
-				e := ResidualEvent{Site: site, Seq: i, Pos0: s.pos, Rows: len(toks[i]), Hidden: x[off[i]*d : off[i+1]*d]}
-				for _, rt := range resTaps {
-					rt.Residual(&e)
-				}
-			}
-		}
+	if err := m.decoder.Forward(ctx, b, x); err != nil {
+		return nil, nil, err
 	}
 	for i, s := range states {
 		s.pos += len(toks[i])
@@ -235,16 +187,13 @@ func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, ta
 	}
 	sc.sel = sel
 	hn := sc.get(len(sel) * d)
-	for j, r := range sel {
-		kernels.RMSNorm(hn[j*d:(j+1)*d], x[r*d:(r+1)*d], m.norm, cfg.Eps)
-	}
 	var flat []float32
 	if own != nil {
 		flat = sc.get(len(sel) * cfg.Vocab)
 	} else {
 		flat = make([]float32, len(sel)*cfg.Vocab)
 	}
-	matmul(flat, hn, &m.head, len(sel), nil)
+	m.head.Forward(flat, hn, x, sel)
 	// NaN/Inf weights (or overflowing activations) make NaN/Inf logits, which argmax turns
 	// into token 0 and metrics into NaN that a gate might not catch: refuse them here, where
 	// every command's forward passes through (one dot product per row).
@@ -266,6 +215,110 @@ func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, ta
 		j += rows[i]
 	}
 	return out, rows, nil
+}
+
+// stepBatch is one step of a decoder over stacked sequences: sequence i holds rows
+// off[i]..off[i+1]-1, at positions states[i].pos onward, with rotary table rows cos/sin.
+type stepBatch struct {
+	sc       *scratch
+	states   []*seqState
+	toks     [][]int32
+	off      []int
+	T        int
+	cos, sin []float32
+	ffnTaps  []Tap
+	attnTaps []AttnTap
+	resTaps  []ResidualTap
+	mask     *Mask
+}
+
+// splitTaps sorts taps by what they observe.
+func (b *stepBatch) splitTaps(taps []Tap) {
+	b.ffnTaps = taps
+	for _, tp := range taps {
+		if at, ok := tp.(AttnTap); ok {
+			b.attnTaps = append(b.attnTaps, at)
+		}
+		if rt, ok := tp.(ResidualTap); ok {
+			b.resTaps = append(b.resTaps, rt)
+		}
+	}
+}
+
+// Decoder is a stack of pre-norm decoder layers (RMSNorm, causal attention, RMSNorm, gated
+// MLP) of one module.
+type Decoder struct {
+	module string
+	layers []DecoderLayer
+}
+
+// DecoderLayer is one block of a Decoder.
+type DecoderLayer struct {
+	inNorm   RMSNorm
+	attn     Attention
+	postNorm RMSNorm
+	mlp      GatedMLP
+}
+
+// Forward runs every layer over the residual stream x (b.T rows).
+func (dec *Decoder) Forward(ctx context.Context, b *stepBatch, x []float32) error {
+	if len(dec.layers) == 0 {
+		return nil
+	}
+	sc, T, off := b.sc, b.T, b.off
+	a0 := &dec.layers[0].attn
+	d, kvDim, qDim, inter := len(dec.layers[0].inNorm.w), a0.kvHeads*a0.hd, a0.heads*a0.hd, dec.layers[0].mlp.neurons
+	xn := sc.get(T * d)
+	q := sc.get(T * qDim)
+	k := sc.get(T * kvDim)
+	v := sc.get(T * kvDim)
+	att := sc.get(T * qDim)
+	o := sc.get(T * d)
+	// The FFN runs over groups of whole sequences of ≤ ffnRows rows: its buffers (2 × rows
+	// × intermediate) are the largest of a step, and a big batch need not hold them all.
+	chunks := ffnChunks(sc.chunks[:0], off, ffnRows)
+	sc.chunks = chunks
+	maxRows := 0
+	for _, ch := range chunks {
+		maxRows = max(maxRows, off[ch[1]]-off[ch[0]])
+	}
+	g := sc.get(maxRows * inter)
+	u := sc.get(maxRows * inter)
+	var call ffnCall
+	call.taps, call.mask = b.ffnTaps, b.mask
+	for l := range dec.layers {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		ly := &dec.layers[l]
+		site := Site{Module: dec.module, Layer: l}
+		ly.inNorm.Forward(xn, x, T)
+		ly.attn.forwardCausal(b, l, site, o, xn, q, k, v, att)
+		addInto(x, o[:T*d])
+		ly.postNorm.Forward(xn, x, T)
+		call.site = site
+		for _, ch := range chunks {
+			r0, r1 := off[ch[0]], off[ch[1]]
+			if len(call.taps) > 0 {
+				call.seqs = sc.ffnSeqs[:0]
+				for i := ch[0]; i < ch[1]; i++ {
+					call.seqs = append(call.seqs, ffnSeq{seq: i, pos0: b.states[i].pos, rows: len(b.toks[i]), tokens: b.toks[i]})
+				}
+				sc.ffnSeqs = call.seqs
+			}
+			ly.mlp.Forward(o[r0*d:r1*d], xn[r0*d:r1*d], g, u, r1-r0, &call)
+		}
+		addInto(x, o[:T*d])
+		if len(b.resTaps) > 0 {
+			for i, s := range b.states {
+				e := ResidualEvent{Site: site, Seq: i, Pos0: s.pos, Rows: len(b.toks[i]), Hidden: x[off[i]*d : off[i+1]*d]}
+				for _, rt := range b.resTaps {
+					rt.Residual(&e)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // matmul computes out = x·Wᵀ (+ bias) for m rows.
@@ -333,17 +386,22 @@ func rope(vec []float32, heads, hd int, cos, sin []float32) {
 }
 
 // attention computes causal attention for n new rows starting at position pos0; keys and
-// values hold positions 0..pos0+n-1. Its (row, head) pairs are spread over the cores once
-// there is enough of them times keys to pay for the hand-off.
-func (m *Model) attention(sc *scratch, out, q, keys, vals []float32, pos0, n int) {
-	items := n * m.cfg.Heads
+// values hold positions 0..pos0+n-1 (bidir: attention over all n rows, pos0 = 0). Its (row,
+// head) pairs are spread over the cores once there is enough of them times keys to pay for
+// the hand-off.
+func (a *Attention) attention(sc *scratch, out, q, keys, vals []float32, pos0, n int) {
+	a.attentionRows(sc, out, q, keys, vals, pos0, n, false)
+}
+
+func (a *Attention) attentionRows(sc *scratch, out, q, keys, vals []float32, pos0, n int, bidir bool) {
+	items := n * a.heads
 	chunk := items
 	if items*(pos0+n) >= attnSpanWork {
 		chunk = spanChunk(items)
 	}
 	defer sc.reuseFrom(sc.next)
 	scores := sc.get((items + chunk - 1) / chunk * (pos0 + n)) // one row per chunk
-	attnTasks.Run(items, chunk, attnTask{cfg: &m.cfg, out: out, q: q, keys: keys, vals: vals, scores: scores, pos0: pos0, cols: pos0 + n, chunk: chunk})
+	attnTasks.Run(items, chunk, attnTask{a: a, out: out, q: q, keys: keys, vals: vals, scores: scores, pos0: pos0, cols: pos0 + n, chunk: chunk, bidir: bidir})
 }
 
 // attnSpanWork is the (row, head) pairs × keys from which attention runs on all cores.
@@ -351,26 +409,29 @@ const attnSpanWork = 1024
 
 // attnTask is attention over (row, head) pairs [i0, i1): i = row·heads + head.
 type attnTask struct {
-	cfg                *Config
+	a                  *Attention
 	out, q, keys, vals []float32
 	scores             []float32
 	pos0, cols, chunk  int // cols = pos0 + rows: the length of a scores row
+	bidir              bool
 }
 
 var attnTasks kernels.TaskPool[attnTask, *attnTask]
 
 func (t *attnTask) Run(i0, i1 int) {
-	cfg := t.cfg
-	hd, kvDim, qDim := cfg.HeadDim, cfg.KVHeads*cfg.HeadDim, cfg.Heads*cfg.HeadDim
-	group := cfg.Heads / cfg.KVHeads
+	a := t.a
+	hd, kvDim, qDim := a.hd, a.kvHeads*a.hd, a.heads*a.hd
+	group := a.heads / a.kvHeads
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	scores := t.scores[i0/t.chunk*t.cols:]
 	for i := i0; i < i1; i++ {
-		r, h := i/cfg.Heads, i%cfg.Heads
+		r, h := i/a.heads, i%a.heads
 		p := t.pos0 + r
 		lo := 0
-		if cfg.SlidingWindow > 0 && p-cfg.SlidingWindow+1 > 0 {
-			lo = p - cfg.SlidingWindow + 1
+		if t.bidir {
+			p = t.cols - 1
+		} else if a.window > 0 && p-a.window+1 > 0 {
+			lo = p - a.window + 1
 		}
 		kvh := h / group
 		qh := t.q[r*qDim+h*hd : r*qDim+(h+1)*hd]
@@ -389,10 +450,9 @@ func (t *attnTask) Run(i0, i1 int) {
 
 // attentionTaps computes attention probabilities for the taps that want them: the model's
 // causal ones, and MINER's variant normalised over all keys of the sequence so far (no mask).
-func (m *Model) attentionTaps(taps []AttnTap, site Site, seq, pos0, n int, q, keys []float32) {
-	cfg := &m.cfg
-	hd, kvDim, qDim := cfg.HeadDim, cfg.KVHeads*cfg.HeadDim, cfg.Heads*cfg.HeadDim
-	group := cfg.Heads / cfg.KVHeads
+func (a *Attention) attentionTaps(taps []AttnTap, site Site, seq, pos0, n int, q, keys []float32) {
+	hd, kvDim, qDim := a.hd, a.kvHeads*a.hd, a.heads*a.hd
+	group := a.heads / a.kvHeads
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	cols := pos0 + n
 	for _, nonCausal := range []bool{false, true} {
@@ -404,8 +464,8 @@ func (m *Model) attentionTaps(taps []AttnTap, site Site, seq, pos0, n int, q, ke
 		if !want {
 			continue
 		}
-		probs := make([]float32, cfg.Heads*n*cols)
-		for h := 0; h < cfg.Heads; h++ {
+		probs := make([]float32, a.heads*n*cols)
+		for h := 0; h < a.heads; h++ {
 			kvh := h / group
 			for r := 0; r < n; r++ {
 				row := probs[(h*n+r)*cols : (h*n+r+1)*cols]
@@ -420,7 +480,7 @@ func (m *Model) attentionTaps(taps []AttnTap, site Site, seq, pos0, n int, q, ke
 				kernels.Softmax(row[:last+1])
 			}
 		}
-		e := AttnEvent{Site: site, Seq: seq, Pos0: pos0, Heads: cfg.Heads, Rows: n, Cols: cols, NonCausal: nonCausal, Probs: probs}
+		e := AttnEvent{Site: site, Seq: seq, Pos0: pos0, Heads: a.heads, Rows: n, Cols: cols, NonCausal: nonCausal, Probs: probs}
 		for _, t := range taps {
 			c, nc := t.WantsAttention()
 			if (nonCausal && nc) || (!nonCausal && c) {
@@ -438,6 +498,10 @@ func activate(x []float32, act string) {
 	case "relu":
 		for i, v := range x {
 			x[i] = max(v, 0)
+		}
+	case "quick_gelu":
+		for i, v := range x {
+			x[i] = float32(float64(v) / (1 + math.Exp(-1.702*float64(v))))
 		}
 	case "gelu":
 		for i, v := range x {

@@ -66,11 +66,29 @@ type Generation struct {
 // Generate continues every prompt (with a KV cache; prompts of different lengths are batched).
 // Sampling is deterministic for a seed.
 func (m *Model) Generate(ctx context.Context, prompts [][]int32, o GenerateOptions) ([]Generation, error) {
+	in := make([]Input, len(prompts))
+	for i, p := range prompts {
+		in[i].Tokens = p
+	}
+	return m.GenerateInputs(ctx, in, o)
+}
+
+// GenerateInputs continues every input: a prefill with its embedding spans, media and
+// positions, then decoded tokens at the positions that follow (the largest given + 1).
+func (m *Model) GenerateInputs(ctx context.Context, inputs []Input, o GenerateOptions) ([]Generation, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	if err := o.Mask.validate(m.cfg); err != nil {
+	if err := o.Mask.validate(m); err != nil {
 		return nil, err
+	}
+	inputs, err := m.prepareInputs(ctx, inputs, ForwardOptions{Taps: o.Taps, Mask: o.Mask})
+	if err != nil {
+		return nil, err
+	}
+	prompts := make([][]int32, len(inputs))
+	for i, x := range inputs {
+		prompts[i] = x.Tokens
 	}
 	out := make([]Generation, len(prompts))
 	states := make([]*seqState, len(prompts))
@@ -116,7 +134,11 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int32, o GenerateOptio
 	sc := m.takeScratch()
 	defer m.keepScratch(sc)
 	for step := 0; step < o.MaxTokens && len(active) > 0; step++ {
-		logits, _, err := m.step(ctx, st, toks, o.Taps, o.Mask, false, sc)
+		var in []Input
+		if step == 0 {
+			in = inputs
+		}
+		logits, _, err := m.step(ctx, st, toks, in, o.Taps, o.Mask, false, sc)
 		if err != nil {
 			var nf *NonFiniteError
 			if errors.As(err, &nf) {

@@ -33,20 +33,20 @@ func (m *Model) IntegratedGradients(ctx context.Context, ids []int32, site Site,
 	// One forward pass: caches, and the layer's a, u and residual at the last position.
 	capt := &igCapture{layer: site.Layer, last: last}
 	st := m.newState(T)
-	if _, _, err := m.step(ctx, []*seqState{st}, [][]int32{ids}, []Tap{capt}, nil, false, nil); err != nil {
+	if _, _, err := m.step(ctx, []*seqState{st}, [][]int32{ids}, nil, []Tap{capt}, nil, false, nil); err != nil {
 		return nil, 0, 0, err
 	}
 	if capt.a == nil {
 		return nil, 0, 0, fmt.Errorf("integrated gradients: layer %d was not observed", site.Layer)
 	}
-	down := m.layers[site.Layer].down
+	down := m.decoder.layers[site.Layer].mlp.down.w
 	// x_mid = residual after the layer − down(a ⊙ u): the input the FFN adds to.
 	h := make([]float32, N)
 	for j := range h {
 		h[j] = capt.a[j] * capt.u[j]
 	}
 	y := make([]float32, d)
-	matmul(y, h, &down, 1, m.layers[site.Layer].downB)
+	matmul(y, h, &down, 1, m.decoder.layers[site.Layer].mlp.down.b)
 	xmid := make([]float64, d)
 	for i := range xmid {
 		xmid[i] = float64(capt.res[i] - y[i])
@@ -188,18 +188,18 @@ func (g *igGraph) rope(x mat.Tensor, heads int) mat.Tensor {
 // the target's unembedding row.
 func (g *igGraph) logit(a mat.Tensor, u []float32, xmid []float64, target int32) mat.Tensor {
 	m, cfg := g.m, g.m.cfg
-	ly := &m.layers[g.layer]
+	ly := &m.decoder.layers[g.layer]
 	x := ag.Add(mat.NewDense[float64](mat.WithShape(len(xmid), 1), mat.WithBacking(append([]float64(nil), xmid...))),
-		g.linear(fmt.Sprint("down", g.layer), &ly.down, ly.downB, ag.Prod(a, vec(u))))
+		g.linear(fmt.Sprint("down", g.layer), &ly.mlp.down.w, ly.mlp.down.b, ag.Prod(a, vec(u))))
 	hd, kvDim := cfg.HeadDim, cfg.KVHeads*cfg.HeadDim
 	group := cfg.Heads / cfg.KVHeads
 	for l := g.layer + 1; l < cfg.Layers; l++ {
-		ly := &m.layers[l]
+		ly := &m.decoder.layers[l]
 		key := func(s string) string { return fmt.Sprint(s, l) }
-		xn := g.rms(x, ly.inNorm)
-		q := g.rope(g.linear(key("q"), &ly.q, ly.qb, xn), cfg.Heads)
-		k := g.rope(g.linear(key("k"), &ly.k, ly.kb, xn), cfg.KVHeads)
-		v := g.linear(key("v"), &ly.v, ly.vb, xn)
+		xn := g.rms(x, ly.inNorm.w)
+		q := g.rope(g.linear(key("q"), &ly.attn.q.w, ly.attn.q.b, xn), cfg.Heads)
+		k := g.rope(g.linear(key("k"), &ly.attn.k.w, ly.attn.k.b, xn), cfg.KVHeads)
+		v := g.linear(key("v"), &ly.attn.v.w, ly.attn.v.b, xn)
 		var heads []mat.Tensor
 		for h := 0; h < cfg.Heads; h++ {
 			kvh := h / group
@@ -236,12 +236,12 @@ func (g *igGraph) logit(a mat.Tensor, u []float32, xmid []float64, target int32)
 			}
 			heads = append(heads, out)
 		}
-		x = ag.Add(x, g.linear(key("o"), &ly.o, ly.ob, ag.Concat(heads...)))
-		xn2 := g.rms(x, ly.postNorm)
-		gate := ag.SiLU(g.linear(key("gate"), &ly.gate, ly.gateB, xn2))
-		up := g.linear(key("up"), &ly.up, ly.upB, xn2)
-		x = ag.Add(x, g.linear(key("down"), &ly.down, ly.downB, ag.Prod(gate, up)))
+		x = ag.Add(x, g.linear(key("o"), &ly.attn.o.w, ly.attn.o.b, ag.Concat(heads...)))
+		xn2 := g.rms(x, ly.postNorm.w)
+		gate := ag.SiLU(g.linear(key("gate"), &ly.mlp.gate.w, ly.mlp.gate.b, xn2))
+		up := g.linear(key("up"), &ly.mlp.up.w, ly.mlp.up.b, xn2)
+		x = ag.Add(x, g.linear(key("down"), &ly.mlp.down.w, ly.mlp.down.b, ag.Prod(gate, up)))
 	}
-	xn := g.rms(x, m.norm)
+	xn := g.rms(x, m.head.norm.w)
 	return ag.Dot(vec(m.UnembedRow(target)), xn)
 }

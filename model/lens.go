@@ -76,9 +76,10 @@ func (m *Model) LogitLens(ctx context.Context, ids []int32, positions []int, k i
 
 // TopTokensOfNeuron ranks tokens by Φ[w] = ⟨down_proj[:, j], unembed[w]⟩: what the neuron
 // writes when it fires (Pan et al. keep the top 10 for interpretation).
-// Out-of-range neurons have no tokens.
+// Out-of-range neurons, and neurons of modules other than the language model (whose outputs
+// are not in its residual stream), have no tokens.
 func (m *Model) TopTokensOfNeuron(site Site, j, k int) []int32 {
-	if site.Layer < 0 || site.Layer >= len(m.layers) || j < 0 || j >= m.layers[site.Layer].down.cols {
+	if site.Module != m.decoder.module || site.Layer < 0 || site.Layer >= len(m.decoder.layers) || j < 0 || j >= m.decoder.layers[site.Layer].mlp.down.w.cols {
 		return nil
 	}
 	v := m.DownColumn(site, j)
@@ -96,4 +97,4 @@ func (m *Model) TopTokensOfNeuron(site Site, j, k int) []int32 {
 	return out
 }
 
-func (m *Model) matmulHead(out, v []float32) { matmul(out, v, &m.head, 1, nil) }
+func (m *Model) matmulHead(out, v []float32) { matmul(out, v, &m.head.unembed, 1, nil) }

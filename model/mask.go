@@ -1,5 +1,7 @@
 package model
 
+import "fmt"
+
 // Mask edits chosen neurons' activations a_j at every position and decoding step without
 // touching the weights: a_j := value (Set) or a_j := α·a_j (Scale). Setting a_j = 0 is exactly
 // zeroing column j of down_proj; scaling is exactly scaling that column.
@@ -56,20 +58,34 @@ func (m *Mask) apply(site Site, act []float32, rows, neurons int) {
 	}
 }
 
-// validate checks every index against the model.
-func (m *Mask) validate(cfg Config) error {
+// validate checks every site and index against the model's FFN groups.
+func (m *Mask) validate(md *Model) error {
 	if m == nil {
 		return nil
 	}
+	geo := md.Geometry()
 	for s, es := range m.sites {
-		if s.Module != "llm" || s.Layer < 0 || s.Layer >= cfg.Layers {
-			return errorf("mask: site %s/%d does not exist (module llm, layers 0..%d)", s.Module, s.Layer, cfg.Layers-1)
+		g, ok := geo[s.Module]
+		if !ok || s.Layer < 0 || s.Layer >= g.Layers {
+			return errorf("mask: site %s/%d does not exist (%s)", s.Module, s.Layer, sitesText(md))
 		}
 		for _, e := range es {
-			if e.index < 0 || e.index >= cfg.Intermediate {
-				return errorf("mask: neuron %d of layer %d is out of range [0,%d)", e.index, s.Layer, cfg.Intermediate)
+			if e.index < 0 || e.index >= g.Neurons {
+				return errorf("mask: neuron %d of %s layer %d is out of range [0,%d)", e.index, s.Module, s.Layer, g.Neurons)
 			}
 		}
 	}
 	return nil
+}
+
+// sitesText lists the modules and their layers, for errors.
+func sitesText(md *Model) string {
+	s := ""
+	for i, g := range md.ffn {
+		if i > 0 {
+			s += ", "
+		}
+		s += fmt.Sprintf("module %s, layers 0..%d", g.Module, g.Layers-1)
+	}
+	return s
 }

@@ -1,17 +1,20 @@
 package model
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync/atomic"
 
 	"github.com/neurosurg/neurosurg/formats/hfdir"
 	"github.com/neurosurg/neurosurg/formats/neuronset"
 	"github.com/neurosurg/neurosurg/formats/safetensors"
+	"github.com/neurosurg/neurosurg/model/archdef"
 	"github.com/neurosurg/neurosurg/model/kernels"
 	"github.com/neurosurg/neurosurg/model/tokenizer"
 )
@@ -30,21 +33,16 @@ type weight struct {
 	rows, cols int
 }
 
-type layer struct {
-	inNorm, postNorm  []float32
-	q, k, v, o        weight
-	qb, kb, vb, ob    []float32 // nil when absent
-	gate, up, down    weight
-	gateB, upB, downB []float32
-}
-
 // Model is a decoder-only language model ready to run.
 type Model struct {
 	cfg       Config
-	embed     weight
-	layers    []layer
-	norm      []float32
-	head      weight
+	arch      *archdef.Arch
+	ffn       []archdef.FFNGroup // every module's FFN geometry
+	encoders  []mediaEncoder     // a multimodal family's encoders (with their projectors)
+	bound     []boundTensor      // every tensor bound, in binding order (FirstNonFiniteWeight)
+	embed     Embedding
+	decoder   Decoder
+	head      Head
 	Tokenizer *tokenizer.Tokenizer // nil when the directory has none
 	ckpt      *hfdir.Checkpoint    // set by Open
 	dir       string
@@ -103,23 +101,30 @@ func (m *Model) Close() error {
 // Config returns the parsed configuration.
 func (m *Model) Config() Config { return m.cfg }
 
-// FFNSites lists the FFN neuron groups: module "llm", one per layer.
+// FFNSites lists the FFN neuron groups of every module, one per layer, in definition order.
 func (m *Model) FFNSites() []Site {
-	s := make([]Site, m.cfg.Layers)
-	for i := range s {
-		s[i] = Site{Module: "llm", Layer: i}
+	var s []Site
+	for _, g := range m.ffn {
+		for i := 0; i < g.Layers; i++ {
+			s = append(s, Site{Module: g.Module, Layer: i})
+		}
 	}
 	return s
 }
 
+// FFN is the FFN geometry of every module (archdef's groups: layers, neurons, activation,
+// tensor templates).
+func (m *Model) FFN() []archdef.FFNGroup { return append([]archdef.FFNGroup(nil), m.ffn...) }
+
 // Geometry is the neuron geometry of the model's FFN groups, for checking a neuron set
 // against it (neuronset.Set.CheckGeometry).
 func (m *Model) Geometry() map[string]neuronset.Geometry {
-	return map[string]neuronset.Geometry{"llm": {Layers: m.cfg.Layers, Neurons: m.cfg.Intermediate}}
+	g := map[string]neuronset.Geometry{}
+	for _, f := range m.ffn {
+		g[f.Module] = neuronset.Geometry{Layers: f.Layers, Neurons: f.Neurons}
+	}
+	return g
 }
-
-var supported = map[string]bool{"LlamaForCausalLM": true, "MistralForCausalLM": true, "Qwen2ForCausalLM": true}
-var supportedTypes = map[string]bool{"llama": true, "mistral": true, "qwen2": true}
 
 var keepMapped atomic.Bool
 
@@ -134,14 +139,24 @@ func KeepMapped(on bool) { keepMapped.Store(on) }
 // mapping into aligned memory (an hfdir.Checkpoint: MakeResident) is asked to first; decode
 // read the mapping's 8-aligned weights ~1.6× slower. An overlay on it then shares its copy.
 func Load(configJSON []byte, src TensorSource) (*Model, error) {
-	cfg, err := ParseConfig(configJSON)
+	a, err := archdef.ForConfig(configJSON)
+	if err != nil {
+		if errors.Is(err, archdef.ErrUnsupported) {
+			arch, mt := archNames(configJSON)
+			return nil, unsupported(arch, mt)
+		}
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	fam, ok := family(a.Name)
+	if !ok {
+		arch, mt := archNames(configJSON)
+		return nil, unsupported(arch, mt)
+	}
+	cfg, err := parseModuleConfig(a, configJSON)
 	if err != nil {
 		return nil, err
 	}
-	if !supported[cfg.Architecture] && !(cfg.Architecture == "" && supportedTypes[cfg.ModelType]) {
-		return nil, fmt.Errorf("%w: architecture %q (model_type %q) is not supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM", ErrConfig, cfg.Architecture, cfg.ModelType)
-	}
-	if err := checkLayerCount(cfg, src); err != nil {
+	if err := checkLayerCount(a, src); err != nil {
 		return nil, err
 	}
 	if r, ok := src.(interface{ MakeResident() error }); ok && !keepMapped.Load() {
@@ -149,53 +164,48 @@ func Load(configJSON []byte, src TensorSource) (*Model, error) {
 			return nil, err
 		}
 	}
-	m := &Model{cfg: cfg}
-	l := loader{src: src}
-	// Each size names the config key it comes from, for the error when a tensor disagrees.
-	hidden := dim{cfg.Hidden, "hidden_size"}
-	vocab := dim{cfg.Vocab, "vocab_size"}
-	inter := dim{cfg.Intermediate, "intermediate_size"}
-	qDim := dim{cfg.Heads * cfg.HeadDim, "num_attention_heads×head_dim"}
-	kvDim := dim{cfg.KVHeads * cfg.HeadDim, "num_key_value_heads×head_dim"}
-	m.embed = l.weight("model.embed_tokens.weight", vocab, hidden)
-	m.norm = l.vector("model.norm.weight", hidden)
-	if cfg.Tied {
-		m.head = m.embed // tied: never materialise an lm_head copy
-	} else {
-		m.head = l.weight("lm_head.weight", vocab, hidden)
+	m := &Model{cfg: cfg, arch: a}
+	if m.ffn, err = a.FFN(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
-	for i := 0; i < cfg.Layers && l.err == nil; i++ {
-		p := fmt.Sprintf("model.layers.%d.", i)
-		ly := layer{
-			inNorm:   l.vector(p+"input_layernorm.weight", hidden),
-			postNorm: l.vector(p+"post_attention_layernorm.weight", hidden),
-			q:        l.weight(p+"self_attn.q_proj.weight", qDim, hidden),
-			k:        l.weight(p+"self_attn.k_proj.weight", kvDim, hidden),
-			v:        l.weight(p+"self_attn.v_proj.weight", kvDim, hidden),
-			o:        l.weight(p+"self_attn.o_proj.weight", hidden, qDim),
-			gate:     l.weight(p+"mlp.gate_proj.weight", inter, hidden),
-			up:       l.weight(p+"mlp.up_proj.weight", inter, hidden),
-			down:     l.weight(p+"mlp.down_proj.weight", hidden, inter),
-		}
-		if cfg.AttnBias {
-			ly.qb = l.vector(p+"self_attn.q_proj.bias", qDim)
-			ly.kb = l.vector(p+"self_attn.k_proj.bias", kvDim)
-			ly.vb = l.vector(p+"self_attn.v_proj.bias", kvDim)
-			if src.Has(p + "self_attn.o_proj.bias") {
-				ly.ob = l.vector(p+"self_attn.o_proj.bias", hidden)
-			}
-		}
-		if cfg.MLPBias {
-			ly.gateB = l.vector(p+"mlp.gate_proj.bias", inter)
-			ly.upB = l.vector(p+"mlp.up_proj.bias", inter)
-			ly.downB = l.vector(p+"mlp.down_proj.bias", hidden)
-		}
-		m.layers = append(m.layers, ly)
-	}
-	if l.err != nil {
-		return nil, l.err
+	if err := fam.Build(&Binder{Model: m, Arch: a, src: src}); err != nil {
+		return nil, err
 	}
 	return m, nil
+}
+
+// parseModuleConfig parses the language model's config: the "llm" module's keys (the top
+// level, or text_config with its fallback).
+func parseModuleConfig(a *archdef.Arch, configJSON []byte) (Config, error) {
+	llm := a.Module("llm")
+	if llm == nil {
+		return Config{}, fmt.Errorf("%w: archdef %s has no llm module", ErrConfig, a.Name)
+	}
+	j := configJSON
+	if llm.Module.Config != "" {
+		j = llm.ConfigJSON()
+	}
+	cfg, err := ParseConfig(j)
+	if err != nil {
+		return cfg, err
+	}
+	if cfg.Architecture == "" || llm.Module.Config != "" {
+		cfg.Architecture = a.Name
+	}
+	return cfg, nil
+}
+
+// archNames reads architectures[0] and model_type for an error message.
+func archNames(configJSON []byte) (string, string) {
+	var r struct {
+		Architectures []string `json:"architectures"`
+		ModelType     string   `json:"model_type"`
+	}
+	_ = json.Unmarshal(configJSON, &r)
+	if len(r.Architectures) > 0 {
+		return r.Architectures[0], r.ModelType
+	}
+	return "", r.ModelType
 }
 
 type loader struct {
@@ -209,36 +219,46 @@ type dim struct {
 	key string
 }
 
-// layerRe finds the layer index in a decoder tensor name.
-var layerRe = regexp.MustCompile(`^model\.layers\.(\d+)\.`)
-
-// checkLayerCount compares num_hidden_layers with the layers the checkpoint holds, both ways:
-// a config with more layers than the tensors would fail on a missing tensor, one with fewer
-// would silently run a truncated model. Sources that cannot list their tensors are skipped.
-func checkLayerCount(cfg Config, src TensorSource) error {
+// checkLayerCount compares each module's layer count with the layers the checkpoint holds,
+// both ways: a config with more layers than the tensors would fail on a missing tensor, one
+// with fewer would silently run a truncated model. Sources that cannot list their tensors are
+// skipped.
+func checkLayerCount(a *archdef.Arch, src TensorSource) error {
 	lister, ok := src.(interface{ TensorNames() []string })
 	if !ok {
 		return nil
 	}
-	top, name := -1, ""
-	for _, n := range lister.TensorNames() {
-		m := layerRe.FindStringSubmatch(n)
-		if m == nil {
+	names := lister.TensorNames()
+	for _, mod := range a.Modules() {
+		if mod.Module.Layers == "" || !strings.Contains(mod.Module.LayerPrefix, "{i}") {
 			continue
 		}
-		i, err := strconv.Atoi(m[1])
-		if err != nil || i > maxLayers {
-			i = maxLayers // beyond any config; the name says which
+		n, err := mod.LayerCount()
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrConfig, err)
 		}
-		if i > top {
-			top, name = i, n
+		re := regexp.MustCompile("^" + strings.Replace(regexp.QuoteMeta(mod.Module.LayerPrefix), `\{i\}`, `(\d+)`, 1))
+		top, name := -1, ""
+		for _, t := range names {
+			m := re.FindStringSubmatch(t)
+			if m == nil {
+				continue
+			}
+			i, err := strconv.Atoi(m[1])
+			if err != nil || i > maxLayers {
+				i = maxLayers // beyond any config; the name says which
+			}
+			if i > top {
+				top, name = i, t
+			}
 		}
-	}
-	switch {
-	case top+1 < cfg.Layers:
-		return configError("num_hidden_layers", "%d, but the checkpoint holds layers 0..%d only", cfg.Layers, top)
-	case top+1 > cfg.Layers:
-		return configError("num_hidden_layers", "%d, but the checkpoint holds %s, beyond layer %d", cfg.Layers, name, cfg.Layers-1)
+		key := mod.Module.Layers
+		switch {
+		case top+1 < n:
+			return configError(key, "%d, but the checkpoint holds layers 0..%d only", n, top)
+		case top+1 > n:
+			return configError(key, "%d, but the checkpoint holds %s, beyond layer %d", n, name, n-1)
+		}
 	}
 	return nil
 }
@@ -306,17 +326,17 @@ func (w *weight) row(dst []float32, r int) {
 // UnembedRow returns the output-embedding row of token id (lm_head, or the tied embedding).
 func (m *Model) UnembedRow(id int32) []float32 {
 	v := make([]float32, m.cfg.Hidden)
-	m.head.row(v, int(id))
+	m.head.unembed.row(v, int(id))
 	return v
 }
 
 // FinalNormWeight returns the final RMSNorm weight.
-func (m *Model) FinalNormWeight() []float32 { return append([]float32(nil), m.norm...) }
+func (m *Model) FinalNormWeight() []float32 { return append([]float32(nil), m.head.norm.w...) }
 
 // DownColumn returns column j of the down_proj weight of site's layer: the output vector of
 // neuron j.
 func (m *Model) DownColumn(site Site, j int) []float32 {
-	w := &m.layers[site.Layer].down
+	w := &m.decoder.layers[site.Layer].mlp.down.w
 	v := make([]float32, w.rows)
 	es := w.dt.Size()
 	tmp := make([]float32, 1)
@@ -331,16 +351,16 @@ func (m *Model) DownColumn(site Site, j int) []float32 {
 // LensLogits applies the final norm and the unembedding to a hidden state (the logit lens).
 func (m *Model) LensLogits(hidden []float32) []float32 {
 	x := make([]float32, m.cfg.Hidden)
-	kernels.RMSNorm(x, hidden, m.norm, m.cfg.Eps)
+	kernels.RMSNorm(x, hidden, m.head.norm.w, m.head.norm.eps)
 	out := make([]float32, m.cfg.Vocab)
-	kernels.MatMul(out, x, m.head.b, m.head.dt, 1, m.cfg.Vocab, m.cfg.Hidden)
+	kernels.MatMul(out, x, m.head.unembed.b, m.head.unembed.dt, 1, m.cfg.Vocab, m.cfg.Hidden)
 	return out
 }
 
 // DirectLogitWeights returns Φ[j] = ⟨down_proj[:, j], unembed[id]⟩ for every neuron j of site's
 // layer: each neuron's direct contribution per unit activation to the logit of id.
 func (m *Model) DirectLogitWeights(site Site, id int32) []float32 {
-	w := &m.layers[site.Layer].down
+	w := &m.decoder.layers[site.Layer].mlp.down.w
 	e := m.UnembedRow(id)
 	phi := make([]float32, w.cols)
 	row := make([]float32, w.cols)

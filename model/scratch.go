@@ -11,6 +11,7 @@ type scratch struct {
 	chunks         [][2]int
 	invFreq        []float64
 	logits         [][]float32
+	ffnSeqs        []ffnSeq
 }
 
 // get returns the next buffer, length n. A step asks in the same order every time, so each

@@ -27,18 +27,19 @@ func parallelSpan(n int, f func(i0, i1 int)) { kernels.Parallel(n, spanChunk(n),
 type rowOp uint8
 
 const (
-	rowRMSNorm  rowOp = iota // y = RMSNorm(x)·w
-	rowAdd                   // x += y, chunk by chunk of width
-	rowAddBias               // x += y (the bias) on every row
-	rowActivate              // x = act(x)
-	rowMul                   // x *= y
+	rowRMSNorm   rowOp = iota // y = RMSNorm(x)·w
+	rowAdd                    // x += y, chunk by chunk of width
+	rowAddBias                // x += y (the bias) on every row
+	rowActivate               // x = act(x)
+	rowMul                    // x *= y
+	rowLayerNorm              // y = LayerNorm(x)·w + b
 )
 
 // rowTask applies op to rows [r0, r1) of width elements.
 type rowTask struct {
 	op    rowOp
 	x, y  []float32
-	w     []float32
+	w, b  []float32
 	eps   float32
 	width int
 	act   string
@@ -64,16 +65,43 @@ func (t *rowTask) Run(r0, r1 int) {
 		activate(t.x[r0*d:r1*d], t.act)
 	case rowMul:
 		kernels.Mul(t.x[r0*d:r1*d], t.y[r0*d:r1*d])
+	case rowLayerNorm:
+		for r := r0; r < r1; r++ {
+			layerNorm(t.y[r*d:(r+1)*d], t.x[r*d:(r+1)*d], t.w, t.b, t.eps)
+		}
+	}
+}
+
+// layerNorm computes y = (x − mean)/sqrt(var + eps)·w + b, mean and variance in float64 (as
+// PyTorch accumulates them wider than its f32 inputs).
+func layerNorm(y, x, w, b []float32, eps float32) {
+	var sum float64
+	for _, v := range x {
+		sum += float64(v)
+	}
+	mean := sum / float64(len(x))
+	var ss float64
+	for _, v := range x {
+		dv := float64(v) - mean
+		ss += dv * dv
+	}
+	inv := 1 / math.Sqrt(ss/float64(len(x))+float64(eps))
+	for i, v := range x {
+		y[i] = float32((float64(v)-mean)*inv)*w[i] + b[i]
 	}
 }
 
 // ropeTableTask fills the RoPE cosines and sines (scaled) of rows [r0, r1) of one sequence,
-// row r at position pos0+r.
+// row r at position pos0+r, or pos[r] when positions are given, or for M-RoPE (pos3 set) at
+// the temporal, height or width position pos3[a][r] by the section a frequency j falls in.
 type ropeTableTask struct {
 	cos, sin []float32
 	invFreq  []float64
 	scale    float64
 	pos0     int
+	pos      []int32
+	pos3     [3][]int32
+	section  [3]int
 }
 
 var ropeTableTasks kernels.TaskPool[ropeTableTask, *ropeTableTask]
@@ -81,8 +109,15 @@ var ropeTableTasks kernels.TaskPool[ropeTableTask, *ropeTableTask]
 func (t *ropeTableTask) Run(r0, r1 int) {
 	half := len(t.invFreq)
 	for r := r0; r < r1; r++ {
+		p := float64(t.pos0 + r)
+		if t.pos != nil {
+			p = float64(t.pos[r])
+		}
 		for j, f := range t.invFreq {
-			ang := float64(t.pos0+r) * f
+			if t.pos3[0] != nil {
+				p = float64(t.pos3[mropeAxis(j, t.section)][r])
+			}
+			ang := p * f
 			t.cos[r*half+j] = float32(math.Cos(ang) * t.scale)
 			t.sin[r*half+j] = float32(math.Sin(ang) * t.scale)
 		}
@@ -104,4 +139,18 @@ func (t *ropeTask) Run(r0, r1 int) {
 		rope(t.q[r*qDim:(r+1)*qDim], t.heads, t.hd, c, s)
 		rope(t.k[r*kvDim:(r+1)*kvDim], t.kvHeads, t.hd, c, s)
 	}
+}
+
+// mropeAxis is the position axis (0 temporal, 1 height, 2 width) frequency j of a half
+// rotary table takes under M-RoPE's section sizes: transformers' apply_multimodal_rotary_pos_emb
+// splits the doubled table into chunks [s0, s1, s2, s0, s1, s2] and takes chunk i from axis i%3,
+// so frequency j < s0 is temporal, j < s0+s1 height, the rest width.
+func mropeAxis(j int, section [3]int) int {
+	switch {
+	case j < section[0]:
+		return 0
+	case j < section[0]+section[1]:
+		return 1
+	}
+	return 2
 }

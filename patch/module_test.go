@@ -23,39 +23,37 @@ import (
 const visionLlamaDef = `{
   "architectures": ["NeurosurgPatchVisionTestForCausalLM"],
   "model_types": ["neurosurg_patch_vision_test"],
-  "layers": "num_hidden_layers",
-  "pre": [
-    {"name": "model.embed_tokens.weight", "shape": ["vocab_size", "hidden_size"]},
-    {"name": "vision.layers.0.mlp.fc1.weight", "shape": ["vision_intermediate_size", "vision_hidden_size"]},
-    {"name": "vision.layers.0.mlp.fc1.bias", "shape": ["vision_intermediate_size"]},
-    {"name": "vision.layers.0.mlp.fc2.weight", "shape": ["vision_hidden_size", "vision_intermediate_size"]},
-    {"name": "vision.layers.0.mlp.fc2.bias", "shape": ["vision_hidden_size"]},
-    {"name": "vision.layers.1.mlp.fc1.weight", "shape": ["vision_intermediate_size", "vision_hidden_size"]},
-    {"name": "vision.layers.1.mlp.fc1.bias", "shape": ["vision_intermediate_size"]},
-    {"name": "vision.layers.1.mlp.fc2.weight", "shape": ["vision_hidden_size", "vision_intermediate_size"]},
-    {"name": "vision.layers.1.mlp.fc2.bias", "shape": ["vision_hidden_size"]}
-  ],
-  "layer": [
-    {"name": "model.layers.{i}.input_layernorm.weight", "shape": ["hidden_size"], "init": "ones"},
-    {"name": "model.layers.{i}.self_attn.q_proj.weight", "shape": ["num_attention_heads*head_dim", "hidden_size"]},
-    {"name": "model.layers.{i}.self_attn.k_proj.weight", "shape": ["num_key_value_heads*head_dim", "hidden_size"]},
-    {"name": "model.layers.{i}.self_attn.v_proj.weight", "shape": ["num_key_value_heads*head_dim", "hidden_size"]},
-    {"name": "model.layers.{i}.self_attn.o_proj.weight", "shape": ["hidden_size", "num_attention_heads*head_dim"]},
-    {"name": "model.layers.{i}.post_attention_layernorm.weight", "shape": ["hidden_size"], "init": "ones"},
-    {"name": "model.layers.{i}.mlp.gate_proj.weight", "shape": ["intermediate_size", "hidden_size"]},
-    {"name": "model.layers.{i}.mlp.up_proj.weight", "shape": ["intermediate_size", "hidden_size"]},
-    {"name": "model.layers.{i}.mlp.down_proj.weight", "shape": ["hidden_size", "intermediate_size"]}
-  ],
-  "post": [
-    {"name": "model.norm.weight", "shape": ["hidden_size"], "init": "ones"},
-    {"name": "lm_head.weight", "shape": ["vocab_size", "hidden_size"], "tied_to": "model.embed_tokens.weight"}
-  ],
-  "ffn": [
-    {"module": "llm", "layers": "num_hidden_layers", "neurons": "intermediate_size", "act": "hidden_act",
-     "gate": "model.layers.{i}.mlp.gate_proj.weight", "up": "model.layers.{i}.mlp.up_proj.weight",
-     "down": "model.layers.{i}.mlp.down_proj.weight"},
-    {"module": "vision", "layers": "vision_layers", "neurons": "vision_intermediate_size", "act": "vision_act",
-     "up": "vision.layers.{i}.mlp.fc1.weight", "down": "vision.layers.{i}.mlp.fc2.weight"}
+  "modules": [
+    {
+      "name": "vision", "layers": "vision_layers", "layer_prefix": "vision.layers.{i}.",
+      "layer": [
+        {"name": "mlp.fc1.weight", "shape": ["vision_intermediate_size", "vision_hidden_size"]},
+        {"name": "mlp.fc1.bias", "shape": ["vision_intermediate_size"]},
+        {"name": "mlp.fc2.weight", "shape": ["vision_hidden_size", "vision_intermediate_size"]},
+        {"name": "mlp.fc2.bias", "shape": ["vision_hidden_size"]}
+      ],
+      "ffn": {"neurons": "vision_intermediate_size", "act": "vision_act", "up": "mlp.fc1.weight", "down": "mlp.fc2.weight"}
+    },
+    {
+      "name": "llm", "layers": "num_hidden_layers", "layer_prefix": "model.layers.{i}.",
+      "pre": [{"name": "model.embed_tokens.weight", "shape": ["vocab_size", "hidden_size"]}],
+      "layer": [
+        {"name": "input_layernorm.weight", "shape": ["hidden_size"], "init": "ones"},
+        {"name": "self_attn.q_proj.weight", "shape": ["num_attention_heads*head_dim", "hidden_size"]},
+        {"name": "self_attn.k_proj.weight", "shape": ["num_key_value_heads*head_dim", "hidden_size"]},
+        {"name": "self_attn.v_proj.weight", "shape": ["num_key_value_heads*head_dim", "hidden_size"]},
+        {"name": "self_attn.o_proj.weight", "shape": ["hidden_size", "num_attention_heads*head_dim"]},
+        {"name": "post_attention_layernorm.weight", "shape": ["hidden_size"], "init": "ones"},
+        {"name": "mlp.gate_proj.weight", "shape": ["intermediate_size", "hidden_size"]},
+        {"name": "mlp.up_proj.weight", "shape": ["intermediate_size", "hidden_size"]},
+        {"name": "mlp.down_proj.weight", "shape": ["hidden_size", "intermediate_size"]}
+      ],
+      "post": [
+        {"name": "model.norm.weight", "shape": ["hidden_size"], "init": "ones"},
+        {"name": "lm_head.weight", "shape": ["vocab_size", "hidden_size"], "tied_to": "model.embed_tokens.weight"}
+      ],
+      "ffn": {"neurons": "intermediate_size", "act": "hidden_act", "gate": "mlp.gate_proj.weight", "up": "mlp.up_proj.weight", "down": "mlp.down_proj.weight"}
+    }
   ],
   "final_norm": "model.norm.weight",
   "unembed": "lm_head.weight",

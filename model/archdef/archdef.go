@@ -1,7 +1,9 @@
 // Package archdef describes model architectures as data: for each Hugging Face architecture,
-// the tensors a checkpoint holds (names and shapes from config keys), which of them make the
-// FFN neurons of each module, tied names and tag-along files. inspect, synth, record and patch
-// read this table; nothing else in neurosurg lists tensor names.
+// its modules (language model, encoders, projectors), the tensors a checkpoint holds for each
+// (names and shapes from config keys), which of them make the FFN neurons of each module, tied
+// names and tag-along files. inspect, synth, record, patch and the runtime's weight binding
+// (model.Binder: a family's Go file names templates, this table gives names and shapes) read
+// this table; nothing else in neurosurg formats tensor names.
 package archdef
 
 import (
@@ -23,20 +25,20 @@ var defsFS embed.FS
 // ErrUnsupported reports an architecture with no definition.
 var ErrUnsupported = errors.New("archdef: unsupported architecture")
 
-// TensorTemplate is one tensor of a definition. Name may hold "{i}" for the layer index;
-// Shape entries are config keys or products of them ("num_attention_heads*head_dim").
+// TensorTemplate is one tensor of a module. In a module's layer list Name is relative to the
+// module's layer prefix; in pre and post it is the full name. Shape entries are config keys
+// (read in the module's config) or products of them ("num_attention_heads*head_dim").
 type TensorTemplate struct {
 	Name   string   `json:"name"`
 	Shape  []string `json:"shape"`
 	If     string   `json:"if,omitempty"`      // config key that must be true for the tensor to exist
 	Init   string   `json:"init,omitempty"`    // "ones" for norm weights (synthetic checkpoints)
-	TiedTo string   `json:"tied_to,omitempty"` // absent when tie_word_embeddings is true
+	TiedTo string   `json:"tied_to,omitempty"` // absent when tie_word_embeddings is true: that tensor serves
 }
 
-// FFNTemplate names the tensors that make one module's FFN neurons.
+// FFNTemplate names the tensors that make one module's FFN neurons, relative to the module's
+// layer prefix.
 type FFNTemplate struct {
-	Module  string `json:"module"`
-	Layers  string `json:"layers"`
 	Neurons string `json:"neurons"`
 	Act     string `json:"act"`
 	Gate    string `json:"gate,omitempty"` // empty for a plain MLP
@@ -44,18 +46,30 @@ type FFNTemplate struct {
 	Down    string `json:"down"`           // fc2 for a plain MLP
 }
 
+// Module is one part of an architecture: a language decoder ("llm"), a vision or audio
+// encoder, a projector. Its sizes are read from its config object: the top level, or a
+// sub-object (vision_config, text_config) whose missing keys fall back to the top level when
+// Fallback is set (LLaVA's text_config omits the defaults).
+type Module struct {
+	Name        string           `json:"name"`
+	Config      string           `json:"config,omitempty"`
+	Fallback    bool             `json:"fallback,omitempty"`
+	Layers      string           `json:"layers,omitempty"` // layer-count key; "" for a module without layers
+	LayerPrefix string           `json:"layer_prefix,omitempty"`
+	Pre         []TensorTemplate `json:"pre,omitempty"`
+	Layer       []TensorTemplate `json:"layer,omitempty"`
+	Post        []TensorTemplate `json:"post,omitempty"`
+	FFN         *FFNTemplate     `json:"ffn,omitempty"`
+}
+
 // Definition is one architecture's JSON definition.
 type Definition struct {
-	Architectures []string         `json:"architectures"`
-	ModelTypes    []string         `json:"model_types"`
-	Layers        string           `json:"layers"`
-	Pre           []TensorTemplate `json:"pre"`
-	Layer         []TensorTemplate `json:"layer"`
-	Post          []TensorTemplate `json:"post"`
-	FFN           []FFNTemplate    `json:"ffn"`
-	FinalNorm     string           `json:"final_norm"`
-	Unembed       string           `json:"unembed"`
-	TagAlong      []string         `json:"tag_along"`
+	Architectures []string `json:"architectures"`
+	ModelTypes    []string `json:"model_types"`
+	Modules       []Module `json:"modules"`
+	FinalNorm     string   `json:"final_norm"`
+	Unembed       string   `json:"unembed"`
+	TagAlong      []string `json:"tag_along"`
 }
 
 var (
@@ -76,8 +90,9 @@ func init() {
 
 // RegisterDefinition adds an architecture definition (the JSON of defs/*.json) to the table:
 // what a test family or a plugin uses to describe a checkpoint neurosurg does not ship. The
-// definition must name at least one architecture, none already defined, and every FFN group
-// must name its module, its geometry keys and its up and down tensors.
+// definition must name at least one architecture, none already defined, and at least one
+// module; module names are unique, and every FFN group names its neurons key and its up and
+// down tensors.
 func RegisterDefinition(b []byte) error {
 	var d Definition
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -85,15 +100,11 @@ func RegisterDefinition(b []byte) error {
 	if err := dec.Decode(&d); err != nil {
 		return fmt.Errorf("archdef: definition: %w", err)
 	}
-	if len(d.Architectures) == 0 || d.Layers == "" {
-		return fmt.Errorf("archdef: definition: no architectures or no layers key")
+	if len(d.Architectures) == 0 || len(d.Modules) == 0 {
+		return fmt.Errorf("archdef: definition: no architectures or no modules")
 	}
-	modules := map[string]bool{}
-	for i, f := range d.FFN {
-		if f.Module == "" || f.Layers == "" || f.Neurons == "" || f.Up == "" || f.Down == "" || modules[f.Module] {
-			return fmt.Errorf("archdef: definition %s: FFN group %d (module %q) needs a unique module, layers, neurons, up and down", d.Architectures[0], i, f.Module)
-		}
-		modules[f.Module] = true
+	if err := d.check(); err != nil {
+		return fmt.Errorf("archdef: definition %s: %w", d.Architectures[0], err)
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -125,15 +136,35 @@ func Supported() []string {
 	return out
 }
 
+// check refuses a definition the rest of the package cannot use.
+func (d *Definition) check() error {
+	seen := map[string]bool{}
+	for _, m := range d.Modules {
+		if m.Name == "" || seen[m.Name] {
+			return fmt.Errorf("module name %q empty or repeated", m.Name)
+		}
+		seen[m.Name] = true
+		if (m.Layers == "") != (len(m.Layer) == 0) || (len(m.Layer) > 0 && m.Layers != "1" && !strings.Contains(m.LayerPrefix, "{i}")) {
+			return fmt.Errorf("module %s: layers, layer_prefix with {i} (unless layers is \"1\") and layer tensors go together", m.Name)
+		}
+		if f := m.FFN; f != nil && (m.Layers == "" || f.Neurons == "" || f.Up == "" || f.Down == "") {
+			return fmt.Errorf("module %s: an FFN group needs layers, neurons, up and down", m.Name)
+		}
+	}
+	return nil
+}
+
 // TensorSpec is a concrete tensor of an architecture.
 type TensorSpec struct {
 	Name  string
 	Shape []int64
 	Init  string
+	Keys  []string // the config expressions Shape comes from, for errors
+	Alias string   // when tied: the tensor that serves for this one (it is not stored)
 }
 
 // FFNGroup is the FFN geometry of one module: Layers layers of Neurons neurons, with the
-// names of the tensors of layer i given by the templates.
+// names of the tensors of layer i given by the templates (full names with "{i}").
 type FFNGroup struct {
 	Module  string
 	Layers  int
@@ -154,6 +185,115 @@ type Arch struct {
 	Name   string
 	Def    *Definition
 	Config map[string]any
+}
+
+// Bound is one module of an architecture bound to its config: Config holds the module's keys
+// (its sub-object, with the top level's where it falls back).
+type Bound struct {
+	Arch
+	Module *Module
+}
+
+// Modules lists the architecture's modules, each bound to its config.
+func (a *Arch) Modules() []*Bound {
+	var out []*Bound
+	for i := range a.Def.Modules {
+		out = append(out, a.bind(&a.Def.Modules[i]))
+	}
+	return out
+}
+
+// Module returns the named module, nil when the architecture has none.
+func (a *Arch) Module(name string) *Bound {
+	for i := range a.Def.Modules {
+		if a.Def.Modules[i].Name == name {
+			return a.bind(&a.Def.Modules[i])
+		}
+	}
+	return nil
+}
+
+func (a *Arch) bind(m *Module) *Bound {
+	b := &Bound{Arch: Arch{Name: a.Name, Def: a.Def, Config: a.Config}, Module: m}
+	if m.Config == "" {
+		return b
+	}
+	sub, _ := a.Config[m.Config].(map[string]any)
+	cfg := map[string]any{}
+	if m.Fallback {
+		for k, v := range a.Config {
+			cfg[k] = v
+		}
+	}
+	for k, v := range sub {
+		cfg[k] = v
+	}
+	b.Config = cfg
+	return b
+}
+
+// ConfigJSON is the module's config as a JSON object (for a family's own config parser).
+func (b *Bound) ConfigJSON() []byte {
+	j, _ := json.Marshal(b.Config)
+	return j
+}
+
+// LayerCount reads the module's layer count (0 for a module without layers).
+func (b *Bound) LayerCount() (int, error) {
+	if b.Module.Layers == "" {
+		return 0, nil
+	}
+	n, err := b.layers(b.Module.Layers)
+	return int(n), err
+}
+
+// Tensor finds the tensor a family asks for by its template name: a layer tensor (relative to
+// the layer prefix) when layer ≥ 0, a pre or post tensor (full name) when layer < 0. ok is
+// false when the definition says the tensor is absent under this config (an "if" key that is
+// false); a name the module does not define is an error.
+func (b *Bound) Tensor(name string, layer int) (spec TensorSpec, ok bool, err error) {
+	list := append(append([]TensorTemplate(nil), b.Module.Pre...), b.Module.Post...)
+	if layer >= 0 {
+		list = b.Module.Layer
+	}
+	for _, t := range list {
+		if t.Name != name {
+			continue
+		}
+		if t.If != "" && !b.Bool(t.If) {
+			return TensorSpec{}, false, nil
+		}
+		s, err := b.spec(t, layer)
+		if err != nil {
+			return s, false, err
+		}
+		if t.TiedTo != "" && b.Bool("tie_word_embeddings") {
+			s.Alias = t.TiedTo
+		}
+		return s, true, nil
+	}
+	return TensorSpec{}, false, fmt.Errorf("archdef: module %s of %s defines no tensor %q", b.Module.Name, b.Name, name)
+}
+
+// LayerName is the full name of a layer tensor template.
+func (b *Bound) LayerName(name string, layer int) string {
+	return TensorName(b.Module.LayerPrefix+name, layer)
+}
+
+func (b *Bound) spec(t TensorTemplate, layer int) (TensorSpec, error) {
+	name := t.Name
+	if layer >= 0 {
+		name = b.LayerName(t.Name, layer)
+	}
+	s := TensorSpec{Name: name, Init: t.Init, Keys: t.Shape}
+	for _, e := range t.Shape {
+		d, err := b.dim(e)
+		if err != nil {
+			return s, fmt.Errorf("tensor %s: %w", s.Name, err)
+		}
+		s.Shape = append(s.Shape, d)
+	}
+	return s, nil
 }
 
 // ForConfig finds the definition for a config.json (architectures[0], then model_type).
@@ -190,8 +330,24 @@ const MaxLayers = 1 << 12
 const maxDim = 1 << 31
 
 // Int reads an integer config key, with the derived defaults transformers uses. The value must
-// be a whole number in 0..2^31.
+// be a whole number in 0..2^31. A key may be a literal count ("1") or a dotted path into a
+// sub-object ("vision_config.hidden_size": a projector's sizes come from the modules it joins).
 func (a *Arch) Int(key string) (int64, error) {
+	if n, err := strconv.Atoi(key); err == nil && n >= 0 {
+		return int64(n), nil
+	}
+	if sub, rest, ok := strings.Cut(key, "."); ok {
+		obj, _ := a.Config[sub].(map[string]any)
+		if obj == nil {
+			return 0, fmt.Errorf("config.json: missing object %q (for %s)", sub, key)
+		}
+		inner := Arch{Name: a.Name, Def: a.Def, Config: obj}
+		n, err := inner.Int(rest)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", sub, err)
+		}
+		return n, nil
+	}
 	if v, ok := a.Config[key]; ok && v != nil {
 		f, ok := v.(float64)
 		if !ok {
@@ -240,46 +396,44 @@ func (a *Arch) dim(expr string) (int64, error) {
 	return n, nil
 }
 
-// Tensors lists every tensor the checkpoint must hold, in definition order.
+// Tensors lists every tensor the checkpoint must hold, module by module in definition order.
 func (a *Arch) Tensors() ([]TensorSpec, error) {
-	layers, err := a.layers(a.Def.Layers)
-	if err != nil {
-		return nil, err
-	}
 	var out []TensorSpec
-	add := func(t TensorTemplate, i int) error {
-		if t.If != "" && !a.Bool(t.If) {
-			return nil
-		}
-		if t.TiedTo != "" && a.Bool("tie_word_embeddings") {
-			return nil
-		}
-		s := TensorSpec{Name: TensorName(t.Name, i), Init: t.Init}
-		for _, e := range t.Shape {
-			d, err := a.dim(e)
-			if err != nil {
-				return fmt.Errorf("tensor %s: %w", s.Name, err)
-			}
-			s.Shape = append(s.Shape, d)
-		}
-		out = append(out, s)
-		return nil
-	}
-	for _, t := range a.Def.Pre {
-		if err := add(t, 0); err != nil {
+	for _, b := range a.Modules() {
+		layers, err := b.LayerCount()
+		if err != nil {
 			return nil, err
 		}
-	}
-	for i := 0; i < int(layers); i++ {
-		for _, t := range a.Def.Layer {
-			if err := add(t, i); err != nil {
+		add := func(t TensorTemplate, i int) error {
+			if t.If != "" && !b.Bool(t.If) {
+				return nil
+			}
+			if t.TiedTo != "" && b.Bool("tie_word_embeddings") {
+				return nil
+			}
+			s, err := b.spec(t, i)
+			if err != nil {
+				return err
+			}
+			out = append(out, s)
+			return nil
+		}
+		for _, t := range b.Module.Pre {
+			if err := add(t, -1); err != nil {
 				return nil, err
 			}
 		}
-	}
-	for _, t := range a.Def.Post {
-		if err := add(t, 0); err != nil {
-			return nil, err
+		for i := 0; i < layers; i++ {
+			for _, t := range b.Module.Layer {
+				if err := add(t, i); err != nil {
+					return nil, err
+				}
+			}
+		}
+		for _, t := range b.Module.Post {
+			if err := add(t, -1); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return out, nil
@@ -297,30 +451,67 @@ func (a *Arch) layers(key string) (int64, error) {
 	return n, nil
 }
 
-// FFN lists the FFN geometry of every module.
+// FFN lists the FFN geometry of every module that has neurons.
 func (a *Arch) FFN() ([]FFNGroup, error) {
 	var out []FFNGroup
-	for _, f := range a.Def.FFN {
-		l, err := a.layers(f.Layers)
+	for _, b := range a.Modules() {
+		f := b.Module.FFN
+		if f == nil {
+			continue
+		}
+		l, err := b.LayerCount()
 		if err != nil {
 			return nil, err
 		}
-		n, err := a.Int(f.Neurons)
+		n, err := b.Int(f.Neurons)
 		if err != nil {
 			return nil, err
 		}
-		act, _ := a.Config[f.Act].(string)
-		out = append(out, FFNGroup{Module: f.Module, Layers: int(l), Neurons: int(n), Act: act, Gate: f.Gate, Up: f.Up, Down: f.Down})
+		act, _ := b.Config[f.Act].(string)
+		g := FFNGroup{Module: b.Module.Name, Layers: l, Neurons: int(n), Act: act, Up: b.Module.LayerPrefix + f.Up, Down: b.Module.LayerPrefix + f.Down}
+		if f.Gate != "" {
+			g.Gate = b.Module.LayerPrefix + f.Gate
+		}
+		out = append(out, g)
 	}
 	return out, nil
 }
 
 // UnembedName is the tensor holding the output embedding (the input embedding when tied).
 func (a *Arch) UnembedName() string {
-	for _, t := range a.Def.Post {
-		if t.Name == a.Def.Unembed && t.TiedTo != "" && a.Bool("tie_word_embeddings") {
-			return t.TiedTo
+	for _, b := range a.Modules() {
+		for _, t := range b.Module.Post {
+			if t.Name == a.Def.Unembed && t.TiedTo != "" && b.Bool("tie_word_embeddings") {
+				return t.TiedTo
+			}
 		}
 	}
 	return a.Def.Unembed
+}
+
+// Defines reports whether architecture has a definition.
+func Defines(architecture string) bool { return byArch[architecture] != nil }
+
+// ArchitectureOf is the architecture a model_type stands for ("" if none): what a config
+// without architectures means.
+func ArchitectureOf(modelType string) string {
+	if d := byType[modelType]; d != nil {
+		return d.Architectures[0]
+	}
+	return ""
+}
+
+// HasTemplate reports whether the module defines a tensor template name (a layer template
+// when layer ≥ 0, pre/post otherwise), whatever the config says about its presence.
+func (b *Bound) HasTemplate(name string, layer int) bool {
+	list := append(append([]TensorTemplate(nil), b.Module.Pre...), b.Module.Post...)
+	if layer >= 0 {
+		list = b.Module.Layer
+	}
+	for _, t := range list {
+		if t.Name == name {
+			return true
+		}
+	}
+	return false
 }

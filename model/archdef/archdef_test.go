@@ -1,9 +1,13 @@
 package archdef_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -149,10 +153,93 @@ func TestAbsurdConfigValues(t *testing.T) {
 	}
 }
 
+// A module reads its keys from its config sub-object, falling back to the top level when the
+// definition says so; its layer templates are named under its layer prefix.
+func TestModuleConfigAndTemplates(t *testing.T) {
+	a, err := archdef.ForConfig([]byte(`{"architectures":["LlamaForCausalLM"],"hidden_size":64,"num_attention_heads":8,"intermediate_size":172,"vocab_size":512,"num_hidden_layers":2}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	llm := a.Module("llm")
+	if llm == nil || a.Module("vision") != nil {
+		t.Fatalf("modules: llm %v, vision %v", llm, a.Module("vision"))
+	}
+	s, ok, err := llm.Tensor("self_attn.k_proj.weight", 1)
+	if err != nil || !ok || s.Name != "model.layers.1.self_attn.k_proj.weight" || s.Shape[0] != 64 || s.Keys[0] != "num_key_value_heads*head_dim" {
+		t.Errorf("k_proj: %+v %v %v", s, ok, err)
+	}
+	if _, ok, err := llm.Tensor("self_attn.q_proj.bias", 0); ok || err != nil {
+		t.Errorf("q_proj.bias without attention_bias: ok %v err %v", ok, err)
+	}
+	if _, _, err := llm.Tensor("mlp.fc1.weight", 0); err == nil {
+		t.Error("unknown template: no error")
+	}
+	ffn, _ := a.FFN()
+	if ffn[0].Down != "model.layers.{i}.mlp.down_proj.weight" {
+		t.Errorf("ffn down template %q", ffn[0].Down)
+	}
+}
+
+// The test family: three modules, each with its config object and its FFN group; a
+// projector's shapes come from the modules it joins (dotted keys), its one layer from a
+// literal count.
+func TestTinyVLMDefinition(t *testing.T) {
+	b, err := os.ReadFile("../../testdata/configs/tiny-vlm/config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := archdef.ForConfig(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ffn, err := a.FFN()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []archdef.FFNGroup{
+		{Module: "vision", Layers: 2, Neurons: 40, Act: "quick_gelu", Up: "vision_tower.layers.{i}.mlp.fc1.weight", Down: "vision_tower.layers.{i}.mlp.fc2.weight"},
+		{Module: "projector", Layers: 1, Neurons: 32, Act: "gelu", Up: "multi_modal_projector.linear_1.weight", Down: "multi_modal_projector.linear_2.weight"},
+		{Module: "llm", Layers: 2, Neurons: 64, Act: "silu", Gate: "model.layers.{i}.mlp.gate_proj.weight", Up: "model.layers.{i}.mlp.up_proj.weight", Down: "model.layers.{i}.mlp.down_proj.weight"},
+	}
+	if d := cmp.Diff(want, ffn); d != "" {
+		t.Errorf("ffn (-want +got):\n%s", d)
+	}
+	specs, err := a.Tensors()
+	if err != nil {
+		t.Fatal(err)
+	}
+	shapes := map[string][]int64{}
+	for _, s := range specs {
+		shapes[s.Name] = s.Shape
+	}
+	for name, shape := range map[string][]int64{
+		"vision_tower.patch_embed.weight":        {16, 12},
+		"vision_tower.layers.1.mlp.fc2.weight":   {16, 40},
+		"multi_modal_projector.linear_1.weight":  {32, 16},
+		"model.layers.1.self_attn.k_proj.weight": {16, 32}, // text_config's 2 kv heads × 8
+		"lm_head.weight":                         {64, 32},
+	} {
+		if !slices.Equal(shapes[name], shape) {
+			t.Errorf("%s: %v, want %v", name, shapes[name], shape)
+		}
+	}
+	if len(specs) != 2+2*16+2+4+1+2*9+2 {
+		t.Errorf("%d tensors", len(specs))
+	}
+	// The top level's keys serve text_config where it falls back (eos_token_id), not vision.
+	if _, err := a.Module("llm").Int("eos_token_id"); err != nil {
+		t.Errorf("llm falls back to the top level: %v", err)
+	}
+	if _, err := a.Module("vision").Int("eos_token_id"); err == nil {
+		t.Error("vision reads the top level without fallback")
+	}
+}
+
 func TestRegisterDefinition(t *testing.T) {
-	good := `{"architectures": ["NeurosurgRegisterTest"], "model_types": ["neurosurg_register_test"], "layers": "n",
-	  "pre": [{"name": "enc.fc2.weight", "shape": ["h", "f"]}],
-	  "ffn": [{"module": "vision", "layers": "n", "neurons": "f", "act": "a", "up": "enc.fc1.weight", "down": "enc.fc2.weight"}]}`
+	good := `{"architectures": ["NeurosurgRegisterTest"], "model_types": ["neurosurg_register_test"],
+	  "modules": [{"name": "vision", "layers": "n", "layer_prefix": "enc.{i}.",
+	    "layer": [{"name": "fc1.weight", "shape": ["f", "h"]}, {"name": "fc2.weight", "shape": ["h", "f"]}],
+	    "ffn": {"neurons": "f", "act": "a", "up": "fc1.weight", "down": "fc2.weight"}}]}`
 	if err := archdef.RegisterDefinition([]byte(good)); err != nil {
 		t.Fatal(err)
 	}
@@ -161,20 +248,64 @@ func TestRegisterDefinition(t *testing.T) {
 		t.Fatal(err)
 	}
 	ffn, err := a.FFN()
-	if err != nil || a.Name != "NeurosurgRegisterTest" || len(ffn) != 1 || ffn[0].Module != "vision" || ffn[0].Gate != "" || ffn[0].Neurons != 6 || ffn[0].Act != "gelu" {
+	if err != nil || a.Name != "NeurosurgRegisterTest" || len(ffn) != 1 || ffn[0].Module != "vision" || ffn[0].Gate != "" || ffn[0].Neurons != 6 || ffn[0].Act != "gelu" || ffn[0].Down != "enc.{i}.fc2.weight" {
 		t.Errorf("%s: %+v %v", a.Name, ffn, err)
 	}
 	for name, def := range map[string]string{
-		"defined twice":  good,
-		"llama again":    `{"architectures": ["LlamaForCausalLM"], "layers": "n"}`,
-		"not JSON":       `{`,
-		"unknown key":    `{"architectures": ["X1"], "layers": "n", "colour": 1}`,
-		"no down tensor": `{"architectures": ["X2"], "layers": "n", "ffn": [{"module": "m", "layers": "n", "neurons": "f", "up": "u"}]}`,
-		"module twice":   `{"architectures": ["X3"], "layers": "n", "ffn": [{"module": "m", "layers": "n", "neurons": "f", "up": "u", "down": "d"}, {"module": "m", "layers": "n", "neurons": "f", "up": "u", "down": "d"}]}`,
-		"no arch":        `{"layers": "n"}`,
+		"defined twice":   good,
+		"llama again":     `{"architectures": ["LlamaForCausalLM"], "modules": [{"name": "llm"}]}`,
+		"not JSON":        `{`,
+		"unknown key":     `{"architectures": ["X1"], "modules": [{"name": "llm"}], "colour": 1}`,
+		"no down tensor":  `{"architectures": ["X2"], "modules": [{"name": "m", "layers": "n", "layer_prefix": "m.{i}.", "layer": [{"name": "u", "shape": ["f"]}], "ffn": {"neurons": "f", "up": "u"}}]}`,
+		"module twice":    `{"architectures": ["X3"], "modules": [{"name": "m"}, {"name": "m"}]}`,
+		"no {i}":          `{"architectures": ["X4"], "modules": [{"name": "m", "layers": "n", "layer_prefix": "m.", "layer": [{"name": "u", "shape": ["f"]}]}]}`,
+		"no modules":      `{"architectures": ["X5"]}`,
+		"old flat schema": `{"architectures": ["X6"], "layers": "n"}`,
+		"no arch":         `{"modules": [{"name": "llm"}]}`,
 	} {
 		if err := archdef.RegisterDefinition([]byte(def)); err == nil {
 			t.Errorf("%s: registered", name)
 		}
 	}
+}
+
+// FuzzRegisterDefinition: a definition is registered or refused, never a panic; a registered
+// one lists its tensors and FFN groups (or errors) for any config without panicking.
+func FuzzRegisterDefinition(f *testing.F) {
+	f.Add([]byte(`{"architectures": ["F1"], "modules": [{"name": "m", "layers": "n", "layer_prefix": "m.{i}.", "layer": [{"name": "w", "shape": ["h", "f*h"]}], "ffn": {"neurons": "f", "act": "a", "up": "w", "down": "w"}}]}`),
+		[]byte(`{"n": 2, "h": 3, "f": 4, "a": "gelu"}`))
+	f.Add([]byte(`{"architectures": ["F2"], "modules": [{"name": "v", "config": "vc", "fallback": true, "layers": "1", "layer_prefix": "p.", "layer": [{"name": "w", "shape": ["vc.h"], "if": "b", "tied_to": "x"}]}]}`),
+		[]byte(`{"vc": {"h": 5}, "b": true, "tie_word_embeddings": true}`))
+	n := 0
+	f.Fuzz(func(t *testing.T, def, cfg []byte) {
+		n++
+		// A fresh architecture name each time, so the same definition can register again.
+		def = bytes.Replace(def, []byte(`"architectures": ["`), []byte(`"architectures": ["fz`+strconv.Itoa(n)), 1)
+		if archdef.RegisterDefinition(def) != nil {
+			return
+		}
+		var d struct{ Architectures []string }
+		if json.Unmarshal(def, &d) != nil || len(d.Architectures) == 0 {
+			return
+		}
+		cfgObj := map[string]any{}
+		if json.Unmarshal(cfg, &cfgObj) != nil {
+			return
+		}
+		cfgObj["architectures"] = []any{d.Architectures[0]}
+		j, _ := json.Marshal(cfgObj)
+		a, err := archdef.ForConfig(j)
+		if err != nil {
+			return
+		}
+		a.Tensors()
+		a.FFN()
+		a.UnembedName()
+		for _, m := range a.Modules() {
+			m.LayerCount()
+			for _, tt := range m.Module.Layer {
+				m.Tensor(tt.Name, 0)
+			}
+		}
+	})
 }

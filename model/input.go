@@ -1,0 +1,182 @@
+package model
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+)
+
+// Input is one sequence of a forward pass: token ids, with embedding spans that replace the
+// token embeddings at their rows (encoder outputs at placeholder positions), media the model's
+// own encoders turn into such spans, and position ids.
+type Input struct {
+	Tokens []int32
+	Embeds []EmbedSpan
+	// Media fill the runs of the family's placeholder token in order: the k-th medium's
+	// encoder output replaces the k-th run, which must be as long as that output.
+	Media []Media
+	// Positions are the rotary positions: nil for 0..n-1; n values (1-D); or 3×n for M-RoPE
+	// (temporal row, then height, then width), which needs rope_scaling.mrope_section.
+	Positions []int32
+}
+
+// EmbedSpan replaces the token embeddings at rows Start..Start+Rows-1 with Data (Rows ×
+// hidden size).
+type EmbedSpan struct {
+	Start, Rows int
+	Data        []float32
+}
+
+// Media is one image's or clip's encoder input: Rows feature vectors (Rows × the encoder's
+// input width), e.g. flattened patches.
+type Media struct {
+	Kind     string // "image", "audio"
+	Rows     int
+	Features []float32
+}
+
+// ErrMedia reports an input with media the model cannot take (a text-only checkpoint given an
+// image, an audio clip to a vision model).
+var ErrMedia = errors.New("model: media the checkpoint cannot take")
+
+// Accepts reports whether the model has an encoder for media of kind ("image", "audio"):
+// what a caller checks before it records a sample with such a field, to fail naming the
+// sample instead of running it as text.
+func (m *Model) Accepts(kind string) bool { return m.encoder(kind) != nil }
+
+// MediaError is the error for a sample whose media kind the model cannot take.
+func (m *Model) MediaError(sample, kind string) error {
+	return fmt.Errorf("%w: %s has %s input, but %s takes %s", ErrMedia, sample, kind, m.cfg.Architecture, m.acceptedKinds())
+}
+
+func (m *Model) acceptedKinds() string {
+	if len(m.encoders) == 0 {
+		return "text only"
+	}
+	s := ""
+	for i, e := range m.encoders {
+		if i > 0 {
+			s += ", "
+		}
+		s += e.kind()
+	}
+	return "text and " + s
+}
+
+// mediaEncoder is an encoder (and projector) a family adds: it turns one medium into rows of
+// the language model's hidden size, firing taps and applying the mask at its FFN sites.
+type mediaEncoder interface {
+	kind() string
+	placeholder() int32
+	inputWidth() int
+	encode(ctx context.Context, seq int, md Media, taps []Tap, mask *Mask) ([]float32, error)
+}
+
+func (m *Model) encoder(kind string) mediaEncoder {
+	for _, e := range m.encoders {
+		if e.kind() == kind {
+			return e
+		}
+	}
+	return nil
+}
+
+// prepareInputs checks every input and runs the encoders of their media, returning inputs
+// whose media have become embedding spans (the caller's are not modified).
+func (m *Model) prepareInputs(ctx context.Context, in []Input, opts ForwardOptions) ([]Input, error) {
+	out := make([]Input, len(in))
+	d := m.cfg.Hidden
+	for i, x := range in {
+		n := len(x.Tokens)
+		out[i] = Input{Tokens: x.Tokens, Positions: x.Positions, Embeds: append([]EmbedSpan(nil), x.Embeds...)}
+		for k, md := range x.Media {
+			enc := m.encoder(md.Kind)
+			if enc == nil {
+				return nil, m.MediaError(fmt.Sprintf("sequence %d", i), md.Kind)
+			}
+			if md.Rows <= 0 || len(md.Features) != md.Rows*enc.inputWidth() {
+				return nil, fmt.Errorf("%w: sequence %d, %s %d: %d features for %d rows of width %d", ErrMedia, i, md.Kind, k, len(md.Features), md.Rows, enc.inputWidth())
+			}
+			start, rows, ok := placeholderRun(x.Tokens, enc.placeholder(), k)
+			if !ok {
+				return nil, fmt.Errorf("%w: sequence %d has %d %s inputs but fewer runs of placeholder token %d", ErrMedia, i, len(x.Media), md.Kind, enc.placeholder())
+			}
+			emb, err := enc.encode(ctx, i, md, opts.Taps, opts.Mask)
+			if err != nil {
+				return nil, err
+			}
+			if len(emb) != rows*d {
+				return nil, fmt.Errorf("%w: sequence %d, %s %d: the encoder gives %d rows, the placeholder run at %d has %d", ErrMedia, i, md.Kind, k, len(emb)/d, start, rows)
+			}
+			out[i].Embeds = append(out[i].Embeds, EmbedSpan{Start: start, Rows: rows, Data: emb})
+		}
+		// A placeholder run without its medium (or a span the caller gave) would run as the
+		// placeholder token's embedding: refuse it, as transformers does ("image features and
+		// image tokens do not match").
+		for _, enc := range m.encoders {
+			runs, given := 0, 0
+			for k := 0; ; k++ {
+				start, _, ok := placeholderRun(x.Tokens, enc.placeholder(), k)
+				if !ok {
+					break
+				}
+				if !slices.ContainsFunc(x.Embeds, func(e EmbedSpan) bool { return e.Start == start }) {
+					runs++
+				}
+			}
+			for _, md := range x.Media {
+				if md.Kind == enc.kind() {
+					given++
+				}
+			}
+			if runs != given {
+				return nil, fmt.Errorf("%w: sequence %d has %d runs of the %s placeholder token %d and %d %s inputs", ErrMedia, i, runs, enc.kind(), enc.placeholder(), given, enc.kind())
+			}
+		}
+		for _, e := range out[i].Embeds {
+			if e.Start < 0 || e.Rows <= 0 || e.Start+e.Rows > n || len(e.Data) != e.Rows*d {
+				return nil, errorf("sequence %d: embedding span at %d of %d rows (%d values) does not fit %d tokens of width %d", i, e.Start, e.Rows, len(e.Data), n, d)
+			}
+		}
+		switch p := x.Positions; {
+		case p == nil:
+		case len(p) == n, len(p) == 3*n && m.cfg.mropeSection() != [3]int{}:
+			for _, v := range p {
+				if v < 0 {
+					return nil, errorf("sequence %d: position %d is negative", i, v)
+				}
+			}
+			if limit := m.cfg.PositionLimit(); limit > 0 {
+				for _, v := range p {
+					if int(v) >= limit {
+						return nil, tooLong(fmt.Sprintf("sequence %d", i), int(v)+1, limit)
+					}
+				}
+			}
+		default:
+			return nil, errorf("sequence %d: %d positions for %d tokens (want %d, or 3×%d with rope_scaling.mrope_section)", i, len(p), n, n, n)
+		}
+	}
+	return out, nil
+}
+
+// placeholderRun finds the k-th run of consecutive id in toks.
+func placeholderRun(toks []int32, id int32, k int) (start, rows int, ok bool) {
+	for i := 0; i < len(toks); {
+		if toks[i] != id {
+			i++
+			continue
+		}
+		j := i
+		for j < len(toks) && toks[j] == id {
+			j++
+		}
+		if k == 0 {
+			return i, j - i, true
+		}
+		k--
+		i = j
+	}
+	return 0, 0, false
+}

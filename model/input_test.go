@@ -1,0 +1,128 @@
+package model
+
+import (
+	"context"
+	"errors"
+	"math"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// An embedding span holding a token's own embedding row gives that token's logits exactly; a
+// span of another token's row gives that token's; positions 0..n-1 are the default; a text
+// model refuses media naming the sequence.
+func TestForwardInputs(t *testing.T) {
+	m, err := Open(storiesDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx := context.Background()
+	toks := []int32{1, 403, 407, 261, 378, 290, 292}
+	alt := slices.Clone(toks)
+	alt[2], alt[3] = 300, 301
+	run := func(in Input) []float32 {
+		t.Helper()
+		r, err := m.ForwardInputs(ctx, []Input{in}, ForwardOptions{AllLogits: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Logits[0]
+	}
+	d := m.cfg.Hidden
+	rows := make([]float32, 2*d)
+	m.embed.w.row(rows[:d], 300)
+	m.embed.w.row(rows[d:], 301)
+	want, plain := run(Input{Tokens: alt}), run(Input{Tokens: toks})
+	got := run(Input{Tokens: toks, Embeds: []EmbedSpan{{Start: 2, Rows: 2, Data: rows}}})
+	if !slices.Equal(got, want) {
+		t.Error("a span of tokens 300, 301's embeddings differs from those tokens")
+	}
+	if slices.Equal(got, plain) {
+		t.Error("the span changed nothing")
+	}
+	pos := make([]int32, len(toks))
+	for i := range pos {
+		pos[i] = int32(i)
+	}
+	if !slices.Equal(run(Input{Tokens: toks, Positions: pos}), plain) {
+		t.Error("positions 0..n-1 differ from the default")
+	}
+	shifted := slices.Clone(pos)
+	for i := range shifted {
+		shifted[i] += 5
+	}
+	if slices.Equal(run(Input{Tokens: toks, Positions: shifted}), plain) {
+		t.Error("shifted positions changed nothing")
+	}
+	// Generation continues at max(position)+1: positions 0..n-1 generate what plain does.
+	g1, err := m.GenerateInputs(ctx, []Input{{Tokens: toks, Positions: pos}}, GenerateOptions{MaxTokens: 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g2, _ := m.Generate(ctx, [][]int32{toks}, GenerateOptions{MaxTokens: 6})
+	if !slices.Equal(g1[0].Tokens, g2[0].Tokens) {
+		t.Errorf("generation with explicit positions %v, plain %v", g1[0].Tokens, g2[0].Tokens)
+	}
+	for _, c := range []struct {
+		in   Input
+		want string
+	}{
+		{Input{Tokens: toks, Embeds: []EmbedSpan{{Start: 6, Rows: 2, Data: rows}}}, "does not fit"},
+		{Input{Tokens: toks, Embeds: []EmbedSpan{{Start: 0, Rows: 2, Data: rows[:d]}}}, "does not fit"},
+		{Input{Tokens: toks, Positions: pos[:3]}, "3 positions for 7 tokens"},
+		{Input{Tokens: toks, Positions: append(slices.Clone(pos), append(pos, pos...)...)}, "mrope_section"},
+		{Input{Tokens: toks, Media: []Media{{Kind: "image", Rows: 1, Features: []float32{1}}}}, "sequence 0 has image input"},
+	} {
+		_, err := m.ForwardInputs(ctx, []Input{c.in}, ForwardOptions{})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("err = %v, want %q", err, c.want)
+		}
+	}
+	if m.Accepts("image") || m.Accepts("audio") {
+		t.Error("a text model accepts media")
+	}
+	if err := m.MediaError("samples.jsonl:3", "audio"); !errors.Is(err, ErrMedia) || !strings.Contains(err.Error(), "samples.jsonl:3") {
+		t.Errorf("MediaError = %v", err)
+	}
+}
+
+// The M-RoPE table equals transformers' apply_multimodal_rotary_pos_emb read literally: a
+// full cos/sin per axis (emb = cat(freqs, freqs)), split into chunks mrope_section*2, chunk i
+// taken from axis i%3; its first half is the half table the runtime keeps.
+func TestMRopeTable(t *testing.T) {
+	const hd, n = 16, 5
+	section := [3]int{2, 3, 3}
+	inv := make([]float64, hd/2)
+	for i := range inv {
+		inv[i] = 1 / math.Pow(10000, float64(2*i)/hd)
+	}
+	pos := [3][]int32{{0, 1, 2, 2, 2}, {0, 1, 2, 3, 4}, {0, 4, 1, 3, 2}}
+	cos, sin := make([]float32, n*hd/2), make([]float32, n*hd/2)
+	task := ropeTableTask{cos: cos, sin: sin, invFreq: inv, scale: 1, pos: pos[0], pos3: pos, section: section}
+	task.Run(0, n)
+	chunks := []int{section[0], section[1], section[2], section[0], section[1], section[2]}
+	for r := 0; r < n; r++ {
+		var full [3][hd]float64 // per axis: cos of cat(freqs, freqs)
+		for a := 0; a < 3; a++ {
+			for j := 0; j < hd; j++ {
+				full[a][j] = math.Cos(float64(pos[a][r]) * inv[j%(hd/2)])
+			}
+		}
+		var ref []float64
+		at := 0
+		for i, c := range chunks {
+			ref = append(ref, full[i%3][at:at+c]...)
+			at += c
+		}
+		for j := 0; j < hd/2; j++ {
+			if math.Abs(float64(cos[r*hd/2+j])-ref[j]) > 1e-6 || math.Abs(ref[j]-ref[j+hd/2]) > 1e-12 {
+				t.Fatalf("row %d freq %d: cos %g, reference %g (second half %g)", r, j, cos[r*hd/2+j], ref[j], ref[j+hd/2])
+			}
+		}
+	}
+	if _, err := ParseConfig([]byte(`{"architectures":["Qwen2ForCausalLM"],"hidden_size":32,"num_hidden_layers":1,"num_attention_heads":2,"intermediate_size":8,"vocab_size":8,"rope_scaling":{"type":"mrope","mrope_section":[2,3,2]}}`)); err == nil || !strings.Contains(err.Error(), "head_dim/2 = 8") {
+		t.Errorf("mrope_section not summing to head_dim/2: %v", err)
+	}
+}

@@ -1,0 +1,118 @@
+package model
+
+import (
+	"context"
+	"fmt"
+)
+
+// TinyVLM is the test family of the multimodal runtime (model/archdef/defs/tiny_vlm.json): a
+// linear patch embedding of given feature rows, a pre-LN bidirectional encoder with plain
+// MLPs (module "vision"), a two-layer MLP projector (module "projector") and the Llama
+// decoder (module "llm"). The projected rows replace the runs of image_token_index in the
+// tokens. It is also the template for LLaVA-style families: their files differ in tensor
+// names (JSON) and in what the encoder's front end is.
+
+func init() {
+	Register("TinyVLMForConditionalGeneration", Family{Build: buildTinyVLM})
+}
+
+type tinyVLMImage struct {
+	patch      Linear
+	encoder    Encoder
+	projector  MLP
+	imageToken int32
+	inWidth    int
+	textHidden int
+}
+
+func buildTinyVLM(b *Binder) error {
+	bindDecoderLM(b, b.Module("llm"))
+	v, p := b.Module("vision"), b.Module("projector")
+	if b.Err() != nil {
+		return b.Err()
+	}
+	vc := v.Config()
+	num := func(key string) int {
+		n, err := vc.Int(key)
+		b.Fail(err)
+		return int(n)
+	}
+	hidden, heads, inter, in := num("hidden_size"), num("num_attention_heads"), num("intermediate_size"), num("input_size")
+	if b.Err() == nil && (heads == 0 || hidden%heads != 0) {
+		b.Fail(configError("vision_config.num_attention_heads", "%d does not divide hidden_size %d", heads, hidden))
+	}
+	eps := float32(1e-5)
+	if e, ok := vc.Config["layer_norm_eps"].(float64); ok && e > 0 && e < 1 {
+		eps = float32(e)
+	}
+	act, _ := vc.Config["hidden_act"].(string)
+	pact, _ := b.Arch.Config["projector_hidden_act"].(string)
+	for key, a := range map[string]string{"vision_config.hidden_act": act, "projector_hidden_act": pact} {
+		if !knownAct(a) {
+			b.Fail(configError(key, "%q is not supported (gelu, quick_gelu, gelu_pytorch_tanh, gelu_new, silu, relu)", a))
+		}
+	}
+	tok, ok := b.Arch.Config["image_token_index"].(float64)
+	if b.Err() == nil && (!ok || tok < 0 || int(tok) >= b.Model.cfg.Vocab) {
+		b.Fail(configError("image_token_index", "%v, want a token id below vocab_size %d", b.Arch.Config["image_token_index"], b.Model.cfg.Vocab))
+	}
+	if b.Err() != nil {
+		return b.Err()
+	}
+	img := &tinyVLMImage{
+		patch:      v.Linear("vision_tower.patch_embed", -1),
+		encoder:    Encoder{module: "vision", post: &LayerNorm{v.Vector("vision_tower.post_layernorm.weight", -1), v.Vector("vision_tower.post_layernorm.bias", -1), eps}},
+		projector:  MLP{fc1: p.Linear("linear_1", 0), fc2: p.Linear("linear_2", 0), act: pact, neurons: b.Model.cfg.Hidden},
+		imageToken: int32(tok),
+		inWidth:    in,
+		textHidden: b.Model.cfg.Hidden,
+	}
+	for i := 0; i < v.Layers() && b.Err() == nil; i++ {
+		img.encoder.layers = append(img.encoder.layers, EncoderLayer{
+			ln1: LayerNorm{v.Vector("layer_norm1.weight", i), v.Vector("layer_norm1.bias", i), eps},
+			attn: Attention{
+				q: v.Linear("self_attn.q_proj", i), k: v.Linear("self_attn.k_proj", i),
+				v: v.Linear("self_attn.v_proj", i), o: v.Linear("self_attn.out_proj", i),
+				heads: heads, kvHeads: heads, hd: hidden / heads,
+			},
+			ln2: LayerNorm{v.Vector("layer_norm2.weight", i), v.Vector("layer_norm2.bias", i), eps},
+			mlp: MLP{fc1: v.Linear("mlp.fc1", i), fc2: v.Linear("mlp.fc2", i), act: act, neurons: inter},
+		})
+	}
+	b.Model.encoders = append(b.Model.encoders, img)
+	return b.Err()
+}
+
+func (e *tinyVLMImage) kind() string       { return "image" }
+func (e *tinyVLMImage) placeholder() int32 { return e.imageToken }
+func (e *tinyVLMImage) inputWidth() int    { return e.inWidth }
+
+// encode embeds the feature rows, runs the encoder and the projector: rows × text hidden.
+func (e *tinyVLMImage) encode(ctx context.Context, seq int, md Media, taps []Tap, mask *Mask) ([]float32, error) {
+	sc := new(scratch)
+	rows := md.Rows
+	x := sc.get(rows * e.patch.w.rows)
+	e.patch.Forward(x, md.Features, rows)
+	if err := e.encoder.Forward(ctx, sc, x, rows, seq, taps, mask); err != nil {
+		return nil, err
+	}
+	out := make([]float32, rows*e.textHidden)
+	h := sc.get(rows * e.projector.neurons)
+	call := ffnCall{site: Site{Module: "projector"}, taps: taps, mask: mask, seqs: []ffnSeq{{seq: seq, rows: rows}}}
+	e.projector.Forward(out, x, h, rows, &call)
+	for _, v := range out {
+		if v != v || v > 3e38 || v < -3e38 {
+			return nil, fmt.Errorf("%w: sequence %d: the image encoder's output is not finite", ErrNonFinite, seq)
+		}
+	}
+	return out, nil
+}
+
+// knownAct reports whether activate implements act.
+func knownAct(act string) bool {
+	switch act {
+	case "silu", "swish", "gelu", "gelu_pytorch_tanh", "gelu_new", "relu", "quick_gelu":
+		return true
+	}
+	return false
+}
