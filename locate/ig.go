@@ -47,6 +47,9 @@ func IG(ctx context.Context, m *model.Model, ss []samples.Sample, o IGOptions) (
 	}
 	var prompts [][]int32
 	for _, s := range ss {
+		if err := m.CheckTextOnly("sample "+s.ID, s.MediaKinds()); err != nil {
+			return nil, fmt.Errorf("ig: %w", err)
+		}
 		ids, err := PromptLimit(m.Tokenizer, s.Text, false, cfg.PositionLimit())
 		if err != nil {
 			return nil, fmt.Errorf("ig: sample %s: %w", s.ID, err)

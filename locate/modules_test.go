@@ -2,6 +2,7 @@ package locate
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"math"
@@ -13,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/neurosurg/neurosurg/formats/neuronset"
 	"github.com/neurosurg/neurosurg/formats/safetensors"
+	"github.com/neurosurg/neurosurg/formats/samples"
 	"github.com/neurosurg/neurosurg/model"
 )
 
@@ -380,5 +382,20 @@ func TestPlotLayersOneChartPerModule(t *testing.T) {
 	}
 	if err := PlotLayers(set, map[string]neuronset.Geometry{"llm": {Layers: 1, Neurons: 4}}, path); err == nil || !strings.Contains(err.Error(), "vision") {
 		t.Errorf("plot of a module the model lacks: %v", err)
+	}
+}
+
+// A samples file with an image on a text-only model fails naming the sample, before anything
+// is recorded: never a silent text-only run of its text.
+func TestRecordRefusesMediaOnTextModel(t *testing.T) {
+	m, err := model.Open("../testdata/stories260K")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ss := []samples.Sample{{ID: "t1", Text: "Once upon a time"}, {ID: "img7", Text: "What is in the picture?", Image: "cat.png"}}
+	_, err = Record(context.Background(), m, ss, nil, RecordOptions{})
+	if !errors.Is(err, model.ErrMedia) || !strings.Contains(err.Error(), "sample img7 has image input") {
+		t.Fatalf("err %v, want model.ErrMedia naming sample img7", err)
 	}
 }

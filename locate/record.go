@@ -333,6 +333,9 @@ func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stat
 		if i < lo || i >= hi || o.Skip[smp.ID] {
 			continue
 		}
+		if err := m.CheckTextOnly("sample "+smp.ID, smp.MediaKinds()); err != nil {
+			return nil, fmt.Errorf("record: %w", err)
+		}
 		ids, err := PromptLimit(m.Tokenizer, smp.Text, o.Chat, cfg.PositionLimit())
 		if err != nil {
 			return nil, fmt.Errorf("record: sample %s: %w", smp.ID, err)

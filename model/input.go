@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // Input is one sequence of a forward pass: token ids, with embedding spans that replace the
@@ -179,4 +180,23 @@ func placeholderRun(toks []int32, id int32, k int) (start, rows int, ok bool) {
 		i = j
 	}
 	return 0, 0, false
+}
+
+// ErrMediaPath reports media the model could take but the calling path cannot feed yet.
+var ErrMediaPath = errors.New("model: media inputs are not fed on this path yet")
+
+// CheckTextOnly is what a text path (record, verify, attribute) calls for each sample before it
+// runs it as a prompt: a sample carrying media is an error naming it — ErrMedia when the model
+// has no encoder for the kind, ErrMediaPath when it has one (the encoders run through
+// ForwardInputs; the samples paths do not decode media files yet) — never a silent text-only run.
+func (m *Model) CheckTextOnly(sample string, kinds []string) error {
+	for _, k := range kinds {
+		if !m.Accepts(k) {
+			return m.MediaError(sample, k)
+		}
+	}
+	if len(kinds) > 0 {
+		return fmt.Errorf("%w: %s has %s input; %s has encoders for it, but record, verify and attribute read text samples only so far", ErrMediaPath, sample, strings.Join(kinds, " and "), m.cfg.Architecture)
+	}
+	return nil
 }

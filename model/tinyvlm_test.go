@@ -2,6 +2,7 @@ package model
 
 import (
 	"context"
+	"errors"
 	"math"
 	"path/filepath"
 	"slices"
@@ -332,5 +333,41 @@ func TestTinyVLMMaskEqualsWeightEdit(t *testing.T) {
 	bad.Set(Site{"vision", 2}, 0, 0)
 	if _, err := m.ForwardInputs(ctx, []Input{tinyVLMInput()}, ForwardOptions{Mask: bad}); err == nil || !strings.Contains(err.Error(), "module vision, layers 0..1") {
 		t.Errorf("mask at vision layer 2: %v", err)
+	}
+}
+
+// A sample with media is never run as text: a text-only model refuses it naming the sample
+// (ErrMedia), a model with the encoder refuses it on the text paths until they feed media
+// (ErrMediaPath); a text sample passes.
+func TestCheckTextOnly(t *testing.T) {
+	vlm, _ := tinyVLM(t, safetensors.F32)
+	text, err := Open("../testdata/stories260K")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer text.Close()
+	for _, c := range []struct {
+		m     *Model
+		kinds []string
+		is    error
+		msg   string
+	}{
+		{text, nil, nil, ""},
+		{vlm, nil, nil, ""},
+		{text, []string{"image"}, ErrMedia, "sample s1 has image input, but LlamaForCausalLM takes text only"},
+		{vlm, []string{"audio"}, ErrMedia, "sample s1 has audio input"},
+		{vlm, []string{"image"}, ErrMediaPath, "sample s1 has image input"},
+		{vlm, []string{"image", "audio"}, ErrMedia, "audio"},
+	} {
+		err := c.m.CheckTextOnly("sample s1", c.kinds)
+		if c.is == nil {
+			if err != nil {
+				t.Errorf("%v: %v", c.kinds, err)
+			}
+			continue
+		}
+		if !errors.Is(err, c.is) || !strings.Contains(err.Error(), c.msg) {
+			t.Errorf("%v: %v, want %v naming %q", c.kinds, err, c.is, c.msg)
+		}
 	}
 }

@@ -103,6 +103,9 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 	var enc []encoded
 	limit := base.Config().PositionLimit()
 	for _, s := range bench {
+		if err := base.CheckTextOnly("sample "+s.ID, s.MediaKinds()); err != nil {
+			return nil, fmt.Errorf("verify: %w", err)
+		}
 		ids, err := tok.EncodeLimit(s.Text, true, limit)
 		if errors.Is(err, tokenizer.ErrTooLong) {
 			return nil, fmt.Errorf("verify: sample %s: %w: the prompt has more than %d tokens", s.ID, model.ErrTooLong, limit)

@@ -153,3 +153,15 @@ func Labels(ss []Sample) []string {
 	}
 	return out
 }
+
+// MediaKinds lists the media a sample carries ("image", "audio"), in that order.
+func (s Sample) MediaKinds() []string {
+	var k []string
+	if s.Image != "" {
+		k = append(k, "image")
+	}
+	if s.Audio != "" {
+		k = append(k, "audio")
+	}
+	return k
+}
