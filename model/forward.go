@@ -490,27 +490,52 @@ func (a *Attention) attentionTaps(taps []AttnTap, site Site, seq, pos0, n int, q
 	}
 }
 
-// activate applies the FFN activation in place.
+// activate applies the FFN activation in place: SiLU with its vector kernel, the others with
+// the scalar functions of activation (the ones the IG graph differentiates).
 func activate(x []float32, act string) {
+	if act == "silu" || act == "swish" {
+		kernels.SiLU(x)
+		return
+	}
+	f, _, ok := activation(act)
+	if !ok { // not reached: configs refuse other names
+		f, _, _ = activation("gelu_pytorch_tanh")
+	}
+	for i, v := range x {
+		x[i] = float32(f(float64(v)))
+	}
+}
+
+// activation returns an FFN activation and its derivative by the config's name.
+func activation(act string) (f, df func(float64) float64, ok bool) {
+	sigmoid := func(v float64) float64 { return 1 / (1 + math.Exp(-v)) }
 	switch act {
 	case "silu", "swish":
-		kernels.SiLU(x)
+		return func(v float64) float64 { return v / (1 + math.Exp(-v)) },
+			func(v float64) float64 { s := sigmoid(v); return s * (1 + v*(1-s)) }, true
 	case "relu":
-		for i, v := range x {
-			x[i] = max(v, 0)
-		}
+		return func(v float64) float64 { return max(v, 0) },
+			func(v float64) float64 {
+				if v > 0 {
+					return 1
+				}
+				return 0
+			}, true
 	case "quick_gelu":
-		for i, v := range x {
-			x[i] = float32(float64(v) / (1 + math.Exp(-1.702*float64(v))))
-		}
+		return func(v float64) float64 { return v / (1 + math.Exp(-1.702*v)) },
+			func(v float64) float64 { s := sigmoid(1.702 * v); return s + 1.702*v*s*(1-s) }, true
 	case "gelu":
-		for i, v := range x {
-			x[i] = float32(0.5 * float64(v) * (1 + math.Erf(float64(v)/math.Sqrt2)))
-		}
-	default: // gelu_pytorch_tanh, gelu_new
-		for i, v := range x {
-			f := float64(v)
-			x[i] = float32(0.5 * f * (1 + math.Tanh(math.Sqrt(2/math.Pi)*(f+0.044715*f*f*f))))
-		}
+		return func(v float64) float64 { return 0.5 * v * (1 + math.Erf(v/math.Sqrt2)) },
+			func(v float64) float64 {
+				return 0.5*(1+math.Erf(v/math.Sqrt2)) + v*math.Exp(-v*v/2)/math.Sqrt(2*math.Pi)
+			}, true
+	case "gelu_pytorch_tanh", "gelu_new":
+		c := math.Sqrt(2 / math.Pi)
+		return func(v float64) float64 { return 0.5 * v * (1 + math.Tanh(c*(v+0.044715*v*v*v))) },
+			func(v float64) float64 {
+				t := math.Tanh(c * (v + 0.044715*v*v*v))
+				return 0.5*(1+t) + 0.5*v*(1-t*t)*c*(1+3*0.044715*v*v)
+			}, true
 	}
+	return nil, nil, false
 }
