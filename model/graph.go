@@ -166,6 +166,12 @@ func activationGraph(x mat.Tensor, act string) (mat.Tensor, error) {
 	return ag.NewOperator(&elementwise{x: x, f: f, df: df}).Run(), nil
 }
 
+// hasGradient reports whether activationGraph can differentiate act.
+func hasGradient(act string) bool {
+	_, _, ok := activation(act)
+	return ok
+}
+
 // elementwise is y = f(x) element by element, ∂y/∂x = df(x).
 type elementwise struct {
 	x     mat.Tensor

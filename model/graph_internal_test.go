@@ -1,8 +1,15 @@
 package model
 
 import (
+	"context"
 	"math"
+	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/neurosurg/neurosurg/formats/hfdir"
+	"github.com/neurosurg/neurosurg/formats/safetensors"
+	"github.com/neurosurg/neurosurg/model/synth"
 
 	"github.com/nlpodyssey/spago/ag"
 	"github.com/nlpodyssey/spago/mat"
@@ -43,5 +50,33 @@ func TestActivationDerivatives(t *testing.T) {
 	}
 	if _, err := activationGraph(mat.Scalar(1.0), "tanh"); err == nil {
 		t.Error("an unknown activation got a graph")
+	}
+}
+
+// A layer downstream whose activation the graph cannot differentiate is refused by name before
+// any work, not attributed with a wrong gradient.
+func TestIntegratedGradientsRefusesActivationWithoutGradient(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "q")
+	if err := synth.Generate("../testdata/configs/Qwen2-0.5B", dir, synth.Options{DType: safetensors.F32, Seed: 5, Std: 0.3,
+		Set: map[string]any{"num_hidden_layers": 2, "hidden_size": 16, "intermediate_size": 24, "num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": 50}}); err != nil {
+		t.Fatal(err)
+	}
+	ck, err := hfdir.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.Close()
+	m, err := Load(ck.ConfigJSON, ck)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.decoder.layers[1].mlp.act = "tanh"
+	_, _, _, err = m.IntegratedGradients(context.Background(), []int32{1, 2, 3}, Site{Module: "llm", Layer: 0}, 4, 2)
+	if err == nil || !strings.Contains(err.Error(), `layer 1: activation "tanh" has no gradient`) {
+		t.Errorf("error %v, want the layer and activation named", err)
+	}
+	// Attributing the last layer needs no downstream activation.
+	if _, _, _, err := m.IntegratedGradients(context.Background(), []int32{1, 2, 3}, Site{Module: "llm", Layer: 1}, 4, 2); err != nil {
+		t.Error(err)
 	}
 }

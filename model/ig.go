@@ -12,8 +12,9 @@ import (
 // the FFN activations a = act(gate) of one layer at that position: IG_j = a_j · mean over
 // α ∈ {1/s, …, 1} of ∂logit/∂a_j at α·a (baseline 0, Riemann right sum with `steps` points).
 // Earlier positions are held fixed (their keys and values come from the forward pass), as
-// knowledge-neuron attribution does. The backward pass is spago's autodiff over a float64 copy
-// of the layers downstream, the costly baseline Pan et al. compare their score against.
+// knowledge-neuron attribution does. The backward pass is spago's autodiff over the graphs the
+// decoder's own layer types build downstream (graph.go: float64 copies of their bound
+// weights), the costly baseline Pan et al. compare their score against.
 // It also returns the graph's logit at α = 1 and at α = 0 (IG's completeness: Σ IG ≈ their
 // difference).
 func (m *Model) IntegratedGradients(ctx context.Context, ids []int32, site Site, target int32, steps int) (ig []float64, full, zero float64, err error) {
@@ -24,10 +25,14 @@ func (m *Model) IntegratedGradients(ctx context.Context, ids []int32, site Site,
 	if steps < 1 || len(ids) == 0 || target < 0 || int(target) >= cfg.Vocab {
 		return nil, 0, 0, errorf("integrated gradients: bad arguments")
 	}
-	if _, _, ok := activation(cfg.Act); !ok {
-		return nil, 0, 0, errorf("integrated gradients: activation %q has no gradient", cfg.Act)
+	// Refused before the forward pass rather than at the first graph.
+	for l := site.Layer + 1; l < len(m.decoder.layers); l++ {
+		if act := m.decoder.layers[l].mlp.act; !hasGradient(act) {
+			return nil, 0, 0, errorf("integrated gradients: layer %d: activation %q has no gradient", l, act)
+		}
 	}
-	T, d, N := len(ids), cfg.Hidden, cfg.Intermediate
+	mlp := &m.decoder.layers[site.Layer].mlp
+	T, d, N := len(ids), mlp.down.w.rows, mlp.neurons
 	last := T - 1
 	// One forward pass: caches, and the layer's a, u and residual at the last position.
 	capt := &igCapture{layer: site.Layer, last: last}
@@ -44,7 +49,7 @@ func (m *Model) IntegratedGradients(ctx context.Context, ids []int32, site Site,
 		h[j] = capt.a[j] * capt.u[j]
 	}
 	y := make([]float32, d)
-	m.decoder.layers[site.Layer].mlp.down.Forward(y, h, 1)
+	mlp.down.Forward(y, h, 1)
 	xmid := make([]float64, d)
 	for i := range xmid {
 		xmid[i] = float64(capt.res[i] - y[i])
