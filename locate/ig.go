@@ -45,18 +45,30 @@ func IG(ctx context.Context, m *model.Model, ss []samples.Sample, o IGOptions) (
 	if err != nil || len(cid) == 0 {
 		return nil, fmt.Errorf("ig: concept %q does not tokenize", o.Concept)
 	}
-	var prompts [][]int32
+	var prompts []model.Input
 	for _, s := range ss {
-		if err := m.CheckTextOnly("sample "+s.ID, s.MediaKinds()); err != nil {
+		if err := m.CheckMedia("sample "+s.ID, s.MediaKinds()); err != nil {
 			return nil, fmt.Errorf("ig: %w", err)
 		}
 		ids, err := PromptLimit(m.Tokenizer, s.Text, false, cfg.PositionLimit())
 		if err != nil {
 			return nil, fmt.Errorf("ig: sample %s: %w", s.ID, err)
 		}
-		for p := 0; p+1 < len(ids) && len(prompts) < o.MaxOccurrences; p++ {
-			if ids[p+1] == cid[0] {
-				prompts = append(prompts, ids[:p+1])
+		in := model.Input{Tokens: ids}
+		if len(ids) > 0 {
+			if in, err = m.PromptInput("sample "+s.ID, ids, s.MediaKinds(), s.MediaPaths()); err != nil {
+				return nil, fmt.Errorf("ig: %w", err)
+			}
+		}
+		// A prefix keeps the sample's media only whole: the placeholder runs (inserted after
+		// BOS) end by position len(in.Tokens)-len(ids), so earlier steps are not attributed.
+		first := 0
+		if len(in.Media) > 0 {
+			first = len(in.Tokens) - len(ids)
+		}
+		for p := first; p+1 < len(in.Tokens) && len(prompts) < o.MaxOccurrences; p++ {
+			if in.Tokens[p+1] == cid[0] {
+				prompts = append(prompts, model.Input{Tokens: in.Tokens[:p+1], Media: in.Media})
 			}
 		}
 	}
@@ -66,7 +78,7 @@ func IG(ctx context.Context, m *model.Model, ss []samples.Sample, o IGOptions) (
 	score := make([]float64, n)
 	for i, p := range prompts {
 		for l := 0; l < cfg.Layers; l++ {
-			ig, _, _, err := m.IntegratedGradients(ctx, p, model.Site{Module: "llm", Layer: l}, cid[0], o.Steps)
+			ig, _, _, err := m.IntegratedGradientsInput(ctx, p, model.Site{Module: "llm", Layer: l}, cid[0], o.Steps)
 			if err != nil {
 				return nil, err
 			}

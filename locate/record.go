@@ -330,10 +330,14 @@ func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stat
 			return nil, err
 		}
 		fmt.Fprintf(h, "%s\x00%s\x00%s\n", smp.ID, smp.Label, smp.Text)
+		// A medium's file is part of the data by its name (text samples hash as they did).
+		for k, p := range smp.MediaPaths() {
+			fmt.Fprintf(h, "%s\x00%s\n", smp.MediaKinds()[k], p)
+		}
 		if i < lo || i >= hi || o.Skip[smp.ID] {
 			continue
 		}
-		if err := m.CheckTextOnly("sample "+smp.ID, smp.MediaKinds()); err != nil {
+		if err := m.CheckMedia("sample "+smp.ID, smp.MediaKinds()); err != nil {
 			return nil, fmt.Errorf("record: %w", err)
 		}
 		ids, err := PromptLimit(m.Tokenizer, smp.Text, o.Chat, cfg.PositionLimit())
@@ -343,6 +347,11 @@ func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stat
 		if len(ids) == 0 {
 			continue
 		}
+		in, err := m.PromptInput("sample "+smp.ID, ids, smp.MediaKinds(), smp.MediaPaths())
+		if err != nil {
+			return nil, fmt.Errorf("record: %w", err)
+		}
+		ids = in.Tokens
 		r.startSample(smp.Label)
 		r.ids = ids
 		r.firsts = r.firsts[:0]
@@ -368,7 +377,7 @@ func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stat
 				r.types = append(r.types, tokenType(m.Tokenizer, id))
 			}
 		}
-		if _, err := m.Forward(ctx, [][]int32{ids}, model.ForwardOptions{Taps: []model.Tap{r}}); err != nil {
+		if _, err := m.ForwardInputs(ctx, []model.Input{in}, model.ForwardOptions{Taps: []model.Tap{r}}); err != nil {
 			return nil, fmt.Errorf("record: sample %s: %w", smp.ID, err)
 		}
 		if r.err != nil {

@@ -253,9 +253,16 @@ func LogSoftmax(logits []float32) []float64 {
 
 // LogProbs returns log p(continuation[i] | prompt, continuation[:i]) for each i.
 func (m *Model) LogProbs(ctx context.Context, prompt, continuation []int32, o ForwardOptions) ([]float64, error) {
-	seq := append(append([]int32(nil), prompt...), continuation...)
+	return m.LogProbsInput(ctx, Input{Tokens: prompt}, continuation, o)
+}
+
+// LogProbsInput is LogProbs of a prompt given as an Input (with media): the continuation
+// follows its tokens.
+func (m *Model) LogProbsInput(ctx context.Context, in Input, continuation []int32, o ForwardOptions) ([]float64, error) {
+	prompt := in.Tokens
+	in.Tokens = append(append([]int32(nil), prompt...), continuation...)
 	o.AllLogits = true
-	res, err := m.Forward(ctx, [][]int32{seq}, o)
+	res, err := m.ForwardInputs(ctx, []Input{in}, o)
 	if err != nil {
 		return nil, err
 	}

@@ -18,7 +18,14 @@ import (
 // It also returns the graph's logit at α = 1 and at α = 0 (IG's completeness: Σ IG ≈ their
 // difference).
 func (m *Model) IntegratedGradients(ctx context.Context, ids []int32, site Site, target int32, steps int) (ig []float64, full, zero float64, err error) {
+	return m.IntegratedGradientsInput(ctx, Input{Tokens: ids}, site, target, steps)
+}
+
+// IntegratedGradientsInput is IntegratedGradients of a prompt given as an Input (media,
+// embedding spans): the encoders run once, in the forward pass that fills the caches.
+func (m *Model) IntegratedGradientsInput(ctx context.Context, x Input, site Site, target int32, steps int) (ig []float64, full, zero float64, err error) {
 	cfg := m.cfg
+	ids := x.Tokens
 	if site.Module != "llm" || site.Layer < 0 || site.Layer >= cfg.Layers {
 		return nil, 0, 0, errorf("integrated gradients: no site %s/%d", site.Module, site.Layer)
 	}
@@ -36,8 +43,12 @@ func (m *Model) IntegratedGradients(ctx context.Context, ids []int32, site Site,
 	last := T - 1
 	// One forward pass: caches, and the layer's a, u and residual at the last position.
 	capt := &igCapture{layer: site.Layer, last: last}
+	in, err := m.prepareInputs(ctx, []Input{x}, ForwardOptions{})
+	if err != nil {
+		return nil, 0, 0, err
+	}
 	st := m.newState(T)
-	if _, _, err := m.step(ctx, []*seqState{st}, [][]int32{ids}, nil, []Tap{capt}, nil, false, nil); err != nil {
+	if _, _, err := m.step(ctx, []*seqState{st}, [][]int32{ids}, in, []Tap{capt}, nil, false, nil); err != nil {
 		return nil, 0, 0, err
 	}
 	if capt.a == nil {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 )
 
 // Input is one sequence of a forward pass: token ids, with embedding spans that replace the
@@ -182,21 +181,70 @@ func placeholderRun(toks []int32, id int32, k int) (start, rows int, ok bool) {
 	return 0, 0, false
 }
 
-// ErrMediaPath reports media the model could take but the calling path cannot feed yet.
-var ErrMediaPath = errors.New("model: media inputs are not fed on this path yet")
+// ErrMediaPath reports media of a kind the model has an encoder for but no processor that reads
+// a sample's file for it: the encoder runs through ForwardInputs with Media the caller made.
+var ErrMediaPath = errors.New("model: no processor reads this media file for the samples paths")
 
-// CheckTextOnly is what a text path (record, verify, attribute) calls for each sample before it
-// runs it as a prompt: a sample carrying media is an error naming it — ErrMedia when the model
-// has no encoder for the kind, ErrMediaPath when it has one (the encoders run through
-// ForwardInputs; the samples paths do not decode media files yet) — never a silent text-only run.
-func (m *Model) CheckTextOnly(sample string, kinds []string) error {
+// mediaProcessor is the optional capability of an encoder that reads a sample's media file
+// into its input (the family's preprocessing) and says how many placeholder tokens the
+// encoder's output fills. The samples paths (record, verify, attribute) feed a medium only
+// through an encoder that has one.
+type mediaProcessor interface {
+	prepare(path string) (md Media, tokens int, err error)
+}
+
+// PromptInput is the forward input of a sample (named in errors) whose prompt tokenizes to
+// ids and whose media of kinds[k] are in the files paths[k] (as a samples file names them,
+// relative to the working directory): the shared prompt builder of record, verify and
+// attribute. Without media it is the ids as they are. Each medium is read by its encoder's processor and its run of the family's
+// placeholder token (as many as the encoder's output rows) is inserted after the prompt's
+// leading BOS (at the start when there is none), media in the order given: the "<image>\n"
+// + text layout of LLaVA-style prompts. Errors: ErrMedia for a kind the model has no encoder
+// for, ErrMediaPath for an encoder without a processor, the file's own error naming it.
+func (m *Model) PromptInput(sample string, ids []int32, kinds, paths []string) (Input, error) {
+	in := Input{Tokens: ids}
+	if len(kinds) == 0 {
+		return in, nil
+	}
+	if len(paths) != len(kinds) {
+		return Input{}, fmt.Errorf("%s: %d media kinds for %d files", sample, len(kinds), len(paths))
+	}
+	if err := m.CheckMedia(sample, kinds); err != nil {
+		return Input{}, err
+	}
+	at := 0
+	if len(ids) > 0 && slices.Contains(m.cfg.BOS, ids[0]) {
+		at = 1
+	}
+	var run []int32
+	for k, kind := range kinds {
+		enc := m.encoder(kind)
+		p, ok := enc.(mediaProcessor)
+		if !ok {
+			return Input{}, fmt.Errorf("%w: %s has %s input; %s has an encoder for it but no processor for its files (feed it through ForwardInputs)", ErrMediaPath, sample, kind, m.cfg.Architecture)
+		}
+		md, n, err := p.prepare(paths[k])
+		if err != nil {
+			return Input{}, fmt.Errorf("%s: %s: %w", sample, kind, err)
+		}
+		// Runs of one kind must stay apart to be told apart (placeholderRun): a single
+		// separator would change the prompt, so a sample takes one medium of each kind.
+		for range n {
+			run = append(run, enc.placeholder())
+		}
+		in.Media = append(in.Media, md)
+	}
+	in.Tokens = slices.Concat(ids[:at], run, ids[at:])
+	return in, nil
+}
+
+// CheckMedia is what a samples path calls for each sample before it tokenizes it: ErrMedia
+// naming the sample when the model has no encoder for one of its media kinds.
+func (m *Model) CheckMedia(sample string, kinds []string) error {
 	for _, k := range kinds {
 		if !m.Accepts(k) {
 			return m.MediaError(sample, k)
 		}
-	}
-	if len(kinds) > 0 {
-		return fmt.Errorf("%w: %s has %s input; %s has encoders for it, but record, verify and attribute read text samples only so far", ErrMediaPath, sample, strings.Join(kinds, " and "), m.cfg.Architecture)
 	}
 	return nil
 }

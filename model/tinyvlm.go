@@ -3,6 +3,9 @@ package model
 import (
 	"context"
 	"fmt"
+	"math"
+
+	"github.com/neurosurg/neurosurg/media/imageproc"
 )
 
 // TinyVLM is the test family of the multimodal runtime (model/archdef/defs/tiny_vlm.json): a
@@ -23,6 +26,7 @@ type tinyVLMImage struct {
 	imageToken int32
 	inWidth    int
 	textHidden int
+	patchSide  int // p of the processor's p×p RGB patches (3p² = inWidth); 0: none fits
 }
 
 func buildTinyVLM(b *Binder) error {
@@ -67,6 +71,9 @@ func buildTinyVLM(b *Binder) error {
 		inWidth:    in,
 		textHidden: b.Model.cfg.Hidden,
 	}
+	if p := int(math.Round(math.Sqrt(float64(in) / 3))); p > 0 && 3*p*p == in {
+		img.patchSide = p
+	}
 	for i := 0; i < v.Layers() && b.Err() == nil; i++ {
 		img.encoder.layers = append(img.encoder.layers, EncoderLayer{
 			ln1: LayerNorm{v.Vector("layer_norm1.weight", i), v.Vector("layer_norm1.bias", i), eps},
@@ -86,6 +93,45 @@ func buildTinyVLM(b *Binder) error {
 func (e *tinyVLMImage) kind() string       { return "image" }
 func (e *tinyVLMImage) placeholder() int32 { return e.imageToken }
 func (e *tinyVLMImage) inputWidth() int    { return e.inWidth }
+
+// tinyVLMGrid is the test family's processor grid: an image becomes tinyVLMGrid² patches.
+const tinyVLMGrid = 2
+
+// prepare is the test family's image processor, documented here and not a real model's: the
+// picture (PNG, JPEG, WebP or BMP, read by imageproc.DecodeFile as transformers' load_image
+// does) is resized with Pillow's bicubic filter to 2p×2p pixels, where a feature row is one
+// p×p patch of RGB pixels (3p² = vision_config.input_size; 2×2 pixels for the tiny config),
+// and cut into 2×2 patches in raster order. A row holds its patch's pixels row by row, R G B
+// each, rescaled to [-1, 1] (x/127.5 − 1: mean = std = 0.5). The projector keeps the rows,
+// so the image fills 4 placeholder tokens.
+func (e *tinyVLMImage) prepare(path string) (Media, int, error) {
+	p := e.patchSide
+	if p == 0 {
+		return Media{}, 0, fmt.Errorf("%w: the test family's processor cuts p×p RGB patches; vision_config.input_size %d is not 3·p²", ErrMediaPath, e.inWidth)
+	}
+	img, err := imageproc.DecodeFile(path, imageproc.DecodeOptions{})
+	if err != nil {
+		return Media{}, 0, err
+	}
+	side := tinyVLMGrid * p
+	if img, err = imageproc.Resize(img, side, side, imageproc.Bicubic); err != nil {
+		return Media{}, 0, fmt.Errorf("%s: %w", path, err)
+	}
+	rows := tinyVLMGrid * tinyVLMGrid
+	f := make([]float32, 0, rows*e.inWidth)
+	for gy := range tinyVLMGrid {
+		for gx := range tinyVLMGrid {
+			for y := gy * p; y < (gy+1)*p; y++ {
+				for x := gx * p; x < (gx+1)*p; x++ {
+					for _, v := range img.Pix[3*(y*side+x) : 3*(y*side+x)+3] {
+						f = append(f, float32(v)/127.5-1)
+					}
+				}
+			}
+		}
+	}
+	return Media{Kind: "image", Rows: rows, Features: f}, rows, nil
+}
 
 // encode embeds the feature rows, runs the encoder and the projector: rows × text hidden.
 func (e *tinyVLMImage) encode(ctx context.Context, seq int, md Media, taps []Tap, mask *Mask) ([]float32, error) {

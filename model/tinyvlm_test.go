@@ -1,9 +1,14 @@
 package model
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"image"
+	"image/color"
+	"image/png"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -336,38 +341,87 @@ func TestTinyVLMMaskEqualsWeightEdit(t *testing.T) {
 	}
 }
 
-// A sample with media is never run as text: a text-only model refuses it naming the sample
-// (ErrMedia), a model with the encoder refuses it on the text paths until they feed media
-// (ErrMediaPath); a text sample passes.
-func TestCheckTextOnly(t *testing.T) {
-	vlm, _ := tinyVLM(t, safetensors.F32)
+// writePNG writes a w×h picture whose pixels are a gradient shifted by seed.
+func writePNG(t *testing.T, path string, w, h, seed int) {
+	t.Helper()
+	img := image.NewNRGBA(image.Rect(0, 0, w, h))
+	for y := range h {
+		for x := range w {
+			img.Set(x, y, color.NRGBA{uint8(40*x + seed), uint8(50*y + 3*seed), uint8(200 - 20*x - 10*y + seed), 255})
+		}
+	}
+	var b bytes.Buffer
+	if err := png.Encode(&b, img); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The samples paths' prompt builder: a sample with media is never run as text. A text-only
+// model refuses it naming the sample (ErrMedia); the test family's processor reads the image
+// into 4 rows of 2×2 RGB patches and its 4 placeholders go after BOS; a text prompt is kept.
+func TestPromptInput(t *testing.T) {
+	vlm, dir := tinyVLM(t, safetensors.F32)
 	text, err := Open("../testdata/stories260K")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer text.Close()
+	pic := filepath.Join(dir, "pic.png")
+	writePNG(t, pic, 7, 5, 0)
+	ids := []int32{1, 9, 17}
 	for _, c := range []struct {
 		m     *Model
 		kinds []string
+		paths []string
 		is    error
 		msg   string
 	}{
-		{text, nil, nil, ""},
-		{vlm, nil, nil, ""},
-		{text, []string{"image"}, ErrMedia, "sample s1 has image input, but LlamaForCausalLM takes text only"},
-		{vlm, []string{"audio"}, ErrMedia, "sample s1 has audio input"},
-		{vlm, []string{"image"}, ErrMediaPath, "sample s1 has image input"},
-		{vlm, []string{"image", "audio"}, ErrMedia, "audio"},
+		{text, []string{"image"}, []string{pic}, ErrMedia, "sample s1 has image input, but LlamaForCausalLM takes text only"},
+		{vlm, []string{"audio"}, []string{"a.wav"}, ErrMedia, "sample s1 has audio input"},
+		{vlm, []string{"image", "audio"}, []string{pic, "a.wav"}, ErrMedia, "audio"},
+		{vlm, []string{"image"}, []string{filepath.Join(dir, "missing.png")}, os.ErrNotExist, "missing.png"},
+		{vlm, []string{"image"}, []string{filepath.Join(dir, "config.json")}, nil, "config.json"},
 	} {
-		err := c.m.CheckTextOnly("sample s1", c.kinds)
-		if c.is == nil {
-			if err != nil {
-				t.Errorf("%v: %v", c.kinds, err)
-			}
-			continue
+		_, err := c.m.PromptInput("sample s1", ids, c.kinds, c.paths)
+		if err == nil || c.is != nil && !errors.Is(err, c.is) || !strings.Contains(err.Error(), c.msg) {
+			t.Errorf("%v %v: %v, want %v naming %q", c.kinds, c.paths, err, c.is, c.msg)
 		}
-		if !errors.Is(err, c.is) || !strings.Contains(err.Error(), c.msg) {
-			t.Errorf("%v: %v, want %v naming %q", c.kinds, err, c.is, c.msg)
+	}
+	for _, m := range []*Model{text, vlm} {
+		in, err := m.PromptInput("sample s1", ids, nil, nil)
+		if err != nil || !slices.Equal(in.Tokens, ids) || in.Media != nil {
+			t.Errorf("text prompt: %+v, %v", in, err)
 		}
+	}
+	in, err := vlm.PromptInput("sample s1", ids, []string{"image"}, []string{pic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []int32{1, 3, 3, 3, 3, 9, 17}; !slices.Equal(in.Tokens, want) {
+		t.Errorf("tokens %v, want %v", in.Tokens, want)
+	}
+	if len(in.Media) != 1 || in.Media[0].Rows != 4 || len(in.Media[0].Features) != 4*12 {
+		t.Fatalf("media %+v", in.Media)
+	}
+	lo, hi := float32(1), float32(-1)
+	for _, v := range in.Media[0].Features {
+		lo, hi = min(lo, v), max(hi, v)
+	}
+	if lo < -1 || hi > 1 || hi-lo < 0.5 {
+		t.Errorf("features span [%v, %v], want a spread within [-1, 1]", lo, hi)
+	}
+	// Without BOS the placeholders lead.
+	if in, err := vlm.PromptInput("sample s1", []int32{9}, []string{"image"}, []string{pic}); err != nil || !slices.Equal(in.Tokens, []int32{3, 3, 3, 3, 9}) {
+		t.Errorf("no BOS: %v, %v", in.Tokens, err)
+	}
+	if _, err := vlm.ForwardInputs(context.Background(), []Input{in}, ForwardOptions{}); err != nil {
+		t.Errorf("forward of the built input: %v", err)
+	}
+	// An input width no p×p RGB patch fills has no processor.
+	if _, _, err := (&tinyVLMImage{inWidth: 10}).prepare(pic); !errors.Is(err, ErrMediaPath) {
+		t.Errorf("input width 10: %v, want ErrMediaPath", err)
 	}
 }

@@ -103,7 +103,7 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 	var enc []encoded
 	limit := base.Config().PositionLimit()
 	for _, s := range bench {
-		if err := base.CheckTextOnly("sample "+s.ID, s.MediaKinds()); err != nil {
+		if err := base.CheckMedia("sample "+s.ID, s.MediaKinds()); err != nil {
 			return nil, fmt.Errorf("verify: %w", err)
 		}
 		ids, err := tok.EncodeLimit(s.Text, true, limit)
@@ -113,14 +113,18 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 		if err != nil || len(ids) == 0 {
 			return nil, fmt.Errorf("verify: sample %s: cannot tokenize", s.ID)
 		}
-		enc = append(enc, encoded{s, ids})
+		in, err := base.PromptInput("sample "+s.ID, ids, s.MediaKinds(), s.MediaPaths())
+		if err != nil {
+			return nil, fmt.Errorf("verify: %w", err)
+		}
+		enc = append(enc, encoded{s: s, ids: in.Tokens, media: in.Media, text: len(in.Tokens) - len(ids)})
 	}
 	// The base model's greedy continuation of each prompt: the positions swaps are judged on.
-	var prompts [][]int32
+	var prompts []model.Input
 	for _, e := range enc {
-		prompts = append(prompts, e.ids)
+		prompts = append(prompts, model.Input{Tokens: e.ids, Media: e.media})
 	}
-	baseGen, err := base.Generate(ctx, prompts, model.GenerateOptions{MaxTokens: o.MaxTokens})
+	baseGen, err := base.GenerateInputs(ctx, prompts, model.GenerateOptions{MaxTokens: o.MaxTokens})
 	if err != nil {
 		return nil, sampleErr("base", enc, err)
 	}
@@ -129,11 +133,11 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 	// logits[variant][sample] over prompt+base continuation.
 	logits := make([][][]float32, len(all))
 	for vi, v := range all {
-		var seqs [][]int32
+		var seqs []model.Input
 		for i, e := range enc {
-			seqs = append(seqs, append(append([]int32(nil), e.ids...), baseGen[i].Tokens...))
+			seqs = append(seqs, model.Input{Tokens: append(append([]int32(nil), e.ids...), baseGen[i].Tokens...), Media: e.media})
 		}
-		res, err := v.Model.Forward(ctx, seqs, model.ForwardOptions{AllLogits: true})
+		res, err := v.Model.ForwardInputs(ctx, seqs, model.ForwardOptions{AllLogits: true})
 		if err != nil {
 			return nil, sampleErr(v.Name, enc, err)
 		}
@@ -153,7 +157,8 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 		for i, e := range enc {
 			L := logits[vi][i]
 			B := logits[0][i]
-			for p := 0; p+1 < len(e.ids); p++ {
+			// Perplexity is of the text: the placeholder runs before it are not predicted.
+			for p := e.text; p+1 < len(e.ids); p++ {
 				lp := model.LogSoftmax(L[p*V : (p+1)*V])
 				nll[e.s.Label] -= lp[e.ids[p+1]]
 				cnt[e.s.Label]++
@@ -225,7 +230,7 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 				if err != nil || len(ct) == 0 {
 					return nil, fmt.Errorf("verify: sample %s: choice %q does not tokenize", e.s.ID, c)
 				}
-				lps, err := v.Model.LogProbs(ctx, e.ids, ct, model.ForwardOptions{})
+				lps, err := v.Model.LogProbsInput(ctx, model.Input{Tokens: e.ids, Media: e.media}, ct, model.ForwardOptions{})
 				if err != nil {
 					return nil, fmt.Errorf("verify: %s model, sample %s, choice %q: %w", v.Name, e.s.ID, c, err)
 				}
@@ -250,7 +255,7 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 		{
 			gens := baseGen
 			if vi > 0 {
-				if gens, err = v.Model.Generate(ctx, prompts, model.GenerateOptions{MaxTokens: o.MaxTokens}); err != nil {
+				if gens, err = v.Model.GenerateInputs(ctx, prompts, model.GenerateOptions{MaxTokens: o.MaxTokens}); err != nil {
 					return nil, sampleErr(v.Name, enc, err)
 				}
 			}
@@ -304,8 +309,10 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 }
 
 type encoded struct {
-	s   samples.Sample
-	ids []int32
+	s     samples.Sample
+	ids   []int32       // the prompt's tokens, media placeholders expanded
+	media []model.Media // the sample's media, filling the placeholder runs
+	text  int           // where the text starts: the placeholders inserted (0 without media)
 }
 
 // sampleErr names the sample and the model of a batch's non-finite logits (the runtime knows

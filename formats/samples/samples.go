@@ -165,3 +165,15 @@ func (s Sample) MediaKinds() []string {
 	}
 	return k
 }
+
+// MediaPaths lists the files of the sample's media, in MediaKinds' order.
+func (s Sample) MediaPaths() []string {
+	var p []string
+	if s.Image != "" {
+		p = append(p, s.Image)
+	}
+	if s.Audio != "" {
+		p = append(p, s.Audio)
+	}
+	return p
+}
