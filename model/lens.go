@@ -35,6 +35,13 @@ func (r *residualTap) Residual(e *ResidualEvent) {
 // LogitLens returns, for every layer and each requested position (negative counts from the
 // end), the top-k tokens and the entropy of the lens distribution (MMNeuron §3.7).
 func (m *Model) LogitLens(ctx context.Context, ids []int32, positions []int, k int) ([]LensEntry, error) {
+	return m.LogitLensInput(ctx, Input{Tokens: ids}, positions, k)
+}
+
+// LogitLensInput is LogitLens of a prompt given as an Input (media, embedding spans, 3-D
+// positions): positions index the expanded token list.
+func (m *Model) LogitLensInput(ctx context.Context, x Input, positions []int, k int) ([]LensEntry, error) {
+	ids := x.Tokens
 	if err := ValidateTop(k); err != nil {
 		return nil, err
 	}
@@ -50,7 +57,7 @@ func (m *Model) LogitLens(ctx context.Context, ids []int32, positions []int, k i
 		tap.positions[p] = true
 		pos = append(pos, p)
 	}
-	if _, err := m.Forward(ctx, [][]int32{ids}, ForwardOptions{Taps: []Tap{tap}}); err != nil {
+	if _, err := m.ForwardInputs(ctx, []Input{x}, ForwardOptions{Taps: []Tap{tap}}); err != nil {
 		return nil, err
 	}
 	var out []LensEntry

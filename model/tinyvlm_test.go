@@ -425,3 +425,40 @@ func TestPromptInput(t *testing.T) {
 		t.Errorf("input width 10: %v, want ErrMediaPath", err)
 	}
 }
+
+// The logit lens takes inputs with media: at the last layer it is the model's own output, so
+// its top token at each position equals the argmax of ForwardInputs' logits there.
+func TestLogitLensInputWithMedia(t *testing.T) {
+	m, _ := tinyVLM(t, safetensors.F32)
+	x := tinyVLMInput()
+	res, err := m.ForwardInputs(context.Background(), []Input{x}, ForwardOptions{AllLogits: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	positions := []int{2, 7, len(x.Tokens) - 1} // inside the image run, its end, the last token
+	lens, err := m.LogitLensInput(context.Background(), x, positions, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	V, last := m.Config().Vocab, m.Config().Layers-1
+	seen := 0
+	for _, e := range lens {
+		if e.Layer != last {
+			continue
+		}
+		row := res.Logits[0][e.Position*V : (e.Position+1)*V]
+		best := 0
+		for i, v := range row {
+			if v > row[best] {
+				best = i
+			}
+		}
+		if int(e.TopIDs[0]) != best {
+			t.Errorf("position %d: lens top %d, logits argmax %d", e.Position, e.TopIDs[0], best)
+		}
+		seen++
+	}
+	if seen != len(positions) {
+		t.Fatalf("%d last-layer entries, want %d", seen, len(positions))
+	}
+}
