@@ -213,17 +213,7 @@ var metricWhat = map[string]string{
 
 func (v *view) verify(rep *verify.Report) {
 	v.Variants = rep.Variants
-	names := map[string]bool{}
-	for _, m := range rep.Metrics {
-		for k := range m {
-			names[k] = true
-		}
-	}
-	var keys []string
-	for k := range names {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := rep.MetricNames()
 	gates := map[string]verify.GateResult{}
 	for _, g := range rep.Gates {
 		name := strings.TrimSpace(g.Gate[:max(0, strings.IndexAny(g.Gate, "<>"))])

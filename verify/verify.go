@@ -454,19 +454,25 @@ func (r *Report) CheckGates(variant string, gates []string) error {
 	return nil
 }
 
-// Markdown renders the report as a table: one row per metric, one column per variant.
-func (r *Report) Markdown() string {
+// MetricNames lists every metric any variant has, sorted.
+func (r *Report) MetricNames() []string {
 	names := map[string]bool{}
 	for _, m := range r.Metrics {
 		for k := range m {
 			names[k] = true
 		}
 	}
-	var keys []string
+	keys := make([]string, 0, len(names))
 	for k := range names {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	return keys
+}
+
+// Markdown renders the report as a table: one row per metric, one column per variant.
+func (r *Report) Markdown() string {
+	keys := r.MetricNames()
 	var b strings.Builder
 	b.WriteString("| metric | " + strings.Join(r.Variants, " | ") + " |\n|---|")
 	b.WriteString(strings.Repeat("---:|", len(r.Variants)) + "\n")

@@ -10,8 +10,8 @@ import (
 	"image/jpeg"
 	"image/png"
 	"io"
-	"os"
 
+	"github.com/neurosurg/neurosurg/formats/regfile"
 	"golang.org/x/image/bmp"
 	"golang.org/x/image/webp"
 )
@@ -91,17 +91,15 @@ func sniff(head []byte) format {
 // DecodeFile reads a PNG, JPEG, WebP or BMP file into RGB, as transformers' load_image does:
 // Image.open, exif_transpose, convert("RGB"). Errors name the file.
 func DecodeFile(path string, opt DecodeOptions) (*RGB, error) {
-	f, err := os.Open(path)
+	// regfile refuses a directory, FIFO or device before reading (a FIFO would block os.Open).
+	f, err := regfile.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, err // names the file
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
 		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file", path)
 	}
 	img, err := Decode(f, st.Size(), opt)
 	if err != nil {

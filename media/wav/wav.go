@@ -19,7 +19,8 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
+
+	"github.com/neurosurg/neurosurg/formats/regfile"
 )
 
 // ErrFormat reports a file that is not a well-formed WAV file.
@@ -56,17 +57,15 @@ const streamingSize = 0xFFFFFFFF
 // ReadFile reads the WAV file at path. maxFrames > 0 decodes only the first maxFrames frames
 // (Frames still counts all of them); maxFrames <= 0 decodes everything. Errors name the file.
 func ReadFile(path string, maxFrames int64) (*Audio, error) {
-	f, err := os.Open(path)
+	// regfile refuses a directory, FIFO or device before reading (a FIFO would block os.Open).
+	f, err := regfile.Open(path)
 	if err != nil {
-		return nil, err // *PathError already names the file
+		return nil, err // names the file
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
 		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file", path)
 	}
 	a, err := Read(f, st.Size(), maxFrames)
 	if err != nil {
