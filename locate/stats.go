@@ -484,7 +484,7 @@ func readStats(f *safetensors.File) (*Stats, error) {
 		if strings.HasSuffix(name, "_exact") {
 			dt = safetensors.I64
 		}
-		if !ok || info.DType != dt || !equalShape(info.Shape, shape) {
+		if !ok || info.DType != dt || !slices.Equal(info.Shape, shape) {
 			return nil, fmt.Errorf("%w: tensor %q missing or not %s%v (have %s%v)", ErrStats, name, dt, shape, info.DType, info.Shape)
 		}
 	}
@@ -686,18 +686,6 @@ func unique(what string, names []string) error {
 		seen[n] = true
 	}
 	return nil
-}
-
-func equalShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // ExportRow is one neuron's statistics under one label.

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -154,7 +155,7 @@ func Diff(base, edited *hfdir.Checkpoint) (*Edit, error) {
 		}
 		bs, _ := base.ShardOf(n)
 		es, _ := edited.ShardOf(n)
-		if bi.DType != ei.DType || !sameShape(bi.Shape, ei.Shape) || bs != es {
+		if bi.DType != ei.DType || !slices.Equal(bi.Shape, ei.Shape) || bs != es {
 			return nil, fmt.Errorf("%w: tensor %q: %s %v in %s vs %s %v in %s", ErrMismatch, n, bi.DType, bi.Shape, bs, ei.DType, ei.Shape, es)
 		}
 		if !bytes.Equal(b, eb) {
@@ -191,18 +192,6 @@ func Diff(base, edited *hfdir.Checkpoint) (*Edit, error) {
 		}
 	}
 	return e, nil
-}
-
-func sameShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func sameMap(a, b map[string]string) bool {

@@ -2,6 +2,7 @@ package edit
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/neurosurg/neurosurg/formats/hfdir"
@@ -102,7 +103,7 @@ func (e *Edit) checkBase(base *hfdir.Checkpoint) error {
 		if !ok {
 			return fmt.Errorf("%w: %s has no tensor %q", ErrWrongBase, base.Dir, te.Name)
 		}
-		if info.DType != te.DType || !sameShape(info.Shape, te.Shape) {
+		if info.DType != te.DType || !slices.Equal(info.Shape, te.Shape) {
 			return fmt.Errorf("%w: %s: tensor %q is %s %v, the edit expects %s %v", ErrWrongBase, base.Dir, te.Name, info.DType, info.Shape, te.DType, te.Shape)
 		}
 		if sh, _ := base.ShardOf(te.Name); sh != te.Shard {
