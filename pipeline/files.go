@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/neurosurg/neurosurg/formats/atomicfile"
@@ -17,13 +18,19 @@ func SHA256(b []byte) string {
 	return hex.EncodeToString(h[:])
 }
 
-// FileSHA256 is the hex sha256 of the file at path.
+// FileSHA256 is the hex sha256 of the file at path, read as a stream (stats and data files
+// of a MINER-sized run are hundreds of MB).
 func FileSHA256(path string) (string, error) {
-	b, err := os.ReadFile(path) // os errors name the path
+	f, err := os.Open(path) // os errors name the path
 	if err != nil {
 		return "", err
 	}
-	return SHA256(b), nil
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // ReadStats reads a stats file and the sha256 of its bytes (what a neuron set selected from it

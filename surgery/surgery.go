@@ -127,7 +127,7 @@ func start(path string, o Options) (*run, error) {
 	}
 	return &run{path: path, recipe: rb, r: r, pl: pl, force: o.Force, log: log, out: out, work: work,
 		res:    &Result{Out: out, Files: map[string]string{}},
-		hashes: map[string]string{"recipe": sum(rb)}, files: map[string]string{}}, nil
+		hashes: map[string]string{"recipe": pipeline.SHA256(rb)}, files: map[string]string{}}, nil
 }
 
 // open opens the model, checks the ops against its tokenizer, locks the work directory and
@@ -151,7 +151,7 @@ func (s *run) open(context.Context) error {
 	if s.data, err = samples.ReadFile(s.dataSrc); err != nil {
 		return err
 	}
-	if s.hashes["data"], err = fileHash(s.dataSrc); err != nil {
+	if s.hashes["data"], err = pipeline.FileSHA256(s.dataSrc); err != nil {
 		return err
 	}
 	s.hashes["model_fingerprint"] = s.base.Fingerprint()
@@ -182,7 +182,7 @@ func (s *run) done(stage string, cached bool, files map[string]string) error {
 		s.res.Cached = append(s.res.Cached, stage)
 	}
 	for k, p := range files {
-		h, err := fileHash(p)
+		h, err := pipeline.FileSHA256(p)
 		if err != nil {
 			return err
 		}
@@ -320,7 +320,7 @@ func (s *run) verify(ctx context.Context) error {
 	if bench == "" {
 		bench = s.dataSrc
 	}
-	benchHash, err := fileHash(bench)
+	benchHash, err := pipeline.FileSHA256(bench)
 	if err != nil {
 		return err
 	}
@@ -439,7 +439,7 @@ func check(r *recipe.Recipe, path string) (*plan, error) {
 	}
 	if like := r.Path(r.Locate.Like); like != "" {
 		pl.inputs = append(pl.inputs, like)
-		if pl.likeHash, err = fileHash(like); err != nil {
+		if pl.likeHash, err = pipeline.FileSHA256(like); err != nil {
 			return nil, bad(fmt.Errorf("locate.like: %w", err))
 		}
 	}
@@ -474,19 +474,6 @@ func entry(dir, prefix, ext string, parts ...any) (string, error) {
 	}
 	h := sha256.Sum256(b)
 	return filepath.Join(dir, prefix+"-"+hex.EncodeToString(h[:8])+ext), nil
-}
-
-func sum(b []byte) string {
-	h := sha256.Sum256(b)
-	return hex.EncodeToString(h[:])
-}
-
-func fileHash(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
-	}
-	return sum(b), nil
 }
 
 // usable reports whether the cache entry at path exists and reads. An entry that does not read
