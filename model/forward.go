@@ -508,34 +508,44 @@ func activate(x []float32, act string) {
 
 // activation returns an FFN activation and its derivative by the config's name.
 func activation(act string) (f, df func(float64) float64, ok bool) {
-	sigmoid := func(v float64) float64 { return 1 / (1 + math.Exp(-v)) }
-	switch act {
-	case "silu", "swish":
-		return func(v float64) float64 { return v / (1 + math.Exp(-v)) },
-			func(v float64) float64 { s := sigmoid(v); return s * (1 + v*(1-s)) }, true
-	case "relu":
-		return func(v float64) float64 { return max(v, 0) },
-			func(v float64) float64 {
-				if v > 0 {
-					return 1
-				}
-				return 0
-			}, true
-	case "quick_gelu":
-		return func(v float64) float64 { return v / (1 + math.Exp(-1.702*v)) },
-			func(v float64) float64 { s := sigmoid(1.702 * v); return s + 1.702*v*s*(1-s) }, true
-	case "gelu":
-		return func(v float64) float64 { return 0.5 * v * (1 + math.Erf(v/math.Sqrt2)) },
-			func(v float64) float64 {
-				return 0.5*(1+math.Erf(v/math.Sqrt2)) + v*math.Exp(-v*v/2)/math.Sqrt(2*math.Pi)
-			}, true
-	case "gelu_pytorch_tanh", "gelu_new":
-		c := math.Sqrt(2 / math.Pi)
-		return func(v float64) float64 { return 0.5 * v * (1 + math.Tanh(c*(v+0.044715*v*v*v))) },
-			func(v float64) float64 {
-				t := math.Tanh(c * (v + 0.044715*v*v*v))
-				return 0.5*(1+t) + 0.5*v*(1-t*t)*c*(1+3*0.044715*v*v)
-			}, true
+	p, ok := activations[act]
+	return p.f, p.df, ok
+}
+
+// activations is built once: activate runs on every FFN row group, and building the functions
+// per call allocated their closures each time (2 allocations per call for gelu_tanh).
+var activations = map[string]struct{ f, df func(float64) float64 }{
+	"silu":              {silu, dSilu},
+	"swish":             {silu, dSilu},
+	"relu":              {relu, dRelu},
+	"quick_gelu":        {quickGelu, dQuickGelu},
+	"gelu":              {gelu, dGelu},
+	"gelu_pytorch_tanh": {geluTanh, dGeluTanh},
+	"gelu_new":          {geluTanh, dGeluTanh},
+}
+
+func sigmoid(v float64) float64 { return 1 / (1 + math.Exp(-v)) }
+func silu(v float64) float64    { return v / (1 + math.Exp(-v)) }
+func dSilu(v float64) float64   { s := sigmoid(v); return s * (1 + v*(1-s)) }
+func relu(v float64) float64    { return max(v, 0) }
+func dRelu(v float64) float64 {
+	if v > 0 {
+		return 1
 	}
-	return nil, nil, false
+	return 0
+}
+func quickGelu(v float64) float64  { return v / (1 + math.Exp(-1.702*v)) }
+func dQuickGelu(v float64) float64 { s := sigmoid(1.702 * v); return s + 1.702*v*s*(1-s) }
+func gelu(v float64) float64       { return 0.5 * v * (1 + math.Erf(v/math.Sqrt2)) }
+func dGelu(v float64) float64 {
+	return 0.5*(1+math.Erf(v/math.Sqrt2)) + v*math.Exp(-v*v/2)/math.Sqrt(2*math.Pi)
+}
+
+// geluTanhC is √(2/π), GELU's tanh approximation's constant.
+var geluTanhC = math.Sqrt(2 / math.Pi)
+
+func geluTanh(v float64) float64 { return 0.5 * v * (1 + math.Tanh(geluTanhC*(v+0.044715*v*v*v))) }
+func dGeluTanh(v float64) float64 {
+	t := math.Tanh(geluTanhC * (v + 0.044715*v*v*v))
+	return 0.5*(1+t) + 0.5*v*(1-t*t)*geluTanhC*(1+3*0.044715*v*v)
 }
