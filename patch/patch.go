@@ -137,15 +137,16 @@ func Apply(in Inputs, set *neuronset.Set, ops []Op) (map[string][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := set.CheckModel(in.Base.Fingerprint(), geometry(groups)); err != nil {
+	geom := geometry(groups)
+	if err := set.CheckModel(in.Base.Fingerprint(), geom); err != nil {
 		return nil, err
+	}
+	if err := set.CheckGeometry(in.Base.Dir, geom); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrOp, err)
 	}
 	byModule := map[string]archdef.FFNGroup{}
 	for _, g := range groups {
 		byModule[g.Module] = g
-	}
-	if err := set.CheckGeometry(in.Base.Dir, geometry(groups)); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrOp, err)
 	}
 	if err := checkSwapModules(set, ops); err != nil {
 		return nil, err
@@ -289,14 +290,18 @@ func checkSwapModules(set *neuronset.Set, ops []Op) error {
 	return nil
 }
 
-// CheckSet refuses a neuron set made on a model other than base (see neuronset.CheckModel);
-// Apply calls it, and commands that only read a set against a model call it before using it.
+// CheckSet refuses a neuron set made on a model other than base (neuronset.CheckModel) or
+// naming a neuron base does not have (neuronset.CheckGeometry): what Apply checks, for the
+// commands that only read a set against a model.
 func CheckSet(set *neuronset.Set, base *hfdir.Checkpoint) error {
 	g, err := Geometry(base)
 	if err != nil {
 		return err
 	}
-	return set.CheckModel(base.Fingerprint(), g)
+	if err := set.CheckModel(base.Fingerprint(), g); err != nil {
+		return err
+	}
+	return set.CheckGeometry(base.Dir, g)
 }
 
 // Geometry is the FFN shape, per module, of base: what a neuron set records of its model.
