@@ -91,26 +91,22 @@ func LayerChart(set *neuronset.Set, module string, layers int) *chart.Chart {
 
 // SetLabels are the labels of a set's neurons, sorted ("" for unlabelled ones).
 func SetLabels(set *neuronset.Set) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, n := range set.Neurons {
-		if !seen[n.Label] {
-			seen[n.Label] = true
-			out = append(out, n.Label)
-		}
-	}
-	sort.Strings(out)
-	return out
+	return distinct(set, func(n neuronset.Neuron) string { return n.Label })
 }
 
 // Modules are the modules a set's neurons are in, sorted.
 func Modules(set *neuronset.Set) []string {
+	return distinct(set, func(n neuronset.Neuron) string { return n.Module })
+}
+
+// distinct lists the values key takes over a set's neurons, sorted.
+func distinct(set *neuronset.Set, key func(neuronset.Neuron) string) []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, n := range set.Neurons {
-		if !seen[n.Module] {
-			seen[n.Module] = true
-			out = append(out, n.Module)
+		if k := key(n); !seen[k] {
+			seen[k] = true
+			out = append(out, k)
 		}
 	}
 	sort.Strings(out)
