@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"maps"
 
@@ -264,7 +263,6 @@ func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stat
 	if m.Tokenizer == nil {
 		return nil, fmt.Errorf("record: the checkpoint has no tokenizer")
 	}
-	cfg := m.Config()
 	geom := m.Geometry()
 	s := into
 	if s == nil {
@@ -340,18 +338,14 @@ func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stat
 		if err := m.CheckMedia("sample "+smp.ID, smp.MediaKinds()); err != nil {
 			return nil, fmt.Errorf("record: %w", err)
 		}
-		ids, err := PromptLimit(m.Tokenizer, smp.Text, o.Chat, cfg.PositionLimit())
-		if err != nil {
-			return nil, fmt.Errorf("record: sample %s: %w", smp.ID, err)
-		}
-		if len(ids) == 0 {
-			continue
-		}
-		in, err := m.PromptInput("sample "+smp.ID, ids, smp.MediaKinds(), smp.MediaPaths())
+		in, err := m.BuildInput("sample "+smp.ID, SamplePrompt(smp, o.Chat))
 		if err != nil {
 			return nil, fmt.Errorf("record: %w", err)
 		}
-		ids = in.Tokens
+		ids := in.Tokens
+		if len(ids) == 0 {
+			continue
+		}
 		r.startSample(smp.Label)
 		r.ids = ids
 		r.firsts = r.firsts[:0]
@@ -415,6 +409,16 @@ func tokenType(tok interface {
 	return TokText
 }
 
+// SamplePrompt is a sample's prompt as model.BuildInput takes it: its text, its media in
+// MediaKinds' order, chat or plain.
+func SamplePrompt(s samples.Sample, chat bool) model.Prompt {
+	p := model.Prompt{Text: s.Text, Chat: chat}
+	for k, kind := range s.MediaKinds() {
+		p.Media = append(p.Media, model.Medium{Kind: kind, Paths: []string{s.MediaPaths()[k]}})
+	}
+	return p
+}
+
 // Prompt builds the token ids of a sample: BOS + text, or the text as a user turn of the chat
 // template with the assistant prompt opened (docs/samples.md).
 func Prompt(tok *tokenizer.Tokenizer, text string, chat bool) ([]int32, error) {
@@ -424,20 +428,7 @@ func Prompt(tok *tokenizer.Tokenizer, text string, chat bool) ([]int32, error) {
 // PromptLimit is Prompt for a model of limit positions (0: none): a longer prompt is an error
 // wrapping model.ErrTooLong, found without tokenizing all of a huge text.
 func PromptLimit(tok *tokenizer.Tokenizer, text string, chat bool, limit int) ([]int32, error) {
-	special := true
-	if chat {
-		s, err := tok.ApplyChatTemplate([]tokenizer.Message{{Role: "user", Content: text}}, true)
-		if err != nil {
-			return nil, err
-		}
-		// The template writes its own special tokens (BOS included where the family has one).
-		text, special = s, false
-	}
-	ids, err := tok.EncodeLimit(text, special, limit)
-	if errors.Is(err, tokenizer.ErrTooLong) {
-		return nil, fmt.Errorf("%w: the prompt has more than %d tokens", model.ErrTooLong, limit)
-	}
-	return ids, err
+	return model.TextPrompt(tok, text, chat, limit)
 }
 
 func sameShard(a, b *Shard) bool { return a == nil && b == nil || a != nil && b != nil && *a == *b }

@@ -39,6 +39,7 @@ type Model struct {
 	arch      *archdef.Arch
 	ffn       []archdef.FFNGroup // every module's FFN geometry
 	encoders  []mediaEncoder     // a multimodal family's encoders (with their projectors)
+	prompts   promptBuilder      // a family's own prompt layout (BuildInput); nil: defaultInput
 	bound     []boundTensor      // every tensor bound, in binding order (FirstNonFiniteWeight)
 	embed     Embedding
 	decoder   Decoder
