@@ -98,6 +98,35 @@ func (m *Module) Weight(name string, layer int) weight {
 	return w
 }
 
+// FlatWeight binds an N-D tensor (N ≥ 2) in place as the 2-D weight [shape[0], product of
+// the rest]: a Conv1d/Conv2d/Conv3d kernel [out, in, k…] is, row by row, the weight of the
+// matrix product over unfolded patches (in-channel major, then the kernel's dimensions in
+// order), which is how Conv1D and patch embeddings use it.
+func (m *Module) FlatWeight(name string, layer int) weight {
+	s, ok := m.spec(name, layer)
+	if !ok {
+		if m.b.err == nil {
+			m.b.err = fmt.Errorf("archdef: tensor %q of module %s is absent under this config", name, m.def.Module.Name)
+		}
+		return weight{}
+	}
+	if len(s.Shape) < 2 {
+		m.b.Fail(fmt.Errorf("archdef: tensor %q has fewer than 2 dimensions in the definition", s.Name))
+		return weight{}
+	}
+	dims := make([]dim, len(s.Shape))
+	for i := range s.Shape {
+		dims[i] = dim{int(s.Shape[i]), keyName(s.Keys[i])}
+	}
+	l := loader{src: m.b.src}
+	w := l.flatWeight(s.Name, dims)
+	m.b.Fail(l.err)
+	if l.err == nil {
+		m.b.Model.bound = append(m.b.Model.bound, boundTensor{name: s.Name, w: w})
+	}
+	return w
+}
+
 // Vector binds a required 1-D tensor (a norm weight, a bias), converted to f32 once.
 func (m *Module) Vector(name string, layer int) []float32 {
 	v, ok := m.OptVector(name, layer)

@@ -294,6 +294,39 @@ func (l *loader) weight(name string, rows, cols dim) weight {
 	return weight{name: name, b: b, dt: dt, rows: rows.n, cols: cols.n}
 }
 
+// flatWeight binds an N-D tensor (N ≥ 2: a convolution's [out, in, k…]) as the 2-D weight
+// [shape[0], product of the rest] it is in memory, checking every dimension against dims.
+func (l *loader) flatWeight(name string, dims []dim) weight {
+	if l.err != nil {
+		return weight{}
+	}
+	info, b, err := l.src.Tensor(name)
+	if err != nil {
+		l.err = fmt.Errorf("missing tensor: %w", err)
+		return weight{}
+	}
+	dt, ok := kernelDType(info.DType)
+	if !ok {
+		l.err = fmt.Errorf("tensor %q: dtype %s is not supported by the runtime (F32, BF16, F16)", name, info.DType)
+		return weight{}
+	}
+	keys, want := make([]string, len(dims)), make([]int64, len(dims))
+	same := len(info.Shape) == len(dims) && len(dims) >= 2
+	cols := 1
+	for i, d := range dims {
+		keys[i], want[i] = d.key, int64(d.n)
+		same = same && info.Shape[i] == int64(d.n)
+		if i > 0 {
+			cols *= d.n
+		}
+	}
+	if !same {
+		l.err = configError(strings.Join(keys, ", "), "tensor %q is %v, the config says %v", name, info.Shape, want)
+		return weight{}
+	}
+	return weight{name: name, b: b, dt: dt, rows: dims[0].n, cols: cols}
+}
+
 // vector converts a small 1-d tensor (norm weight, bias) to f32 once.
 func (l *loader) vector(name string, n dim) []float32 {
 	if l.err != nil {
