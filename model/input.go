@@ -31,9 +31,12 @@ type EmbedSpan struct {
 // Media is one image's or clip's encoder input: Rows feature vectors (Rows × the encoder's
 // input width), e.g. flattened patches.
 type Media struct {
-	Kind     string // "image", "audio"
+	Kind     string // "image", "video", "audio"
 	Rows     int
 	Features []float32
+	// Grid is the medium's patch grid (temporal, height, width) for encoders that place their
+	// rows by it (Qwen2-VL's 2-D rotary and cu_seqlens: Rows = t·h·w); zero for the others.
+	Grid [3]int
 }
 
 // ErrMedia reports an input with media the model cannot take (a text-only checkpoint given an
@@ -90,6 +93,7 @@ func (m *Model) prepareInputs(ctx context.Context, in []Input, opts ForwardOptio
 	for i, x := range in {
 		n := len(x.Tokens)
 		out[i] = Input{Tokens: x.Tokens, Positions: x.Positions, Embeds: append([]EmbedSpan(nil), x.Embeds...)}
+		nth := map[string]int{} // the k-th medium of a kind fills the k-th run of its placeholder
 		for k, md := range x.Media {
 			enc := m.encoder(md.Kind)
 			if enc == nil {
@@ -98,7 +102,8 @@ func (m *Model) prepareInputs(ctx context.Context, in []Input, opts ForwardOptio
 			if md.Rows <= 0 || len(md.Features) != md.Rows*enc.inputWidth() {
 				return nil, fmt.Errorf("%w: sequence %d, %s %d: %d features for %d rows of width %d", ErrMedia, i, md.Kind, k, len(md.Features), md.Rows, enc.inputWidth())
 			}
-			start, rows, ok := placeholderRun(x.Tokens, enc.placeholder(), k)
+			start, rows, ok := placeholderRun(x.Tokens, enc.placeholder(), nth[md.Kind])
+			nth[md.Kind]++
 			if !ok {
 				return nil, fmt.Errorf("%w: sequence %d has %d %s inputs but fewer runs of placeholder token %d", ErrMedia, i, len(x.Media), md.Kind, enc.placeholder())
 			}

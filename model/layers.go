@@ -162,13 +162,18 @@ type EncoderLayer struct {
 // Forward runs the encoder over x (rows × width, one medium of sequence seq) in place,
 // bidirectional within the whole block; FFN taps see Site{module, layer} with no tokens.
 func (e *Encoder) Forward(ctx context.Context, sc *scratch, x []float32, rows, seq int, taps []Tap, mask *Mask) error {
+	return e.forwardSpans(ctx, sc, x, rows, seq, taps, mask, [][2]int{{0, rows}}, nil, nil)
+}
+
+// forwardSpans is Forward with attention kept within spans (Qwen2-VL's cu_seqlens chunks: one
+// per frame) and q, k rotated by the table cos/sin (hd/2 per row; nil: no rotation).
+func (e *Encoder) forwardSpans(ctx context.Context, sc *scratch, x []float32, rows, seq int, taps []Tap, mask *Mask, spans [][2]int, cos, sin []float32) error {
 	if len(e.layers) == 0 {
 		return nil
 	}
 	d := len(e.layers[0].ln1.w)
 	xn, o := sc.get(rows*d), sc.get(rows*d)
 	h := sc.get(rows * e.layers[0].mlp.neurons)
-	spans := [][2]int{{0, rows}}
 	call := ffnCall{taps: taps, mask: mask, seqs: []ffnSeq{{seq: seq, rows: rows}}}
 	for l := range e.layers {
 		if err := ctx.Err(); err != nil {
@@ -177,7 +182,7 @@ func (e *Encoder) Forward(ctx context.Context, sc *scratch, x []float32, rows, s
 		ly := &e.layers[l]
 		ly.ln1.Forward(xn, x, rows)
 		mark := sc.next
-		ly.attn.forwardBidirectional(sc, o, xn, rows, spans, nil, nil)
+		ly.attn.forwardBidirectional(sc, o, xn, rows, spans, cos, sin)
 		sc.reuseFrom(mark)
 		addInto(x, o[:rows*d])
 		ly.ln2.Forward(xn, x, rows)

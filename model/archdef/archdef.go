@@ -60,6 +60,9 @@ type Module struct {
 	Layer       []TensorTemplate `json:"layer,omitempty"`
 	Post        []TensorTemplate `json:"post,omitempty"`
 	FFN         *FFNTemplate     `json:"ffn,omitempty"`
+	// Defaults are the values of config keys the module's config may leave out: the defaults
+	// of the transformers config class (Qwen2VLVisionConfig's depth, hidden_act, …).
+	Defaults map[string]any `json:"defaults,omitempty"`
 }
 
 // Definition is one architecture's JSON definition.
@@ -215,18 +218,25 @@ func (a *Arch) Module(name string) *Bound {
 
 func (a *Arch) bind(m *Module) *Bound {
 	b := &Bound{Arch: Arch{Name: a.Name, Def: a.Def, Config: a.Config}, Module: m}
-	if m.Config == "" {
+	if m.Config == "" && len(m.Defaults) == 0 {
 		return b
 	}
-	sub, _ := a.Config[m.Config].(map[string]any)
 	cfg := map[string]any{}
-	if m.Fallback {
+	if m.Config == "" || m.Fallback {
 		for k, v := range a.Config {
 			cfg[k] = v
 		}
 	}
-	for k, v := range sub {
-		cfg[k] = v
+	if m.Config != "" {
+		sub, _ := a.Config[m.Config].(map[string]any)
+		for k, v := range sub {
+			cfg[k] = v
+		}
+	}
+	for k, v := range m.Defaults {
+		if cfg[k] == nil { // absent or null: transformers takes the class default
+			cfg[k] = v
+		}
 	}
 	b.Config = cfg
 	return b
@@ -463,7 +473,7 @@ func (a *Arch) FFN() ([]FFNGroup, error) {
 		if err != nil {
 			return nil, err
 		}
-		n, err := b.Int(f.Neurons)
+		n, err := b.dim(f.Neurons) // a key or a product of keys (embed_dim*mlp_ratio)
 		if err != nil {
 			return nil, err
 		}

@@ -1,0 +1,512 @@
+package model
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/neurosurg/neurosurg/media/imageproc"
+	"github.com/neurosurg/neurosurg/model/tokenizer"
+)
+
+// Qwen2-VL (Qwen2VLForConditionalGeneration, model/archdef/defs/qwen2_vl.json): a vision
+// tower — a Conv3d patch embedding over the processor's flattened patches, pre-LN blocks with
+// a fused qkv, 2-D rotary (visionrope.go) and attention within each frame (cu_seqlens), a
+// quick-GELU MLP (module "vision") — then the PatchMerger (LayerNorm, merge² neighbouring
+// patches concatenated, Linear, GELU, Linear: module "projector") and the Qwen2 decoder with
+// M-RoPE (module "llm"). Images and videos go through the same tower: two encoders, kinds
+// "image" and "video", with their own placeholder tokens. The prompt builder (qwen2VLPrompts)
+// writes the chat template's vision markup, expands the placeholders and computes the 3-D
+// position ids as transformers' get_rope_index.
+
+func init() {
+	Register("Qwen2VLForConditionalGeneration", Family{Build: buildQwen2VL, Quirks: func(c *Config) {
+		c.AttnBias = true // the decoder is Qwen2's: q/k/v biases, no o bias
+	}})
+}
+
+// qwen2VLTower is the vision tower and merger both encoders share.
+type qwen2VLTower struct {
+	model      *Model // for the checkpoint directory (its preprocessor_config.json), set after Build
+	patch      Linear // Conv3d kernel [embed, in·t·p·p], no bias
+	encoder    Encoder
+	lnq        LayerNorm
+	merger     MLP
+	embed      int
+	hd         int
+	merge      int
+	patchSize  int
+	temporal   int
+	inWidth    int
+	textHidden int
+
+	procOnce sync.Once
+	proc     imageproc.Qwen2VLConfig
+	procErr  error
+}
+
+// qwen2VLEncoder is the tower seen as the encoder of one media kind.
+type qwen2VLEncoder struct {
+	t     *qwen2VLTower
+	kindN string // "image" or "video"
+	token int32  // image_token_id or video_token_id
+}
+
+// qwen2VLVisionTheta is VisionRotaryEmbedding's θ (not in the config).
+const qwen2VLVisionTheta = 10000
+
+// qwen2VLEps is the LayerNorm ε of the vision blocks and the merger (fixed in transformers).
+const qwen2VLEps = 1e-6
+
+// maxVideoFrames bounds the frames of one video (MINER samples at 1 fps: minutes of video).
+const maxVideoFrames = 1024
+
+func buildQwen2VL(b *Binder) error {
+	bindDecoderLM(b, b.Module("llm"))
+	v, p := b.Module("vision"), b.Module("projector")
+	if b.Err() != nil {
+		return b.Err()
+	}
+	vc := v.Config()
+	num := func(key string) int {
+		n, err := vc.Int(key)
+		b.Fail(err)
+		return int(n)
+	}
+	embed, heads, ratio := num("embed_dim"), num("num_heads"), num("mlp_ratio")
+	merge, ps, tps, in, hidden := num("spatial_merge_size"), num("patch_size"), num("temporal_patch_size"), num("in_chans"), num("hidden_size")
+	if b.Err() != nil {
+		return b.Err()
+	}
+	switch {
+	case heads == 0 || embed%heads != 0:
+		b.Fail(configError("vision_config.num_heads", "%d does not divide embed_dim %d", heads, embed))
+	case (embed/heads)%4 != 0:
+		b.Fail(configError("vision_config.num_heads", "head dim %d (embed_dim / num_heads) is not a multiple of 4, which the 2-D rotary needs", embed/heads))
+	case merge < 1 || ps < 1 || tps < 1:
+		b.Fail(configError("vision_config.spatial_merge_size", "merge %d, patch %d, temporal patch %d: want ≥ 1", merge, ps, tps))
+	case hidden != b.Model.cfg.Hidden:
+		b.Fail(configError("vision_config.hidden_size", "%d, the language model's hidden_size is %d", hidden, b.Model.cfg.Hidden))
+	case in != 3:
+		b.Fail(configError("vision_config.in_chans", "%d, the processor makes RGB patches (3)", in))
+	}
+	act, _ := vc.Config["hidden_act"].(string)
+	if !knownAct(act) {
+		b.Fail(configError("vision_config.hidden_act", "%q is not supported (gelu, quick_gelu, gelu_pytorch_tanh, gelu_new, silu, relu)", act))
+	}
+	ids := map[string]int32{}
+	for key, def := range map[string]int32{"image_token_id": 151655, "video_token_id": 151656, "vision_start_token_id": 151652, "vision_end_token_id": 151653} {
+		id, err := qwen2VLTokenID(b, key, def)
+		b.Fail(err)
+		ids[key] = id
+	}
+	if b.Err() != nil {
+		return b.Err()
+	}
+	t := &qwen2VLTower{
+		model: b.Model, embed: embed, hd: embed / heads, merge: merge, patchSize: ps, temporal: tps,
+		inWidth: in * tps * ps * ps, textHidden: hidden,
+		patch:   Linear{w: v.FlatWeight("visual.patch_embed.proj.weight", -1)},
+		encoder: Encoder{module: "vision"},
+	}
+	for i := 0; i < v.Layers() && b.Err() == nil; i++ {
+		qkv := v.Linear("attn.qkv", i)
+		q, k, vv := qkv.splitRows(embed)
+		t.encoder.layers = append(t.encoder.layers, EncoderLayer{
+			ln1:  LayerNorm{v.Vector("norm1.weight", i), v.Vector("norm1.bias", i), qwen2VLEps},
+			attn: Attention{q: q, k: k, v: vv, o: v.Linear("attn.proj", i), heads: heads, kvHeads: heads, hd: embed / heads},
+			ln2:  LayerNorm{v.Vector("norm2.weight", i), v.Vector("norm2.bias", i), qwen2VLEps},
+			mlp:  MLP{fc1: v.Linear("mlp.fc1", i), fc2: v.Linear("mlp.fc2", i), act: act, neurons: embed * ratio},
+		})
+	}
+	t.lnq = LayerNorm{p.Vector("ln_q.weight", 0), p.Vector("ln_q.bias", 0), qwen2VLEps}
+	// nn.GELU() of the merger's Sequential: the exact (erf) GELU, whatever the config says.
+	t.merger = MLP{fc1: p.Linear("mlp.0", 0), fc2: p.Linear("mlp.2", 0), act: "gelu", neurons: embed * merge * merge}
+	if b.Err() != nil {
+		return b.Err()
+	}
+	img := &qwen2VLEncoder{t: t, kindN: "image", token: ids["image_token_id"]}
+	vid := &qwen2VLEncoder{t: t, kindN: "video", token: ids["video_token_id"]}
+	b.Model.encoders = append(b.Model.encoders, img, vid)
+	b.Model.prompts = &qwen2VLPrompts{image: img, video: vid, start: ids["vision_start_token_id"], end: ids["vision_end_token_id"]}
+	return nil
+}
+
+// qwen2VLTokenID reads a special token id of the config: the top level (Qwen2-VL's own
+// configs), else text_config (newer transformers), else transformers' default.
+func qwen2VLTokenID(b *Binder, key string, def int32) (int32, error) {
+	v, ok := b.Arch.Config[key]
+	if !ok || v == nil {
+		if tc, _ := b.Arch.Config["text_config"].(map[string]any); tc != nil {
+			v, ok = tc[key]
+		}
+	}
+	if !ok || v == nil {
+		return def, nil
+	}
+	f, isNum := v.(float64)
+	if !isNum || f != float64(int32(f)) || f < 0 || int(f) >= b.Model.cfg.Vocab {
+		return 0, configError(key, "%v, want a token id below vocab_size %d", v, b.Model.cfg.Vocab)
+	}
+	return int32(f), nil
+}
+
+// splitRows cuts a fused projection (attn.qkv: [3·d, d] and its bias) into its three
+// [d, d] parts, in place: the rows of q, then k, then v, as transformers' reshape(seq, 3,
+// heads, hd) reads them.
+func (l Linear) splitRows(d int) (q, k, v Linear) {
+	parts := make([]Linear, 3)
+	if l.w.rows != 3*d {
+		return
+	}
+	es := l.w.dt.Size()
+	for i := range parts {
+		w := l.w
+		w.b = l.w.b[i*d*l.w.cols*es : (i+1)*d*l.w.cols*es]
+		w.rows = d
+		parts[i].w = w
+		if l.b != nil {
+			parts[i].b = l.b[i*d : (i+1)*d]
+		}
+	}
+	return parts[0], parts[1], parts[2]
+}
+
+func (e *qwen2VLEncoder) kind() string       { return e.kindN }
+func (e *qwen2VLEncoder) placeholder() int32 { return e.token }
+func (e *qwen2VLEncoder) inputWidth() int    { return e.t.inWidth }
+
+// processor is the checkpoint's image processor: its preprocessor_config.json (read once; a
+// user may edit min_pixels / max_pixels), transformers' defaults when the directory has none.
+// Its patch, temporal patch and merge sizes must be the vision tower's.
+func (t *qwen2VLTower) processor() (imageproc.Qwen2VLConfig, error) {
+	t.procOnce.Do(func() {
+		t.proc = imageproc.DefaultQwen2VLConfig()
+		if dir := t.model.Dir(); dir != "" {
+			path := filepath.Join(dir, "preprocessor_config.json")
+			if _, err := os.Stat(path); err == nil {
+				t.proc, t.procErr = imageproc.LoadQwen2VLConfig(path)
+				if t.procErr == nil && (t.proc.PatchSize != t.patchSize || t.proc.TemporalPatchSize != t.temporal || t.proc.MergeSize != t.merge) {
+					t.procErr = fmt.Errorf("%s: patch_size %d, temporal_patch_size %d, merge_size %d; the vision tower's (config.json vision_config) are %d, %d, %d",
+						path, t.proc.PatchSize, t.proc.TemporalPatchSize, t.proc.MergeSize, t.patchSize, t.temporal, t.merge)
+				}
+				return
+			}
+		}
+		t.proc.PatchSize, t.proc.TemporalPatchSize, t.proc.MergeSize = t.patchSize, t.temporal, t.merge
+	})
+	return t.proc, t.procErr
+}
+
+// prepare reads one image file (kind image) or a video given as one directory of frames.
+func (e *qwen2VLEncoder) prepare(path string) (Media, int, error) {
+	return e.prepareFiles([]string{path})
+}
+
+// prepareFiles runs the processor on a medium's files: an image (one file), or a video's
+// frames — the files in order, or one directory whose image files (.png, .jpg, .jpeg, .webp,
+// .bmp) are the frames in name order. Frames are resized to the size smart_resize gives the
+// first; an odd count repeats the last frame (temporal_patch_size 2), as transformers does.
+func (e *qwen2VLEncoder) prepareFiles(paths []string) (Media, int, error) {
+	proc, err := e.t.processor()
+	if err != nil {
+		return Media{}, 0, err
+	}
+	if e.kindN == "video" {
+		if paths, err = videoFrames(paths); err != nil {
+			return Media{}, 0, err
+		}
+	} else if len(paths) != 1 {
+		return Media{}, 0, fmt.Errorf("an image is one file, got %d", len(paths))
+	}
+	frames := make([]*imageproc.RGB, len(paths))
+	for i, p := range paths {
+		if frames[i], err = imageproc.DecodeFile(p, imageproc.DecodeOptions{}); err != nil {
+			return Media{}, 0, err
+		}
+	}
+	px, err := proc.Video(frames)
+	if err != nil {
+		return Media{}, 0, fmt.Errorf("%s: %w", paths[0], err)
+	}
+	if px.Cols != e.t.inWidth {
+		return Media{}, 0, fmt.Errorf("%s: the processor makes patches of %d values, the patch embedding takes %d", paths[0], px.Cols, e.t.inWidth)
+	}
+	return Media{Kind: e.kindN, Rows: px.Rows, Features: px.Values, Grid: px.GridTHW}, px.Tokens(e.t.merge), nil
+}
+
+// videoFrames lists a video's frame files: the paths given, or the image files of the one
+// directory given, sorted by name.
+func videoFrames(paths []string) ([]string, error) {
+	if len(paths) == 1 {
+		if fi, err := os.Stat(paths[0]); err == nil && fi.IsDir() {
+			ents, err := os.ReadDir(paths[0])
+			if err != nil {
+				return nil, err
+			}
+			var out []string
+			for _, e := range ents {
+				switch strings.ToLower(filepath.Ext(e.Name())) {
+				case ".png", ".jpg", ".jpeg", ".webp", ".bmp":
+					if !e.IsDir() {
+						out = append(out, filepath.Join(paths[0], e.Name()))
+					}
+				}
+			}
+			if len(out) == 0 {
+				return nil, fmt.Errorf("%s: a video directory without frames (.png, .jpg, .jpeg, .webp or .bmp files)", paths[0])
+			}
+			paths = out // ReadDir sorts by name
+		}
+	}
+	if len(paths) > maxVideoFrames {
+		return nil, fmt.Errorf("%s: %d frames, over the limit of %d (sample the video at a lower rate)", paths[0], len(paths), maxVideoFrames)
+	}
+	return paths, nil
+}
+
+// encode runs the tower and the merger on one medium: Grid t·h·w patch rows in, t·h·w/merge²
+// rows of the text hidden size out. Attention stays within each frame; FFN taps and the mask
+// see Site{"vision", l} and Site{"projector", 0}.
+func (e *qwen2VLEncoder) encode(ctx context.Context, seq int, md Media, taps []Tap, mask *Mask) ([]float32, error) {
+	t := e.t
+	g := md.Grid
+	if g[0] < 1 || g[1] < 1 || g[2] < 1 || g[0]*g[1]*g[2] != md.Rows {
+		return nil, fmt.Errorf("%w: sequence %d: %s grid %v for %d patch rows (want t·h·w = rows)", ErrMedia, seq, md.Kind, g, md.Rows)
+	}
+	cos, sin, spans, err := visionRotaryTable([][3]int{g}, t.merge, t.hd, qwen2VLVisionTheta)
+	if err != nil {
+		return nil, fmt.Errorf("%w: sequence %d: %v", ErrMedia, seq, err)
+	}
+	rows, mm := md.Rows, t.merge*t.merge
+	sc := new(scratch)
+	x := sc.get(rows * t.embed)
+	t.patch.Forward(x, md.Features, rows)
+	if err := t.encoder.forwardSpans(ctx, sc, x, rows, seq, taps, mask, spans, cos, sin); err != nil {
+		return nil, err
+	}
+	// PatchMerger: ln_q per patch, then each merge² consecutive rows (one merge block, in the
+	// order the processor emits patches) read as one row of embed·merge².
+	xn := sc.get(rows * t.embed)
+	t.lnq.Forward(xn, x, rows)
+	m := rows / mm
+	out := make([]float32, m*t.textHidden)
+	h := sc.get(m * t.merger.neurons)
+	call := ffnCall{site: Site{Module: "projector"}, taps: taps, mask: mask, seqs: []ffnSeq{{seq: seq, rows: m}}}
+	t.merger.Forward(out, xn, h, m, &call)
+	for _, v := range out {
+		if v != v || v > 3e38 || v < -3e38 {
+			return nil, fmt.Errorf("%w: sequence %d: the vision tower's output is not finite", ErrNonFinite, seq)
+		}
+	}
+	return out, nil
+}
+
+// qwen2VLPrompts lays out Qwen2-VL prompts: the chat template's content parts (or the vision
+// markup before the text), each <|image_pad|> / <|video_pad|> expanded to the medium's
+// grid_t·grid_h·grid_w / merge² tokens, and M-RoPE positions.
+type qwen2VLPrompts struct {
+	image, video *qwen2VLEncoder
+	start, end   int32
+}
+
+func (q *qwen2VLPrompts) buildInput(m *Model, sample string, p Prompt, limit int) (Input, error) {
+	var media []Media
+	var counts []int
+	for _, md := range p.Media {
+		enc := q.image
+		if md.Kind == "video" {
+			enc = q.video
+		} else if md.Kind != "image" {
+			return Input{}, m.MediaError(sample, md.Kind)
+		}
+		x, n, err := enc.prepareFiles(md.Paths)
+		if err != nil {
+			return Input{}, fmt.Errorf("%s: %s: %w", sample, md.Kind, err)
+		}
+		media, counts = append(media, x), append(counts, n)
+	}
+	tok := m.Tokenizer
+	var text string
+	special := true
+	if p.Chat {
+		var parts []tokenizer.Part
+		for _, md := range p.Media {
+			parts = append(parts, tokenizer.Part{Type: md.Kind})
+		}
+		parts = append(parts, tokenizer.Part{Type: "text", Text: p.Text})
+		s, err := tok.ApplyChatTemplate([]tokenizer.Message{{Role: "user", Parts: parts}}, true)
+		if err != nil {
+			return Input{}, fmt.Errorf("%s: %w", sample, err)
+		}
+		text, special = s, false
+	} else {
+		var sb strings.Builder
+		for _, md := range p.Media {
+			sb.WriteString("<|vision_start|><|" + md.Kind + "_pad|><|vision_end|>")
+		}
+		text = sb.String() + p.Text
+	}
+	ids, err := tok.EncodeLimit(text, special, limit)
+	if errors.Is(err, tokenizer.ErrTooLong) {
+		return Input{}, fmt.Errorf("%s: %w: the prompt has more than %d tokens", sample, ErrTooLong, limit)
+	}
+	if err != nil {
+		return Input{}, fmt.Errorf("%s: %w", sample, err)
+	}
+	toks, err := q.expand(ids, p.Media, counts)
+	if err != nil {
+		return Input{}, fmt.Errorf("%s: %w", sample, err)
+	}
+	if limit > 0 && len(toks) > limit {
+		return Input{}, tooLong(sample, len(toks), limit)
+	}
+	in := Input{Tokens: toks, Media: media}
+	if len(media) == 0 {
+		return in, nil // text only: plain 1-D positions
+	}
+	var imgGrid, vidGrid [][3]int
+	for _, md := range media {
+		if md.Kind == "video" {
+			vidGrid = append(vidGrid, md.Grid)
+		} else {
+			imgGrid = append(imgGrid, md.Grid)
+		}
+	}
+	if in.Positions, err = qwen2VLRopeIndex(toks, imgGrid, vidGrid, q.image.t.merge, q.start, q.image.token, q.video.token); err != nil {
+		return Input{}, fmt.Errorf("%s: %w", sample, err)
+	}
+	return in, nil
+}
+
+// expand replaces the k-th <|image_pad|> (<|video_pad|>) of ids by counts of the k-th image
+// (video) of media. The prompt must hold exactly one placeholder per medium of each kind.
+func (q *qwen2VLPrompts) expand(ids []int32, media []Medium, counts []int) ([]int32, error) {
+	var imgN, vidN []int
+	for i, md := range media {
+		if md.Kind == "video" {
+			vidN = append(vidN, counts[i])
+		} else {
+			imgN = append(imgN, counts[i])
+		}
+	}
+	total := len(ids)
+	for _, n := range counts {
+		total += n - 1
+	}
+	out := make([]int32, 0, max(total, 0))
+	ki, kv := 0, 0
+	for _, id := range ids {
+		switch id {
+		case q.image.token:
+			if ki < len(imgN) {
+				out = slices.Grow(out, imgN[ki])
+				for range imgN[ki] {
+					out = append(out, id)
+				}
+			}
+			ki++
+		case q.video.token:
+			if kv < len(vidN) {
+				out = slices.Grow(out, vidN[kv])
+				for range vidN[kv] {
+					out = append(out, id)
+				}
+			}
+			kv++
+		default:
+			out = append(out, id)
+		}
+	}
+	if ki != len(imgN) || kv != len(vidN) {
+		return nil, fmt.Errorf("the prompt has %d <|image_pad|> and %d <|video_pad|> tokens for %d images and %d videos (the text may not hold them itself)", ki, kv, len(imgN), len(vidN))
+	}
+	return out, nil
+}
+
+// qwen2VLRopeIndex is transformers' Qwen2VLModel.get_rope_index for one unpadded sequence:
+// the 3×n M-RoPE position ids (temporal row, height row, width row). A vision run — the
+// image (video) tokens after a vision_start — takes (t, h/merge, w/merge) grid indices offset
+// by the text before it; text takes the same 1-D index on all three axes, continuing from
+// the largest index before it + 1. The video temporal index is the frame-pair index.
+func qwen2VLRopeIndex(toks []int32, imgGrid, vidGrid [][3]int, merge int, start, imageTok, videoTok int32) ([]int32, error) {
+	n := len(toks)
+	imageNums, videoNums := 0, 0
+	for i := 0; i+1 < n; i++ {
+		if toks[i] == start {
+			switch toks[i+1] {
+			case imageTok:
+				imageNums++
+			case videoTok:
+				videoNums++
+			}
+		}
+	}
+	if imageNums > len(imgGrid) || videoNums > len(vidGrid) {
+		return nil, fmt.Errorf("M-RoPE: %d images and %d videos in the tokens, %d and %d grids", imageNums, videoNums, len(imgGrid), len(vidGrid))
+	}
+	var pos [3][]int32
+	last := -1 // largest index of the last chunk; -1: none yet
+	text := func(from, count int) {
+		for a := range 3 {
+			for j := range count {
+				pos[a] = append(pos[a], int32(from+j))
+			}
+		}
+		if count > 0 {
+			last = from + count - 1
+		}
+	}
+	st, ii, vi := 0, 0, 0
+	remI, remV := imageNums, videoNums
+	for range imageNums + videoNums {
+		edI, edV := n+1, n+1
+		if remI > 0 {
+			if edI = slices.Index(toks[st:], imageTok); edI < 0 {
+				return nil, fmt.Errorf("M-RoPE: no image token after position %d", st)
+			}
+			edI += st
+		}
+		if remV > 0 {
+			if edV = slices.Index(toks[st:], videoTok); edV < 0 {
+				return nil, fmt.Errorf("M-RoPE: no video token after position %d", st)
+			}
+			edV += st
+		}
+		var g [3]int
+		ed := edI
+		if edI < edV {
+			g, ii, remI = imgGrid[ii], ii+1, remI-1
+		} else {
+			g, vi, remV, ed = vidGrid[vi], vi+1, remV-1, edV
+		}
+		lt, lh, lw := g[0], g[1]/merge, g[2]/merge
+		stIdx := last + 1
+		textLen := ed - st
+		text(stIdx, textLen)
+		base := stIdx + textLen
+		for t := range lt {
+			for h := range lh {
+				for w := range lw {
+					pos[0] = append(pos[0], int32(base+t))
+					pos[1] = append(pos[1], int32(base+h))
+					pos[2] = append(pos[2], int32(base+w))
+				}
+			}
+		}
+		last = base + max(lt, lh, lw) - 1
+		st = ed + lt*lh*lw
+	}
+	if st < n {
+		text(last+1, n-st)
+	}
+	if len(pos[0]) != n {
+		return nil, fmt.Errorf("M-RoPE: the vision runs' grids cover %d positions, the prompt has %d tokens (a placeholder run shorter than its grid)", len(pos[0]), n)
+	}
+	return slices.Concat(pos[0], pos[1], pos[2]), nil
+}
