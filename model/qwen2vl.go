@@ -500,7 +500,9 @@ func qwen2VLRopeIndex(toks []int32, imgGrid, vidGrid [][3]int, merge int, start,
 			}
 		}
 		last = base + max(lt, lh, lw) - 1
-		st = ed + lt*lh*lw
+		if st = ed + lt*lh*lw; st > n {
+			return nil, fmt.Errorf("M-RoPE: the vision run at %d needs %d tokens, the prompt ends at %d", ed, lt*lh*lw, n)
+		}
 	}
 	if st < n {
 		text(last+1, n-st)

@@ -479,7 +479,7 @@ func TestQwen2VLPatchEmbedIsConv3d(t *testing.T) {
 	ck, _ := hfdir.Open(dir)
 	defer ck.Close()
 	w := (&q2ref{t: t, c: ck}).get("visual.patch_embed.proj.weight") // [E, C, T, P, P]
-	vol := make([][]float32, T)                                         // per frame: CHW
+	vol := make([][]float32, T)                                      // per frame: CHW
 	for f := range T {
 		vol[f] = proc.Normalize.CHW(frames[f])
 	}
@@ -707,4 +707,33 @@ func (m *Model) decodeOne(in Input, next int32) ([]float32, error) {
 		return nil, err
 	}
 	return out[0], nil
+}
+
+// FuzzQwen2VLRopeIndex: any token sequence and grids give an error or 3×n positions, never a
+// panic, and text-only sequences give 0..n-1.
+func FuzzQwen2VLRopeIndex(f *testing.F) {
+	f.Add([]byte{0, 1, 2, 2, 2, 2, 3, 4}, uint8(1), uint8(4), uint8(4))
+	f.Add([]byte{0, 5, 5, 3, 0, 2, 3}, uint8(2), uint8(2), uint8(2))
+	f.Add([]byte{4, 4, 4}, uint8(0), uint8(0), uint8(0))
+	f.Fuzz(func(t *testing.T, raw []byte, gt, gh, gw uint8) {
+		alphabet := []int32{q2Start, 7, q2Image, q2End, 9, q2Video}
+		toks := make([]int32, len(raw))
+		for i, b := range raw {
+			toks[i] = alphabet[int(b)%len(alphabet)]
+		}
+		g := [3]int{int(gt % 5), int(gh % 9), int(gw % 9)}
+		grids := [][3]int{g, g, g}
+		pos, err := qwen2VLRopeIndex(toks, grids, grids, 2, q2Start, q2Image, q2Video)
+		if err != nil {
+			return
+		}
+		if len(pos) != 3*len(toks) {
+			t.Fatalf("%d positions for %d tokens", len(pos), len(toks))
+		}
+		for _, p := range pos {
+			if p < 0 {
+				t.Fatalf("negative position in %v", pos)
+			}
+		}
+	})
 }

@@ -309,3 +309,79 @@ func FuzzRegisterDefinition(f *testing.F) {
 		}
 	})
 }
+
+// Qwen2-VL's definition on the real 2B and 7B configs: the tensor count and the shapes of
+// transformers' modules (Conv3d patch embedding, fused qkv, mlp_ratio 4, PatchMerger over
+// merge² = 4 patches); lm_head only when the embeddings are not tied (7B).
+func TestQwen2VLRealConfigs(t *testing.T) {
+	for _, c := range []struct {
+		dir    string
+		hidden int64
+		count  int
+	}{
+		{"Qwen2-VL-2B-Instruct", 1536, 729},
+		{"Qwen2-VL-7B-Instruct", 3584, 730},
+	} {
+		raw, err := os.ReadFile(filepath.Join("../../testdata/configs", c.dir, "config.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := archdef.ForConfig(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		specs, err := a.Tensors()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string][]int64{}
+		for _, s := range specs {
+			got[s.Name] = s.Shape
+		}
+		if len(specs) != c.count {
+			t.Errorf("%s: %d tensors, want %d", c.dir, len(specs), c.count)
+		}
+		for name, want := range map[string][]int64{
+			"visual.patch_embed.proj.weight":        {1280, 3, 2, 14, 14},
+			"visual.blocks.31.attn.qkv.weight":      {3840, 1280},
+			"visual.blocks.0.attn.qkv.bias":         {3840},
+			"visual.blocks.0.mlp.fc1.weight":        {5120, 1280},
+			"visual.blocks.0.mlp.fc2.weight":        {1280, 5120},
+			"visual.merger.ln_q.weight":             {1280},
+			"visual.merger.mlp.0.weight":            {5120, 5120},
+			"visual.merger.mlp.2.weight":            {c.hidden, 5120},
+			"model.layers.27.self_attn.k_proj.bias": {map[int64]int64{1536: 256, 3584: 512}[c.hidden]},
+		} {
+			if !slices.Equal(got[name], want) {
+				t.Errorf("%s: %s is %v, want %v", c.dir, name, got[name], want)
+			}
+		}
+		groups, err := a.FFN()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var summary []string
+		for _, g := range groups {
+			summary = append(summary, g.Module+":"+strconv.Itoa(g.Layers)+"x"+strconv.Itoa(g.Neurons)+":"+g.Act)
+		}
+		inter := map[int64]string{1536: "8960", 3584: "18944"}[c.hidden]
+		if want := []string{"vision:32x5120:quick_gelu", "projector:1x5120:gelu", "llm:28x" + inter + ":silu"}; !slices.Equal(summary, want) {
+			t.Errorf("%s: FFN groups %v, want %v", c.dir, summary, want)
+		}
+	}
+	// A vision_config that leaves keys out takes Qwen2VLVisionConfig's defaults.
+	a, err := archdef.ForConfig([]byte(`{"architectures": ["Qwen2VLForConditionalGeneration"], "hidden_size": 64, "num_hidden_layers": 1,
+		"num_attention_heads": 2, "intermediate_size": 8, "vocab_size": 10, "vision_config": {"depth": 1}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := a.Module("vision")
+	for key, want := range map[string]int64{"depth": 1, "embed_dim": 1280, "num_heads": 16, "in_chans": 3, "temporal_patch_size": 2, "hidden_size": 3584} {
+		if n, err := v.Int(key); err != nil || n != want {
+			t.Errorf("vision_config.%s: %d, %v, want %d", key, n, err, want)
+		}
+	}
+	if act := v.Config["hidden_act"]; act != "quick_gelu" {
+		t.Errorf("default hidden_act %v, want quick_gelu", act)
+	}
+}
