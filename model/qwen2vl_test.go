@@ -737,3 +737,49 @@ func FuzzQwen2VLRopeIndex(f *testing.F) {
 		}
 	})
 }
+
+// The vision tower and merger alone (patch embedding, 2-D rotary, attention within each
+// frame, quick-GELU MLP, PatchMerger) agree with the float64 reference on an image and on a
+// 3-frame video (two temporal patches: two cu_seqlens chunks), and the FFN taps see every
+// patch row at the vision sites and every merged row at the projector.
+func TestQwen2VLVisionTower(t *testing.T) {
+	prev := kernels.Use(exactVariantInternal())
+	defer kernels.Use(prev)
+	m, dir := qwen2VL(t, safetensors.F32, 0)
+	in, err := m.BuildInput("s", q2Prompt(t, t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck, _ := hfdir.Open(dir)
+	defer ck.Close()
+	r := &q2ref{t: t, c: ck}
+	for k, md := range in.Media {
+		enc := m.encoder(md.Kind)
+		tap := &siteTap{sites: map[Site]int{}}
+		got, err := enc.encode(context.Background(), 0, md, []Tap{tap}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref := r.vision(md.Features, md.Grid, 2, 32, 2, 2)
+		if len(got) != len(ref) {
+			t.Fatalf("%s: %d values, reference %d", md.Kind, len(got), len(ref))
+		}
+		worst := 0.0
+		for i, v := range ref {
+			worst = max(worst, math.Abs(float64(got[i])-v))
+		}
+		if worst > 1e-4 {
+			t.Errorf("medium %d (%s, grid %v): merged rows differ from the reference by %g", k, md.Kind, md.Grid, worst)
+		}
+		want := map[Site]int{{"vision", 0}: md.Rows, {"vision", 1}: md.Rows, {"projector", 0}: md.Rows / 4}
+		if !mapsEqual(tap.sites, want) {
+			t.Errorf("%s: taps saw %v, want %v", md.Kind, tap.sites, want)
+		}
+	}
+	// A grid that does not cover the rows is refused.
+	bad := in.Media[0]
+	bad.Grid[0] = 2
+	if _, err := m.encoder("image").encode(context.Background(), 0, bad, nil, nil); !errors.Is(err, ErrMedia) {
+		t.Errorf("grid %v for %d rows: %v", bad.Grid, bad.Rows, err)
+	}
+}
