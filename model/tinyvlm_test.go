@@ -342,7 +342,7 @@ func TestTinyVLMMaskEqualsWeightEdit(t *testing.T) {
 }
 
 // writePNG writes a w×h picture whose pixels are a gradient shifted by seed.
-func writePNG(t *testing.T, path string, w, h, seed int) {
+func writePNG(t testing.TB, path string, w, h, seed int) {
 	t.Helper()
 	img := image.NewNRGBA(image.Rect(0, 0, w, h))
 	for y := range h {
