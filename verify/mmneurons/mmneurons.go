@@ -213,12 +213,87 @@ func Lists(ctx context.Context, m *model.Model, data []samples.Sample, n int, ch
 	return out, set, nil
 }
 
-// step is where a sample writes a concept: the position whose next token is it.
-type step struct {
-	sample int
-	pos    int
-	id     int32
-	word   string
+// Step is where a sample writes a concept: the position whose next token is it (the first
+// such position after the sample's image).
+type Step struct {
+	Sample int // index in the samples
+	Pos    int
+	ID     int32 // the concept's token (its first, for a word of several)
+	Word   string
+}
+
+// ConceptSteps builds every sample's input and finds where each word is first written after
+// its image (a word a sample does not write has no step there).
+func ConceptSteps(m *model.Model, data []samples.Sample, words []string, chat bool) ([]model.Input, []Step, error) {
+	if m.Tokenizer == nil {
+		return nil, nil, fmt.Errorf("mmneurons: the checkpoint has no tokenizer")
+	}
+	ids := make([]int32, len(words))
+	for i, w := range words {
+		t, err := m.Tokenizer.WordIDs(w)
+		if err != nil || len(t) == 0 {
+			return nil, nil, fmt.Errorf("mmneurons: concept %q does not tokenize", w)
+		}
+		ids[i] = t[0]
+	}
+	inputs := make([]model.Input, len(data))
+	var steps []Step
+	for i, s := range data {
+		in, err := m.BuildInput("sample "+s.ID, locate.SamplePrompt(s, chat))
+		if err != nil {
+			return nil, nil, fmt.Errorf("mmneurons: %w", err)
+		}
+		inputs[i] = in
+		for wi, w := range words {
+			for p := max(0, m.TextStart(in)-1); p+1 < len(in.Tokens); p++ {
+				if in.Tokens[p+1] == ids[wi] {
+					steps = append(steps, Step{Sample: i, Pos: p, ID: ids[wi], Word: w})
+					break
+				}
+			}
+		}
+	}
+	return inputs, steps, nil
+}
+
+// StepProbs is m's probability of each step's concept at its step, under mask (nil: none).
+func StepProbs(ctx context.Context, m *model.Model, inputs []model.Input, steps []Step, mask *model.Mask) ([]float64, error) {
+	r, err := m.ForwardInputs(ctx, inputs, model.ForwardOptions{AllLogits: true, Mask: mask})
+	if err != nil {
+		return nil, err
+	}
+	V := m.Config().Vocab
+	out := make([]float64, len(steps))
+	for i, st := range steps {
+		lp := model.LogSoftmax(r.Logits[st.Sample][st.Pos*V : (st.Pos+1)*V])
+		out[i] = math.Exp(lp[st.ID])
+	}
+	return out, nil
+}
+
+// Specificity is |Δp| of word's steps over that plus the mean |Δp| of the other words' steps,
+// between base and moved probabilities of steps (1: only the word moves; 0.5: no
+// preference), with the two means; nil when either kind of step is missing or nothing moved.
+func Specificity(steps []Step, base, moved []float64, word string) (ratio *float64, self, other float64) {
+	var ns, no int
+	for i, st := range steps {
+		d := math.Abs(base[i] - moved[i])
+		if st.Word == word {
+			self += d
+			ns++
+		} else {
+			other += d
+			no++
+		}
+	}
+	if ns == 0 || no == 0 {
+		return nil, 0, 0
+	}
+	self, other = self/float64(ns), other/float64(no)
+	if self+other == 0 {
+		return nil, self, other
+	}
+	return ptr(self / (self + other)), self, other
 }
 
 // Evaluate measures the four properties on data (docs/metrics.md).
@@ -262,57 +337,28 @@ func Evaluate(ctx context.Context, m *model.Model, data []samples.Sample, o Opti
 	rep := &Report{TopN: o.TopN, LensK: o.LensK, Seed: o.Seed, Lists: len(keys), ShuffleSeed: o.ShuffleSeed}
 
 	// Every sample's input and the steps at which it writes each concept.
-	words := map[string]int32{}
 	var order []string
 	for _, k := range keys {
-		if _, ok := words[k.Concept]; !ok {
-			ids, err := tok.WordIDs(k.Concept)
-			if err != nil || len(ids) == 0 {
-				return nil, fmt.Errorf("mmneurons: concept %q does not tokenize", k.Concept)
-			}
-			words[k.Concept] = ids[0]
+		if len(order) == 0 || order[len(order)-1] != k.Concept {
 			order = append(order, k.Concept)
 		}
 	}
-	byID := map[string]int{}
-	inputs := make([]model.Input, len(data))
-	var steps []step
-	for i, s := range data {
-		byID[s.ID] = i
-		in, err := m.BuildInput("sample "+s.ID, locate.SamplePrompt(s, o.Chat))
-		if err != nil {
-			return nil, fmt.Errorf("mmneurons: %w", err)
-		}
-		inputs[i] = in
-		for _, w := range order {
-			for p := max(0, m.TextStart(in)-1); p+1 < len(in.Tokens); p++ {
-				if in.Tokens[p+1] == words[w] {
-					steps = append(steps, step{sample: i, pos: p, id: words[w], word: w})
-					break
-				}
-			}
-		}
+	inputs, steps, err := ConceptSteps(m, data, order, o.Chat)
+	if err != nil {
+		return nil, err
 	}
-	probs := func(mask *model.Mask) ([]float64, error) {
-		r, err := m.ForwardInputs(ctx, inputs, model.ForwardOptions{AllLogits: true, Mask: mask})
-		if err != nil {
-			return nil, err
-		}
-		V := m.Config().Vocab
-		out := make([]float64, len(steps))
-		for i, st := range steps {
-			lp := model.LogSoftmax(r.Logits[st.sample][st.pos*V : (st.pos+1)*V])
-			out[i] = math.Exp(lp[st.id])
-		}
-		return out, nil
+	words := map[string]int32{}
+	for _, st := range steps {
+		words[st.Word] = st.ID
 	}
+	probs := func(mask *model.Mask) ([]float64, error) { return StepProbs(ctx, m, inputs, steps, mask) }
 	base, err := probs(nil)
 	if err != nil {
 		return nil, err
 	}
 	self := func(k Key) int {
 		for i, st := range steps {
-			if st.word == k.Concept && data[st.sample].ID == k.Sample {
+			if st.Word == k.Concept && data[st.Sample].ID == k.Sample {
 				return i
 			}
 		}
@@ -352,7 +398,7 @@ func Evaluate(ctx context.Context, m *model.Model, data []samples.Sample, o Opti
 		}
 		cnt := 0
 		for i, st := range steps {
-			if st.word == k.Concept {
+			if st.Word == k.Concept {
 				continue
 			}
 			other += math.Abs(base[i] - p[i])

@@ -255,3 +255,21 @@ func TestEvaluateTinyVLM(t *testing.T) {
 	}
 	t.Logf("report: %+v", rep.Metrics())
 }
+
+// Specificity by hand: the word's steps move by 0.3 and 0.1 (mean 0.2), the others' by 0.05
+// and 0.15 (mean 0.1): 0.2 / 0.3.
+func TestSpecificityHandComputed(t *testing.T) {
+	steps := []Step{{Word: "dog"}, {Word: "cat"}, {Word: "dog"}, {Word: "ball"}}
+	base := []float64{0.5, 0.2, 0.4, 0.3}
+	moved := []float64{0.2, 0.25, 0.5, 0.15}
+	r, self, other := Specificity(steps, base, moved, "dog")
+	if r == nil || math.Abs(*r-2.0/3) > 1e-12 || math.Abs(self-0.2) > 1e-12 || math.Abs(other-0.1) > 1e-12 {
+		t.Errorf("Specificity = %v, %v, %v; want 2/3, 0.2, 0.1", r, self, other)
+	}
+	if r, _, _ := Specificity(steps, base, base, "dog"); r != nil {
+		t.Errorf("nothing moved: %v, want nil", *r)
+	}
+	if r, _, _ := Specificity(steps[:1], base[:1], moved[:1], "dog"); r != nil {
+		t.Errorf("no other word: %v, want nil", *r)
+	}
+}
