@@ -292,6 +292,11 @@ func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stat
 		}
 		lo, hi = o.Shard.Range(len(ss))
 	}
+	if into != nil && o.ShuffleSeed != nil {
+		// The stats file does not say whether its patches were shuffled: extending one with
+		// shuffled images would mix the two unseen.
+		return nil, fmt.Errorf("%w: shuffled patches are recorded into new stats only (no resume)", ErrStats)
+	}
 	if into != nil && !sameShard(into.Shard, o.Shard) {
 		return nil, fmt.Errorf("%w: the stats to extend are %s, this run records %s", ErrStats, shardName(into.Shard), shardName(o.Shard))
 	}
