@@ -3,10 +3,13 @@ package model
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/neurosurg/neurosurg/dtype"
@@ -15,6 +18,7 @@ import (
 	"github.com/neurosurg/neurosurg/media/imageproc"
 	"github.com/neurosurg/neurosurg/model/kernels"
 	"github.com/neurosurg/neurosurg/model/synth"
+	"github.com/neurosurg/neurosurg/model/tokenizer"
 )
 
 // The shrunk configs: the real llava-1.5-7b-hf config.json and the reconstructed
@@ -413,9 +417,8 @@ func maxDiff(a []float32, b []float64) float64 {
 
 // The whole forward — processor, CLIP tower, feature layer, projector, NeXT packing, decoder —
 // agrees with the float64 port of transformers to 1e-4 on the logits under the f32-exact
-// kernels, for LLaVA-1.5 and LLaVA-NeXT, on F32 sharded and F16 checkpoints (BF16: the same
-// formulas, its attention rounded like the text path's), and on pictures of several aspect
-// ratios (NeXT: each picks another grid and unpads other rows or columns).
+// kernels, for LLaVA-1.5 and LLaVA-NeXT, on F32 sharded, F16 and BF16 checkpoints (the
+// reference reads the same stored weights), and on pictures of several aspect ratios (NeXT: each picks another grid and unpads other rows or columns).
 func TestLlavaMatchesReference(t *testing.T) {
 	prev := kernels.Use(exactVariantInternal())
 	defer kernels.Use(prev)
@@ -479,7 +482,14 @@ func TestLlavaMatchesReference(t *testing.T) {
 				if w > c.tol {
 					t.Errorf("%dx%d: logits differ from the reference by %g", p.w, p.h, w)
 				}
-				t.Logf("%dx%d: %d tokens (%d image rows), logits within %.2g of the float64 reference", p.w, p.h, len(in.Tokens), len(feats), w)
+				scale := 0.0
+				for _, v := range flat {
+					scale = max(scale, math.Abs(v))
+				}
+				if scale < 0.1 {
+					t.Errorf("%dx%d: image features at most %g: too small to tell", p.w, p.h, scale)
+				}
+				t.Logf("%dx%d: %d tokens (%d image rows, |feature| ≤ %.2g), logits within %.2g of the float64 reference", p.w, p.h, len(in.Tokens), len(feats), scale, w)
 			}
 		})
 	}
@@ -580,6 +590,225 @@ func TestLlavaImageTokenCounts(t *testing.T) {
 		}
 		if n != s.want {
 			t.Errorf("NeXT %dx%d: %d tokens, want %d", s.w, s.h, n, s.want)
+		}
+	}
+}
+
+// Zeroing neuron j of a vision layer or of the projector with a runtime mask gives the logits of
+// the checkpoint whose fc2 / linear_2 column j is zero (F32 and F16). A mask on the layer past
+// vision_feature_layer changes nothing (its output is not used) but is a valid site.
+func TestLlavaMaskEqualsWeightEdit(t *testing.T) {
+	ctx := context.Background()
+	for _, dt := range []safetensors.DType{safetensors.F32, safetensors.F16} {
+		m, dir := llavaTiny(t, llavaNextTinyConfig, dt, 0, nil)
+		path := filepath.Join(dir, "p.png")
+		writePNG(t, path, 30, 21, 5)
+		in, err := m.BuildInput("s", Prompt{Text: "what is it", Media: []Medium{{Kind: "image", Paths: []string{path}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain, err := m.ForwardInputs(ctx, []Input{in}, ForwardOptions{AllLogits: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		const vp = "vision_tower.vision_model.encoder.layers."
+		for _, c := range []struct {
+			site    Site
+			j       int
+			tensor  string
+			neurons int
+			effect  bool
+		}{
+			{Site{"vision", 1}, 7, vp + "1.mlp.fc2.weight", 40, true},
+			{Site{"vision", 0}, 39, vp + "0.mlp.fc2.weight", 40, true},
+			{Site{"vision", 2}, 3, vp + "2.mlp.fc2.weight", 40, false},
+			{Site{"projector", 0}, 5, "multi_modal_projector.linear_2.weight", 32, true},
+		} {
+			mask := NewMask()
+			mask.Set(c.site, c.j, 0)
+			masked, err := m.ForwardInputs(ctx, []Input{in}, ForwardOptions{Mask: mask, AllLogits: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ck, err := hfdir.Open(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			info, b, _ := ck.Tensor(c.tensor)
+			edited := slices.Clone(b)
+			es := info.DType.Size()
+			for r := 0; r < int(info.Shape[0]); r++ {
+				clear(edited[(r*c.neurons+c.j)*es : (r*c.neurons+c.j+1)*es])
+			}
+			me, err := Load(ck.ConfigJSON, overlay{ck, map[string][]byte{c.tensor: edited}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			me.dir = dir
+			me.Tokenizer = m.Tokenizer
+			edit, err := me.ForwardInputs(ctx, []Input{in}, ForwardOptions{AllLogits: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			worst := 0.0
+			for i := range edit.Logits[0] {
+				worst = max(worst, math.Abs(float64(edit.Logits[0][i]-masked.Logits[0][i])))
+			}
+			if worst > 1e-6 {
+				t.Errorf("%s %v neuron %d: mask and weight edit differ by %g", dt, c.site, c.j, worst)
+			}
+			if changed := !slices.Equal(masked.Logits[0], plain.Logits[0]); changed != c.effect {
+				t.Errorf("%s %v neuron %d: the mask changed the logits: %v, want %v", dt, c.site, c.j, changed, c.effect)
+			}
+			ck.Close()
+		}
+	}
+}
+
+// Taps see every vision layer (the one past the feature layer included, as transformers' hooks
+// do) over all tiles' rows with their class tokens, the projector over the selected rows and
+// the decoder over the tokens; tapping changes no logit.
+func TestLlavaTaps(t *testing.T) {
+	ctx := context.Background()
+	m, dir := llavaTiny(t, llavaNextTinyConfig, safetensors.F32, 0, nil)
+	path := filepath.Join(dir, "p.png")
+	writePNG(t, path, 40, 20, 1) // 16×32 grid pinpoint: the base image and 2 tiles
+	in, err := m.BuildInput("s", Prompt{Text: "hi", Media: []Medium{{Kind: "image", Paths: []string{path}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tap := &siteTap{sites: map[Site]int{}}
+	tapped, err := m.ForwardInputs(ctx, []Input{in}, ForwardOptions{Taps: []Tap{tap}, AllLogits: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := m.ForwardInputs(ctx, []Input{in}, ForwardOptions{AllLogits: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(tapped.Logits[0], plain.Logits[0]) {
+		t.Error("taps changed the logits")
+	}
+	n := len(in.Tokens)
+	want := map[Site]int{{"vision", 0}: 3 * 17, {"vision", 1}: 3 * 17, {"vision", 2}: 3 * 17, {"projector", 0}: 3 * 16, {"llm", 0}: n, {"llm", 1}: n}
+	if !mapsEqual(tap.sites, want) {
+		t.Errorf("tap saw %v, want %v", tap.sites, want)
+	}
+	if got := len(m.FFNSites()); got != 6 {
+		t.Errorf("%d FFN sites, want 6 (vision 3, projector 1, llm 2)", got)
+	}
+}
+
+// The prompt layouts: without Chat "<image>\n" + text after BOS; with Chat the checkpoint's
+// template ("USER: <image>\n… ASSISTANT:"), BOS added by the tokenizer; <image> expanded to the
+// processor's count; the same picture through PromptInput (the samples paths' builder) gives
+// the same media.
+func TestLlavaPrompt(t *testing.T) {
+	m, dir := llavaTiny(t, llavaTinyConfig, safetensors.F32, 0, nil)
+	path := filepath.Join(dir, "p.png")
+	writePNG(t, path, 30, 21, 5)
+	tok := m.Tokenizer
+	image := Medium{Kind: "image", Paths: []string{path}}
+	expand := func(ids []int32) []int32 {
+		var out []int32
+		for _, id := range ids {
+			if id == 32000 {
+				out = append(out, slices.Repeat([]int32{32000}, 16)...)
+				continue
+			}
+			out = append(out, id)
+		}
+		return out
+	}
+	s, err := tok.ApplyChatTemplate([]tokenizer.Message{{Role: "user", Parts: []tokenizer.Part{{Type: "image"}, {Type: "text", Text: "a cat"}}}}, true)
+	if err != nil || s != "USER: <image>\na cat ASSISTANT:" {
+		t.Fatalf("chat template: %q, %v", s, err)
+	}
+	for _, c := range []struct {
+		p    Prompt
+		text string
+	}{
+		{Prompt{Text: "a cat", Media: []Medium{image}}, "<image>\na cat"},
+		{Prompt{Text: "a cat", Media: []Medium{image}, Chat: true}, "USER: <image>\na cat ASSISTANT:"},
+		{Prompt{Text: "a cat", Media: []Medium{image, image}}, "<image>\n<image>\na cat"},
+		{Prompt{Text: "a cat", Chat: true}, "USER: a cat ASSISTANT:"},
+		{Prompt{Text: "a cat"}, "a cat"},
+	} {
+		in, err := m.BuildInput("s", c.p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, _ := tok.Encode(c.text, true)
+		if want := expand(ids); !slices.Equal(in.Tokens, want) || ids[0] != 1 {
+			t.Errorf("%+v: tokens %v, want %v (%q after BOS)", c.p, in.Tokens, want, c.text)
+		}
+		if len(in.Media) != len(c.p.Media) || in.Positions != nil {
+			t.Errorf("%+v: %d media, positions %v", c.p, len(in.Media), in.Positions)
+		}
+		if _, err := m.ForwardInputs(context.Background(), []Input{in}, ForwardOptions{}); err != nil {
+			t.Errorf("%+v: %v", c.p, err)
+		}
+	}
+	bos := []int32{1}
+	pi, err := m.PromptInput("s", append(bos, 9), []string{"image"}, []string{path})
+	if err != nil || len(pi.Media) != 1 || pi.Media[0].Rows != 16 || len(pi.Tokens) != 18 {
+		t.Fatalf("PromptInput: %+v, %v", pi.Tokens, err)
+	}
+	in, _ := m.BuildInput("s", Prompt{Text: "x", Media: []Medium{image}})
+	if !slices.Equal(pi.Media[0].Features, in.Media[0].Features) {
+		t.Error("PromptInput and BuildInput read the picture differently")
+	}
+	for _, c := range []struct {
+		p   Prompt
+		msg string
+	}{
+		{Prompt{Text: "two <image> here", Media: []Medium{image}}, "more <image> tokens than its 1 images"},
+		{Prompt{Text: "<image>", Media: []Medium{image}, Chat: true}, "more <image> tokens than its 1 images"},
+		{Prompt{Text: "x", Media: []Medium{{Kind: "image", Paths: []string{filepath.Join(dir, "none.png")}}}}, "none.png"},
+		{Prompt{Text: "x", Media: []Medium{{Kind: "audio", Paths: []string{path}}}}, "has audio input"},
+		{Prompt{Text: strings.Repeat("a b c ", 1500), Media: []Medium{image}}, "more than"},
+	} {
+		if _, err := m.BuildInput("sample s", c.p); err == nil || !strings.Contains(err.Error(), c.msg) || !strings.Contains(err.Error(), "sample s") {
+			t.Errorf("%.40q: %v, want an error naming the sample and %q", c.p.Text, err, c.msg)
+		}
+	}
+	// Without preprocessor_config.json there is no processor to read pictures with.
+	os.Remove(filepath.Join(dir, "preprocessor_config.json"))
+	m2, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Close()
+	if _, err := m2.BuildInput("s", Prompt{Text: "x", Media: []Medium{image}}); !errors.Is(err, ErrMediaPath) {
+		t.Errorf("no preprocessor_config.json: %v, want ErrMediaPath", err)
+	}
+}
+
+// Config values the family cannot run are errors naming the key.
+func TestLlavaBadConfigs(t *testing.T) {
+	for _, c := range []struct {
+		cfg string
+		set map[string]any
+		msg string
+	}{
+		{llavaNextTinyConfig, map[string]any{"vision_feature_select_strategy": "full"}, "vision_feature_select_strategy"},
+		{llavaTinyConfig, map[string]any{"vision_feature_select_strategy": "cls"}, "vision_feature_select_strategy"},
+		{llavaTinyConfig, map[string]any{"vision_feature_layer": []any{1, 2}}, "vision_feature_layer"},
+		{llavaTinyConfig, map[string]any{"vision_feature_layer": 4}, "vision_feature_layer"},
+		{llavaTinyConfig, map[string]any{"projector_hidden_act": "tanh"}, "projector_hidden_act"},
+		{llavaTinyConfig, map[string]any{"image_token_index": 40000}, "image_token_index"},
+		{llavaNextTinyConfig, map[string]any{"image_grid_pinpoints": []any{[]any{16, 20}}}, "image_grid_pinpoints"},
+	} {
+		dir := filepath.Join(t.TempDir(), "bad")
+		if err := synth.Generate(c.cfg, dir, synth.Options{DType: safetensors.F32, Set: c.set}); err != nil {
+			t.Fatal(err)
+		}
+		m, err := Open(dir)
+		if err == nil {
+			m.Close()
+		}
+		if err == nil || !strings.Contains(err.Error(), c.msg) || !errors.Is(err, ErrConfig) {
+			t.Errorf("%v: %v, want ErrConfig naming %s", c.set, err, c.msg)
 		}
 	}
 }

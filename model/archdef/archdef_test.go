@@ -357,9 +357,9 @@ func TestLlavaMatchesRealIndex(t *testing.T) {
 		"vision_tower.vision_model.embeddings.patch_embedding.weight":    {1024, 3, 14, 14},
 		"vision_tower.vision_model.embeddings.position_embedding.weight": {577, 1024},
 		"vision_tower.vision_model.embeddings.class_embedding":           {1024},
-		"multi_modal_projector.linear_1.weight":                           {4096, 1024},
-		"language_model.model.layers.31.mlp.down_proj.weight":             {4096, 11008},
-		"language_model.lm_head.weight":                                   {32064, 4096},
+		"multi_modal_projector.linear_1.weight":                          {4096, 1024},
+		"language_model.model.layers.31.mlp.down_proj.weight":            {4096, 11008},
+		"language_model.lm_head.weight":                                  {32064, 4096},
 	} {
 		if !slices.Equal(shapes[name], shape) {
 			t.Errorf("%s: %v, want %v", name, shapes[name], shape)
