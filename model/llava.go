@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -217,20 +218,18 @@ func (e *llavaImage) processor() error {
 		}
 		var h, w int
 		if e.next {
-			if e.anyres, err = imageproc.ParseLlavaNextConfig(data, path); err == nil {
-				e.anyres.Pinpoints = e.pinpoints // the model's grid is the one its features are packed by
-				h, w = e.anyres.CropH, e.anyres.CropW
-				if !e.anyres.DoCenterCrop {
-					h, w = e.anyres.ShortestEdge, e.anyres.ShortestEdge
-				}
+			// The processor tiles by its pinpoints, the model packs by config.json's: they must
+			// agree (transformers would mis-split the features otherwise).
+			if e.anyres, err = imageproc.ParseLlavaNextConfig(data, path); err == nil && !slices.Equal(e.anyres.Pinpoints, e.pinpoints) {
+				err = fmt.Errorf("%s: image_grid_pinpoints %v differ from config.json's %v", path, e.anyres.Pinpoints, e.pinpoints)
 			}
-		} else if e.clip, err = imageproc.ParseCLIPConfig(data, path); err == nil {
+			h, w = e.anyres.CropH, e.anyres.CropW
+		} else {
+			e.clip, err = imageproc.ParseCLIPConfig(data, path)
 			h, w = e.clip.CropH, e.clip.CropW
-			if !e.clip.DoCenterCrop {
-				h, w = e.clip.ResizeSize(e.imageSize, e.imageSize)
-			}
 		}
-		if err == nil && (h != e.imageSize || w != e.imageSize) {
+		// Without a centre crop the size depends on the picture: prepare checks each one.
+		if err == nil && (e.clip.DoCenterCrop || e.anyres.DoCenterCrop) && (h != e.imageSize || w != e.imageSize) {
 			err = fmt.Errorf("%s: the processor makes %dx%d pictures, the vision tower takes %dx%d (vision_config.image_size)", path, w, h, e.imageSize, e.imageSize)
 		}
 		e.procErr = err

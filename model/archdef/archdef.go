@@ -407,8 +407,11 @@ func (a *Arch) Int(key string) (int64, error) {
 			return 0, err
 		}
 		p, err := a.Int("patch_size")
-		if err != nil || p == 0 {
-			return 0, fmt.Errorf("config.json: num_positions: patch_size: %v", err)
+		if err != nil {
+			return 0, err
+		}
+		if p == 0 {
+			return 0, fmt.Errorf("config.json: patch_size is 0 (num_positions = (image_size / patch_size)² + 1)")
 		}
 		return (s/p)*(s/p) + 1, nil
 	}

@@ -276,6 +276,8 @@ func FuzzRegisterDefinition(f *testing.F) {
 		[]byte(`{"n": 2, "h": 3, "f": 4, "a": "gelu"}`))
 	f.Add([]byte(`{"architectures": ["F2"], "modules": [{"name": "v", "config": "vc", "fallback": true, "layers": "1", "layer_prefix": "p.", "layer": [{"name": "w", "shape": ["vc.h"], "if": "b", "tied_to": "x"}]}]}`),
 		[]byte(`{"vc": {"h": 5}, "b": true, "tie_word_embeddings": true}`))
+	f.Add([]byte(`{"architectures": ["F3"], "modules": [{"name": "v", "config": "vc", "defaults": {"h": 3, "image_size": 8, "patch_size": 4}, "layers": "1", "layer_prefix": "p.", "layer": [{"name": "w", "shape": ["num_positions", "h"]}]}, {"name": "p", "defaults": {"b": true}, "layers": "1", "layer_prefix": "q.", "layer": [{"name": "w", "shape": ["vc.h", "vc.vc.h"], "if": "b"}]}]}`),
+		[]byte(`{"vc": {"patch_size": 0}}`))
 	n := 0
 	f.Fuzz(func(t *testing.T, def, cfg []byte) {
 		n++
