@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image"
+	"image/color"
+	"image/png"
 	"math"
 	"os"
 	"path/filepath"
@@ -810,5 +813,66 @@ func TestLlavaBadConfigs(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.msg) || !errors.Is(err, ErrConfig) {
 			t.Errorf("%v: %v, want ErrConfig naming %s", c.set, err, c.msg)
 		}
+	}
+}
+
+// BenchmarkLlavaVisionTower: the CLIP ViT-L/14-336 tower and projector of LLaVA-1.5 at real
+// shapes (24 layers, 1024 wide, 577 positions), BF16, on one 336×336 picture; the language model
+// is shrunk to one small layer (it does not run). 23 layers run (vision_feature_layer −2).
+func BenchmarkLlavaVisionTower(b *testing.B) {
+	raw, err := os.ReadFile("../testdata/configs/llava-1.5-7b-hf/config.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var cfg map[string]any
+	json.Unmarshal(raw, &cfg)
+	cfg["text_config"].(map[string]any)["hidden_size"] = 4096
+	cfg["text_config"].(map[string]any)["num_hidden_layers"] = 1
+	cfg["text_config"].(map[string]any)["intermediate_size"] = 64
+	src := b.TempDir()
+	j, _ := json.Marshal(cfg)
+	os.WriteFile(filepath.Join(src, "config.json"), j, 0o644)
+	for _, f := range []string{"preprocessor_config.json", "processor_config.json"} {
+		p, _ := os.ReadFile(filepath.Join("../testdata/configs/llava-1.5-7b-hf", f))
+		os.WriteFile(filepath.Join(src, f), p, 0o644)
+	}
+	dir := filepath.Join(b.TempDir(), "llava")
+	if err := synth.Generate(src, dir, synth.Options{DType: safetensors.BF16, Seed: 1}); err != nil {
+		b.Fatal(err)
+	}
+	// synth copies only the definition's tag-along files from a directory: the processor's are.
+	m, err := Open(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	pic := filepath.Join(dir, "p.png")
+	writePNGBench(b, pic)
+	md, _, err := m.encoders[0].(*llavaImage).prepare(pic)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := m.encoders[0].encode(context.Background(), 0, md, nil, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "images/s")
+}
+
+func writePNGBench(b *testing.B, path string) {
+	img := image.NewNRGBA(image.Rect(0, 0, 400, 300))
+	for y := range 300 {
+		for x := range 400 {
+			img.Set(x, y, color.NRGBA{uint8(x), uint8(y), uint8(x ^ y), 255})
+		}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := png.Encode(f, img); err != nil {
+		b.Fatal(err)
 	}
 }
