@@ -876,3 +876,37 @@ func writePNGBench(b *testing.B, path string) {
 		b.Fatal(err)
 	}
 }
+
+// FuzzLlavaPinpoints: image_grid_pinpoints from any JSON is refused with ErrConfig or gives
+// positive multiples of image_size within bounds, never a panic.
+func FuzzLlavaPinpoints(f *testing.F) {
+	f.Add([]byte(`[[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]`), 336)
+	f.Add([]byte(`[[16, 20]]`), 16)
+	f.Add([]byte(`[[1e300, 16], [16]]`), 16)
+	f.Add([]byte(`null`), 14)
+	f.Add([]byte(`[]`), 14)
+	f.Fuzz(func(t *testing.T, data []byte, side int) {
+		if side <= 0 || side > 1<<14 {
+			return
+		}
+		var v any
+		if json.Unmarshal(data, &v) != nil {
+			return
+		}
+		pp, err := pinpoints(v, side)
+		if err != nil {
+			if !errors.Is(err, ErrConfig) {
+				t.Fatalf("error without ErrConfig: %v", err)
+			}
+			return
+		}
+		if v == nil {
+			return // the default list
+		}
+		for _, p := range pp {
+			if p[0] < side || p[1] < side || p[0]%side != 0 || p[1]%side != 0 || p[0] > 1<<14 || p[1] > 1<<14 {
+				t.Fatalf("accepted %v for image_size %d", p, side)
+			}
+		}
+	})
+}
