@@ -54,6 +54,17 @@ type llavaRef struct {
 	t   *testing.T
 	c   *hfdir.Checkpoint
 	cfg map[string]any
+	// acts, when not nil, collects every FFN site's activations (rows in forward order), as a
+	// forward hook on the activation module would.
+	acts map[Site][][]float64
+}
+
+func (r *llavaRef) record(s Site, rows [][]float64) {
+	if r.acts != nil {
+		for _, row := range rows {
+			r.acts[s] = append(r.acts[s], slices.Clone(row))
+		}
+	}
 }
 
 func (r *llavaRef) get(name string) []float64 {
@@ -224,6 +235,7 @@ func (r *llavaRef) image(tiles [][]float64, size [2]int, next bool) [][]float64 
 					h[i][k] = v / (1 + math.Exp(-1.702*v)) // quick_gelu
 				}
 			}
+			r.record(Site{"vision", l}, h)
 			o = r.linear(h, pre+"mlp.fc2", true)
 			for i := range y {
 				for k := range y[i] {
@@ -243,6 +255,7 @@ func (r *llavaRef) image(tiles [][]float64, size [2]int, next bool) [][]float64 
 				h[i][k] = 0.5 * v * (1 + math.Erf(v/math.Sqrt2)) // gelu
 			}
 		}
+		r.record(Site{"projector", 0}, h)
 		feats = append(feats, r.linear(h, "multi_modal_projector.linear_2", true))
 	}
 	if !next {
@@ -357,7 +370,13 @@ func (r *llavaRef) logits(ids []int32, feats [][]float64) [][]float64 {
 		gt, up := r.linear(xn, p+"mlp.gate_proj", false), r.linear(xn, p+"mlp.up_proj", false)
 		for i := range gt {
 			for j, a := range gt[i] {
-				gt[i][j] = a / (1 + math.Exp(-a)) * up[i][j]
+				gt[i][j] = a / (1 + math.Exp(-a))
+			}
+		}
+		r.record(Site{"llm", l}, gt)
+		for i := range gt {
+			for j := range gt[i] {
+				gt[i][j] *= up[i][j]
 			}
 		}
 		o = r.linear(gt, p+"mlp.down_proj", false)
@@ -909,4 +928,69 @@ func FuzzLlavaPinpoints(f *testing.F) {
 			}
 		}
 	})
+}
+
+// actTap keeps every FFN event's activations per site, in order.
+type actTap struct{ acts map[Site][]float32 }
+
+func (a *actTap) FFN(e *FFNEvent) { a.acts[e.Site] = append(a.acts[e.Site], e.Act...) }
+
+// The activations every module's taps see — all vision layers over every tile's positions
+// (class tokens included, the layer past the feature layer too), the projector over the
+// selected rows, the decoder over the prompt — agree with the float64 port's to 1e-4, and the
+// per-site statistics record keeps (firing probability, mean, max) agree: probability exactly.
+func TestLlavaActivationsMatchReference(t *testing.T) {
+	prev := kernels.Use(exactVariantInternal())
+	defer kernels.Use(prev)
+	m, dir := llavaTiny(t, llavaNextTinyConfig, safetensors.F16, 0, nil)
+	var cfg map[string]any
+	json.Unmarshal(m.Checkpoint().ConfigJSON, &cfg)
+	ref := &llavaRef{t: t, c: m.Checkpoint(), cfg: cfg, acts: map[Site][][]float64{}}
+	path := filepath.Join(dir, "p.png")
+	writePNG(t, path, 44, 19, 4)
+	in, err := m.BuildInput("s", Prompt{Text: "a dog", Media: []Medium{{Kind: "image", Paths: []string{path}}}, Chat: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tiles, size := llavaPixels(t, dir, path, true)
+	ref.logits(in.Tokens, ref.image(tiles, size, true))
+	tap := &actTap{acts: map[Site][]float32{}}
+	if _, err := m.ForwardInputs(context.Background(), []Input{in}, ForwardOptions{Taps: []Tap{tap}}); err != nil {
+		t.Fatal(err)
+	}
+	if len(tap.acts) != 6 || len(ref.acts) != 6 {
+		t.Fatalf("sites: %d tapped, %d in the reference", len(tap.acts), len(ref.acts))
+	}
+	for s, want := range ref.acts {
+		got := tap.acts[s]
+		flat := slices.Concat(want...)
+		if len(got) != len(flat) {
+			t.Errorf("%v: %d activations, the reference %d", s, len(got), len(flat))
+			continue
+		}
+		if w := maxDiff(got, flat); w > 1e-4 {
+			t.Errorf("%v: activations differ by %g", s, w)
+		}
+		n := len(want[0])
+		for j := 0; j < n; j++ {
+			var fg, fw int
+			var sg, sw, mg, mw float64 = 0, 0, math.Inf(-1), math.Inf(-1)
+			for r := range want {
+				g, w := float64(got[r*n+j]), want[r][j]
+				if g > 0 {
+					fg++
+				}
+				if w > 0 {
+					fw++
+				}
+				sg, sw, mg, mw = sg+g, sw+w, max(mg, g), max(mw, w)
+			}
+			rows := float64(len(want))
+			if fg != fw || math.Abs(sg/rows-sw/rows) > 1e-4 || math.Abs(mg-mw) > 1e-4 {
+				t.Errorf("%v neuron %d: firing %d/%d, mean %g/%g, max %g/%g", s, j, fg, fw, sg/rows, sw/rows, mg, mw)
+				break
+			}
+		}
+		t.Logf("%v: %d rows × %d neurons agree", s, len(want), n)
+	}
 }
