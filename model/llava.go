@@ -59,7 +59,6 @@ type llavaImage struct {
 }
 
 func buildLlava(b *Binder) error {
-	bindDecoderLMAt(b, b.Module("llm"), "language_model.")
 	v, p := b.Module("vision"), b.Module("projector")
 	if b.Err() != nil {
 		return b.Err()
@@ -164,6 +163,9 @@ func buildLlava(b *Binder) error {
 	if img.next {
 		img.newline = p.Vector("image_newline", -1)
 	}
+	// Bound after the tower and the projector: the order the forward pass uses them in
+	// (FirstNonFiniteWeight blames the first).
+	bindDecoderLMAt(b, b.Module("llm"), "language_model.")
 	b.Model.encoders = append(b.Model.encoders, img)
 	b.Model.prompts = img
 	return b.Err()
