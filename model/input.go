@@ -34,6 +34,9 @@ type Media struct {
 	Kind     string // "image", "audio"
 	Rows     int
 	Features []float32
+	// Size is the picture's original (height, width) where the encoder needs it (LLaVA-NeXT
+	// unpads its tile grid to the picture's aspect ratio); zero otherwise.
+	Size [2]int
 }
 
 // ErrMedia reports an input with media the model cannot take (a text-only checkpoint given an

@@ -162,15 +162,27 @@ type EncoderLayer struct {
 // Forward runs the encoder over x (rows × width, one medium of sequence seq) in place,
 // bidirectional within the whole block; FFN taps see Site{module, layer} with no tokens.
 func (e *Encoder) Forward(ctx context.Context, sc *scratch, x []float32, rows, seq int, taps []Tap, mask *Mask) error {
-	if len(e.layers) == 0 {
+	if err := e.forwardLayers(ctx, sc, x, rows, seq, [][2]int{{0, rows}}, 0, len(e.layers), taps, mask); err != nil {
+		return err
+	}
+	if e.post != nil && len(e.layers) > 0 {
+		e.post.Forward(x, x, rows)
+	}
+	return nil
+}
+
+// forwardLayers runs layers [from, to) over x in place, each span of rows attending only within
+// itself (the crops of one medium are encoded apart: LLaVA-NeXT's tiles); one FFN event per
+// layer covers all rows.
+func (e *Encoder) forwardLayers(ctx context.Context, sc *scratch, x []float32, rows, seq int, spans [][2]int, from, to int, taps []Tap, mask *Mask) error {
+	if from >= to {
 		return nil
 	}
 	d := len(e.layers[0].ln1.w)
 	xn, o := sc.get(rows*d), sc.get(rows*d)
 	h := sc.get(rows * e.layers[0].mlp.neurons)
-	spans := [][2]int{{0, rows}}
 	call := ffnCall{taps: taps, mask: mask, seqs: []ffnSeq{{seq: seq, rows: rows}}}
-	for l := range e.layers {
+	for l := from; l < to; l++ {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -184,9 +196,6 @@ func (e *Encoder) Forward(ctx context.Context, sc *scratch, x []float32, rows, s
 		call.site = Site{Module: e.module, Layer: l}
 		ly.mlp.Forward(o, xn, h, rows, &call)
 		addInto(x, o[:rows*d])
-	}
-	if e.post != nil {
-		e.post.Forward(x, x, rows)
 	}
 	return nil
 }

@@ -60,6 +60,11 @@ type Module struct {
 	Layer       []TensorTemplate `json:"layer,omitempty"`
 	Post        []TensorTemplate `json:"post,omitempty"`
 	FFN         *FFNTemplate     `json:"ffn,omitempty"`
+	// Defaults are the config class's values for keys a config.json may omit (transformers
+	// fills them in when it builds the sub-config: LLaVA's text_config names only what differs
+	// from LlamaConfig, its vision_config what differs from CLIPVisionConfig). Any key the
+	// config gives wins.
+	Defaults map[string]any `json:"defaults,omitempty"`
 }
 
 // Definition is one architecture's JSON definition.
@@ -215,11 +220,21 @@ func (a *Arch) Module(name string) *Bound {
 
 func (a *Arch) bind(m *Module) *Bound {
 	b := &Bound{Arch: Arch{Name: a.Name, Def: a.Def, Config: a.Config}, Module: m}
+	if m.Config == "" && len(m.Defaults) == 0 {
+		return b
+	}
+	cfg := map[string]any{}
+	for k, v := range m.Defaults {
+		cfg[k] = v
+	}
 	if m.Config == "" {
+		for k, v := range a.Config {
+			cfg[k] = v
+		}
+		b.Config = cfg
 		return b
 	}
 	sub, _ := a.Config[m.Config].(map[string]any)
-	cfg := map[string]any{}
 	if m.Fallback {
 		for k, v := range a.Config {
 			cfg[k] = v
@@ -337,6 +352,20 @@ func (a *Arch) Int(key string) (int64, error) {
 		return int64(n), nil
 	}
 	if sub, rest, ok := strings.Cut(key, "."); ok {
+		// A sub-object a module reads is read as that module sees it: with its defaults (an
+		// absent one is all defaults, as transformers builds it).
+		if a.Def != nil {
+			for i := range a.Def.Modules {
+				_, isObj := a.Config[sub].(map[string]any)
+				if m := &a.Def.Modules[i]; m.Config == sub && (isObj || a.Config[sub] == nil && len(m.Defaults) > 0) {
+					n, err := a.bind(m).Int(rest)
+					if err != nil {
+						return 0, fmt.Errorf("%s: %w", sub, err)
+					}
+					return n, nil
+				}
+			}
+		}
 		obj, _ := a.Config[sub].(map[string]any)
 		if obj == nil {
 			return 0, fmt.Errorf("config.json: missing object %q (for %s)", sub, key)
@@ -371,6 +400,20 @@ func (a *Arch) Int(key string) (int64, error) {
 		return h / n, nil
 	case "num_key_value_heads":
 		return a.Int("num_attention_heads")
+	case "num_positions":
+		// CLIP's learned positions: one per patch of the image_size² picture, plus the class token.
+		s, err := a.Int("image_size")
+		if err != nil {
+			return 0, err
+		}
+		p, err := a.Int("patch_size")
+		if err != nil {
+			return 0, err
+		}
+		if p == 0 {
+			return 0, fmt.Errorf("config.json: patch_size is 0 (num_positions = (image_size / patch_size)² + 1)")
+		}
+		return (s/p)*(s/p) + 1, nil
 	}
 	return 0, fmt.Errorf("config.json: missing key %q", key)
 }

@@ -276,6 +276,8 @@ func FuzzRegisterDefinition(f *testing.F) {
 		[]byte(`{"n": 2, "h": 3, "f": 4, "a": "gelu"}`))
 	f.Add([]byte(`{"architectures": ["F2"], "modules": [{"name": "v", "config": "vc", "fallback": true, "layers": "1", "layer_prefix": "p.", "layer": [{"name": "w", "shape": ["vc.h"], "if": "b", "tied_to": "x"}]}]}`),
 		[]byte(`{"vc": {"h": 5}, "b": true, "tie_word_embeddings": true}`))
+	f.Add([]byte(`{"architectures": ["F3"], "modules": [{"name": "v", "config": "vc", "defaults": {"h": 3, "image_size": 8, "patch_size": 4}, "layers": "1", "layer_prefix": "p.", "layer": [{"name": "w", "shape": ["num_positions", "h"]}]}, {"name": "p", "defaults": {"b": true}, "layers": "1", "layer_prefix": "q.", "layer": [{"name": "w", "shape": ["vc.h", "vc.vc.h"], "if": "b"}]}]}`),
+		[]byte(`{"vc": {"patch_size": 0}}`))
 	n := 0
 	f.Fuzz(func(t *testing.T, def, cfg []byte) {
 		n++
@@ -308,4 +310,131 @@ func FuzzRegisterDefinition(f *testing.F) {
 			}
 		}
 	})
+}
+
+// LLaVA-1.5's definition, bound to the real config (whose text_config and vision_config name
+// only what differs from LlamaConfig's and CLIPVisionConfig's defaults), lists exactly the 686
+// names of the real checkpoint's index; LLaVA-NeXT's adds image_newline.
+func TestLlavaMatchesRealIndex(t *testing.T) {
+	b, err := os.ReadFile("../../testdata/configs/llava-1.5-7b-hf/config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix, err := os.ReadFile("../../testdata/configs/llava-1.5-7b-hf/model.safetensors.index.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var index struct {
+		WeightMap map[string]string `json:"weight_map"`
+	}
+	if err := json.Unmarshal(ix, &index); err != nil {
+		t.Fatal(err)
+	}
+	a, err := archdef.ForConfig(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs, err := a.Tensors()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got, want []string
+	shapes := map[string][]int64{}
+	for _, s := range specs {
+		got = append(got, s.Name)
+		shapes[s.Name] = s.Shape
+	}
+	for n := range index.WeightMap {
+		want = append(want, n)
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if len(want) != 686 {
+		t.Fatalf("the index has %d names", len(want))
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("names (-index +definition):\n%s", d)
+	}
+	for name, shape := range map[string][]int64{
+		"vision_tower.vision_model.embeddings.patch_embedding.weight":    {1024, 3, 14, 14},
+		"vision_tower.vision_model.embeddings.position_embedding.weight": {577, 1024},
+		"vision_tower.vision_model.embeddings.class_embedding":           {1024},
+		"multi_modal_projector.linear_1.weight":                          {4096, 1024},
+		"language_model.model.layers.31.mlp.down_proj.weight":            {4096, 11008},
+		"language_model.lm_head.weight":                                  {32064, 4096},
+	} {
+		if !slices.Equal(shapes[name], shape) {
+			t.Errorf("%s: %v, want %v", name, shapes[name], shape)
+		}
+	}
+	ffn, err := a.FFN()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantFFN := []string{"vision 24×4096 quick_gelu", "projector 1×4096 gelu", "llm 32×11008 silu"}
+	var gotFFN []string
+	for _, g := range ffn {
+		gotFFN = append(gotFFN, g.Module+" "+strconv.Itoa(g.Layers)+"×"+strconv.Itoa(g.Neurons)+" "+g.Act)
+	}
+	if !slices.Equal(gotFFN, wantFFN) {
+		t.Errorf("ffn %v, want %v", gotFFN, wantFFN)
+	}
+	if a.UnembedName() != "language_model.lm_head.weight" {
+		t.Errorf("unembed %s", a.UnembedName())
+	}
+
+	b, err = os.ReadFile("../../testdata/configs/llava-v1.6-vicuna-7b-hf-RECONSTRUCTED/config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, err = archdef.ForConfig(b); err != nil {
+		t.Fatal(err)
+	}
+	next, err := a.Tensors()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(next) != 687 || !slices.ContainsFunc(next, func(s archdef.TensorSpec) bool {
+		return s.Name == "image_newline" && slices.Equal(s.Shape, []int64{4096})
+	}) {
+		t.Errorf("LLaVA-NeXT: %d tensors, want 687 with image_newline [4096]", len(next))
+	}
+}
+
+// A config that turns multimodal_projector_bias off drops the projector's biases (the default,
+// true, keeps them).
+func TestLlavaProjectorBias(t *testing.T) {
+	cfg := `{"architectures": ["LlavaForConditionalGeneration"], "multimodal_projector_bias": false,
+		"text_config": {"num_hidden_layers": 1}, "vision_config": {"num_hidden_layers": 1}}`
+	a, err := archdef.ForConfig([]byte(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs, err := a.Tensors()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range specs {
+		if strings.HasPrefix(s.Name, "multi_modal_projector.") && strings.HasSuffix(s.Name, ".bias") {
+			t.Errorf("%s listed with multimodal_projector_bias false", s.Name)
+		}
+	}
+	// Without any sub-config every size is the config classes' default.
+	a, _ = archdef.ForConfig([]byte(`{"architectures": ["LlavaForConditionalGeneration"]}`))
+	specs, err = a.Tensors()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, s := range specs {
+		if strings.HasSuffix(s.Name, "position_embedding.weight") && slices.Equal(s.Shape, []int64{50, 768}) {
+			n++ // CLIPVisionConfig: (224/32)² + 1 positions of width 768
+		}
+		if strings.HasSuffix(s.Name, ".bias") && strings.HasPrefix(s.Name, "multi_modal_projector.") {
+			n++
+		}
+	}
+	if n != 3 {
+		t.Errorf("default config: %d of the position table and the 2 projector biases", n)
+	}
 }
