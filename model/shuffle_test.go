@@ -82,8 +82,8 @@ func TestShuffleMediaTinyVLM(t *testing.T) {
 	if slices.Equal(perms[0], []int{0, 1, 2, 3, 4, 5}) {
 		t.Fatal("seed 3 drew the identity: pick another seed for the test")
 	}
-	grab := func(in Input) (*actTap, []float32) {
-		tap := &actTap{}
+	grab := func(in Input) (*visionLayer0Tap, []float32) {
+		tap := &visionLayer0Tap{}
 		r, err := m.ForwardInputs(ctx, []Input{in}, ForwardOptions{Taps: []Tap{tap}})
 		if err != nil {
 			t.Fatal(err)
@@ -109,13 +109,13 @@ func TestShuffleMediaTinyVLM(t *testing.T) {
 	}
 }
 
-// actTap keeps the activations of the vision encoder's layer 0.
-type actTap struct {
+// visionLayer0Tap keeps the activations of the vision encoder's layer 0.
+type visionLayer0Tap struct {
 	act     []float32
 	neurons int
 }
 
-func (a *actTap) FFN(e *FFNEvent) {
+func (a *visionLayer0Tap) FFN(e *FFNEvent) {
 	if e.Site == (Site{Module: "vision", Layer: 0}) {
 		a.act, a.neurons = append([]float32(nil), e.Act...), e.Neurons
 	}
