@@ -34,6 +34,9 @@ type Media struct {
 	Kind     string // "image", "audio"
 	Rows     int
 	Features []float32
+	// Text is token ids the encoder reads beside its features, in its own vocabulary:
+	// InstructBLIP's instruction through the Q-Former's BERT tokenizer. Nil for most.
+	Text []int32
 }
 
 // ErrMedia reports an input with media the model cannot take (a text-only checkpoint given an

@@ -46,7 +46,7 @@ func TestWordPieceKnownEncodings(t *testing.T) {
 		ids  []int32
 		want []string
 	}{
-		{"UNwant\u00E9d,running", []int32{9, 6, 7, 12, 10, 11}, nil},        // test_full_tokenizer
+		{"UNwant\u00E9d,running", []int32{9, 6, 7, 12, 10, 11}, nil},                 // test_full_tokenizer
 		{"unwanted running", nil, []string{"un", "##want", "##ed", "runn", "##ing"}}, // test_wordpiece_tokenizer
 		{"unwantedX running", nil, []string{"[UNK]", "runn", "##ing"}},
 		{"", nil, nil},
@@ -54,7 +54,7 @@ func TestWordPieceKnownEncodings(t *testing.T) {
 		{"want [MASK] wa", []int32{5, 4, 8}, nil}, // a special token written in the text stays whole
 		{"want[SEP]", []int32{5, 2}, nil},
 		{"\x00want\u200b \twa\n", []int32{5, 8}, nil}, // NUL and format characters are dropped
-		{strings.Repeat("a", 101), []int32{0}, nil},    // longer than max_input_chars_per_word
+		{strings.Repeat("a", 101), []int32{0}, nil},   // longer than max_input_chars_per_word
 	} {
 		got := wp.Encode(c.text, false)
 		if c.ids != nil && !slices.Equal(got, c.ids) || c.want != nil && !slices.Equal(pieces(got), c.want) || c.ids == nil && c.want == nil && len(got) != 0 {
