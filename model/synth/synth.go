@@ -325,6 +325,9 @@ func Convert(ctx context.Context, src, out string, dt safetensors.DType) error {
 				b, _ = json.MarshalIndent(cfg, "", "  ")
 			}
 		}
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(tmp, name)), 0o755); err != nil {
+			return err
+		}
 		if err := os.WriteFile(filepath.Join(tmp, name), b, 0o644); err != nil {
 			return err
 		}
