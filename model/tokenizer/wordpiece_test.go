@@ -179,3 +179,28 @@ func FuzzWordPiece(f *testing.F) {
 		}
 	})
 }
+
+// The vocabulary and its config files are parsed without panics; whatever loads encodes into
+// its own id range.
+func FuzzLoadWordPiece(f *testing.F) {
+	f.Add(strings.Join(bertToyVocab, "\n"), `{"[DEC]": 15}`, `{"do_lower_case": false}`)
+	f.Add("[UNK]\n[CLS]\n[SEP]\n", `{"x": 0}`, `{"unk_token": {"content": "[CLS]"}}`)
+	f.Add("[UNK]\r\n[CLS]\r\n[SEP]", `{"[DEC]": -1}`, `null`)
+	f.Fuzz(func(t *testing.T, vocab, added, cfg string) {
+		dir := t.TempDir()
+		for name, body := range map[string]string{"vocab.txt": vocab, "added_tokens.json": added, "tokenizer_config.json": cfg} {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		wp, err := tokenizer.LoadWordPiece(dir)
+		if err != nil {
+			return
+		}
+		for _, id := range wp.Encode("Hello [DEC] wörld, 中文 unwanted", true) {
+			if id < 0 || int(id) >= wp.VocabSize() {
+				t.Fatalf("id %d out of range %d", id, wp.VocabSize())
+			}
+		}
+	})
+}
