@@ -76,6 +76,18 @@ type mediaEncoder interface {
 	encode(ctx context.Context, seq int, md Media, taps []Tap, mask *Mask) ([]float32, error)
 }
 
+// PlaceholderKind is the media kind whose encoder output replaces the runs of token id ("" for
+// none): what a caller that splits positions by modality (MINER) asks, since a family's
+// placeholder need not be named like one (legacy InstructBLIP's query rows carry [PAD]).
+func (m *Model) PlaceholderKind(id int32) string {
+	for _, e := range m.encoders {
+		if e.placeholder() == id {
+			return e.kind()
+		}
+	}
+	return ""
+}
+
 func (m *Model) encoder(kind string) mediaEncoder {
 	for _, e := range m.encoders {
 		if e.kind() == kind {

@@ -425,6 +425,9 @@ func TestInstructBLIPPrompt(t *testing.T) {
 	if want := slices.Concat([]int32{511, 511, 511, 511}, text.Tokens); !slices.Equal(in.Tokens, want) {
 		t.Errorf("tokens %v, want %v", in.Tokens, want)
 	}
+	if m.PlaceholderKind(511) != "image" || m.PlaceholderKind(1) != "" {
+		t.Errorf("placeholder kinds: 511 %q, 1 %q", m.PlaceholderKind(511), m.PlaceholderKind(1))
+	}
 	// how many cat ##s are on the table ? in the tiny vocabulary.
 	if want := []int32{2, 30, 31, 18, 20, 32, 33, 8, 34, 10, 3}; !slices.Equal(in.Media[0].Text, want) {
 		t.Errorf("Q-Former ids %v, want %v", in.Media[0].Text, want)
