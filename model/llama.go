@@ -24,7 +24,7 @@ func buildDecoderLM(b *Binder) error {
 func bindDecoderLM(b *Binder, llm *Module) { bindDecoderLMAt(b, llm, "") }
 
 // bindDecoderLMAt is bindDecoderLM for a language model whose embedding, final norm and head
-// are named under prefix (LLaVA's "language_model.").
+// are named under prefix ("language_model." in LLaVA's and InstructBLIP's checkpoints).
 func bindDecoderLMAt(b *Binder, llm *Module, prefix string) {
 	m, cfg := b.Model, &b.Model.cfg
 	// Bound in the order the forward pass uses them (FirstNonFiniteWeight blames the first).

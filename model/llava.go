@@ -291,7 +291,8 @@ func (e *llavaImage) prepare(path string) (Media, int, error) {
 }
 
 // patchRows cuts tiles of [3, S, S] pixel values into rows of p×p patches in raster order,
-// each row [c][ky][kx].
+// each row [c][ky][kx]: a ViT's Conv2d patch embedding as a matrix product (LLaVA's tiles,
+// InstructBLIP's one picture).
 func patchRows(values []float32, tiles, S, p int) []float32 {
 	g := S / p
 	out := make([]float32, 0, len(values))

@@ -126,9 +126,17 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 		if err != nil || len(ids) == 0 {
 			return nil, fmt.Errorf("verify: sample %s: cannot tokenize", s.ID)
 		}
-		in, err := base.PromptInput("sample "+s.ID, ids, s.MediaKinds(), s.MediaPaths())
-		if err != nil {
-			return nil, fmt.Errorf("verify: %w", err)
+		in := model.Input{Tokens: ids}
+		if len(s.MediaKinds()) > 0 {
+			// The model's prompt builder places the media (and feeds an encoder's own text
+			// input, InstructBLIP's Q-Former); the text ids stay the last len(ids) tokens.
+			p := model.Prompt{Text: s.Text}
+			for k, kind := range s.MediaKinds() {
+				p.Media = append(p.Media, model.Medium{Kind: kind, Paths: []string{s.MediaPaths()[k]}})
+			}
+			if in, err = base.BuildInput("sample "+s.ID, p); err != nil {
+				return nil, fmt.Errorf("verify: %w", err)
+			}
 		}
 		enc = append(enc, encoded{s: s, ids: in.Tokens, media: in.Media, text: len(in.Tokens) - len(ids)})
 	}

@@ -34,6 +34,9 @@ type TensorTemplate struct {
 	If     string   `json:"if,omitempty"`      // config key that must be true for the tensor to exist
 	Init   string   `json:"init,omitempty"`    // "ones" for norm weights (synthetic checkpoints)
 	TiedTo string   `json:"tied_to,omitempty"` // absent when tie_word_embeddings is true: that tensor serves
+	// Every is a config key k: the layer tensor exists only in layers i with i % k == 0
+	// (InstructBLIP's Q-Former has cross-attention every cross_attention_frequency layers).
+	Every string `json:"every,omitempty"`
 }
 
 // FFNTemplate names the tensors that make one module's FFN neurons, relative to the module's
@@ -75,6 +78,10 @@ type Definition struct {
 	FinalNorm     string   `json:"final_norm"`
 	Unembed       string   `json:"unembed"`
 	TagAlong      []string `json:"tag_along"`
+	// Defaults are the values of the transformers config classes for keys a config.json may
+	// leave out: a top-level key, or an object of defaults for a sub-config (vision_config)
+	// whose missing keys they fill. ForConfig applies them.
+	Defaults map[string]any `json:"defaults,omitempty"`
 }
 
 var (
@@ -278,6 +285,9 @@ func (b *Bound) Tensor(name string, layer int) (spec TensorSpec, ok bool, err er
 		if t.If != "" && !b.Bool(t.If) {
 			return TensorSpec{}, false, nil
 		}
+		if in, err := b.inLayer(t, layer); err != nil || !in {
+			return TensorSpec{}, false, err
+		}
 		s, err := b.spec(t, layer)
 		if err != nil {
 			return s, false, err
@@ -288,6 +298,22 @@ func (b *Bound) Tensor(name string, layer int) (spec TensorSpec, ok bool, err er
 		return s, true, nil
 	}
 	return TensorSpec{}, false, fmt.Errorf("archdef: module %s of %s defines no tensor %q", b.Module.Name, b.Name, name)
+}
+
+// inLayer reports whether a layer tensor with an "every" key exists in layer (pre and post
+// tensors, layer < 0, always do). The key must be a positive count.
+func (b *Bound) inLayer(t TensorTemplate, layer int) (bool, error) {
+	if t.Every == "" || layer < 0 {
+		return true, nil
+	}
+	n, err := b.Int(t.Every)
+	if err != nil {
+		return false, err
+	}
+	if n < 1 {
+		return false, fmt.Errorf("config.json: %s is %d, want at least 1", t.Every, n)
+	}
+	return int64(layer)%n == 0, nil
 }
 
 // LayerName is the full name of a layer tensor template.
@@ -334,7 +360,31 @@ func ForConfig(configJSON []byte) (*Arch, error) {
 	if !byName && name == "" {
 		name = d.Architectures[0]
 	}
+	applyDefaults(cfg, d.Defaults)
 	return &Arch{Name: name, Def: d, Config: cfg}, nil
+}
+
+// applyDefaults fills the keys cfg lacks (or has as null) from defaults; an object of
+// defaults fills a sub-config key by key (a missing or null sub-config becomes the defaults).
+func applyDefaults(cfg map[string]any, defaults map[string]any) {
+	for k, dv := range defaults {
+		sub, isObj := dv.(map[string]any)
+		cur, has := cfg[k]
+		switch {
+		case isObj:
+			obj, ok := cur.(map[string]any)
+			if !ok {
+				if has && cur != nil {
+					continue // a config's non-object value is its own; Int reports it where used
+				}
+				obj = map[string]any{}
+				cfg[k] = obj
+			}
+			applyDefaults(obj, sub)
+		case !has || cur == nil:
+			cfg[k] = dv
+		}
+	}
 }
 
 // MaxLayers bounds a config's layer count: far above any model's, low enough that listing
@@ -400,8 +450,8 @@ func (a *Arch) Int(key string) (int64, error) {
 		return h / n, nil
 	case "num_key_value_heads":
 		return a.Int("num_attention_heads")
-	case "num_positions":
-		// CLIP's learned positions: one per patch of the image_size² picture, plus the class token.
+	case "num_patches", "num_positions":
+		// A ViT's patch grid: (image_size // patch_size)², plus the class token's position.
 		s, err := a.Int("image_size")
 		if err != nil {
 			return 0, err
@@ -411,9 +461,13 @@ func (a *Arch) Int(key string) (int64, error) {
 			return 0, err
 		}
 		if p == 0 {
-			return 0, fmt.Errorf("config.json: patch_size is 0 (num_positions = (image_size / patch_size)² + 1)")
+			return 0, fmt.Errorf("config.json: patch_size is 0 (%s = (image_size / patch_size)², +1 for num_positions)", key)
 		}
-		return (s/p)*(s/p) + 1, nil
+		n := (s / p) * (s / p)
+		if key == "num_positions" {
+			n++
+		}
+		return n, nil
 	}
 	return 0, fmt.Errorf("config.json: missing key %q", key)
 }
@@ -450,6 +504,9 @@ func (a *Arch) Tensors() ([]TensorSpec, error) {
 		add := func(t TensorTemplate, i int) error {
 			if t.If != "" && !b.Bool(t.If) {
 				return nil
+			}
+			if in, err := b.inLayer(t, i); err != nil || !in {
+				return err
 			}
 			if t.TiedTo != "" && b.Bool("tie_word_embeddings") {
 				return nil

@@ -438,3 +438,109 @@ func TestLlavaProjectorBias(t *testing.T) {
 		t.Errorf("default config: %d of the position table and the 2 projector biases", n)
 	}
 }
+
+// InstructBLIP's reconstructed real config: every module's tensors at real sizes, the
+// cross-attention only in even Q-Former layers, and the parameter count the hub's model card
+// gives (7.91 B).
+func TestInstructBLIPRealConfig(t *testing.T) {
+	b, err := os.ReadFile("../../testdata/configs/instructblip-vicuna-7b-RECONSTRUCTED/config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := archdef.ForConfig(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs, err := a.Tensors()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// vision 4 + 39·12 + 2, qformer 4 + 12·16 + 6·10, query 1 + 12·6, projector 2, llm 1 + 32·9 + 2
+	if len(specs) != 474+256+73+2+291 {
+		t.Errorf("%d tensors, want 1096", len(specs))
+	}
+	shapes := map[string][]int64{}
+	var params int64
+	for _, s := range specs {
+		shapes[s.Name] = s.Shape
+		n := int64(1)
+		for _, d := range s.Shape {
+			n *= d
+		}
+		params += n
+	}
+	for name, want := range map[string][]int64{
+		"vision_model.embeddings.class_embedding":             {1, 1, 1408},
+		"vision_model.embeddings.patch_embedding.weight":      {1408, 3, 14, 14},
+		"vision_model.embeddings.position_embedding":          {1, 257, 1408},
+		"vision_model.encoder.layers.38.self_attn.qkv.weight": {4224, 1408},
+		"vision_model.encoder.layers.0.self_attn.qkv.bias":    {4224},
+		"query_tokens": {1, 32, 768},
+		"qformer.embeddings.word_embeddings.weight":                    {30523, 768},
+		"qformer.encoder.layer.10.crossattention.attention.key.weight": {768, 1408},
+		"qformer.encoder.layer.11.output_query.dense.weight":           {768, 3072},
+		"language_projection.weight":                                   {4096, 768},
+		"language_model.lm_head.weight":                                {32001, 4096},
+		"language_model.model.layers.31.mlp.down_proj.weight":          {4096, 11008},
+	} {
+		if !slices.Equal(shapes[name], want) {
+			t.Errorf("%s: %v, want %v", name, shapes[name], want)
+		}
+	}
+	if _, ok := shapes["qformer.encoder.layer.1.crossattention.attention.query.weight"]; ok {
+		t.Error("odd Q-Former layer 1 has cross-attention")
+	}
+	t.Logf("%d parameters", params)
+	if params < 7_905_000_000 || params > 7_915_000_000 {
+		t.Errorf("%d parameters, want 7.91 B", params)
+	}
+	ffn, _ := a.FFN()
+	var groups []string
+	for _, g := range ffn {
+		groups = append(groups, g.Module+":"+strconv.Itoa(g.Layers)+"×"+strconv.Itoa(g.Neurons))
+	}
+	if got := strings.Join(groups, " "); got != "vision:39×6144 qformer:12×3072 query:12×3072 llm:32×11008" {
+		t.Errorf("FFN groups %s", got)
+	}
+	if a.UnembedName() != "language_model.lm_head.weight" {
+		t.Errorf("unembed %s", a.UnembedName())
+	}
+}
+
+// Keys a config leaves out take the transformers config classes' defaults (sub-configs key
+// by key); "every" follows cross_attention_frequency, which must be positive.
+func TestDefaultsAndEvery(t *testing.T) {
+	a, err := archdef.ForConfig([]byte(`{"architectures":["InstructBlipForConditionalGeneration"],"vision_config":{"num_hidden_layers":2},"qformer_config":{"cross_attention_frequency":3},"text_config":{"model_type":"llama","num_hidden_layers":1}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs, err := a.Tensors()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cross := 0
+	var qkv []int64
+	for _, s := range specs {
+		if strings.HasSuffix(s.Name, "crossattention.attention.query.weight") {
+			cross++
+		}
+		if s.Name == "vision_model.encoder.layers.1.self_attn.qkv.weight" {
+			qkv = s.Shape
+		}
+	}
+	if cross != 4 || !slices.Equal(qkv, []int64{4224, 1408}) {
+		t.Errorf("cross-attention in %d layers (want 0, 3, 6, 9), qkv %v", cross, qkv)
+	}
+	if n, _ := a.Int("num_query_tokens"); n != 32 {
+		t.Errorf("num_query_tokens %d", n)
+	}
+	for _, bad := range []string{`0`, `-1`, `"two"`} {
+		a, err := archdef.ForConfig([]byte(`{"architectures":["InstructBlipForConditionalGeneration"],"qformer_config":{"cross_attention_frequency":` + bad + `},"text_config":{"model_type":"llama"}}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Tensors(); err == nil || !strings.Contains(err.Error(), "cross_attention_frequency") {
+			t.Errorf("cross_attention_frequency %s: %v", bad, err)
+		}
+	}
+}

@@ -172,6 +172,10 @@ func Generate(src, out string, opts Options) error {
 				continue
 			}
 			if b, err := os.ReadFile(filepath.Join(srcDir, f)); err == nil {
+				// A tag-along file may sit in a folder (InstructBLIP's qformer_tokenizer/).
+				if err := os.MkdirAll(filepath.Dir(filepath.Join(tmp, f)), 0o755); err != nil {
+					return err
+				}
 				if err := os.WriteFile(filepath.Join(tmp, f), b, 0o644); err != nil {
 					return err
 				}
@@ -320,6 +324,9 @@ func Convert(ctx context.Context, src, out string, dt safetensors.DType) error {
 				cfg["torch_dtype"] = map[safetensors.DType]string{safetensors.F32: "float32", safetensors.BF16: "bfloat16", safetensors.F16: "float16"}[dt]
 				b, _ = json.MarshalIndent(cfg, "", "  ")
 			}
+		}
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(tmp, name)), 0o755); err != nil {
+			return err
 		}
 		if err := os.WriteFile(filepath.Join(tmp, name), b, 0o644); err != nil {
 			return err
