@@ -61,7 +61,24 @@ func Generate(src, out string, opts Options) error {
 		if n, ok := v.(int); ok && n < 0 {
 			return fmt.Errorf("synth: set %s=%d: negative", k, n)
 		}
-		cfg[k] = v
+		// A dotted key sets a sub-config's key (text_config.num_hidden_layers=1: a
+		// multimodal checkpoint with its real encoders and a one-layer language model).
+		obj, key := cfg, k
+		if sub, rest, ok := strings.Cut(k, "."); ok {
+			o, isObj := cfg[sub].(map[string]any)
+			if !isObj {
+				if cfg[sub] != nil {
+					return fmt.Errorf("synth: set %s: %s is not an object", k, sub)
+				}
+				o = map[string]any{}
+				cfg[sub] = o
+			}
+			if strings.Contains(rest, ".") || rest == "" {
+				return fmt.Errorf("synth: set %s: one level of sub-config only", k)
+			}
+			obj, key = o, rest
+		}
+		obj[key] = v
 	}
 	cfg["torch_dtype"] = names[opts.DType]
 	cfgJSON, _ := json.MarshalIndent(cfg, "", "  ")
