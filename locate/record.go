@@ -21,6 +21,7 @@ type recorder struct {
 	mods        map[string]*ModuleStats // module -> accumulators
 	cur         map[string]*LabelStats  // module -> the current sample's label
 	ids         []int32                 // token ids of the current sample
+	textStart   int                     // the current sample's first position after its media
 	concepts    map[int32]*ConceptStats // concept token id -> accumulators
 	product     bool                    // concepts accumulate a·u instead of a
 	miner       bool                    // MINER importance scores
@@ -167,7 +168,8 @@ func (r *recorder) FFN(e *model.FFNEvent) {
 	conc := r.rowConcepts[:0]
 	for t := 0; t < e.Rows; t++ {
 		var c *ConceptStats
-		if p := e.Pos0 + t; decoder && p+1 < len(r.ids) {
+		// A concept is a word the model writes after the image (Pan et al. score the caption).
+		if p := e.Pos0 + t; decoder && p+1 < len(r.ids) && p+1 >= r.textStart {
 			c = r.concepts[r.ids[p+1]]
 		}
 		if c != nil && l == 0 {
@@ -254,6 +256,13 @@ type RecordOptions struct {
 	// Shard, when not nil, records only that shard's block of the samples (Shard.Range); the
 	// data hash is still that of all of them, so the shards' stats merge to a single pass's.
 	Shard *Shard
+	// ConceptsFromText adds the content words of every sample's text (CaptionWords: Pan et
+	// al.'s nouns of the caption, approximated without a POS tagger) as concept words.
+	ConceptsFromText bool
+	// ShuffleSeed, when not nil, permutes every image's encoder input rows (its patches) with
+	// the seeded permutation of model.ShuffleMedia before encoding: Pan et al.'s patch-order
+	// control (algorithms.md §4.7). The seed is part of the stats' data hash.
+	ShuffleSeed *uint64
 }
 
 // Record runs every sample through m (plain prompts: BOS + text) and accumulates statistics of
@@ -283,6 +292,11 @@ func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stat
 		}
 		lo, hi = o.Shard.Range(len(ss))
 	}
+	if into != nil && o.ShuffleSeed != nil {
+		// The stats file does not say whether its patches were shuffled: extending one with
+		// shuffled images would mix the two unseen.
+		return nil, fmt.Errorf("%w: shuffled patches are recorded into new stats only (no resume)", ErrStats)
+	}
 	if into != nil && !sameShard(into.Shard, o.Shard) {
 		return nil, fmt.Errorf("%w: the stats to extend are %s, this run records %s", ErrStats, shardName(into.Shard), shardName(o.Shard))
 	}
@@ -299,6 +313,17 @@ func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stat
 	if o.ConceptsFromLabels {
 		concepts = append(concepts, samples.Labels(ss)...)
 	}
+	fromText := map[string]bool{}
+	if o.ConceptsFromText {
+		for _, smp := range ss {
+			for _, w := range CaptionWords(smp.Text) {
+				if !fromText[w] {
+					fromText[w] = true
+					concepts = append(concepts, w)
+				}
+			}
+		}
+	}
 	for _, w := range concepts {
 		if w == "" {
 			continue
@@ -308,7 +333,15 @@ func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stat
 		}
 		ids, err := m.Tokenizer.WordIDs(w)
 		if err != nil || len(ids) == 0 {
+			if fromText[w] {
+				continue // a caption word the tokenizer cannot write is no concept
+			}
 			return nil, fmt.Errorf("record: concept %q does not tokenize", w)
+		}
+		// Two words that start with one token are one concept to the recorder (its steps are
+		// read off token ids): a caption word is dropped for an earlier one.
+		if c := r.concepts[ids[0]]; c != nil && fromText[w] {
+			continue
 		}
 		// A multi-token word is represented by its first token: the step that starts it.
 		var phi []float64
@@ -323,6 +356,10 @@ func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stat
 		return nil, fmt.Errorf("record: MINER scores the language model's neurons (module llm); the model has none")
 	}
 	h := sha256.New()
+	if o.ShuffleSeed != nil {
+		// Shuffled patches are other data: their stats must not merge with unshuffled ones.
+		fmt.Fprintf(h, "shuffle\x00%d\n", *o.ShuffleSeed)
+	}
 	for i, smp := range ss {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -342,16 +379,22 @@ func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stat
 		if err != nil {
 			return nil, fmt.Errorf("record: %w", err)
 		}
+		if o.ShuffleSeed != nil {
+			if in, _, err = model.ShuffleMedia(in, "image", *o.ShuffleSeed); err != nil {
+				return nil, fmt.Errorf("record: sample %s: %w", smp.ID, err)
+			}
+		}
 		ids := in.Tokens
 		if len(ids) == 0 {
 			continue
 		}
 		r.startSample(smp.Label)
 		r.ids = ids
+		r.textStart = m.TextStart(in)
 		r.firsts = r.firsts[:0]
 		if o.PerSample && r.llm != nil {
 			seen := map[*ConceptStats]bool{}
-			for p := 0; p+1 < len(ids); p++ {
+			for p := max(0, r.textStart-1); p+1 < len(ids); p++ {
 				if c := r.concepts[ids[p+1]]; c != nil && !seen[c] {
 					seen[c] = true
 					dst := make([]float64, r.llm.Layers*r.llm.Neurons)

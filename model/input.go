@@ -37,6 +37,12 @@ type Media struct {
 	// Grid is the medium's patch grid (temporal, height, width) for encoders that place their
 	// rows by it (Qwen2-VL's 2-D rotary and cu_seqlens: Rows = t·h·w); zero for the others.
 	Grid [3]int
+	// Size is the picture's original (height, width) where the encoder needs it (LLaVA-NeXT
+	// unpads its tile grid to the picture's aspect ratio); zero otherwise.
+	Size [2]int
+	// Text is token ids the encoder reads beside its features, in its own vocabulary:
+	// InstructBLIP's instruction through the Q-Former's BERT tokenizer. Nil for most.
+	Text []int32
 }
 
 // ErrMedia reports an input with media the model cannot take (a text-only checkpoint given an
@@ -74,6 +80,18 @@ type mediaEncoder interface {
 	placeholder() int32
 	inputWidth() int
 	encode(ctx context.Context, seq int, md Media, taps []Tap, mask *Mask) ([]float32, error)
+}
+
+// PlaceholderKind is the media kind whose encoder output replaces the runs of token id ("" for
+// none): what a caller that splits positions by modality (MINER) asks, since a family's
+// placeholder need not be named like one (legacy InstructBLIP's query rows carry [PAD]).
+func (m *Model) PlaceholderKind(id int32) string {
+	for _, e := range m.encoders {
+		if e.placeholder() == id {
+			return e.kind()
+		}
+	}
+	return ""
 }
 
 func (m *Model) encoder(kind string) mediaEncoder {

@@ -162,20 +162,34 @@ type EncoderLayer struct {
 // Forward runs the encoder over x (rows × width, one medium of sequence seq) in place,
 // bidirectional within the whole block; FFN taps see Site{module, layer} with no tokens.
 func (e *Encoder) Forward(ctx context.Context, sc *scratch, x []float32, rows, seq int, taps []Tap, mask *Mask) error {
-	return e.forwardSpans(ctx, sc, x, rows, seq, taps, mask, [][2]int{{0, rows}}, nil, nil)
+	if err := e.forwardLayers(ctx, sc, x, rows, seq, [][2]int{{0, rows}}, 0, len(e.layers), taps, mask); err != nil {
+		return err
+	}
+	if e.post != nil && len(e.layers) > 0 {
+		e.post.Forward(x, x, rows)
+	}
+	return nil
 }
 
-// forwardSpans is Forward with attention kept within spans (Qwen2-VL's cu_seqlens chunks: one
-// per frame) and q, k rotated by the table cos/sin (hd/2 per row; nil: no rotation).
-func (e *Encoder) forwardSpans(ctx context.Context, sc *scratch, x []float32, rows, seq int, taps []Tap, mask *Mask, spans [][2]int, cos, sin []float32) error {
-	if len(e.layers) == 0 {
+// forwardLayers runs layers [from, to) over x in place, each span of rows attending only within
+// itself (the crops of one medium are encoded apart: LLaVA-NeXT's tiles); one FFN event per
+// layer covers all rows.
+func (e *Encoder) forwardLayers(ctx context.Context, sc *scratch, x []float32, rows, seq int, spans [][2]int, from, to int, taps []Tap, mask *Mask) error {
+	return e.forwardRotary(ctx, sc, x, rows, seq, spans, nil, nil, from, to, taps, mask)
+}
+
+// forwardRotary is forwardLayers with q and k rotated by the table cos/sin (hd/2 per row; nil:
+// no rotation) in every layer: Qwen2-VL's 2-D vision rotary, its spans one per frame
+// (transformers' cu_seqlens).
+func (e *Encoder) forwardRotary(ctx context.Context, sc *scratch, x []float32, rows, seq int, spans [][2]int, cos, sin []float32, from, to int, taps []Tap, mask *Mask) error {
+	if from >= to {
 		return nil
 	}
 	d := len(e.layers[0].ln1.w)
 	xn, o := sc.get(rows*d), sc.get(rows*d)
 	h := sc.get(rows * e.layers[0].mlp.neurons)
 	call := ffnCall{taps: taps, mask: mask, seqs: []ffnSeq{{seq: seq, rows: rows}}}
-	for l := range e.layers {
+	for l := from; l < to; l++ {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -189,9 +203,6 @@ func (e *Encoder) forwardSpans(ctx context.Context, sc *scratch, x []float32, ro
 		call.site = Site{Module: e.module, Layer: l}
 		ly.mlp.Forward(o, xn, h, rows, &call)
 		addInto(x, o[:rows*d])
-	}
-	if e.post != nil {
-		e.post.Forward(x, x, rows)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -103,4 +104,18 @@ func TextPrompt(tok *tokenizer.Tokenizer, text string, chat bool, limit int) ([]
 		return nil, fmt.Errorf("%w: the prompt has more than %d tokens", ErrTooLong, limit)
 	}
 	return ids, err
+}
+
+// EncodeMedia runs the encoders (and projectors) of in's media as a forward pass does before
+// the language model, and returns how many rows of the language model's input they fill: what
+// `bench encoder` times. No taps, no mask.
+func (m *Model) EncodeMedia(ctx context.Context, in Input) (rows int, err error) {
+	out, err := m.prepareInputs(ctx, []Input{in}, ForwardOptions{})
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range out[0].Embeds {
+		rows += e.Rows
+	}
+	return rows, nil
 }

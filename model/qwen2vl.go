@@ -287,7 +287,7 @@ func (e *qwen2VLEncoder) encode(ctx context.Context, seq int, md Media, taps []T
 	sc := new(scratch)
 	x := sc.get(rows * t.embed)
 	t.patch.Forward(x, md.Features, rows)
-	if err := t.encoder.forwardSpans(ctx, sc, x, rows, seq, taps, mask, spans, cos, sin); err != nil {
+	if err := t.encoder.forwardRotary(ctx, sc, x, rows, seq, spans, cos, sin, 0, len(t.encoder.layers), taps, mask); err != nil {
 		return nil, err
 	}
 	// PatchMerger: ln_q per patch, then each merge² consecutive rows (one merge block, in the

@@ -17,7 +17,21 @@ import (
 // refForward is a plain float64 transformer written from the HF modeling code, independent of
 // the runtime: full causal attention without cache, biases, GQA, rotate_half RoPE, SwiGLU.
 func refForward(t *testing.T, c *hfdir.Checkpoint, cfg model.Config, ids []int32) [][]float64 {
+	return refForwardEmbeds(t, c, cfg, "", func(emb []float64) [][]float64 {
+		d := cfg.Hidden
+		x := make([][]float64, len(ids))
+		for t := range x {
+			x[t] = append([]float64(nil), emb[int(ids[t])*d:(int(ids[t])+1)*d]...)
+		}
+		return x
+	})
+}
+
+// refForwardEmbeds is refForward from input embeddings (inputs(embedding table) gives one row
+// per position) for a language model whose tensors are named under prefix.
+func refForwardEmbeds(t *testing.T, c *hfdir.Checkpoint, cfg model.Config, prefix string, inputs func(emb []float64) [][]float64) [][]float64 {
 	get := func(name string) []float64 {
+		name = prefix + name
 		info, b, err := c.Tensor(name)
 		if err != nil {
 			t.Fatal(err)
@@ -30,7 +44,7 @@ func refForward(t *testing.T, c *hfdir.Checkpoint, cfg model.Config, ids []int32
 		}
 		return out
 	}
-	has := func(n string) bool { return c.Has(n) }
+	has := func(n string) bool { return c.Has(prefix + n) }
 	d, hd, H, KV := cfg.Hidden, cfg.HeadDim, cfg.Heads, cfg.KVHeads
 	linear := func(x []float64, w []float64, b []float64, out int) []float64 {
 		in := len(x)
@@ -67,12 +81,8 @@ func refForward(t *testing.T, c *hfdir.Checkpoint, cfg model.Config, ids []int32
 			}
 		}
 	}
-	T := len(ids)
-	emb := get("model.embed_tokens.weight")
-	x := make([][]float64, T)
-	for t := range x {
-		x[t] = append([]float64(nil), emb[int(ids[t])*d:(int(ids[t])+1)*d]...)
-	}
+	x := inputs(get("model.embed_tokens.weight"))
+	T := len(x)
 	for l := 0; l < cfg.Layers; l++ {
 		p := fmt.Sprintf("model.layers.%d.", l)
 		bias := func(n string) []float64 {

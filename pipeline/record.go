@@ -16,6 +16,10 @@ type RecordParams struct {
 	MINER              bool     // MINER's per-sample importance scores
 	Chat               bool     // wrap each text in the chat template
 	PerSample          bool     // each sample's activations at a concept's first generating step
+	ConceptsFromText   bool     // every content word of a sample's text is also a concept word
+	// ShuffleSeed, when not nil, permutes every image's patches before encoding (Pan et al.'s
+	// patch-order control, model.ShuffleMedia).
+	ShuffleSeed *uint64
 	// Shard, when not nil, records only that block of the samples (locate.Shard); the shards'
 	// stats merge (locate.MergeAll) to a single pass's, byte for byte.
 	Shard    *locate.Shard
@@ -27,7 +31,8 @@ type RecordParams struct {
 // skipped (resume). It is the one place the CLI and surgery call locate.Record.
 func Record(ctx context.Context, m *model.Model, data []samples.Sample, into *locate.Stats, p RecordParams) (*locate.Stats, error) {
 	o := locate.RecordOptions{Concepts: p.Concepts, ConceptsFromLabels: p.ConceptsFromLabels, Product: p.Product, MINER: p.MINER,
-		Chat: p.Chat, PerSample: p.PerSample, Progress: p.Progress, Skip: map[string]bool{}, Shard: p.Shard}
+		Chat: p.Chat, PerSample: p.PerSample, Progress: p.Progress, Skip: map[string]bool{}, Shard: p.Shard,
+		ConceptsFromText: p.ConceptsFromText, ShuffleSeed: p.ShuffleSeed}
 	if c := m.Checkpoint(); c != nil {
 		o.ModelHash = c.Fingerprint()
 	}

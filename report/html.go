@@ -209,6 +209,20 @@ var metricWhat = map[string]string{
 	"exact_match":      "open answers: share generated exactly",
 	"contains":         "open answers: share contained in the generation",
 	"anls":             "open answers: average normalised Levenshtein similarity",
+	// Pan et al.'s metrics of the bench concepts' multi-modal neurons (docs/metrics.md).
+	"mm/semantic_lens":        "share of a concept's top neurons whose logit-lens top tokens include the concept",
+	"mm/semantic_lens_random": "the same for as many random neurons",
+	"mm/prob_drop":            "fall of the concept's probability at its caption step when its top neurons are zeroed",
+	"mm/prob_drop_random":     "the same for as many random neurons",
+	"mm/specificity":          "|Δp| of the concept over it plus the mean |Δp| of the other concepts, its neurons zeroed (0.5: no preference)",
+	"mm/specificity_random":   "the same for as many random neurons",
+	"mm/cross_image":          "mean Jaccard index of a concept's top neurons across images",
+	"mm/cross_image_random":   "the same for random neurons",
+	"mm/region_invariance":    "mean Jaccard index of a concept's top neurons on the image and on the image restricted to its bbox",
+	"mm/shuffle_overlap":      "mean Jaccard index of a concept's top neurons with and without the image's patches shuffled",
+	"mm/edit_specificity":     "|Δp| of the swap source at its caption steps over it plus the mean |Δp| of the other label concepts",
+	"mm/edit_self_change":     "mean |Δp| of the swap source at its caption steps",
+	"mm/edit_other_change":    "mean |Δp| of the other label concepts at theirs",
 }
 
 func (v *view) verify(rep *verify.Report) {
@@ -252,6 +266,9 @@ func (v *view) verify(rep *verify.Report) {
 		rep.MetricsChart("Words written in the greedy continuations", "count", []string{"generated_source", "generated_target"}),
 		rep.MetricsChart("Answers", "share (0 to 1)", []string{"mc_accuracy", "exact_match", "contains", "anls"}),
 		rep.MetricsChart("KL(base ‖ model) of the next token", "nats per position", []string{"kl"}),
+		rep.MetricsChart("Multi-modal neurons (Pan et al.): the concepts' top neurons, beside random ones", "share (0 to 1)",
+			[]string{"mm/semantic_lens", "mm/semantic_lens_random", "mm/specificity", "mm/specificity_random", "mm/cross_image",
+				"mm/cross_image_random", "mm/region_invariance", "mm/shuffle_overlap", "mm/edit_specificity"}),
 	} {
 		if c != nil {
 			v.VerifyCharts = append(v.VerifyCharts, template.HTML(c.SVG()))

@@ -17,6 +17,7 @@ import (
 	"github.com/neurosurg/neurosurg/formats/samples"
 	"github.com/neurosurg/neurosurg/model"
 	"github.com/neurosurg/neurosurg/model/tokenizer"
+	"github.com/neurosurg/neurosurg/verify/mmneurons"
 )
 
 // ErrGate reports a failed gate.
@@ -30,6 +31,11 @@ type Options struct {
 	MaxTokens int    // greedy continuation length for swap and QA measures (default 32)
 	Source    string // swap source word ("" when the edit is not a swap)
 	Target    string
+	// Neurons, when not nil, also measures Pan et al.'s four properties of the bench's
+	// concepts' multi-modal neurons on the base model (mmneurons.Evaluate: the bench is
+	// captioned images, labelled with their concept), reported as Report.Neurons and as "mm/"
+	// metrics of the base; with a swap, each variant's edit specificity too.
+	Neurons *mmneurons.Options
 }
 
 // Validate reports an option Run cannot use; callers check before loading models.
@@ -39,6 +45,11 @@ func (o Options) Validate() error {
 	}
 	if (o.Source == "") != (o.Target == "") {
 		return fmt.Errorf("%w: a swap needs both a source and a target word (got %q, %q)", ErrOption, o.Source, o.Target)
+	}
+	if o.Neurons != nil {
+		if err := o.Neurons.Validate(); err != nil {
+			return fmt.Errorf("%w: %v", ErrOption, err)
+		}
 	}
 	return nil
 }
@@ -65,6 +76,8 @@ type Report struct {
 	// Generations are every variant's greedy continuation of each bench prompt: what a
 	// person reads to see what the edit did.
 	Generations []Generation `json:"generations,omitempty"`
+	// Neurons are Pan et al.'s four metrics of the bench concepts' neurons (Options.Neurons).
+	Neurons *mmneurons.Report `json:"multimodal_neurons,omitempty"`
 }
 
 // Generation is one bench prompt and each variant's greedy continuation of it.
@@ -113,9 +126,17 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 		if err != nil || len(ids) == 0 {
 			return nil, fmt.Errorf("verify: sample %s: cannot tokenize", s.ID)
 		}
-		in, err := base.PromptInput("sample "+s.ID, ids, s.MediaKinds(), s.MediaPaths())
-		if err != nil {
-			return nil, fmt.Errorf("verify: %w", err)
+		in := model.Input{Tokens: ids}
+		if len(s.MediaKinds()) > 0 {
+			// The model's prompt builder places the media (and feeds an encoder's own text
+			// input, InstructBLIP's Q-Former); the text ids stay the last len(ids) tokens.
+			p := model.Prompt{Text: s.Text}
+			for k, kind := range s.MediaKinds() {
+				p.Media = append(p.Media, model.Medium{Kind: kind, Paths: []string{s.MediaPaths()[k]}})
+			}
+			if in, err = base.BuildInput("sample "+s.ID, p); err != nil {
+				return nil, fmt.Errorf("verify: %w", err)
+			}
 		}
 		enc = append(enc, encoded{s: s, ids: in.Tokens, media: in.Media, text: len(in.Tokens) - len(ids)})
 	}
@@ -296,6 +317,11 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 			}
 		}
 	}
+	if o.Neurons != nil {
+		if err := neuronMetrics(ctx, rep, all, bench, o); err != nil {
+			return nil, err
+		}
+	}
 	// The forward pass refuses NaN logits, so a NaN metric is a bug here: say so rather than
 	// report it (a NaN passes no gate, but it is no measurement either).
 	for _, v := range rep.Variants {
@@ -306,6 +332,51 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 		}
 	}
 	return rep, nil
+}
+
+// neuronMetrics adds Pan et al.'s metrics (docs/metrics.md) to the report: the neurons' own on
+// the base model, and with a swap each variant's edit specificity: how much the edit moves the
+// source word's probability at its caption steps against the bench's other label concepts'.
+func neuronMetrics(ctx context.Context, rep *Report, all []Variant, bench []samples.Sample, o Options) error {
+	base := all[0].Model
+	nr, err := mmneurons.Evaluate(ctx, base, bench, *o.Neurons)
+	if err != nil {
+		return fmt.Errorf("verify: multi-modal neurons: %w", err)
+	}
+	rep.Neurons = nr
+	for k, v := range nr.Metrics() {
+		rep.Metrics["base"][k] = v
+	}
+	if o.Source == "" {
+		return nil
+	}
+	words := []string{o.Source}
+	for _, l := range samples.Labels(bench) {
+		if l != "" && l != o.Source {
+			words = append(words, l)
+		}
+	}
+	inputs, steps, err := mmneurons.ConceptSteps(base, bench, words, o.Neurons.Chat)
+	if err != nil {
+		return fmt.Errorf("verify: edit specificity: %w", err)
+	}
+	p0, err := mmneurons.StepProbs(ctx, base, inputs, steps, nil)
+	if err != nil {
+		return fmt.Errorf("verify: edit specificity: %w", err)
+	}
+	for _, v := range all[1:] {
+		p, err := mmneurons.StepProbs(ctx, v.Model, inputs, steps, nil)
+		if err != nil {
+			return fmt.Errorf("verify: %s model: edit specificity: %w", v.Name, err)
+		}
+		ratio, self, other := mmneurons.Specificity(steps, p0, p, o.Source)
+		if ratio == nil {
+			continue // the bench lacks the source's or other concepts' steps, or nothing moved
+		}
+		m := rep.Metrics[v.Name]
+		m["mm/edit_specificity"], m["mm/edit_self_change"], m["mm/edit_other_change"] = *ratio, self, other
+	}
+	return nil
 }
 
 type encoded struct {
@@ -378,7 +449,8 @@ type GateResult struct {
 
 // MetricNames lists the metrics Run can report, besides "ppl/LABEL" (perplexity per label).
 var MetricNames = []string{"kl", "specificity", "source_positions", "efficacy", "swap_rate", "source_prob_drop",
-	"target_prob_rise", "mc_accuracy", "generated_source", "generated_target", "exact_match", "contains", "anls"}
+	"target_prob_rise", "mc_accuracy", "generated_source", "generated_target", "exact_match", "contains", "anls",
+	"mm/edit_specificity", "mm/edit_self_change", "mm/edit_other_change"}
 
 // Gate is a bound on one metric: Metric < Limit or Metric > Limit.
 type Gate struct {
@@ -497,5 +569,20 @@ func (r *Report) Markdown() string {
 	if len(r.Gates) > 0 {
 		b.WriteString("\n")
 	}
+	if n := r.Neurons; n != nil {
+		fmt.Fprintf(&b, "\nMulti-modal neurons (Pan et al.; top %d per concept and image, %d lists; docs/metrics.md):\n\n", n.TopN, n.Lists)
+		b.WriteString("| concept | images | semantic lens | prob drop | prob drop (random) | cross-image | region | shuffle overlap |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, c := range n.Concepts {
+			fmt.Fprintf(&b, "| %s | %d | %.4g | %.4g | %.4g | %s | %s | %s |\n", c.Word, len(c.Images), c.SemanticLens, c.ProbDrop, c.ProbDropRandom,
+				optional(c.CrossImage), optional(c.RegionInvariance), optional(c.ShuffleOverlap))
+		}
+	}
 	return b.String()
+}
+
+func optional(v *float64) string {
+	if v == nil {
+		return "–"
+	}
+	return fmt.Sprintf("%.4g", *v)
 }

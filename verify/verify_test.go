@@ -1,11 +1,17 @@
 package verify
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"image"
+	"image/png"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -13,6 +19,7 @@ import (
 	"github.com/neurosurg/neurosurg/formats/safetensors"
 	"github.com/neurosurg/neurosurg/formats/samples"
 	"github.com/neurosurg/neurosurg/model"
+	"github.com/neurosurg/neurosurg/model/synth"
 	"github.com/neurosurg/neurosurg/model/tokenizer"
 )
 
@@ -224,4 +231,50 @@ func (s nanSource) Tensor(name string) (safetensors.TensorInfo, []byte, error) {
 		b = s.b
 	}
 	return info, b, err
+}
+
+// Image samples go through the model's prompt builder: on InstructBLIP (whose layout puts the
+// query rows before BOS and whose Q-Former reads the text) verify runs them, a model against
+// itself measures nothing, another model's weights something.
+func TestVerifyInstructBLIPImages(t *testing.T) {
+	dir := t.TempDir()
+	open := func(seed uint64) *model.Model {
+		out := filepath.Join(dir, fmt.Sprint("ib", seed))
+		if err := synth.Generate("../testdata/configs/instructblip-tiny", out, synth.Options{DType: safetensors.F32, Seed: seed, Std: 0.3}); err != nil {
+			t.Fatal(err)
+		}
+		m, err := model.Open(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.Close() })
+		return m
+	}
+	base, other := open(1), open(2)
+	pic := filepath.Join(dir, "pic.png")
+	img := image.NewNRGBA(image.Rect(0, 0, 9, 6))
+	for i := range img.Pix {
+		img.Pix[i] = uint8(i * 37)
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pic, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bench := []samples.Sample{
+		{ID: "a", Text: "what is in the image?", Image: pic, Label: "x"},
+		{ID: "b", Text: "describe this photo", Image: pic, Label: "y"},
+	}
+	r, err := Run(context.Background(), base, []Variant{{Name: "same", Model: base}, {Name: "other", Model: other}}, bench, Options{MaxTokens: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kl := r.Metrics["same"]["kl"]; kl > 1e-9 {
+		t.Errorf("kl against itself %g", kl)
+	}
+	if kl := r.Metrics["other"]["kl"]; !(kl > 1e-3) {
+		t.Errorf("kl against other weights %g", kl)
+	}
 }

@@ -26,7 +26,7 @@ neurosurg bench gemm --json`,
 				if cmd.Bool("json") {
 					return printJSON(w, map[string]any{"ceilings": c, "results": res})
 				}
-				fmt.Fprintf(w, "FMA peak %.0f GFLOP/s f32, VDPBF16PS peak %.0f GFLOP/s, memory bandwidth: triad %.1f GB/s, read %.1f GB/s\n", c.FMAPeakGFLOPS, c.DotPeakGFLOPS, c.TriadGBps, c.ReadGBps)
+				fmt.Fprintf(w, "FMA peak %.0f GFLOP/s f32, VDPBF16PS peak %.0f GFLOP/s, AMX-BF16 peak %.0f GFLOP/s, memory bandwidth: triad %.1f GB/s, read %.1f GB/s\n", c.FMAPeakGFLOPS, c.DotPeakGFLOPS, c.AMXPeakGFLOPS, c.TriadGBps, c.ReadGBps)
 				fmt.Fprintf(w, "%-18s %-5s %-10s %9s %9s %8s %8s\n", "m×k×n", "dtype", "variant", "GFLOP/s", "GB/s", "of peak", "of read")
 				for _, r := range res {
 					read := ""

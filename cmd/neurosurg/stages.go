@@ -10,6 +10,7 @@ import (
 	"github.com/neurosurg/neurosurg/locate"
 	"github.com/neurosurg/neurosurg/patch"
 	"github.com/neurosurg/neurosurg/pipeline"
+	"github.com/neurosurg/neurosurg/verify/mmneurons"
 	"github.com/urfave/cli/v3"
 )
 
@@ -22,7 +23,8 @@ func init() {
 			UsageText: `neurosurg record testdata/stories260K --data testdata/samples/stories-animals-food.jsonl --out stats.st
 neurosurg record testdata/stories260K --data examples/stories-generated.jsonl --concept Lily --out lily.st
 neurosurg record testdata/stories260K --data more.jsonl --resume --out stats.st
-neurosurg record testdata/stories260K --data all.jsonl --shard 2/8 --out part-2.st   # then: stats merge part-*.st`,
+neurosurg record testdata/stories260K --data all.jsonl --shard 2/8 --out part-2.st   # then: stats merge part-*.st
+neurosurg record VLM --data captions.jsonl --concepts-from-text --per-sample --shuffle-patches 7 --out shuffled.st`,
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "data", Required: true, Usage: "samples JSONL"},
 				&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Required: true},
@@ -34,6 +36,8 @@ neurosurg record testdata/stories260K --data all.jsonl --shard 2/8 --out part-2.
 				&cli.BoolFlag{Name: "chat", Usage: "wrap each text in the chat template (default: BOS + text)"},
 				&cli.StringFlag{Name: "shard", Usage: "record only shard INDEX/COUNT of the samples (a contiguous block, 0-based); stats merge of every shard equals one pass"},
 				&cli.BoolFlag{Name: "per-sample", Usage: "also keep each sample's activations at a concept's first generating step (locate --contrib-mode per-sample)"},
+				&cli.BoolFlag{Name: "concepts-from-text", Usage: "every content word of a sample's text (caption) is also a concept word (Pan et al.'s nouns, without a POS tagger)"},
+				&cli.Uint64Flag{Name: "shuffle-patches", Usage: "SEED: permute every image's patches with this seed before encoding (Pan et al.'s patch-order control)"},
 			},
 			Action: func(ctx context.Context, cmd *cli.Command) error {
 				dir, err := oneArg(cmd, "CKPT")
@@ -66,9 +70,15 @@ neurosurg record testdata/stories260K --data all.jsonl --shard 2/8 --out part-2.
 						return err
 					}
 				}
+				var shuffle *uint64
+				if cmd.IsSet("shuffle-patches") {
+					seed := cmd.Uint64("shuffle-patches")
+					shuffle = &seed
+				}
 				bar := newBar(cmd, int64(len(ss)), "recording", false)
 				st, err := pipeline.Record(ctx, m, ss, into, pipeline.RecordParams{Concepts: cmd.StringSlice("concept"), ConceptsFromLabels: cmd.Bool("concept-from-label"),
 					Product: cmd.Bool("au"), MINER: cmd.Bool("miner"), Chat: cmd.Bool("chat"), PerSample: cmd.Bool("per-sample"), Shard: shard,
+					ConceptsFromText: cmd.Bool("concepts-from-text"), ShuffleSeed: shuffle,
 					Progress: func(done, total int) { bar.set(int64(done)) }})
 				bar.finish()
 				if err != nil {
@@ -267,7 +277,8 @@ neurosurg patch CKPT --neurons n.json --op scale:0.5 --op noise:0.01 --seed 3 --
 			ArgsUsage: "CKPT",
 			UsageText: `neurosurg verify testdata/stories260K --edit edit.nsd --bench testdata/samples/stories-animals-food.jsonl
 neurosurg verify testdata/stories260K --edit swap.nsd --swap Lily>Tim --bench examples/stories-swap-bench.jsonl --gate efficacy>0.5 --gate kl<0.1
-neurosurg verify CKPT --edit e.nsd --bench b.jsonl --out report --json`,
+neurosurg verify CKPT --edit e.nsd --bench b.jsonl --out report --json
+neurosurg verify VLM --edit swap.nsd --swap dog>cat --bench captions.jsonl --mm-metrics --mm-shuffle-seed 7 --gate mm/edit_specificity>0.7`,
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "edit", Required: true},
 				&cli.StringFlag{Name: "bench", Required: true},
@@ -276,6 +287,11 @@ neurosurg verify CKPT --edit e.nsd --bench b.jsonl --out report --json`,
 				&cli.IntFlag{Name: "max-tokens", Value: 32},
 				&cli.StringFlag{Name: "out", Usage: "write the report as OUT.json, OUT.md and OUT.svg"},
 				&cli.BoolFlag{Name: "json"},
+				&cli.BoolFlag{Name: "mm-metrics", Usage: "also measure Pan et al.'s four metrics of the bench concepts' neurons (captioned images labelled with their concept; docs/metrics.md)"},
+				&cli.IntFlag{Name: "mm-top-n", Usage: "mm-metrics: neurons per concept and image (default 50)"},
+				&cli.IntFlag{Name: "mm-lens-k", Usage: "mm-metrics: logit-lens top tokens per neuron (default 10)"},
+				&cli.Uint64Flag{Name: "mm-seed", Usage: "mm-metrics: the random baseline's seed"},
+				&cli.Uint64Flag{Name: "mm-shuffle-seed", Usage: "mm-metrics: also locate with every image's patches permuted by this seed, and report the overlap"},
 			},
 			Action: func(ctx context.Context, cmd *cli.Command) error {
 				dir, err := oneArg(cmd, "CKPT")
@@ -292,8 +308,22 @@ neurosurg verify CKPT --edit e.nsd --bench b.jsonl --out report --json`,
 					swap = &patch.Op{Kind: "swap", Src: src, Tgt: tgt}
 				}
 				gates := cmd.StringSlice("gate")
+				var mm *mmneurons.Options
+				if cmd.Bool("mm-metrics") {
+					mm = &mmneurons.Options{TopN: int(cmd.Int("mm-top-n")), LensK: int(cmd.Int("mm-lens-k")), Seed: cmd.Uint64("mm-seed")}
+					if cmd.IsSet("mm-shuffle-seed") {
+						seed := cmd.Uint64("mm-shuffle-seed")
+						mm.ShuffleSeed = &seed
+					}
+				} else if cmd.IsSet("mm-top-n") || cmd.IsSet("mm-lens-k") || cmd.IsSet("mm-seed") || cmd.IsSet("mm-shuffle-seed") {
+					return usageErrorf("--mm-top-n, --mm-lens-k, --mm-seed and --mm-shuffle-seed need --mm-metrics")
+				}
 				o, err := pipeline.VerifyOptions(int(cmd.Int("max-tokens")), swap, gates)
 				if err != nil {
+					return valid(err)
+				}
+				o.Neurons = mm
+				if err := o.Validate(); err != nil {
 					return valid(err)
 				}
 				if out := cmd.String("out"); out != "" {

@@ -24,7 +24,7 @@ neurosurg synth --convert bf16 testdata/stories260K --out /tmp/stories-bf16`,
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Required: true, Usage: "new checkpoint directory"},
 				&cli.StringFlag{Name: "dtype", Value: "bf16", Usage: "f32, bf16 or f16"},
-				&cli.StringSliceFlag{Name: "set", Usage: "override a config key (shrink), KEY=INT"},
+				&cli.StringSliceFlag{Name: "set", Usage: "override a config key (shrink), KEY=INT; SUB.KEY sets a sub-config's key (text_config.num_hidden_layers=1)"},
 				&cli.StringFlag{Name: "shard-size", Usage: "split into shards of at most this size, e.g. 2GB, 500MB"},
 				&cli.Uint64Flag{Name: "seed", Usage: "random seed"},
 				&cli.StringFlag{Name: "convert", Usage: "instead: convert the real checkpoint CONFIG_OR_DIR's floats to this dtype"},

@@ -409,3 +409,53 @@ func TestHashCacheDropsDamagedEntries(t *testing.T) {
 		t.Errorf("corrupt file gave %v", c.entries)
 	}
 }
+
+// A second tokenizer's folder (InstructBLIP's qformer_tokenizer/) travels with the weights:
+// listed by its path and written byte for byte into the same folder; other folders do not.
+func TestTokenizerFolderTagsAlong(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ckpt")
+	if err := os.MkdirAll(filepath.Join(dir, "qformer_tokenizer"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "onnx"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"model.safetensors", "config.json", "tokenizer.json"} {
+		b, err := os.ReadFile(filepath.Join(stories, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vocab := []byte("[PAD]\n[UNK]\n[CLS]\n[SEP]\nhello\n")
+	for path, b := range map[string][]byte{"qformer_tokenizer/vocab.txt": vocab, "onnx/model.txt": []byte("x")} {
+		if err := os.WriteFile(filepath.Join(dir, path), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files, err := TagAlongFiles(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(files, " ") != "config.json qformer_tokenizer/vocab.txt tokenizer.json" {
+		t.Errorf("tag-along files %v", files)
+	}
+	base, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer base.Close()
+	out := filepath.Join(t.TempDir(), "out")
+	prov, err := Write(context.Background(), base, out, WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(out, "qformer_tokenizer", "vocab.txt")); err != nil || !bytes.Equal(b, vocab) {
+		t.Errorf("written vocab %q, %v", b, err)
+	}
+	if prov.Outputs["qformer_tokenizer/vocab.txt"] == "" {
+		t.Errorf("provenance outputs %v lack the vocabulary", prov.Outputs)
+	}
+}

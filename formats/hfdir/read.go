@@ -197,7 +197,8 @@ func (c *Checkpoint) Close() error {
 
 // TagAlongFiles lists the top-level files of dir that travel with the weights (config,
 // tokenizer, processor, chat template, generation config, …): every file that is not a weight
-// file, the index, a model card or a provenance file. Symbolic links count as the files they
+// file, the index, a model card or a provenance file, and the files of a "*_tokenizer" folder
+// ("qformer_tokenizer/vocab.txt"). Symbolic links count as the files they
 // point to: a Hugging Face cache snapshot (models--org--name/snapshots/REV/) is all links into
 // ../../blobs, and skipping them wrote checkpoints without config or tokenizer. A link that
 // points nowhere (a download that did not finish) is an error, not a file to leave out.
@@ -210,6 +211,20 @@ func TagAlongFiles(dir string) ([]string, error) {
 	for _, e := range ents {
 		n := e.Name()
 		if isWeightFile(n) || n == IndexFile || n == ModelCardFile || n == ProvenanceFile {
+			continue
+		}
+		if e.IsDir() && strings.HasSuffix(n, "_tokenizer") {
+			// A second tokenizer's folder (InstructBLIP's qformer_tokenizer/): its files
+			// travel too, named by their path below dir.
+			sub, err := TagAlongFiles(filepath.Join(dir, n))
+			if err != nil {
+				return nil, err
+			}
+			for _, f := range sub {
+				if !strings.Contains(f, "/") {
+					out = append(out, n+"/"+f)
+				}
+			}
 			continue
 		}
 		if e.Type()&os.ModeSymlink != 0 {

@@ -249,6 +249,9 @@ func sum(b []byte) string {
 }
 
 func writeSmall(path string, b []byte, opts *WriteOptions) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil { // a tokenizer folder's file
+		return err
+	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644) // 0644, not Create's 0666, less the umask
 	if err != nil {
 		return err

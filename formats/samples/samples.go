@@ -26,6 +26,9 @@ type Sample struct {
 	Answer  string   `json:"answer,omitempty"`
 	Choices []string `json:"choices,omitempty"`
 	Control bool     `json:"control,omitempty"` // verify: unrelated prompt for specificity/KL
+	// BBox is the region of the sample's concept (its label) in its image: [x0, y0, x1, y1]
+	// in pixels of the picture as decoded, x1 > x0, y1 > y0 (verify's region invariance).
+	BBox []float64 `json:"bbox,omitempty"`
 }
 
 // MaxLine is the longest line Read accepts (a sample with a long text is one line; an image or
@@ -100,7 +103,33 @@ func parseLine(b []byte) (Sample, error) {
 	if s.Text == "" && s.Image == "" && s.Audio == "" {
 		return s, errors.New("no text, image or audio")
 	}
+	if s.BBox != nil {
+		if err := checkBBox(s); err != nil {
+			return s, err
+		}
+	}
 	return s, nil
+}
+
+// checkBBox refuses a box that is not [x0, y0, x1, y1] with x0 < x1 and y0 < y1, finite and
+// not negative, or a box without an image.
+func checkBBox(s Sample) error {
+	b := s.BBox
+	if s.Image == "" {
+		return errors.New("bbox without an image")
+	}
+	if len(b) != 4 {
+		return fmt.Errorf("bbox has %d numbers, want [x0, y0, x1, y1]", len(b))
+	}
+	for _, v := range b {
+		if v < 0 || v > 1e9 {
+			return fmt.Errorf("bbox %v: coordinates must be pixels from 0", b)
+		}
+	}
+	if !(b[0] < b[2] && b[1] < b[3]) {
+		return fmt.Errorf("bbox %v: want x0 < x1 and y0 < y1", b)
+	}
+	return nil
 }
 
 var errLong = errors.New("line too long")

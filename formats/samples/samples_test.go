@@ -20,6 +20,10 @@ func TestRead(t *testing.T) {
 	if len(ss) != 2 || ss[1].ID != "line4" || ss[1].Dataset != "d1" {
 		t.Fatalf("%+v", ss)
 	}
+	box, err := Read(strings.NewReader(`{"image":"dog.png","label":"dog","bbox":[1,2.5,30,40]}`), "b.jsonl")
+	if err != nil || len(box[0].BBox) != 4 || box[0].BBox[1] != 2.5 {
+		t.Errorf("a sample with a bbox: %+v, %v", box, err)
+	}
 	if l := Labels(ss); strings.Join(l, ",") != "animals,food" {
 		t.Errorf("labels %v", l)
 	}
@@ -38,6 +42,12 @@ func TestRead(t *testing.T) {
 		`"just a string"`:                                   "x.jsonl:1",
 		`[{"text":"a"}]`:                                    "x.jsonl:1",
 		`null`:                                              "no text",
+		`{"text":"a","bbox":[0,0,2,2]}`:                     "x.jsonl:1: samples: invalid line: bbox without an image",
+		`{"image":"i.png","bbox":[0,0,2]}`:                  "bbox has 3 numbers",
+		`{"image":"i.png","bbox":[3,0,2,2]}`:                "want x0 < x1 and y0 < y1",
+		`{"image":"i.png","bbox":[0,2,2,2]}`:                "want x0 < x1 and y0 < y1",
+		`{"image":"i.png","bbox":[-1,0,2,2]}`:               "coordinates must be pixels from 0",
+		`{"image":"i.png","bbox":"0,0,2,2"}`:                "x.jsonl:1",
 	}
 	for in, want := range bad {
 		_, err := Read(strings.NewReader(in), "x.jsonl")
@@ -84,6 +94,7 @@ func TestReadFileDirectory(t *testing.T) {
 
 func FuzzSamples(f *testing.F) {
 	f.Add(`{"id":"a","text":"t","label":"l","choices":["x","y"]}`)
+	f.Add(`{"image":"i.png","label":"dog","bbox":[0,1,2,3]}`)
 	f.Fuzz(func(t *testing.T, s string) {
 		ss, err := Read(strings.NewReader(s), "fuzz")
 		if err != nil {
@@ -95,6 +106,9 @@ func FuzzSamples(f *testing.F) {
 		for _, x := range ss {
 			if x.ID == "" {
 				t.Fatal("sample without id")
+			}
+			if b := x.BBox; b != nil && (len(b) != 4 || !(b[0] < b[2] && b[1] < b[3]) || x.Image == "") {
+				t.Fatalf("accepted bbox %v (image %q)", b, x.Image)
 			}
 		}
 	})

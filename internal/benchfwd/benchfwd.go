@@ -106,7 +106,7 @@ func Run(ctx context.Context, o Options) ([]Result, int64, error) {
 		if err != nil {
 			return err
 		}
-		out = append(out, Result{Name: name, Tokens: tokens, Seconds: s, TokensPerS: float64(tokens) / s, PeakRSSMiB: peakMiB()})
+		out = append(out, Result{Name: name, Tokens: tokens, Seconds: s, TokensPerS: float64(tokens) / s, PeakRSSMiB: PeakMiB()})
 		log(name + " done")
 		return nil
 	}
@@ -143,12 +143,13 @@ func Run(ctx context.Context, o Options) ([]Result, int64, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	out = append(out, Result{Name: "decode 64 after 128", Tokens: 64, Seconds: all - first, TokensPerS: 64 / (all - first), PeakRSSMiB: peakMiB()})
+	out = append(out, Result{Name: "decode 64 after 128", Tokens: 64, Seconds: all - first, TokensPerS: 64 / (all - first), PeakRSSMiB: PeakMiB()})
 	log("decode 64 after 128 done")
 	return out, c.Size(), nil
 }
 
-func peakMiB() float64 {
+// PeakMiB is the process's peak resident set (VmHWM) in MiB; 0 where /proc is absent.
+func PeakMiB() float64 {
 	b, _ := os.ReadFile("/proc/self/status")
 	for _, line := range strings.Split(string(b), "\n") {
 		if strings.HasPrefix(line, "VmHWM:") {

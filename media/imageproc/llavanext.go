@@ -198,15 +198,24 @@ func (c LlavaNextConfig) ImageTokens(origH, origW int, p LlavaNextTokenParams) (
 // unpaddedFeatures is LlavaNextProcessor._get_unpadded_features (the count side of the model's
 // unpad_image): the grid of patch features, less the rows or columns that only cover padding.
 func unpaddedFeatures(height, width, patchesH, patchesW, scaleH, scaleW int) (int, int) {
-	curH, curW := patchesH*scaleH, patchesW*scaleW
-	if float64(width)/float64(height) > float64(curW)/float64(curH) {
-		newH := intRound7(float64(height) * (float64(curW) / float64(width)))
-		curH -= floorDiv(curH-newH, 2) * 2
-	} else {
-		newW := intRound7(float64(width) * (float64(curH) / float64(height)))
-		curW -= floorDiv(curW-newW, 2) * 2
+	r0, r1, c0, c1 := UnpadGrid(height, width, patchesH*scaleH, patchesW*scaleW)
+	return (r1 - r0) * (c1 - c0), r1 - r0
+}
+
+// UnpadGrid is LLaVA-NeXT's unpad_image on a gridH × gridW grid of patch features of a picture
+// of height × width pixels padded to the grid's aspect ratio: the rows [rowLo, rowHi) and
+// columns [colLo, colHi) that cover the picture. The model slices its features with it, the
+// processor counts them.
+func UnpadGrid(height, width, gridH, gridW int) (rowLo, rowHi, colLo, colHi int) {
+	rowHi, colHi = gridH, gridW
+	if float64(width)/float64(height) > float64(gridW)/float64(gridH) {
+		newH := intRound7(float64(height) * (float64(gridW) / float64(width)))
+		pad := floorDiv(gridH-newH, 2)
+		return pad, gridH - pad, 0, gridW
 	}
-	return curH * curW, curH
+	newW := intRound7(float64(width) * (float64(gridH) / float64(height)))
+	pad := floorDiv(gridW-newW, 2)
+	return 0, gridH, pad, gridW - pad
 }
 
 // intRound7 is Python's int(round(x, 7)) for x >= 0: round to 7 decimals (exactly, halves to even),

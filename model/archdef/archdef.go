@@ -34,6 +34,9 @@ type TensorTemplate struct {
 	If     string   `json:"if,omitempty"`      // config key that must be true for the tensor to exist
 	Init   string   `json:"init,omitempty"`    // "ones" for norm weights (synthetic checkpoints)
 	TiedTo string   `json:"tied_to,omitempty"` // absent when tie_word_embeddings is true: that tensor serves
+	// Every is a config key k: the layer tensor exists only in layers i with i % k == 0
+	// (InstructBLIP's Q-Former has cross-attention every cross_attention_frequency layers).
+	Every string `json:"every,omitempty"`
 }
 
 // FFNTemplate names the tensors that make one module's FFN neurons, relative to the module's
@@ -60,8 +63,10 @@ type Module struct {
 	Layer       []TensorTemplate `json:"layer,omitempty"`
 	Post        []TensorTemplate `json:"post,omitempty"`
 	FFN         *FFNTemplate     `json:"ffn,omitempty"`
-	// Defaults are the values of config keys the module's config may leave out: the defaults
-	// of the transformers config class (Qwen2VLVisionConfig's depth, hidden_act, …).
+	// Defaults are the config class's values for keys a config.json may omit (transformers
+	// fills them in when it builds the sub-config: LLaVA's text_config names only what differs
+	// from LlamaConfig, its vision_config what differs from CLIPVisionConfig). Any key the
+	// config gives wins.
 	Defaults map[string]any `json:"defaults,omitempty"`
 }
 
@@ -73,6 +78,10 @@ type Definition struct {
 	FinalNorm     string   `json:"final_norm"`
 	Unembed       string   `json:"unembed"`
 	TagAlong      []string `json:"tag_along"`
+	// Defaults are the values of the transformers config classes for keys a config.json may
+	// leave out: a top-level key, or an object of defaults for a sub-config (vision_config)
+	// whose missing keys they fill. ForConfig applies them.
+	Defaults map[string]any `json:"defaults,omitempty"`
 }
 
 var (
@@ -222,21 +231,24 @@ func (a *Arch) bind(m *Module) *Bound {
 		return b
 	}
 	cfg := map[string]any{}
-	if m.Config == "" || m.Fallback {
+	for k, v := range m.Defaults {
+		cfg[k] = v
+	}
+	if m.Config == "" {
+		for k, v := range a.Config {
+			cfg[k] = v
+		}
+		b.Config = cfg
+		return b
+	}
+	sub, _ := a.Config[m.Config].(map[string]any)
+	if m.Fallback {
 		for k, v := range a.Config {
 			cfg[k] = v
 		}
 	}
-	if m.Config != "" {
-		sub, _ := a.Config[m.Config].(map[string]any)
-		for k, v := range sub {
-			cfg[k] = v
-		}
-	}
-	for k, v := range m.Defaults {
-		if cfg[k] == nil { // absent or null: transformers takes the class default
-			cfg[k] = v
-		}
+	for k, v := range sub {
+		cfg[k] = v
 	}
 	b.Config = cfg
 	return b
@@ -273,6 +285,9 @@ func (b *Bound) Tensor(name string, layer int) (spec TensorSpec, ok bool, err er
 		if t.If != "" && !b.Bool(t.If) {
 			return TensorSpec{}, false, nil
 		}
+		if in, err := b.inLayer(t, layer); err != nil || !in {
+			return TensorSpec{}, false, err
+		}
 		s, err := b.spec(t, layer)
 		if err != nil {
 			return s, false, err
@@ -283,6 +298,22 @@ func (b *Bound) Tensor(name string, layer int) (spec TensorSpec, ok bool, err er
 		return s, true, nil
 	}
 	return TensorSpec{}, false, fmt.Errorf("archdef: module %s of %s defines no tensor %q", b.Module.Name, b.Name, name)
+}
+
+// inLayer reports whether a layer tensor with an "every" key exists in layer (pre and post
+// tensors, layer < 0, always do). The key must be a positive count.
+func (b *Bound) inLayer(t TensorTemplate, layer int) (bool, error) {
+	if t.Every == "" || layer < 0 {
+		return true, nil
+	}
+	n, err := b.Int(t.Every)
+	if err != nil {
+		return false, err
+	}
+	if n < 1 {
+		return false, fmt.Errorf("config.json: %s is %d, want at least 1", t.Every, n)
+	}
+	return int64(layer)%n == 0, nil
 }
 
 // LayerName is the full name of a layer tensor template.
@@ -329,7 +360,31 @@ func ForConfig(configJSON []byte) (*Arch, error) {
 	if !byName && name == "" {
 		name = d.Architectures[0]
 	}
+	applyDefaults(cfg, d.Defaults)
 	return &Arch{Name: name, Def: d, Config: cfg}, nil
+}
+
+// applyDefaults fills the keys cfg lacks (or has as null) from defaults; an object of
+// defaults fills a sub-config key by key (a missing or null sub-config becomes the defaults).
+func applyDefaults(cfg map[string]any, defaults map[string]any) {
+	for k, dv := range defaults {
+		sub, isObj := dv.(map[string]any)
+		cur, has := cfg[k]
+		switch {
+		case isObj:
+			obj, ok := cur.(map[string]any)
+			if !ok {
+				if has && cur != nil {
+					continue // a config's non-object value is its own; Int reports it where used
+				}
+				obj = map[string]any{}
+				cfg[k] = obj
+			}
+			applyDefaults(obj, sub)
+		case !has || cur == nil:
+			cfg[k] = dv
+		}
+	}
 }
 
 // MaxLayers bounds a config's layer count: far above any model's, low enough that listing
@@ -347,6 +402,20 @@ func (a *Arch) Int(key string) (int64, error) {
 		return int64(n), nil
 	}
 	if sub, rest, ok := strings.Cut(key, "."); ok {
+		// A sub-object a module reads is read as that module sees it: with its defaults (an
+		// absent one is all defaults, as transformers builds it).
+		if a.Def != nil {
+			for i := range a.Def.Modules {
+				_, isObj := a.Config[sub].(map[string]any)
+				if m := &a.Def.Modules[i]; m.Config == sub && (isObj || a.Config[sub] == nil && len(m.Defaults) > 0) {
+					n, err := a.bind(m).Int(rest)
+					if err != nil {
+						return 0, fmt.Errorf("%s: %w", sub, err)
+					}
+					return n, nil
+				}
+			}
+		}
 		obj, _ := a.Config[sub].(map[string]any)
 		if obj == nil {
 			return 0, fmt.Errorf("config.json: missing object %q (for %s)", sub, key)
@@ -381,6 +450,24 @@ func (a *Arch) Int(key string) (int64, error) {
 		return h / n, nil
 	case "num_key_value_heads":
 		return a.Int("num_attention_heads")
+	case "num_patches", "num_positions":
+		// A ViT's patch grid: (image_size // patch_size)², plus the class token's position.
+		s, err := a.Int("image_size")
+		if err != nil {
+			return 0, err
+		}
+		p, err := a.Int("patch_size")
+		if err != nil {
+			return 0, err
+		}
+		if p == 0 {
+			return 0, fmt.Errorf("config.json: patch_size is 0 (%s = (image_size / patch_size)², +1 for num_positions)", key)
+		}
+		n := (s / p) * (s / p)
+		if key == "num_positions" {
+			n++
+		}
+		return n, nil
 	}
 	return 0, fmt.Errorf("config.json: missing key %q", key)
 }
@@ -417,6 +504,9 @@ func (a *Arch) Tensors() ([]TensorSpec, error) {
 		add := func(t TensorTemplate, i int) error {
 			if t.If != "" && !b.Bool(t.If) {
 				return nil
+			}
+			if in, err := b.inLayer(t, i); err != nil || !in {
+				return err
 			}
 			if t.TiedTo != "" && b.Bool("tie_word_embeddings") {
 				return nil

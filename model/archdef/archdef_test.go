@@ -276,6 +276,8 @@ func FuzzRegisterDefinition(f *testing.F) {
 		[]byte(`{"n": 2, "h": 3, "f": 4, "a": "gelu"}`))
 	f.Add([]byte(`{"architectures": ["F2"], "modules": [{"name": "v", "config": "vc", "fallback": true, "layers": "1", "layer_prefix": "p.", "layer": [{"name": "w", "shape": ["vc.h"], "if": "b", "tied_to": "x"}]}]}`),
 		[]byte(`{"vc": {"h": 5}, "b": true, "tie_word_embeddings": true}`))
+	f.Add([]byte(`{"architectures": ["F3"], "modules": [{"name": "v", "config": "vc", "defaults": {"h": 3, "image_size": 8, "patch_size": 4}, "layers": "1", "layer_prefix": "p.", "layer": [{"name": "w", "shape": ["num_positions", "h"]}]}, {"name": "p", "defaults": {"b": true}, "layers": "1", "layer_prefix": "q.", "layer": [{"name": "w", "shape": ["vc.h", "vc.vc.h"], "if": "b"}]}]}`),
+		[]byte(`{"vc": {"patch_size": 0}}`))
 	n := 0
 	f.Fuzz(func(t *testing.T, def, cfg []byte) {
 		n++
@@ -383,5 +385,238 @@ func TestQwen2VLRealConfigs(t *testing.T) {
 	}
 	if act := v.Config["hidden_act"]; act != "quick_gelu" {
 		t.Errorf("default hidden_act %v, want quick_gelu", act)
+	}
+}
+
+// LLaVA-1.5's definition, bound to the real config (whose text_config and vision_config name
+// only what differs from LlamaConfig's and CLIPVisionConfig's defaults), lists exactly the 686
+// names of the real checkpoint's index; LLaVA-NeXT's adds image_newline.
+func TestLlavaMatchesRealIndex(t *testing.T) {
+	b, err := os.ReadFile("../../testdata/configs/llava-1.5-7b-hf/config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix, err := os.ReadFile("../../testdata/configs/llava-1.5-7b-hf/model.safetensors.index.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var index struct {
+		WeightMap map[string]string `json:"weight_map"`
+	}
+	if err := json.Unmarshal(ix, &index); err != nil {
+		t.Fatal(err)
+	}
+	a, err := archdef.ForConfig(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs, err := a.Tensors()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got, want []string
+	shapes := map[string][]int64{}
+	for _, s := range specs {
+		got = append(got, s.Name)
+		shapes[s.Name] = s.Shape
+	}
+	for n := range index.WeightMap {
+		want = append(want, n)
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if len(want) != 686 {
+		t.Fatalf("the index has %d names", len(want))
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("names (-index +definition):\n%s", d)
+	}
+	for name, shape := range map[string][]int64{
+		"vision_tower.vision_model.embeddings.patch_embedding.weight":    {1024, 3, 14, 14},
+		"vision_tower.vision_model.embeddings.position_embedding.weight": {577, 1024},
+		"vision_tower.vision_model.embeddings.class_embedding":           {1024},
+		"multi_modal_projector.linear_1.weight":                          {4096, 1024},
+		"language_model.model.layers.31.mlp.down_proj.weight":            {4096, 11008},
+		"language_model.lm_head.weight":                                  {32064, 4096},
+	} {
+		if !slices.Equal(shapes[name], shape) {
+			t.Errorf("%s: %v, want %v", name, shapes[name], shape)
+		}
+	}
+	ffn, err := a.FFN()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantFFN := []string{"vision 24×4096 quick_gelu", "projector 1×4096 gelu", "llm 32×11008 silu"}
+	var gotFFN []string
+	for _, g := range ffn {
+		gotFFN = append(gotFFN, g.Module+" "+strconv.Itoa(g.Layers)+"×"+strconv.Itoa(g.Neurons)+" "+g.Act)
+	}
+	if !slices.Equal(gotFFN, wantFFN) {
+		t.Errorf("ffn %v, want %v", gotFFN, wantFFN)
+	}
+	if a.UnembedName() != "language_model.lm_head.weight" {
+		t.Errorf("unembed %s", a.UnembedName())
+	}
+
+	b, err = os.ReadFile("../../testdata/configs/llava-v1.6-vicuna-7b-hf-RECONSTRUCTED/config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, err = archdef.ForConfig(b); err != nil {
+		t.Fatal(err)
+	}
+	next, err := a.Tensors()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(next) != 687 || !slices.ContainsFunc(next, func(s archdef.TensorSpec) bool {
+		return s.Name == "image_newline" && slices.Equal(s.Shape, []int64{4096})
+	}) {
+		t.Errorf("LLaVA-NeXT: %d tensors, want 687 with image_newline [4096]", len(next))
+	}
+}
+
+// A config that turns multimodal_projector_bias off drops the projector's biases (the default,
+// true, keeps them).
+func TestLlavaProjectorBias(t *testing.T) {
+	cfg := `{"architectures": ["LlavaForConditionalGeneration"], "multimodal_projector_bias": false,
+		"text_config": {"num_hidden_layers": 1}, "vision_config": {"num_hidden_layers": 1}}`
+	a, err := archdef.ForConfig([]byte(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs, err := a.Tensors()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range specs {
+		if strings.HasPrefix(s.Name, "multi_modal_projector.") && strings.HasSuffix(s.Name, ".bias") {
+			t.Errorf("%s listed with multimodal_projector_bias false", s.Name)
+		}
+	}
+	// Without any sub-config every size is the config classes' default.
+	a, _ = archdef.ForConfig([]byte(`{"architectures": ["LlavaForConditionalGeneration"]}`))
+	specs, err = a.Tensors()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, s := range specs {
+		if strings.HasSuffix(s.Name, "position_embedding.weight") && slices.Equal(s.Shape, []int64{50, 768}) {
+			n++ // CLIPVisionConfig: (224/32)² + 1 positions of width 768
+		}
+		if strings.HasSuffix(s.Name, ".bias") && strings.HasPrefix(s.Name, "multi_modal_projector.") {
+			n++
+		}
+	}
+	if n != 3 {
+		t.Errorf("default config: %d of the position table and the 2 projector biases", n)
+	}
+}
+
+// InstructBLIP's reconstructed real config: every module's tensors at real sizes, the
+// cross-attention only in even Q-Former layers, and the parameter count the hub's model card
+// gives (7.91 B).
+func TestInstructBLIPRealConfig(t *testing.T) {
+	b, err := os.ReadFile("../../testdata/configs/instructblip-vicuna-7b-RECONSTRUCTED/config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := archdef.ForConfig(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs, err := a.Tensors()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// vision 4 + 39·12 + 2, qformer 4 + 12·16 + 6·10, query 1 + 12·6, projector 2, llm 1 + 32·9 + 2
+	if len(specs) != 474+256+73+2+291 {
+		t.Errorf("%d tensors, want 1096", len(specs))
+	}
+	shapes := map[string][]int64{}
+	var params int64
+	for _, s := range specs {
+		shapes[s.Name] = s.Shape
+		n := int64(1)
+		for _, d := range s.Shape {
+			n *= d
+		}
+		params += n
+	}
+	for name, want := range map[string][]int64{
+		"vision_model.embeddings.class_embedding":             {1, 1, 1408},
+		"vision_model.embeddings.patch_embedding.weight":      {1408, 3, 14, 14},
+		"vision_model.embeddings.position_embedding":          {1, 257, 1408},
+		"vision_model.encoder.layers.38.self_attn.qkv.weight": {4224, 1408},
+		"vision_model.encoder.layers.0.self_attn.qkv.bias":    {4224},
+		"query_tokens": {1, 32, 768},
+		"qformer.embeddings.word_embeddings.weight":                    {30523, 768},
+		"qformer.encoder.layer.10.crossattention.attention.key.weight": {768, 1408},
+		"qformer.encoder.layer.11.output_query.dense.weight":           {768, 3072},
+		"language_projection.weight":                                   {4096, 768},
+		"language_model.lm_head.weight":                                {32001, 4096},
+		"language_model.model.layers.31.mlp.down_proj.weight":          {4096, 11008},
+	} {
+		if !slices.Equal(shapes[name], want) {
+			t.Errorf("%s: %v, want %v", name, shapes[name], want)
+		}
+	}
+	if _, ok := shapes["qformer.encoder.layer.1.crossattention.attention.query.weight"]; ok {
+		t.Error("odd Q-Former layer 1 has cross-attention")
+	}
+	t.Logf("%d parameters", params)
+	if params < 7_905_000_000 || params > 7_915_000_000 {
+		t.Errorf("%d parameters, want 7.91 B", params)
+	}
+	ffn, _ := a.FFN()
+	var groups []string
+	for _, g := range ffn {
+		groups = append(groups, g.Module+":"+strconv.Itoa(g.Layers)+"×"+strconv.Itoa(g.Neurons))
+	}
+	if got := strings.Join(groups, " "); got != "vision:39×6144 qformer:12×3072 query:12×3072 llm:32×11008" {
+		t.Errorf("FFN groups %s", got)
+	}
+	if a.UnembedName() != "language_model.lm_head.weight" {
+		t.Errorf("unembed %s", a.UnembedName())
+	}
+}
+
+// Keys a config leaves out take the transformers config classes' defaults (sub-configs key
+// by key); "every" follows cross_attention_frequency, which must be positive.
+func TestDefaultsAndEvery(t *testing.T) {
+	a, err := archdef.ForConfig([]byte(`{"architectures":["InstructBlipForConditionalGeneration"],"vision_config":{"num_hidden_layers":2},"qformer_config":{"cross_attention_frequency":3},"text_config":{"model_type":"llama","num_hidden_layers":1}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs, err := a.Tensors()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cross := 0
+	var qkv []int64
+	for _, s := range specs {
+		if strings.HasSuffix(s.Name, "crossattention.attention.query.weight") {
+			cross++
+		}
+		if s.Name == "vision_model.encoder.layers.1.self_attn.qkv.weight" {
+			qkv = s.Shape
+		}
+	}
+	if cross != 4 || !slices.Equal(qkv, []int64{4224, 1408}) {
+		t.Errorf("cross-attention in %d layers (want 0, 3, 6, 9), qkv %v", cross, qkv)
+	}
+	if n, _ := a.Int("num_query_tokens"); n != 32 {
+		t.Errorf("num_query_tokens %d", n)
+	}
+	for _, bad := range []string{`0`, `-1`, `"two"`} {
+		a, err := archdef.ForConfig([]byte(`{"architectures":["InstructBlipForConditionalGeneration"],"qformer_config":{"cross_attention_frequency":` + bad + `},"text_config":{"model_type":"llama"}}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Tensors(); err == nil || !strings.Contains(err.Error(), "cross_attention_frequency") {
+			t.Errorf("cross_attention_frequency %s: %v", bad, err)
+		}
 	}
 }

@@ -1134,6 +1134,94 @@ packA12BF16_done:
 	VZEROUPPER
 	RET
 
+// func amxBF16(cfg *byte, a unsafe.Pointer, lda int, b unsafe.Pointer, c *float32, ldc int, kc int, accumulate int)
+TEXT ·amxBF16(SB), NOSPLIT, $0-64
+	MOVQ cfg+0(FP), AX
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0x00 // LDTILECFG (AX)
+	MOVQ c+32(FP), DI
+	MOVQ ldc+40(FP), DX
+	MOVQ accumulate+56(FP), AX
+	TESTQ AX, AX
+	JZ amx_zero
+	MOVQ DX, CX
+	MOVQ DI, SI
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $0x04; BYTE $0x0e // TILELOADD (SI)(CX*1), TMM0
+	ADDQ $64, SI
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $0x0c; BYTE $0x0e // TILELOADD (SI)(CX*1), TMM1
+	LEAQ (DI)(DX*8), SI
+	LEAQ (SI)(DX*8), SI
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $0x14; BYTE $0x0e // TILELOADD (SI)(CX*1), TMM2
+	ADDQ $64, SI
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $0x1c; BYTE $0x0e // TILELOADD (SI)(CX*1), TMM3
+	JMP amx_body
+amx_zero:
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xc0 // TILEZERO TMM0
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xc8 // TILEZERO TMM1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xd0 // TILEZERO TMM2
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xd8 // TILEZERO TMM3
+amx_body:
+	MOVQ a+8(FP), R8
+	MOVQ lda+16(FP), R9
+	MOVQ b+24(FP), R10
+	MOVQ kc+48(FP), R11
+	SHRQ $4, R11
+amx_loop:
+	MOVQ R9, CX
+	MOVQ R8, SI
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $0x24; BYTE $0x0e // TILELOADD (SI)(CX*1), TMM4
+	LEAQ (R8)(R9*8), SI
+	LEAQ (SI)(R9*8), SI
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $0x2c; BYTE $0x0e // TILELOADD (SI)(CX*1), TMM5
+	MOVQ $128, CX
+	MOVQ R10, SI
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $0x34; BYTE $0x0e // TILELOADD (SI)(CX*1), TMM6
+	ADDQ $64, SI
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $0x3c; BYTE $0x0e // TILELOADD (SI)(CX*1), TMM7
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x4a; BYTE $0x5c; BYTE $0xc4 // TDPBF16PS TMM0, TMM4, TMM6
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x42; BYTE $0x5c; BYTE $0xcc // TDPBF16PS TMM1, TMM4, TMM7
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x4a; BYTE $0x5c; BYTE $0xd5 // TDPBF16PS TMM2, TMM5, TMM6
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x42; BYTE $0x5c; BYTE $0xdd // TDPBF16PS TMM3, TMM5, TMM7
+	ADDQ $64, R8
+	ADDQ $2048, R10
+	DECQ R11
+	JNZ amx_loop
+	MOVQ DX, CX
+	MOVQ DI, SI
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7a; BYTE $0x4b; BYTE $0x04; BYTE $0x0e // TILESTORED TMM0, (SI)(CX*1)
+	ADDQ $64, SI
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7a; BYTE $0x4b; BYTE $0x0c; BYTE $0x0e // TILESTORED TMM1, (SI)(CX*1)
+	LEAQ (DI)(DX*8), SI
+	LEAQ (SI)(DX*8), SI
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7a; BYTE $0x4b; BYTE $0x14; BYTE $0x0e // TILESTORED TMM2, (SI)(CX*1)
+	ADDQ $64, SI
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7a; BYTE $0x4b; BYTE $0x1c; BYTE $0x0e // TILESTORED TMM3, (SI)(CX*1)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0xc0 // TILERELEASE
+	RET
+
+// func amxPeak(cfg *byte, iters int)
+// 4 independent TDPBF16PS chains on tiles only (65536 flops per iteration): the core's AMX bf16 ceiling.
+TEXT ·amxPeak(SB), NOSPLIT, $0-16
+	MOVQ cfg+0(FP), AX
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0x00 // LDTILECFG (AX)
+	MOVQ iters+8(FP), CX
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xc0 // TILEZERO TMM0
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xc8 // TILEZERO TMM1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xd0 // TILEZERO TMM2
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xd8 // TILEZERO TMM3
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xe0 // TILEZERO TMM4
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xe8 // TILEZERO TMM5
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xf0 // TILEZERO TMM6
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xf8 // TILEZERO TMM7
+amxPeak_loop:
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x4a; BYTE $0x5c; BYTE $0xc4 // TDPBF16PS TMM0, TMM4, TMM6
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x42; BYTE $0x5c; BYTE $0xcc // TDPBF16PS TMM1, TMM4, TMM7
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x4a; BYTE $0x5c; BYTE $0xd5 // TDPBF16PS TMM2, TMM5, TMM6
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x42; BYTE $0x5c; BYTE $0xdd // TDPBF16PS TMM3, TMM5, TMM7
+	DECQ CX
+	JNZ amxPeak_loop
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0xc0 // TILERELEASE
+	RET
+
 // func dpbf16Peak(iters int)
 // 12 independent VDPBF16PS chains on registers (64 flops each): the core's bf16 dot ceiling.
 TEXT ·dpbf16Peak(SB), NOSPLIT, $0-8

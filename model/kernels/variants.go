@@ -118,6 +118,18 @@ func BF16DotPeak() float64 {
 	return runPeak(dotPeakLoop, 12*64)
 }
 
+// amxPeakLoop is the register-only TDPBF16PS loop (nil without the AMX variant).
+var amxPeakLoop func(iters int)
+
+// AMXPeak measures the AMX-BF16 tile throughput of all cores in GFLOP/s (0 without the AMX
+// variant): the ceiling of the amx variant's GEMMs.
+func AMXPeak() float64 {
+	if amxPeakLoop == nil {
+		return 0
+	}
+	return runPeakIters(amxPeakLoop, 65536, 200_000)
+}
+
 // FMAPeak measures the f32 FMA throughput of all cores in GFLOP/s (0 without a SIMD variant).
 func FMAPeak() float64 {
 	if peakLoop == nil {
@@ -128,8 +140,9 @@ func FMAPeak() float64 {
 
 // runPeak runs loop on every core and returns GFLOP/s for flops per iteration: the best of
 // five runs, since a shared machine's other tenants only ever make a run slower.
-func runPeak(loop func(int), flops int) float64 {
-	const iters = 20_000_000
+func runPeak(loop func(int), flops int) float64 { return runPeakIters(loop, flops, 20_000_000) }
+
+func runPeakIters(loop func(int), flops, iters int) float64 {
 	workers := runtime.GOMAXPROCS(0)
 	best := 0.0
 	for rep := 0; rep < 5; rep++ {
@@ -140,7 +153,7 @@ func runPeak(loop func(int), flops int) float64 {
 			go func() { defer wg.Done(); loop(iters) }()
 		}
 		wg.Wait()
-		best = max(best, float64(workers)*iters*float64(flops)/(nowSeconds()-t0)/1e9)
+		best = max(best, float64(workers)*float64(iters)*float64(flops)/(nowSeconds()-t0)/1e9)
 	}
 	return best
 }

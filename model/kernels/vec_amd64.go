@@ -126,6 +126,29 @@ func init() {
 			}
 			fast.shared = sharedOn(&tiles512, true)
 			register(&fast, true)
+			if cpu.X86.HasAMXBF16 && cpu.X86.HasAMXTile && enableAMX() {
+				// AMX tiles multiply the same bf16 products ~4× faster than VDPBF16PS; prefill
+				// and encoder GEMMs against BF16 weights take them, decode (m ≤ smallM) keeps
+				// the streaming VDPBF16PS path. F32/F16 weights stay f32-exact.
+				amx := fast
+				amx.name = "amx"
+				amx.matmul = func(out, x []float32, w []byte, dt DType, m, n, k int) {
+					if dt == BF16 {
+						gemmAMX(x, m, k, Product{Out: out, W: w, DType: dt, N: n})
+						return
+					}
+					gemmBlocked(&tiles512, out, x, w, dt, m, n, k, false)
+				}
+				amx.shared = func(x []float32, m, k int, ps []Product) bool {
+					if m <= smallM || !allBF16(ps) {
+						return fast.shared(x, m, k, ps)
+					}
+					gemmAMX(x, m, k, ps...)
+					return true
+				}
+				register(&amx, true)
+				amxPeakLoop = func(iters int) { amxPeak(&amxTileConfig[0], iters) }
+			}
 		}
 	}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
@@ -164,6 +187,15 @@ func sharedOn(t *tiling, roundsBF16 bool) func(x []float32, m, k int, ps []Produ
 		gemmShared(t, x, m, k, dot, ps...)
 		return true
 	}
+}
+
+func allBF16(ps []Product) bool {
+	for _, p := range ps {
+		if p.DType != BF16 {
+			return false
+		}
+	}
+	return true
 }
 
 // simdSiLU wraps an assembly SiLU over a multiple of lanes with a Go tail.

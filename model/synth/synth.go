@@ -61,7 +61,24 @@ func Generate(src, out string, opts Options) error {
 		if n, ok := v.(int); ok && n < 0 {
 			return fmt.Errorf("synth: set %s=%d: negative", k, n)
 		}
-		cfg[k] = v
+		// A dotted key sets a sub-config's key (text_config.num_hidden_layers=1: a
+		// multimodal checkpoint with its real encoders and a one-layer language model).
+		obj, key := cfg, k
+		if sub, rest, ok := strings.Cut(k, "."); ok {
+			o, isObj := cfg[sub].(map[string]any)
+			if !isObj {
+				if cfg[sub] != nil {
+					return fmt.Errorf("synth: set %s: %s is not an object", k, sub)
+				}
+				o = map[string]any{}
+				cfg[sub] = o
+			}
+			if strings.Contains(rest, ".") || rest == "" {
+				return fmt.Errorf("synth: set %s: one level of sub-config only", k)
+			}
+			obj, key = o, rest
+		}
+		obj[key] = v
 	}
 	cfg["torch_dtype"] = names[opts.DType]
 	cfgJSON, _ := json.MarshalIndent(cfg, "", "  ")
@@ -172,6 +189,10 @@ func Generate(src, out string, opts Options) error {
 				continue
 			}
 			if b, err := os.ReadFile(filepath.Join(srcDir, f)); err == nil {
+				// A tag-along file may sit in a folder (InstructBLIP's qformer_tokenizer/).
+				if err := os.MkdirAll(filepath.Dir(filepath.Join(tmp, f)), 0o755); err != nil {
+					return err
+				}
 				if err := os.WriteFile(filepath.Join(tmp, f), b, 0o644); err != nil {
 					return err
 				}
@@ -320,6 +341,9 @@ func Convert(ctx context.Context, src, out string, dt safetensors.DType) error {
 				cfg["torch_dtype"] = map[safetensors.DType]string{safetensors.F32: "float32", safetensors.BF16: "bfloat16", safetensors.F16: "float16"}[dt]
 				b, _ = json.MarshalIndent(cfg, "", "  ")
 			}
+		}
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(tmp, name)), 0o755); err != nil {
+			return err
 		}
 		if err := os.WriteFile(filepath.Join(tmp, name), b, 0o644); err != nil {
 			return err

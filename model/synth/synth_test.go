@@ -3,6 +3,7 @@ package synth_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
@@ -110,6 +111,8 @@ func TestGenerateRefusesBadSizes(t *testing.T) {
 		{map[string]any{"hidden_size": 0}, "every size must be positive"},
 		{map[string]any{"intermediate_size": int64(1) << 31}, "GB free"}, // within bounds: 8 TB of weights
 		{map[string]any{"intermediate_size": int64(1) << 60}, "intermediate_size is"},
+		{map[string]any{"vocab_size.x": 1}, "vocab_size is not an object"},
+		{map[string]any{"text_config.a.b": 1}, "one level of sub-config only"},
 	} {
 		tmp := t.TempDir()
 		err := synth.Generate("../../testdata/stories260K", filepath.Join(tmp, "out"), synth.Options{Set: c.set})
@@ -119,5 +122,28 @@ func TestGenerateRefusesBadSizes(t *testing.T) {
 		if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
 			t.Errorf("%v: left %v", c.set, ents)
 		}
+	}
+}
+
+// A dotted --set key shrinks a sub-config: the LLaVA test config's language model to one layer,
+// its vision tower untouched.
+func TestGenerateSetsSubConfigKey(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "m")
+	if err := synth.Generate("../../testdata/configs/llava-tiny", out, synth.Options{DType: safetensors.F32, Set: map[string]any{"text_config.num_hidden_layers": 1}}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(out, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		Text   map[string]any `json:"text_config"`
+		Vision map[string]any `json:"vision_config"`
+	}
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Text["num_hidden_layers"] != 1.0 || cfg.Vision["num_hidden_layers"] != 3.0 {
+		t.Errorf("text layers %v, vision layers %v; want 1 and 3", cfg.Text["num_hidden_layers"], cfg.Vision["num_hidden_layers"])
 	}
 }

@@ -64,6 +64,7 @@ func generate() []byte {
 	transpose(&b)
 	packAKernel(&b, false)
 	packAKernel(&b, true)
+	amxKernel(&b)
 	b.WriteString("\n// func dpbf16Peak(iters int)\n// 12 independent VDPBF16PS chains on registers (64 flops each): the core's bf16 dot ceiling.\n")
 	b.WriteString("TEXT ·dpbf16Peak(SB), NOSPLIT, $0-8\n\tMOVQ iters+0(FP), CX\n")
 	for i := 0; i < 14; i++ {
@@ -311,4 +312,69 @@ func elementwise(b *strings.Builder, r regs, suffix string) {
 	fmt.Fprintf(b, "\n// func %s(out, x, w *float32, n int, s float32)\n", name("normMulF32"))
 	fmt.Fprintf(b, "TEXT ·%s(SB), NOSPLIT, $0-36\n\tMOVQ out+0(FP), DI\n\tMOVQ x+8(FP), SI\n\tMOVQ w+16(FP), DX\n\tMOVQ n+24(FP), CX\n\tVBROADCASTSS s+32(FP), %s2\n", name("normMulF32"), v)
 	loop(name("normMulF32")+"_loop", []string{"SI", "DX", "DI"}, fmt.Sprintf("\tVMULPS (SI), %s2, %s0\n\tVMULPS (DX), %s0, %s0\n\tVMOVUPS %s0, (DI)\n", v, v, v, v, v))
+}
+
+// AMX instructions, VEX-encoded (the Go assembler has no AMX mnemonics). Checked against GNU
+// as once, by hand:
+//
+//	ldtilecfg (%rax)                    → c4 e2 78 49 00
+//	tilerelease                         → c4 e2 78 49 c0
+//	tilezero %tmm3                      → c4 e2 7b 49 d8
+//	tileloadd (%rsi,%rcx,1), %tmm5      → c4 e2 7b 4b 2c 0e
+//	tilestored %tmm2, (%rdi,%rcx,1)     → c4 e2 7a 4b 14 0f
+//	tdpbf16ps %tmm6, %tmm4, %tmm0       → c4 e2 4a 5c c4
+//
+// Memory operands are (SI)(CX*1) only: base SI, index CX, no displacement.
+func vexBytes(bs ...byte) string {
+	var parts []string
+	for _, x := range bs {
+		parts = append(parts, fmt.Sprintf("BYTE $0x%02x", x))
+	}
+	return "\t" + strings.Join(parts, "; ")
+}
+
+func tileLoad(t int) string  { return vexBytes(0xc4, 0xe2, 0x7b, 0x4b, byte(t<<3|4), 0x0e) + fmt.Sprintf(" // TILELOADD (SI)(CX*1), TMM%d\n", t) }
+func tileStore(t int) string { return vexBytes(0xc4, 0xe2, 0x7a, 0x4b, byte(t<<3|4), 0x0e) + fmt.Sprintf(" // TILESTORED TMM%d, (SI)(CX*1)\n", t) }
+func tileZero(t int) string  { return vexBytes(0xc4, 0xe2, 0x7b, 0x49, byte(0xc0|t<<3)) + fmt.Sprintf(" // TILEZERO TMM%d\n", t) }
+
+// tdpbf16ps encodes TDPBF16PS tmm(dst), tmm(a), tmm(b): VEX.128.F3.0F38.W0 5C, b in vvvv.
+func tdpbf16ps(dst, a, b int) string {
+	return vexBytes(0xc4, 0xe2, byte((^b&0xf)<<3|0x02), 0x5c, byte(0xc0|dst<<3|a)) + fmt.Sprintf(" // TDPBF16PS TMM%d, TMM%d, TMM%d\n", dst, a, b)
+}
+
+// amxKernel writes amxBF16: a 32×32 f32 block C (+)= A · B over kc k-pairs (a multiple of 16),
+// A 32 rows of bf16 pairs lda bytes apart, B packed [kc][32] words (VNNI: pair p of column j at
+// word p·32 + j). Tiles: TMM0–3 the four 16×16 quarters of C, TMM4/5 A's row halves, TMM6/7
+// B's column halves, all configured 16 rows × 64 bytes by cfg (loaded here, released at the
+// end, so a call leaves no tile state behind).
+func amxKernel(b *strings.Builder) {
+	b.WriteString("\n// func amxBF16(cfg *byte, a unsafe.Pointer, lda int, b unsafe.Pointer, c *float32, ldc int, kc int, accumulate int)\n")
+	b.WriteString("TEXT ·amxBF16(SB), NOSPLIT, $0-64\n")
+	b.WriteString("\tMOVQ cfg+0(FP), AX\n" + vexBytes(0xc4, 0xe2, 0x78, 0x49, 0x00) + " // LDTILECFG (AX)\n")
+	b.WriteString("\tMOVQ c+32(FP), DI\n\tMOVQ ldc+40(FP), DX\n\tMOVQ accumulate+56(FP), AX\n\tTESTQ AX, AX\n\tJZ amx_zero\n")
+	quarters := func(op func(int) string) {
+		b.WriteString("\tMOVQ DX, CX\n\tMOVQ DI, SI\n" + op(0) + "\tADDQ $64, SI\n" + op(1))
+		b.WriteString("\tLEAQ (DI)(DX*8), SI\n\tLEAQ (SI)(DX*8), SI\n" + op(2) + "\tADDQ $64, SI\n" + op(3))
+	}
+	quarters(tileLoad)
+	b.WriteString("\tJMP amx_body\namx_zero:\n")
+	for t := 0; t < 4; t++ {
+		b.WriteString(tileZero(t))
+	}
+	b.WriteString("amx_body:\n\tMOVQ a+8(FP), R8\n\tMOVQ lda+16(FP), R9\n\tMOVQ b+24(FP), R10\n\tMOVQ kc+48(FP), R11\n\tSHRQ $4, R11\n")
+	b.WriteString("amx_loop:\n\tMOVQ R9, CX\n\tMOVQ R8, SI\n" + tileLoad(4))
+	b.WriteString("\tLEAQ (R8)(R9*8), SI\n\tLEAQ (SI)(R9*8), SI\n" + tileLoad(5))
+	b.WriteString("\tMOVQ $128, CX\n\tMOVQ R10, SI\n" + tileLoad(6) + "\tADDQ $64, SI\n" + tileLoad(7))
+	b.WriteString(tdpbf16ps(0, 4, 6) + tdpbf16ps(1, 4, 7) + tdpbf16ps(2, 5, 6) + tdpbf16ps(3, 5, 7))
+	b.WriteString("\tADDQ $64, R8\n\tADDQ $2048, R10\n\tDECQ R11\n\tJNZ amx_loop\n")
+	quarters(tileStore)
+	b.WriteString(vexBytes(0xc4, 0xe2, 0x78, 0x49, 0xc0) + " // TILERELEASE\n\tRET\n")
+
+	b.WriteString("\n// func amxPeak(cfg *byte, iters int)\n// 4 independent TDPBF16PS chains on tiles only (65536 flops per iteration): the core's AMX bf16 ceiling.\n")
+	b.WriteString("TEXT ·amxPeak(SB), NOSPLIT, $0-16\n\tMOVQ cfg+0(FP), AX\n" + vexBytes(0xc4, 0xe2, 0x78, 0x49, 0x00) + " // LDTILECFG (AX)\n\tMOVQ iters+8(FP), CX\n")
+	for t := 0; t < 8; t++ {
+		b.WriteString(tileZero(t))
+	}
+	b.WriteString("amxPeak_loop:\n" + tdpbf16ps(0, 4, 6) + tdpbf16ps(1, 4, 7) + tdpbf16ps(2, 5, 6) + tdpbf16ps(3, 5, 7))
+	b.WriteString("\tDECQ CX\n\tJNZ amxPeak_loop\n" + vexBytes(0xc4, 0xe2, 0x78, 0x49, 0xc0) + " // TILERELEASE\n\tRET\n")
 }

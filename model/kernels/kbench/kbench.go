@@ -32,7 +32,8 @@ type Result struct {
 // Ceilings are the machine's measured limits.
 type Ceilings struct {
 	FMAPeakGFLOPS float64 `json:"fma_peak_gflops"`
-	DotPeakGFLOPS float64 `json:"bf16_dot_peak_gflops"` // VDPBF16PS; 0 without AVX512_BF16
+	DotPeakGFLOPS float64 `json:"bf16_dot_peak_gflops"`           // VDPBF16PS; 0 without AVX512_BF16
+	AMXPeakGFLOPS float64 `json:"amx_bf16_peak_gflops,omitempty"` // TDPBF16PS; 0 without the amx variant
 	TriadGBps     float64 `json:"triad_gb_per_s"`
 	// ReadGBps streams 768 MiB through a dot product on all cores: the ceiling of a kernel that
 	// only reads, like decode's GEMV (triad also writes).
@@ -45,7 +46,7 @@ func Measure(shapes [][3]int) (Ceilings, []Result) {
 	for i := range readBuf {
 		readBuf[i] = 1
 	}
-	c := Ceilings{FMAPeakGFLOPS: kernels.FMAPeak(), DotPeakGFLOPS: kernels.BF16DotPeak(), TriadGBps: triad(), ReadGBps: readBandwidth(readBuf)}
+	c := Ceilings{FMAPeakGFLOPS: kernels.FMAPeak(), DotPeakGFLOPS: kernels.BF16DotPeak(), AMXPeakGFLOPS: kernels.AMXPeak(), TriadGBps: triad(), ReadGBps: readBandwidth(readBuf)}
 	var out []Result
 	for _, s := range shapes {
 		m, k, n := s[0], s[1], s[2]
@@ -80,6 +81,9 @@ func Measure(shapes [][3]int) (Ceilings, []Result) {
 				peak := c.FMAPeakGFLOPS
 				if dt == kernels.BF16 && kernels.BF16Activations() {
 					peak = c.DotPeakGFLOPS
+					if v == "amx" {
+						peak = c.AMXPeakGFLOPS
+					}
 				}
 				kernels.Use(prev)
 				r := Result{DType: strings.ToLower(string(dt)), M: m, K: k, N: n, Shape: shape(m, k, n), Variant: v,

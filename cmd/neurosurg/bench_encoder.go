@@ -1,0 +1,58 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/neurosurg/neurosurg/internal/benchenc"
+	"github.com/neurosurg/neurosurg/model"
+	"github.com/urfave/cli/v3"
+)
+
+func init() {
+	registerBench(func() *cli.Command {
+		return &cli.Command{
+			Name:  "encoder",
+			Usage: "seconds per image, video or audio clip through a multimodal checkpoint's encoder and projector",
+			UsageText: `neurosurg bench encoder --checkpoint /models/Qwen2-VL-2B-Instruct --image photo.png
+neurosurg bench encoder --checkpoint /models/Qwen2-Audio-7B-Instruct --audio clip.wav --json`,
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "checkpoint", Required: true, Usage: "a multimodal checkpoint directory"},
+				&cli.StringSliceFlag{Name: "image", Usage: "an image file (repeatable: each timed alone)"},
+				&cli.StringSliceFlag{Name: "audio", Usage: "a WAV file (repeatable)"},
+				&cli.StringFlag{Name: "video", Usage: "a video's frames: F1,F2,… or a directory"},
+				&cli.FloatFlag{Name: "min-seconds", Value: 2, Usage: "time each medium at least this long"},
+				&cli.BoolFlag{Name: "json"},
+			},
+			Action: func(ctx context.Context, cmd *cli.Command) error {
+				var media []model.Medium
+				for _, f := range cmd.StringSlice("image") {
+					media = append(media, model.Medium{Kind: "image", Paths: []string{f}})
+				}
+				for _, f := range cmd.StringSlice("audio") {
+					media = append(media, model.Medium{Kind: "audio", Paths: []string{f}})
+				}
+				if v := cmd.String("video"); v != "" {
+					media = append(media, model.Medium{Kind: "video", Paths: strings.Split(v, ",")})
+				}
+				if len(media) == 0 {
+					return usageErrorf("bench encoder: give --image, --audio or --video")
+				}
+				res, err := benchenc.Run(ctx, benchenc.Options{Checkpoint: cmd.String("checkpoint"), Media: media, MinSeconds: cmd.Float("min-seconds")})
+				if err != nil {
+					return err
+				}
+				w := cmd.Root().Writer
+				if cmd.Bool("json") {
+					return printJSON(w, map[string]any{"results": res})
+				}
+				fmt.Fprintf(w, "%-40s %8s %8s %9s %9s %12s\n", "medium", "in rows", "out rows", "s", "best s", "peak RSS")
+				for _, r := range res {
+					fmt.Fprintf(w, "%-40s %8d %8d %9.3f %9.3f %9.0f MiB\n", r.Name, r.InputRows, r.OutputRows, r.Seconds, r.Best, r.PeakRSSMiB)
+				}
+				return nil
+			},
+		}
+	})
+}
