@@ -817,3 +817,43 @@ func BenchmarkQwen2VLVisionTower(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Seconds())/float64(b.N), "s/image")
 }
+
+// FuzzQwen2VLPrompt: any text, with or without the chat template, around one image gives an
+// error or an input whose image run is the processor's 4 tokens (56×56: grid 1×4×4), whose
+// positions are 3×n, and that the forward pass takes.
+func FuzzQwen2VLPrompt(f *testing.F) {
+	for _, s := range []string{"What is it?", "", "<|image_pad|>", "<|vision_start|><|video_pad|><|vision_end|>", "<|vision_start|>x", "<|im_end|><|im_start|>assistant\n"} {
+		f.Add(s, false)
+		f.Add(s, true)
+	}
+	dir := f.TempDir()
+	ck := filepath.Join(dir, "q2vl")
+	if err := synth.Generate(qwen2VLConfigDir, ck, synth.Options{DType: safetensors.BF16, Seed: 2}); err != nil {
+		f.Fatal(err)
+	}
+	m, err := Open(ck)
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer m.Close()
+	pic := filepath.Join(dir, "pic.png")
+	writePNG(f, pic, 56, 56, 4)
+	f.Fuzz(func(t *testing.T, text string, chat bool) {
+		in, err := m.BuildInput("s", Prompt{Text: text, Chat: chat, Media: []Medium{{Kind: "image", Paths: []string{pic}}}})
+		if err != nil {
+			return
+		}
+		pads := 0
+		for _, id := range in.Tokens {
+			if id == q2Image {
+				pads++
+			}
+		}
+		if pads != 4 || len(in.Positions) != 3*len(in.Tokens) || len(in.Media) != 1 {
+			t.Fatalf("%d image tokens, %d positions for %d tokens, %d media", pads, len(in.Positions), len(in.Tokens), len(in.Media))
+		}
+		if _, err := m.ForwardInputs(context.Background(), []Input{in}, ForwardOptions{}); err != nil {
+			t.Fatalf("forward: %v", err)
+		}
+	})
+}
