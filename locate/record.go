@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"maps"
+	"slices"
+	"strings"
 
 	"github.com/neurosurg/neurosurg/formats/samples"
 	"github.com/neurosurg/neurosurg/model"
@@ -322,21 +324,20 @@ func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stat
 	if o.MINER && r.llm == nil {
 		return nil, fmt.Errorf("record: MINER scores the language model's neurons (module llm); the model has none")
 	}
+	mt := m.MediaTokens()
 	h := sha256.New()
 	for i, smp := range ss {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		fmt.Fprintf(h, "%s\x00%s\x00%s\n", smp.ID, smp.Label, smp.Text)
-		// A medium's file is part of the data by its name (text samples hash as they did).
-		for k, p := range smp.MediaPaths() {
-			fmt.Fprintf(h, "%s\x00%s\n", smp.MediaKinds()[k], p)
+		// A medium's files are part of the data by their names as the samples file writes
+		// them (text samples and one-image samples hash as they did).
+		for _, md := range smp.Media() {
+			fmt.Fprintf(h, "%s\x00%s\n", md.Kind, strings.Join(md.Paths, "\x00"))
 		}
 		if i < lo || i >= hi || o.Skip[smp.ID] {
 			continue
-		}
-		if err := m.CheckMedia("sample "+smp.ID, smp.MediaKinds()); err != nil {
-			return nil, fmt.Errorf("record: %w", err)
 		}
 		in, err := m.BuildInput("sample "+smp.ID, SamplePrompt(smp, o.Chat))
 		if err != nil {
@@ -366,10 +367,7 @@ func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stat
 				ds = smp.Label
 			}
 			r.ismCur = r.llm.ism(ds)
-			r.types = r.types[:0]
-			for _, id := range ids {
-				r.types = append(r.types, tokenType(m.Tokenizer, id))
-			}
+			r.types = tokenTypes(r.types[:0], m.Tokenizer, mt, ids)
 		}
 		if _, err := m.ForwardInputs(ctx, []model.Input{in}, model.ForwardOptions{Taps: []model.Tap{r}}); err != nil {
 			return nil, fmt.Errorf("record: sample %s: %w", smp.ID, err)
@@ -389,32 +387,43 @@ func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stat
 	return s, nil
 }
 
-// tokenType classifies a token id by MINER's modality split: image/video/audio placeholders
-// by their content, other special tokens as special, the rest as text.
-func tokenType(tok interface {
-	IsSpecial(int32) bool
-	Token(int32) string
-}, id int32) int {
-	switch tok.Token(id) {
-	case "<|image_pad|>", "<image>":
-		return TokImage
-	case "<|video_pad|>", "<video>":
-		return TokVideo
-	case "<|AUDIO|>", "<|audio_pad|>", "<audio>":
-		return TokAudio
+// tokenTypes appends the MINER token type of each id of an expanded prompt (algorithms.md
+// §2.2): the model's image/video/audio placeholder ids by their kind (model.MediaTokens, read
+// from the config and the encoders), its media markup ids (<|vision_start|>, <|audio_bos|>…)
+// and the tokenizer's other special tokens (<|im_start|>, BOS) as special, the rest as text.
+// The prompt is the one the forward pass runs, placeholders expanded to the encoder's rows, so
+// every position the FFN sees has its type.
+func tokenTypes(dst []int, tok interface{ IsSpecial(int32) bool }, mt model.MediaTokens, ids []int32) []int {
+	for _, id := range ids {
+		t := TokText
+		switch mt.Kind(id) {
+		case "image":
+			t = TokImage
+		case "video":
+			t = TokVideo
+		case "audio":
+			t = TokAudio
+		default:
+			if slices.Contains(mt.Markup, id) || tok.IsSpecial(id) {
+				t = TokSpecial
+			}
+		}
+		dst = append(dst, t)
 	}
-	if tok.IsSpecial(id) {
-		return TokSpecial
-	}
-	return TokText
+	return dst
 }
 
 // SamplePrompt is a sample's prompt as model.BuildInput takes it: its text, its media in
-// MediaKinds' order, chat or plain.
+// prompt order — images, then the video, then the audio (samples.Sample.Media) — with their
+// paths resolved against the samples file's directory, chat or plain.
 func SamplePrompt(s samples.Sample, chat bool) model.Prompt {
 	p := model.Prompt{Text: s.Text, Chat: chat}
-	for k, kind := range s.MediaKinds() {
-		p.Media = append(p.Media, model.Medium{Kind: kind, Paths: []string{s.MediaPaths()[k]}})
+	for _, md := range s.Media() {
+		files := make([]string, len(md.Paths))
+		for i, f := range md.Paths {
+			files[i] = s.Resolve(f)
+		}
+		p.Media = append(p.Media, model.Medium{Kind: md.Kind, Paths: files})
 	}
 	return p
 }

@@ -16,7 +16,6 @@ import (
 
 	"github.com/neurosurg/neurosurg/formats/samples"
 	"github.com/neurosurg/neurosurg/model"
-	"github.com/neurosurg/neurosurg/model/tokenizer"
 )
 
 // ErrGate reports a failed gate.
@@ -101,28 +100,30 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 		}
 	}
 	var enc []encoded
-	limit := base.Config().PositionLimit()
+	mt := base.MediaTokens()
 	for _, s := range bench {
-		if err := base.CheckMedia("sample "+s.ID, s.MediaKinds()); err != nil {
-			return nil, fmt.Errorf("verify: %w", err)
+		// verify's prompts are plain (BOS + text), media laid out by the family.
+		p := model.Prompt{Text: s.Text}
+		for _, md := range s.Media() {
+			files := make([]string, len(md.Paths))
+			for i, f := range md.Paths {
+				files[i] = s.Resolve(f)
+			}
+			p.Media = append(p.Media, model.Medium{Kind: md.Kind, Paths: files})
 		}
-		ids, err := tok.EncodeLimit(s.Text, true, limit)
-		if errors.Is(err, tokenizer.ErrTooLong) {
-			return nil, fmt.Errorf("verify: sample %s: %w: the prompt has more than %d tokens", s.ID, model.ErrTooLong, limit)
-		}
-		if err != nil || len(ids) == 0 {
-			return nil, fmt.Errorf("verify: sample %s: cannot tokenize", s.ID)
-		}
-		in, err := base.PromptInput("sample "+s.ID, ids, s.MediaKinds(), s.MediaPaths())
+		in, err := base.BuildInput("sample "+s.ID, p)
 		if err != nil {
 			return nil, fmt.Errorf("verify: %w", err)
 		}
-		enc = append(enc, encoded{s: s, ids: in.Tokens, media: in.Media, text: len(in.Tokens) - len(ids)})
+		if len(in.Tokens) == 0 {
+			return nil, fmt.Errorf("verify: sample %s: cannot tokenize", s.ID)
+		}
+		enc = append(enc, encoded{s: s, in: in, ids: in.Tokens, text: max(mt.MediaEnd(in)-1, 0)})
 	}
 	// The base model's greedy continuation of each prompt: the positions swaps are judged on.
 	var prompts []model.Input
 	for _, e := range enc {
-		prompts = append(prompts, model.Input{Tokens: e.ids, Media: e.media})
+		prompts = append(prompts, e.in)
 	}
 	baseGen, err := base.GenerateInputs(ctx, prompts, model.GenerateOptions{MaxTokens: o.MaxTokens})
 	if err != nil {
@@ -135,7 +136,7 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 	for vi, v := range all {
 		var seqs []model.Input
 		for i, e := range enc {
-			seqs = append(seqs, model.Input{Tokens: append(append([]int32(nil), e.ids...), baseGen[i].Tokens...), Media: e.media})
+			seqs = append(seqs, extend(e.in, baseGen[i].Tokens))
 		}
 		res, err := v.Model.ForwardInputs(ctx, seqs, model.ForwardOptions{AllLogits: true})
 		if err != nil {
@@ -230,7 +231,7 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 				if err != nil || len(ct) == 0 {
 					return nil, fmt.Errorf("verify: sample %s: choice %q does not tokenize", e.s.ID, c)
 				}
-				lps, err := v.Model.LogProbsInput(ctx, model.Input{Tokens: e.ids, Media: e.media}, ct, model.ForwardOptions{})
+				lps, err := v.Model.LogProbsInput(ctx, e.in, ct, model.ForwardOptions{})
 				if err != nil {
 					return nil, fmt.Errorf("verify: %s model, sample %s, choice %q: %w", v.Name, e.s.ID, c, err)
 				}
@@ -309,10 +310,34 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 }
 
 type encoded struct {
-	s     samples.Sample
-	ids   []int32       // the prompt's tokens, media placeholders expanded
-	media []model.Media // the sample's media, filling the placeholder runs
-	text  int           // where the text starts: the placeholders inserted (0 without media)
+	s    samples.Sample
+	in   model.Input // the prompt as model.BuildInput lays it out (media, positions)
+	ids  []int32     // in.Tokens: the prompt's tokens, media placeholders expanded
+	text int         // the first position whose next token is the text's: the media's last (0 without media)
+}
+
+// extend is in followed by the tokens toks: rotary positions, when the family gives them,
+// continue one by one from the prompt's largest (as transformers' generate does after an
+// M-RoPE prompt).
+func extend(in model.Input, toks []int32) model.Input {
+	out := in
+	out.Tokens = append(slices.Clone(in.Tokens), toks...)
+	T, n := len(in.Tokens), len(toks)
+	switch len(in.Positions) {
+	case 0:
+	case T, 3 * T:
+		rows := len(in.Positions) / max(T, 1)
+		next := slices.Max(in.Positions) + 1
+		var pos []int32
+		for r := range rows {
+			pos = append(pos, in.Positions[r*T:(r+1)*T]...)
+			for k := range n {
+				pos = append(pos, next+int32(k))
+			}
+		}
+		out.Positions = pos
+	}
+	return out
 }
 
 // sampleErr names the sample and the model of a batch's non-finite logits (the runtime knows
