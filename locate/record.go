@@ -29,6 +29,7 @@ type recorder struct {
 	types       []int                   // token type of each position of the current sample
 	ismCur      *ISMStats
 	attn        []float32       // mean-over-heads non-causal attention of the current layer (T×T)
+	rawBuf      [3][]float64    // one modality's raw fire count, Σ a and max a of the current layer
 	rowConcepts []*ConceptStats // per row of the current FFN event: the concept it generates
 	firsts      []firstStep     // per concept the current sample generates: its first step
 	err         error           // the first event that does not fit the stats
@@ -128,11 +129,30 @@ func (r *recorder) addISM(e *model.FFNEvent) {
 	if len(r.attn) == e.Rows*e.Rows {
 		S = r.attn
 	}
+	raw := r.ismCur.Raw
+	var sums *[3][]float64
+	if raw != nil {
+		if len(r.rawBuf[0]) != N {
+			r.rawBuf = [3][]float64{make([]float64, N), make([]float64, N), make([]float64, N)}
+		}
+		sums = &r.rawBuf
+	}
+	l := e.Site.Layer
 	for m, idx := range masks {
 		if len(idx) == 0 {
 			continue
 		}
-		sc := ismSample(e.Act, N, S, e.Rows, idx)
+		sc := ismSampleRaw(e.Act, N, S, e.Rows, idx, sums)
+		if raw != nil {
+			raw.Positions[m*L+l] += float64(len(idx))
+			base := (m*L + l) * N
+			for j := 0; j < N; j++ {
+				raw.Fire[base+j] += r.rawBuf[0][j]
+				// One sample's sum per term, exact across samples: shards merge to one pass.
+				addTerm(raw.Sum, raw.SumExact, base+j, r.rawBuf[1][j])
+				raw.Max[base+j] = max(raw.Max[base+j], r.rawBuf[2][j])
+			}
+		}
 		for i := 0; i < 5; i++ {
 			base := ((i*7+m)*L + e.Site.Layer) * N
 			for j, v := range sc[i] {

@@ -27,12 +27,15 @@ neurosurg lens testdata/stories260K --prompt "The cat sat on the" --positions -1
 				&cli.IntFlag{Name: "top", Aliases: []string{"k"}, Value: 5},
 				&cli.BoolFlag{Name: "chat"},
 				&cli.BoolFlag{Name: "json"},
+				&cli.StringSliceFlag{Name: "image", Usage: "an image file (repeatable: several images, in order)"},
+				&cli.StringFlag{Name: "video", Usage: "a video: its frames F1,F2,… or a directory of them"},
+				&cli.StringFlag{Name: "audio", Usage: "an audio file (WAV)"},
 			},
 			Action: func(ctx context.Context, cmd *cli.Command) error {
 				if err := valid(model.ValidateTop(int(cmd.Int("top")))); err != nil {
 					return err
 				}
-				m, ids, err := openWithPrompt(cmd)
+				m, in, err := openWithPrompt(cmd)
 				if err != nil {
 					return err
 				}
@@ -41,7 +44,7 @@ neurosurg lens testdata/stories260K --prompt "The cat sat on the" --positions -1
 				for _, p := range cmd.IntSlice("positions") {
 					pos = append(pos, int(p))
 				}
-				lens, err := m.LogitLens(ctx, ids, pos, int(cmd.Int("top")))
+				lens, err := m.LogitLensInput(ctx, in, pos, int(cmd.Int("top")))
 				if err != nil {
 					return err
 				}

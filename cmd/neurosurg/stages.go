@@ -162,7 +162,8 @@ neurosurg locate --method random --like neurons.json --seed 1 stats.st --out ran
 			Usage: "merge or export stats files",
 			UsageText: `neurosurg stats merge a.st b.st --out ab.st
 neurosurg stats merge part-*.st --out all.st   # the shards of record --shard, in any order
-neurosurg stats export stats.st --csv > stats.csv`,
+neurosurg stats export stats.st --csv > stats.csv
+neurosurg stats export miner.st --by-modality > by-modality.csv   # record --miner`,
 			Commands: []*cli.Command{
 				{
 					Name: "merge", ArgsUsage: "A [B…]",
@@ -191,7 +192,8 @@ neurosurg stats export stats.st --csv > stats.csv`,
 				},
 				{
 					Name: "export", ArgsUsage: "STATS",
-					Flags: []cli.Flag{&cli.BoolFlag{Name: "csv"}, &cli.BoolFlag{Name: "json"}},
+					Flags: []cli.Flag{&cli.BoolFlag{Name: "csv"}, &cli.BoolFlag{Name: "json"},
+						&cli.BoolFlag{Name: "by-modality", Usage: "per MINER dataset, module, modality, layer and neuron: the raw firing probability, mean and max over that modality's positions (record --miner)"}},
 					Action: func(ctx context.Context, cmd *cli.Command) error {
 						path, err := oneArg(cmd, "STATS")
 						if err != nil {
@@ -200,6 +202,16 @@ neurosurg stats export stats.st --csv > stats.csv`,
 						st, err := locate.ReadStats(path)
 						if err != nil {
 							return err
+						}
+						if cmd.Bool("by-modality") {
+							rows, err := st.ExportByModality()
+							if err != nil {
+								return fmt.Errorf("%s: %w", path, err)
+							}
+							if cmd.Bool("json") {
+								return printJSON(cmd.Root().Writer, rows)
+							}
+							return locate.WriteModalityCSV(cmd.Root().Writer, rows)
 						}
 						rows := st.Export()
 						if cmd.Bool("json") {
