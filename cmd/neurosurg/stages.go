@@ -84,6 +84,7 @@ neurosurg record testdata/stories260K --data all.jsonl --shard 2/8 --out part-2.
 			Usage:     "select neurons from a stats file (miner, dape, contrib, random; ig: see attribute)",
 			ArgsUsage: "STATS",
 			UsageText: `neurosurg locate --method dape stats.st --out neurons.json
+neurosurg locate --method dape --module all vlm.st --out per-module.json   # vision, projector, llm each on its own
 neurosurg locate --method miner --strategy LA_MU --ratio 0.02 --weights 0,.25,.25,.5,0 stats.st --out msn.json
 neurosurg locate --method contrib --top-k 60 --layers 4 lily.st --out lily.json
 neurosurg locate --method contrib --contrib-mode per-sample --top-k 100 --label Lily@gen-1 lily.st --out lily-gen-1.json
@@ -104,7 +105,7 @@ neurosurg locate --method random --like neurons.json --seed 1 stats.st --out ran
 				&cli.IntSliceFlag{Name: "layers", Usage: "contrib: search only these layers"},
 				&cli.StringFlag{Name: "like", Usage: "random: the neuron set whose count per label, module and layer the draw copies"},
 				&cli.Uint64Flag{Name: "seed", Usage: "random, and miner's strategy random"},
-				&cli.StringSliceFlag{Name: "module", Usage: "dape: modules to select in, each on its own (default: every recorded one); miner, contrib: the module (default and only contrib's: llm)"},
+				&cli.StringSliceFlag{Name: "module", Usage: "dape: modules to select in, each on its own (default or all: every recorded one); miner, contrib: the module (default and only contrib's: llm). Names: llm, vision, projector, audio, qformer, query; MMNeuron's lang, mmproj, encoder accepted"},
 				&cli.StringFlag{Name: "label", Usage: "keep only the neurons of this label (as a recipe's locate.label)"},
 			},
 			Action: func(ctx context.Context, cmd *cli.Command) error {
