@@ -20,7 +20,8 @@ func init() {
 			ArgsUsage: "CKPT",
 			UsageText: `neurosurg generate testdata/stories260K --prompt "Once upon a time" --max-tokens 60
 neurosurg generate testdata/stories260K --prompt "The cat" --temperature 0.8 --top-p 0.9 --seed 7
-neurosurg generate /models/Qwen2-0.5B-Instruct --chat --prompt "Name three colours."`,
+neurosurg generate /models/Qwen2-0.5B-Instruct --chat --prompt "Name three colours."
+neurosurg generate /models/Qwen2-VL-2B-Instruct --chat --image cat.png --prompt "What is in the picture?"`,
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "prompt", Aliases: []string{"p"}, Usage: "prompt text"},
 				&cli.IntFlag{Name: "max-tokens", Aliases: []string{"n"}, Value: 64},
@@ -74,7 +75,9 @@ neurosurg generate /models/Qwen2-0.5B-Instruct --chat --prompt "Name three colou
 			Usage:     "print the top-K next-token ids, tokens and logits at the last position",
 			ArgsUsage: "CKPT",
 			UsageText: `neurosurg logits testdata/stories260K --prompt "Once upon a time" --top 5
-neurosurg logits testdata/stories260K --prompt "The cat" --top 10 --json`,
+neurosurg logits testdata/stories260K --prompt "The cat" --top 10 --json
+neurosurg logits /models/Qwen2-VL-2B-Instruct --chat --video frames/ --prompt "What happens?" --json
+neurosurg logits /models/Qwen2-Audio-7B-Instruct --chat --audio clip.wav --prompt "What is the sound?"`,
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "prompt", Aliases: []string{"p"}},
 				&cli.IntFlag{Name: "top", Aliases: []string{"k"}, Value: 10},

@@ -20,7 +20,8 @@ func init() {
 			Usage:     "logit lens: per-layer top tokens and entropy at chosen positions",
 			ArgsUsage: "CKPT",
 			UsageText: `neurosurg lens testdata/stories260K --prompt "Once upon a time"
-neurosurg lens testdata/stories260K --prompt "The cat sat on the" --positions -1,-2 --top 3 --json`,
+neurosurg lens testdata/stories260K --prompt "The cat sat on the" --positions -1,-2 --top 3 --json
+neurosurg lens /models/llava-1.5-7b-hf --chat --image a.png --image b.png --prompt "Compare the pictures."`,
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "prompt", Aliases: []string{"p"}},
 				&cli.IntSliceFlag{Name: "positions", Value: []int{-1}, Usage: "token positions (negative: from the end)"},
