@@ -159,19 +159,38 @@ func TestMINERImagesCLI(t *testing.T) {
 {"id":"d","text":"They played","image":"pics/blue.png","label":"blue","answer":"in the park"}
 `), 0o644)
 	st, nj, nsd, out := filepath.Join(dir, "m.st"), filepath.Join(dir, "m.json"), filepath.Join(dir, "m.nsd"), filepath.Join(dir, "out")
+	rj, rnsd := filepath.Join(dir, "r.json"), filepath.Join(dir, "r.nsd")
 	for _, args := range [][]string{
 		{"record", ck, "--data", sp, "--miner", "--out", st},
 		{"locate", "--method", "miner", "--ratio", "0.1", st, "--out", nj},
+		{"locate", "--method", "random", "--like", nj, "--seed", "4", st, "--out", rj},
 		{"patch", ck, "--neurons", nj, "--op", "zero", "--out", nsd},
-		{"verify", ck, "--edit", nsd, "--bench", sp, "--max-tokens", "3", "--json"},
+		{"patch", ck, "--neurons", rj, "--op", "zero", "--out", rnsd},
+		{"verify", ck, "--edit", nsd, "--random", rnsd, "--bench", sp, "--max-tokens", "3", "--json"},
 		{"write", ck, "--edit", nsd, "--out", out},
 	} {
 		o, errs, code := runCLI(t, args...)
 		if code != 0 {
 			t.Fatalf("%v: exit %d: %s", args, code, errs)
 		}
-		if args[0] == "verify" && (!strings.Contains(o, `"anls"`) || !strings.Contains(o, `"exact_match"`)) {
-			t.Errorf("verify on answered image samples: no QA scores in %s", o)
+		if args[0] == "verify" {
+			var rep struct {
+				Variants []string                      `json:"variants"`
+				Metrics  map[string]map[string]float64 `json:"metrics"`
+			}
+			if err := json.Unmarshal([]byte(o), &rep); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(rep.Variants, []string{"base", "edited", "random"}) {
+				t.Errorf("verify variants %v, want base, edited, random", rep.Variants)
+			}
+			for _, v := range rep.Variants {
+				for _, k := range []string{"anls", "exact_match", "contains", "ppl/red"} {
+					if _, ok := rep.Metrics[v][k]; !ok {
+						t.Errorf("verify %s on answered image samples: no %s", v, k)
+					}
+				}
+			}
 		}
 	}
 	csv, errs, code := runCLI(t, "stats", "export", st, "--by-modality")

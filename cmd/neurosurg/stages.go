@@ -280,9 +280,11 @@ neurosurg patch CKPT --neurons n.json --op scale:0.5 --op noise:0.01 --seed 3 --
 			ArgsUsage: "CKPT",
 			UsageText: `neurosurg verify testdata/stories260K --edit edit.nsd --bench testdata/samples/stories-animals-food.jsonl
 neurosurg verify testdata/stories260K --edit swap.nsd --swap Lily>Tim --bench examples/stories-swap-bench.jsonl --gate efficacy>0.5 --gate kl<0.1
-neurosurg verify CKPT --edit e.nsd --bench b.jsonl --out report --json`,
+neurosurg verify CKPT --edit e.nsd --bench b.jsonl --out report --json
+neurosurg verify CKPT --edit e.nsd --random random.nsd --bench b.jsonl   # random.nsd: locate --method random --like, then patch`,
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "edit", Required: true},
+				&cli.StringFlag{Name: "random", Usage: "the random baseline's edit, measured beside (locate --method random --like NEURONS: the same count per label, module and layer; then patch)"},
 				&cli.StringFlag{Name: "bench", Required: true},
 				&cli.StringFlag{Name: "swap", Usage: "SRC>TGT: also measure swap efficacy"},
 				&cli.StringSliceFlag{Name: "gate", Usage: "METRIC<VALUE or METRIC>VALUE (exit 3 when one fails)"},
@@ -311,7 +313,7 @@ neurosurg verify CKPT --edit e.nsd --bench b.jsonl --out report --json`,
 				}
 				if out := cmd.String("out"); out != "" {
 					for _, ext := range pipeline.ReportExts {
-						if err := checkOut(out+ext, dir, cmd.String("edit"), cmd.String("bench")); err != nil {
+						if err := checkOut(out+ext, dir, cmd.String("edit"), cmd.String("random"), cmd.String("bench")); err != nil {
 							return err
 						}
 					}
@@ -325,7 +327,11 @@ neurosurg verify CKPT --edit e.nsd --bench b.jsonl --out report --json`,
 					return err
 				}
 				defer m.Close()
-				rep, err := pipeline.Verify(ctx, m, []pipeline.EditVariant{{Name: "edited", Edit: cmd.String("edit")}}, bench, o)
+				edits := []pipeline.EditVariant{{Name: "edited", Edit: cmd.String("edit")}}
+				if r := cmd.String("random"); r != "" {
+					edits = append(edits, pipeline.EditVariant{Name: "random", Edit: r})
+				}
+				rep, err := pipeline.Verify(ctx, m, edits, bench, o)
 				if err != nil {
 					return err
 				}
