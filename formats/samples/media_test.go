@@ -166,3 +166,17 @@ func FuzzSampleMedia(f *testing.F) {
 		}
 	})
 }
+
+// json.Unmarshal of a Sample reads it as a line: the media fields' forms and checks, and no
+// field a file cannot set (Dir).
+func TestUnmarshalSample(t *testing.T) {
+	var s Sample
+	if err := json.Unmarshal([]byte(`{"id":"x","image":["a.png","b.png"],"video":"f"}`), &s); err != nil || len(s.ImagePaths()) != 2 || s.Video[0] != "f" {
+		t.Errorf("%+v %v", s, err)
+	}
+	for _, bad := range []string{`{"text":"t","Dir":"/etc"}`, `{"text":"t","image":""}`, `{}`} {
+		if err := json.Unmarshal([]byte(bad), &s); !errors.Is(err, ErrFormat) {
+			t.Errorf("%s: %v", bad, err)
+		}
+	}
+}

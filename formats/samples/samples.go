@@ -83,6 +83,16 @@ func (s Sample) MarshalJSON() ([]byte, error) {
 	return json.Marshal(w)
 }
 
+// UnmarshalJSON reads one sample as a line of a samples file holds it, with the same checks.
+func (s *Sample) UnmarshalJSON(b []byte) error {
+	x, err := parseLine(bytes.TrimSpace(b))
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrFormat, err)
+	}
+	*s = x
+	return nil
+}
+
 // paths reads a media field: a path, or a non-empty list of paths; JSON null is no field.
 // Every path is a non-empty string without a NUL byte.
 func paths(field string, raw json.RawMessage) ([]string, error) {
