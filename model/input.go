@@ -366,3 +366,26 @@ func (in Input) Prefix(n int) Input {
 	out.Media = in.Media
 	return out
 }
+
+// Extend is the input followed by the tokens toks (a continuation to score): rotary
+// positions, when the input has its own, continue one by one from its largest in every row,
+// as transformers' generation continues after an M-RoPE prompt (rope_deltas).
+func (in Input) Extend(toks []int32) Input {
+	out := in
+	out.Tokens = append(slices.Clone(in.Tokens), toks...)
+	T := len(in.Tokens)
+	if T == 0 || len(in.Positions) == 0 || len(in.Positions)%T != 0 {
+		return out
+	}
+	rows := len(in.Positions) / T
+	next := slices.Max(in.Positions) + 1
+	pos := make([]int32, 0, rows*(T+len(toks)))
+	for r := range rows {
+		pos = append(pos, in.Positions[r*T:(r+1)*T]...)
+		for k := range toks {
+			pos = append(pos, next+int32(k))
+		}
+	}
+	out.Positions = pos
+	return out
+}

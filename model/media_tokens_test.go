@@ -139,3 +139,20 @@ func TestBuildInputVideo(t *testing.T) {
 		t.Errorf("two images: %v", err)
 	}
 }
+
+func TestInputExtend(t *testing.T) {
+	in := Input{Tokens: []int32{1, 3, 3, 9}, Positions: []int32{0, 1, 1, 2, 0, 1, 2, 3, 0, 2, 1, 3}}
+	e := in.Extend([]int32{7, 8})
+	if !slices.Equal(e.Tokens, []int32{1, 3, 3, 9, 7, 8}) || !slices.Equal(e.Positions, []int32{0, 1, 1, 2, 4, 5, 0, 1, 2, 3, 4, 5, 0, 2, 1, 3, 4, 5}) {
+		t.Errorf("M-RoPE extend: %v %v", e.Tokens, e.Positions)
+	}
+	if len(in.Tokens) != 4 || len(in.Positions) != 12 {
+		t.Error("Extend changed its input")
+	}
+	if e := (Input{Tokens: []int32{1, 2}}).Extend([]int32{3}); e.Positions != nil || !slices.Equal(e.Tokens, []int32{1, 2, 3}) {
+		t.Errorf("no positions: %v", e)
+	}
+	if e := (Input{Tokens: []int32{1, 2}, Positions: []int32{4, 9}}).Extend([]int32{3}); !slices.Equal(e.Positions, []int32{4, 9, 10}) {
+		t.Errorf("1-D: %v", e.Positions)
+	}
+}

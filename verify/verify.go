@@ -136,7 +136,7 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 	for vi, v := range all {
 		var seqs []model.Input
 		for i, e := range enc {
-			seqs = append(seqs, extend(e.in, baseGen[i].Tokens))
+			seqs = append(seqs, e.in.Extend(baseGen[i].Tokens))
 		}
 		res, err := v.Model.ForwardInputs(ctx, seqs, model.ForwardOptions{AllLogits: true})
 		if err != nil {
@@ -316,29 +316,6 @@ type encoded struct {
 	text int         // the first position whose next token is the text's: the media's last (0 without media)
 }
 
-// extend is in followed by the tokens toks: rotary positions, when the family gives them,
-// continue one by one from the prompt's largest (as transformers' generate does after an
-// M-RoPE prompt).
-func extend(in model.Input, toks []int32) model.Input {
-	out := in
-	out.Tokens = append(slices.Clone(in.Tokens), toks...)
-	T, n := len(in.Tokens), len(toks)
-	switch len(in.Positions) {
-	case 0:
-	case T, 3 * T:
-		rows := len(in.Positions) / max(T, 1)
-		next := slices.Max(in.Positions) + 1
-		var pos []int32
-		for r := range rows {
-			pos = append(pos, in.Positions[r*T:(r+1)*T]...)
-			for k := range n {
-				pos = append(pos, next+int32(k))
-			}
-		}
-		out.Positions = pos
-	}
-	return out
-}
 
 // sampleErr names the sample and the model of a batch's non-finite logits (the runtime knows
 // only the sequence's index in the batch).
