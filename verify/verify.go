@@ -316,7 +316,6 @@ type encoded struct {
 	text int         // the first position whose next token is the text's: the media's last (0 without media)
 }
 
-
 // sampleErr names the sample and the model of a batch's non-finite logits (the runtime knows
 // only the sequence's index in the batch).
 func sampleErr(variant string, batch []encoded, err error) error {
