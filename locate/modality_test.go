@@ -178,3 +178,20 @@ func TestModalityRawAgainstDirect(t *testing.T) {
 		t.Errorf("export without MINER: %v", err)
 	}
 }
+
+// A forward with more decoder rows than the prompt's tokens (placeholders expanded inside the
+// model) is refused instead of scoring positions without a type.
+func TestISMRefusesUntypedRows(t *testing.T) {
+	st := NewStats("llm", 1, 2)
+	r := newRecorder(st)
+	r.miner = true
+	r.ismCur = r.llm.ism("d")
+	r.types = []int{TokText}
+	r.addISM(&model.FFNEvent{Site: model.Site{Module: "llm"}, Rows: 3, Neurons: 2, Act: make([]float32, 6)})
+	if !errors.Is(r.err, ErrStats) || !strings.Contains(r.err.Error(), "3 positions for a prompt of 1 tokens") {
+		t.Errorf("err %v", r.err)
+	}
+	if r.ismCur.Count[6] != 0 {
+		t.Error("the untyped rows were scored")
+	}
+}

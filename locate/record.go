@@ -124,6 +124,14 @@ func (r *recorder) addISM(e *model.FFNEvent) {
 		return
 	}
 	L, N := r.llm.Layers, e.Neurons
+	// The token types are those of the prompt BuildInput laid out; a forward with more rows
+	// would have expanded placeholders itself, and its positions would have no type.
+	if e.Rows > len(r.types) {
+		if r.err == nil {
+			r.err = fmt.Errorf("%w: the language model ran %d positions for a prompt of %d tokens: MINER's modality split needs the placeholders expanded in the prompt", ErrStats, e.Rows, len(r.types))
+		}
+		return
+	}
 	masks := modalityMasks(r.types[:e.Rows])
 	var S []float32
 	if len(r.attn) == e.Rows*e.Rows {
