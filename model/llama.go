@@ -21,10 +21,15 @@ func buildDecoderLM(b *Binder) error {
 
 // bindDecoderLM binds the embedding, the decoder layers and the head of a language-model
 // module into b.Model (families with encoders call it for their "llm" module).
-func bindDecoderLM(b *Binder, llm *Module) {
+func bindDecoderLM(b *Binder, llm *Module) { bindDecoderLMAt(b, llm, "") }
+
+// bindDecoderLMAt is bindDecoderLM for a language model whose embedding, final norm and head
+// are named under prefix (Qwen2-Audio's "language_model.": language_model.model.embed_tokens,
+// language_model.lm_head); its layers' names come from the module's layer prefix.
+func bindDecoderLMAt(b *Binder, llm *Module, prefix string) {
 	m, cfg := b.Model, &b.Model.cfg
 	// Bound in the order the forward pass uses them (FirstNonFiniteWeight blames the first).
-	m.embed = Embedding{llm.Weight("model.embed_tokens.weight", -1)}
+	m.embed = Embedding{llm.Weight(prefix+"model.embed_tokens.weight", -1)}
 	m.decoder = Decoder{module: "llm"}
 	for i := 0; i < cfg.Layers && b.Err() == nil; i++ {
 		var ly DecoderLayer
@@ -42,5 +47,5 @@ func bindDecoderLM(b *Binder, llm *Module) {
 		m.decoder.layers = append(m.decoder.layers, ly)
 	}
 	// lm_head binds to the embedding when tied (archdef's tied_to): never a copy.
-	m.head = Head{norm: RMSNorm{llm.Vector("model.norm.weight", -1), cfg.Eps}, unembed: llm.Weight("lm_head.weight", -1)}
+	m.head = Head{norm: RMSNorm{llm.Vector(prefix+"model.norm.weight", -1), cfg.Eps}, unembed: llm.Weight(prefix+"lm_head.weight", -1)}
 }

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"sort"
 	"strconv"
@@ -49,11 +50,15 @@ type FFNTemplate struct {
 // Module is one part of an architecture: a language decoder ("llm"), a vision or audio
 // encoder, a projector. Its sizes are read from its config object: the top level, or a
 // sub-object (vision_config, text_config) whose missing keys fall back to the top level when
-// Fallback is set (LLaVA's text_config omits the defaults).
+// Fallback is set (LLaVA's text_config omits the defaults). Defaults are the values of keys
+// the config leaves out, as the module's transformers config class defaults them (Qwen2-Audio's
+// text_config omits Qwen2-7B's sizes, which Qwen2Config's constructor supplies): they apply
+// after the fallback, to keys neither object has.
 type Module struct {
 	Name        string           `json:"name"`
 	Config      string           `json:"config,omitempty"`
 	Fallback    bool             `json:"fallback,omitempty"`
+	Defaults    map[string]any   `json:"defaults,omitempty"`
 	Layers      string           `json:"layers,omitempty"` // layer-count key; "" for a module without layers
 	LayerPrefix string           `json:"layer_prefix,omitempty"`
 	Pre         []TensorTemplate `json:"pre,omitempty"`
@@ -215,10 +220,13 @@ func (a *Arch) Module(name string) *Bound {
 
 func (a *Arch) bind(m *Module) *Bound {
 	b := &Bound{Arch: Arch{Name: a.Name, Def: a.Def, Config: a.Config}, Module: m}
-	if m.Config == "" {
+	if m.Config == "" && len(m.Defaults) == 0 {
 		return b
 	}
-	sub, _ := a.Config[m.Config].(map[string]any)
+	sub := a.Config
+	if m.Config != "" {
+		sub, _ = a.Config[m.Config].(map[string]any)
+	}
 	cfg := map[string]any{}
 	if m.Fallback {
 		for k, v := range a.Config {
@@ -228,8 +236,34 @@ func (a *Arch) bind(m *Module) *Bound {
 	for k, v := range sub {
 		cfg[k] = v
 	}
-	b.Config = cfg
+	b.Config = withDefaults(cfg, m.Defaults)
 	return b
+}
+
+// withDefaults fills the keys of defaults that cfg lacks (in place) and returns cfg.
+func withDefaults(cfg, defaults map[string]any) map[string]any {
+	for k, v := range defaults {
+		if _, ok := cfg[k]; !ok {
+			cfg[k] = v
+		}
+	}
+	return cfg
+}
+
+// subConfig is the config object sub as a module reading it sees it: with that module's
+// defaults when a module of the definition reads sub (so "text_config.hidden_size" in a
+// projector's shape is the language model's hidden size, defaulted or not).
+func (a *Arch) subConfig(sub string) map[string]any {
+	obj, _ := a.Config[sub].(map[string]any)
+	if obj == nil || a.Def == nil {
+		return obj
+	}
+	for i := range a.Def.Modules {
+		if m := &a.Def.Modules[i]; m.Config == sub && len(m.Defaults) > 0 {
+			return withDefaults(maps.Clone(obj), m.Defaults)
+		}
+	}
+	return obj
 }
 
 // ConfigJSON is the module's config as a JSON object (for a family's own config parser).
@@ -337,7 +371,7 @@ func (a *Arch) Int(key string) (int64, error) {
 		return int64(n), nil
 	}
 	if sub, rest, ok := strings.Cut(key, "."); ok {
-		obj, _ := a.Config[sub].(map[string]any)
+		obj := a.subConfig(sub)
 		if obj == nil {
 			return 0, fmt.Errorf("config.json: missing object %q (for %s)", sub, key)
 		}
