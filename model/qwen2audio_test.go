@@ -38,7 +38,9 @@ func TestQwen2AudioRealCheckpointNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	var ix struct {
-		Metadata  struct{ TotalSize int64 `json:"total_size"` } `json:"metadata"`
+		Metadata struct {
+			TotalSize int64 `json:"total_size"`
+		} `json:"metadata"`
 		WeightMap map[string]string `json:"weight_map"`
 	}
 	b, err := os.ReadFile(filepath.Join(qwen2AudioReal, "model.safetensors.index.json"))

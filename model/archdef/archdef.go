@@ -252,15 +252,20 @@ func withDefaults(cfg, defaults map[string]any) map[string]any {
 
 // subConfig is the config object sub as a module reading it sees it: with that module's
 // defaults when a module of the definition reads sub (so "text_config.hidden_size" in a
-// projector's shape is the language model's hidden size, defaulted or not).
+// projector's shape is the language model's hidden size, defaulted or not); nil when the
+// object is absent and no module gives it defaults.
 func (a *Arch) subConfig(sub string) map[string]any {
 	obj, _ := a.Config[sub].(map[string]any)
-	if obj == nil || a.Def == nil {
+	if a.Def == nil {
 		return obj
 	}
 	for i := range a.Def.Modules {
 		if m := &a.Def.Modules[i]; m.Config == sub && len(m.Defaults) > 0 {
-			return withDefaults(maps.Clone(obj), m.Defaults)
+			// An absent object is all defaults, as transformers builds the sub-config
+			// from its class's defaults when config.json has none.
+			cfg := map[string]any{}
+			maps.Copy(cfg, obj)
+			return withDefaults(cfg, m.Defaults)
 		}
 	}
 	return obj
