@@ -622,6 +622,22 @@ func TestQwen2AudioEndToEnd(t *testing.T) {
 		if worst > 1e-4*math.Max(1, scale) {
 			t.Errorf("%s: logits differ from the reference by %g", c.dt, worst)
 		}
+		// Generation runs the encoder once in its prefill: its first greedy token is the
+		// argmax of the forward's last logits.
+		gen, err := m.GenerateInputs(context.Background(), []Input{in}, GenerateOptions{MaxTokens: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last := res.Logits[0][(len(in.Tokens)-1)*V : len(in.Tokens)*V]
+		best := 0
+		for j, v := range last {
+			if v > last[best] {
+				best = j
+			}
+		}
+		if len(gen[0].Tokens) == 0 || gen[0].Tokens[0] != int32(best) {
+			t.Errorf("%s: generated %v, want %d first", c.dt, gen[0].Tokens, best)
+		}
 	}
 }
 
