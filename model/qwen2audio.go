@@ -164,29 +164,15 @@ func (e *qwen2Audio) encode(ctx context.Context, seq int, md Media, taps []Tap, 
 		return nil, fmt.Errorf("%w: sequence %d: a clip of %d mel frames gives no audio tokens (the processor expands it to none)", ErrMedia, seq, valid)
 	}
 	sc := new(scratch)
-	// conv1 over the mel frames conv2's first n outputs read (0..2n−1 of conv1, which read mel
-	// frames 0..2n): a crop of 2n+1 frames; past the 3000th, conv1's own zero padding.
-	m := min(md.Rows, 2*n+1)
-	h1 := sc.get(m * e.d)
-	if _, err := e.conv1.Forward(sc, h1, md.Features[:m*e.mels], m); err != nil {
-		return nil, err
+	x, err := e.frontEnd(sc, md.Features, n)
+	if err != nil {
+		return nil, fmt.Errorf("sequence %d: %w", seq, err)
 	}
-	x := sc.get(n * e.d)
-	if got, err := e.conv2.Forward(sc, x, h1[:2*n*e.d], 2*n); err != nil || got != n {
-		return nil, fmt.Errorf("sequence %d: conv2 gave %d frames, want %d: %v", seq, got, n, err)
-	}
-	addInto(x, e.pos[:n*e.d])
 	if err := e.encoder.Forward(ctx, sc, x, n, seq, taps, mask); err != nil {
 		return nil, err
 	}
-	// AvgPool1d(2, 2) over time, the kept rows only.
 	pooled := sc.get(out * e.d)
-	for r := 0; r < out; r++ {
-		a, b, dst := x[2*r*e.d:(2*r+1)*e.d], x[(2*r+1)*e.d:(2*r+2)*e.d], pooled[r*e.d:(r+1)*e.d]
-		for i := range dst {
-			dst[i] = (a[i] + b[i]) / 2
-		}
-	}
+	avgPool2(pooled, x, out, e.d)
 	e.norm.Forward(pooled, pooled, out)
 	res := make([]float32, out*e.textHidden)
 	e.proj.Forward(res, pooled, out)
@@ -196,6 +182,35 @@ func (e *qwen2Audio) encode(ctx context.Context, seq int, md Media, taps []Tap, 
 		}
 	}
 	return res, nil
+}
+
+// frontEnd is the encoder's input for the first n frames after conv2 (n·d values): conv1 +
+// GELU over the mel frames those frames read (conv2's output t reads conv1's 2t−1..2t+1,
+// which read mel frames 2t−2..2t+2: a crop of 2n+1 frames, and past the last one conv1's own
+// zero padding, as transformers pads), conv2 + GELU, plus embed_positions.
+func (e *qwen2Audio) frontEnd(sc *scratch, mel []float32, n int) ([]float32, error) {
+	m := min(len(mel)/e.mels, 2*n+1)
+	h1 := sc.get(m * e.d)
+	if _, err := e.conv1.Forward(sc, h1, mel[:m*e.mels], m); err != nil {
+		return nil, err
+	}
+	x := sc.get(n * e.d)
+	if got, err := e.conv2.Forward(sc, x, h1[:2*n*e.d], 2*n); err != nil || got != n {
+		return nil, fmt.Errorf("conv2 gave %d frames, want %d: %v", got, n, err)
+	}
+	addInto(x, e.pos[:n*e.d])
+	return x, nil
+}
+
+// avgPool2 is AvgPool1d(2, 2) over time for the first rows pooled rows: dst row r is the mean
+// of x rows 2r and 2r+1 (width d).
+func avgPool2(dst, x []float32, rows, d int) {
+	for r := 0; r < rows; r++ {
+		a, b, o := x[2*r*d:(2*r+1)*d], x[(2*r+1)*d:(2*r+2)*d], dst[r*d:(r+1)*d]
+		for i := range o {
+			o[i] = (a[i] + b[i]) / 2
+		}
+	}
 }
 
 // extractor is the checkpoint's WhisperFeatureExtractor (preprocessor_config.json), read once.

@@ -218,6 +218,17 @@ func TestQwen2AudioFrames(t *testing.T) {
 // padded frames masked as keys (−inf), AvgPool1d(2, 2) over all of them, layer_norm, the
 // projector, and the first Qwen2AudioFrames(valid) rows kept.
 func qwen2AudioRef(t *testing.T, get func(string) []float64, md Media, mels, d, heads, layers int) [][]float64 {
+	return qwen2AudioStages(get, md, mels, d, heads, layers).out
+}
+
+// qwen2AudioRefStages are the reference's intermediate results: the front end's 1500 frames
+// (conv1, conv2, positions), the layers' 1500 frames, and the kept projected rows.
+type qwen2AudioRefStages struct {
+	front, layers, out [][]float64
+}
+
+func qwen2AudioStages(get func(string) []float64, md Media, mels, d, heads, layers int) qwen2AudioRefStages {
+	var st qwen2AudioRefStages
 	frames := md.Rows
 	valid := md.Valid
 	gelu := func(a float64) float64 { return 0.5 * a * (1 + math.Erf(a/math.Sqrt2)) }
@@ -291,6 +302,7 @@ func qwen2AudioRef(t *testing.T, get func(string) []float64, md Media, mels, d, 
 			x[f][i] += pos[f*d+i]
 		}
 	}
+	st.front = clone2(x)
 	feat := pyFloorDiv(valid-1, 2) + 1
 	hd := d / heads
 	for l := range layers {
@@ -345,6 +357,7 @@ func qwen2AudioRef(t *testing.T, get func(string) []float64, md Media, mels, d, 
 		}
 		x = next
 	}
+	st.layers = clone2(x)
 	pooled := make([][]float64, len(x)/2)
 	for j := range pooled {
 		pooled[j] = make([]float64, d)
@@ -354,7 +367,67 @@ func qwen2AudioRef(t *testing.T, get func(string) []float64, md Media, mels, d, 
 		pooled[j] = linear(layerNorm(pooled[j], "audio_tower.layer_norm"), "multi_modal_projector.linear", true)
 	}
 	keep := max(pyFloorDiv(feat-2, 2)+1, 0)
-	return pooled[:keep]
+	st.out = pooled[:keep]
+	return st
+}
+
+func clone2(x [][]float64) [][]float64 {
+	y := make([][]float64, len(x))
+	for i := range x {
+		y[i] = slices.Clone(x[i])
+	}
+	return y
+}
+
+// Stage by stage against the reference, for mask lengths whose last valid frame reads the
+// padding (odd), does not (even), and where the crop reaches the end of the 3000 frames: the
+// front end (conv1, conv2, positions) of the n valid frames; the layers over the valid frames
+// alone equal transformers' layers over all 1500 with the padding masked as keys (the padded
+// rows differ: the runtime never computes them); the pool of the layers' output.
+func TestQwen2AudioStages(t *testing.T) {
+	prev := kernels.Use(exactVariantInternal())
+	defer kernels.Use(prev)
+	m, dir := tinyQwen2Audio(t, safetensors.F32, 0)
+	e := m.encoders[0].(*qwen2Audio)
+	get := tensorsF64(t, dir)
+	const d = 16
+	cmp := func(what string, got []float32, want [][]float64, rows int) {
+		t.Helper()
+		worst := 0.0
+		for r := range rows {
+			for i := range d {
+				worst = max(worst, math.Abs(float64(got[r*d+i])-want[r][i]))
+			}
+		}
+		if worst > 1e-4 {
+			t.Errorf("%s: %g from the reference", what, worst)
+		}
+	}
+	for _, valid := range []int{5, 6, 2998, 2999} {
+		md := syntheticMel(valid)
+		st := qwen2AudioStages(get, md, 128, d, 2, 2)
+		n, out := Qwen2AudioFrames(valid)
+		sc := new(scratch)
+		x, err := e.frontEnd(sc, md.Features, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmp(fmt.Sprintf("L=%d front end", valid), x, st.front, n)
+		if err := e.encoder.Forward(context.Background(), sc, x, n, 0, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		cmp(fmt.Sprintf("L=%d layers", valid), x, st.layers, n)
+		pooled := make([]float32, out*d)
+		avgPool2(pooled, x, out, d)
+		want := make([][]float64, out)
+		for r := range want {
+			want[r] = make([]float64, d)
+			for i := range d {
+				want[r][i] = (st.layers[2*r][i] + st.layers[2*r+1][i]) / 2
+			}
+		}
+		cmp(fmt.Sprintf("L=%d pool", valid), pooled, want, out)
+	}
 }
 
 // tensorsF64 reads a checkpoint's tensors as float64.
