@@ -866,3 +866,33 @@ func TestExpandAudio(t *testing.T) {
 		}
 	}
 }
+
+// expandAudio on any text and counts: each placeholder becomes its count of copies, the text
+// between them is kept, and at most two markers are added per placeholder.
+func FuzzExpandAudio(f *testing.F) {
+	f.Add("Audio 1: <|audio_bos|><|AUDIO|><|audio_eos|>\nhi", uint8(3), uint8(0))
+	f.Add("<|AUDIO|><|AUDIO|>x<|audio_eos|>", uint8(1), uint8(2))
+	f.Add("<|audio_bos|><|audio_bos|><|AUDIO|>", uint8(0), uint8(9))
+	f.Fuzz(func(t *testing.T, text string, a, b uint8) {
+		k := strings.Count(text, qwen2AudioToken)
+		counts := make([]int, k)
+		for i := range counts {
+			counts[i] = int(a)
+			if i%2 == 1 {
+				counts[i] = int(b)
+			}
+		}
+		got := expandAudio(text, counts)
+		sum := 0
+		for _, c := range counts {
+			sum += c
+		}
+		if strings.Count(got, qwen2AudioToken) != sum {
+			t.Fatalf("%q %v: %d placeholders in %q, want %d", text, counts, strings.Count(got, qwen2AudioToken), got, sum)
+		}
+		added := len(got) - len(text) - len(qwen2AudioToken)*(sum-k)
+		if added < 0 || added > k*(len(qwen2AudioBOS)+len(qwen2AudioEOS)) {
+			t.Fatalf("%q %v: %d bytes of markers added", text, counts, added)
+		}
+	})
+}
