@@ -119,28 +119,20 @@ func (e *qwen2Audio) kind() string       { return "audio" }
 func (e *qwen2Audio) placeholder() int32 { return e.audioToken }
 func (e *qwen2Audio) inputWidth() int    { return e.mels }
 
-// Qwen2AudioFrames is the encoder's output length for a clip whose feature attention mask has
-// valid ones, as the processor and the model compute it: conv2's stride halves the frames,
-// ((valid−1)//2 + 1), and the pool halves them again, ((n−2)//2 + 1), with Python's floor
-// division (0 for a mask of fewer than 3 frames). It equals audiofeat.Qwen2AudioTokens.
-func Qwen2AudioFrames(valid int) (afterConv, afterPool int) {
-	n := (valid-1)/2 + 1
-	if valid < 1 {
-		n = 0 // (−1)//2 + 1 for valid = 0
-	}
-	if n < 2 {
-		return n, 0
-	}
-	return n, (n-2)/2 + 1
+// qwen2AudioFrames is the encoder's length for a clip whose feature attention mask has valid ≥ 1
+// ones: n frames after conv2's stride, (valid−1)//2 + 1, and out rows kept after the pool,
+// the processor's token count (audiofeat.Qwen2AudioTokens: 0 for fewer than 3 mel frames).
+func qwen2AudioFrames(valid int) (n, out int) {
+	return (valid-1)/2 + 1, audiofeat.Qwen2AudioTokens(valid)
 }
 
 // encode runs the audio tower and the projector on one clip: md holds 2·max_source_positions
 // mel frames (30 s, padded) of num_mel_bins values, frame after frame, of which md.Valid are
-// the clip. It returns Qwen2AudioFrames(Valid) rows of the text hidden size.
+// the clip. It returns qwen2AudioFrames(Valid) rows of the text hidden size.
 //
 // transformers runs every layer over all max_source_positions frames with the padded frames
 // masked out as keys (an additive −inf on their columns), pools all of them and keeps the
-// first Qwen2AudioFrames(Valid) pooled rows. A valid frame's output never depends on a
+// first qwen2AudioFrames(Valid) pooled rows. A valid frame's output never depends on a
 // padded one (they are never keys), and the kept pooled rows average valid frames only
 // (2·kept ≤ the valid frames after conv2), so running the layers over the valid frames alone
 // gives the same rows; the padded frames' activations, which transformers computes and
@@ -159,7 +151,7 @@ func (e *qwen2Audio) encode(ctx context.Context, seq int, md Media, taps []Tap, 
 	if valid < 0 || valid > md.Rows {
 		return nil, fmt.Errorf("%w: sequence %d: %d valid frames of %d", ErrMedia, seq, valid, md.Rows)
 	}
-	n, out := Qwen2AudioFrames(valid)
+	n, out := qwen2AudioFrames(valid)
 	if out == 0 {
 		return nil, fmt.Errorf("%w: sequence %d: a clip of %d mel frames gives no audio tokens (the processor expands it to none)", ErrMedia, seq, valid)
 	}

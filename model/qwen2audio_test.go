@@ -18,7 +18,6 @@ import (
 	"github.com/neurosurg/neurosurg/dtype"
 	"github.com/neurosurg/neurosurg/formats/hfdir"
 	"github.com/neurosurg/neurosurg/formats/safetensors"
-	"github.com/neurosurg/neurosurg/media/audiofeat"
 	"github.com/neurosurg/neurosurg/model/archdef"
 	"github.com/neurosurg/neurosurg/model/kernels"
 	"github.com/neurosurg/neurosurg/model/synth"
@@ -195,19 +194,18 @@ func writeSineWAV(t *testing.T, path string, n, rate, channels int) {
 // pyFloorDiv is Python's //.
 func pyFloorDiv(a, b int) int { return int(math.Floor(float64(a) / float64(b))) }
 
-// The expansion counts: Qwen2AudioFrames is the processor's formula for every mask length of
-// a 30 s window, and the media package's count agrees.
-func TestQwen2AudioFrames(t *testing.T) {
-	for l := 0; l <= 3000; l++ {
+// The expansion counts: qwen2AudioFrames is the processor's formula for every mask length of
+// a 30 s window.
+func TestQwen2AudioFrameCounts(t *testing.T) {
+	for l := 1; l <= 3000; l++ {
 		in := pyFloorDiv(l-1, 2) + 1
 		want := pyFloorDiv(in-2, 2) + 1
-		want = max(want, 0)
-		_, got := Qwen2AudioFrames(l)
-		if got != want || (l > 0 && got != audiofeat.Qwen2AudioTokens(l)) {
-			t.Fatalf("L=%d: %d frames, processor %d, audiofeat %d", l, got, want, audiofeat.Qwen2AudioTokens(l))
+		n, got := qwen2AudioFrames(l)
+		if got != want || n != in {
+			t.Fatalf("L=%d: %d, %d frames, processor %d, %d", l, n, got, in, want)
 		}
 	}
-	if n, out := Qwen2AudioFrames(3000); n != 1500 || out != 750 {
+	if n, out := qwen2AudioFrames(3000); n != 1500 || out != 750 {
 		t.Errorf("30 s: %d, %d", n, out)
 	}
 }
@@ -216,7 +214,7 @@ func TestQwen2AudioFrames(t *testing.T) {
 // and written from modeling_qwen2_audio.py: conv1 (k3, p1) + GELU and conv2 (k3, s2, p1) +
 // GELU over all 3000 frames, + embed_positions, pre-LN layers over all 1500 frames with the
 // padded frames masked as keys (−inf), AvgPool1d(2, 2) over all of them, layer_norm, the
-// projector, and the first Qwen2AudioFrames(valid) rows kept.
+// projector, and the first qwen2AudioFrames(valid) rows kept.
 func qwen2AudioRef(t *testing.T, get func(string) []float64, md Media, mels, d, heads, layers int) [][]float64 {
 	return qwen2AudioStages(get, md, mels, d, heads, layers).out
 }
@@ -406,7 +404,7 @@ func TestQwen2AudioStages(t *testing.T) {
 	for _, valid := range []int{6, 2999} {
 		md := syntheticMel(valid)
 		st := qwen2AudioStages(get, md, 128, d, 2, 2)
-		n, out := Qwen2AudioFrames(valid)
+		n, out := qwen2AudioFrames(valid)
 		sc := new(scratch)
 		x, err := e.frontEnd(sc, md.Features, n)
 		if err != nil {
@@ -624,7 +622,7 @@ func TestQwen2AudioEncoderMatchesReference(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s L=%d: %v", c.dt, valid, err)
 			}
-			_, want := Qwen2AudioFrames(valid)
+			_, want := qwen2AudioFrames(valid)
 			if len(ref) != want || len(got) != want*32 {
 				t.Fatalf("%s L=%d: %d rows (reference %d), want %d", c.dt, valid, len(got)/32, len(ref), want)
 			}
@@ -793,7 +791,7 @@ func TestQwen2AudioPrompts(t *testing.T) {
 			t.Fatal(err)
 		}
 		l := min((c.samples+159)/160, 3000) // the feature attention mask's ones
-		_, n := Qwen2AudioFrames(l)
+		_, n := qwen2AudioFrames(l)
 		want := enc("Audio 1: <|audio_bos|>" + strings.Repeat("<|AUDIO|>", n) + "<|audio_eos|>\nwhat?")
 		if !slices.Equal(in.Tokens, want) || len(in.Media) != 1 || in.Media[0].Valid != l {
 			t.Errorf("%d samples × %d: tokens %v (want %d audio tokens: %v), valid %d", c.samples, c.channels, in.Tokens, n, want, in.Media[0].Valid)
