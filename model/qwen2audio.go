@@ -278,7 +278,8 @@ type qwen2AudioPrompts struct{ enc *qwen2Audio }
 // {type: text}; otherwise — and always without Chat — the processor's default layout,
 // "Audio k: <|audio_bos|><|AUDIO|><|audio_eos|>\n" for each clip before the text, as the
 // user turn of the tokenizer's plain template with Chat (its default system prompt included,
-// as the processor's default template writes it).
+// as the processor's default template writes it; without any template, the processor's
+// default template's own ChatML turn).
 //
 // The expansion is the processor's: the k-th <|AUDIO|> becomes as many copies as the k-th
 // clip gives frames, wrapped in <|audio_bos|>…<|audio_eos|> when neither surrounds it. A clip
@@ -341,6 +342,10 @@ func (q qwen2AudioPrompts) text(m *Model, p Prompt) (string, error) {
 	b.WriteString(p.Text)
 	if !p.Chat {
 		return b.String(), nil
+	}
+	if m.Tokenizer.ChatTemplate() == "" {
+		// No template at all: what the processor's default template writes for one user turn.
+		return "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n" + b.String() + "<|im_end|>\n<|im_start|>assistant\n", nil
 	}
 	return m.Tokenizer.ApplyChatTemplate([]tokenizer.Message{{Role: "user", Content: b.String()}}, true)
 }

@@ -825,6 +825,42 @@ func TestQwen2AudioPrompts(t *testing.T) {
 	if _, err := m.BuildInput("s9", Prompt{Text: "x", Media: []Medium{{Kind: "image", Paths: []string{wav}}}}); !errors.Is(err, ErrMedia) {
 		t.Errorf("image to an audio model: %v", err)
 	}
+	// Without any chat template the processor's default template still applies with Chat: the
+	// same ChatML turn the plain Qwen template gives.
+	bare := filepath.Join(t.TempDir(), "bare")
+	if err := os.MkdirAll(bare, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"config.json", "model.safetensors", "vocab.json", "merges.txt", "preprocessor_config.json", "tokenizer_config.json"} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f == "tokenizer_config.json" {
+			var tc map[string]any
+			if err := json.Unmarshal(b, &tc); err != nil {
+				t.Fatal(err)
+			}
+			delete(tc, "chat_template")
+			b, _ = json.Marshal(tc)
+		}
+		if err := os.WriteFile(filepath.Join(bare, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mb, err := Open(bare)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mb.Close()
+	withTpl, err := m.BuildInput("s", Prompt{Text: "what?", Media: []Medium{{Kind: "audio", Paths: []string{wav}}}, Chat: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	noTpl, err := mb.BuildInput("s", Prompt{Text: "what?", Media: []Medium{{Kind: "audio", Paths: []string{wav}}}, Chat: true})
+	if err != nil || mb.Tokenizer.ChatTemplate() != "" || !slices.Equal(noTpl.Tokens, withTpl.Tokens) {
+		t.Errorf("no template: %q, %v\nwant %q", mb.Tokenizer.Decode(noTpl.Tokens), err, m.Tokenizer.Decode(withTpl.Tokens))
+	}
 	// The checkpoint's own audio-aware template (a processor chat_template.json), here one that
 	// puts a bare <|AUDIO|> after the text: the processor wraps it in its markers.
 	tpl := `{% for message in messages %}<|im_start|>{{ message['role'] }}
