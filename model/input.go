@@ -40,6 +40,10 @@ type Media struct {
 	// Text is token ids the encoder reads beside its features, in its own vocabulary:
 	// InstructBLIP's instruction through the Q-Former's BERT tokenizer. Nil for most.
 	Text []int32
+	// Valid is how many of the first Rows are the medium itself, the rest being padding its
+	// encoder masks (a Qwen2-Audio clip: the feature attention mask's ones among the 3000
+	// frames of 30 s); 0 means all Rows.
+	Valid int
 }
 
 // ErrMedia reports an input with media the model cannot take (a text-only checkpoint given an
