@@ -20,7 +20,7 @@ import (
 
 // ErrUsage reports a call the converter cannot run: an unknown format, the wrong number of
 // inputs, an option the format does not take. The CLI maps it to the usage exit code.
-var ErrUsage = errors.New("convert: usage")
+var ErrUsage = errors.New("convert")
 
 // ErrFormat reports an input that is not in the format it was given as.
 var ErrFormat = errors.New("convert: invalid input")
