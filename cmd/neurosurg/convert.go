@@ -18,9 +18,9 @@ func init() {
 			list = append(list, fmt.Sprintf("  %-12s %s", f[0], f[1]))
 		}
 		return &cli.Command{
-			Name:      "convert",
-			Usage:     "convert a public benchmark release (TextVQA, COCO, MMLU, MSVD-QA, LibriSpeech, VocalSound, VQAv2, DocVQA, PMC-VQA, RSVQA, LingoQA) to samples JSONL",
-			ArgsUsage: "FORMAT INPUT...",
+			Name:        "convert",
+			Usage:       "convert a public benchmark release (TextVQA, COCO, MMLU, MSVD-QA, LibriSpeech, VocalSound, VQAv2, DocVQA, PMC-VQA, RSVQA, LingoQA) to samples JSONL",
+			ArgsUsage:   "FORMAT INPUT...",
 			Description: "Formats (docs/datasets.md says what maps to what):\n" + strings.Join(list, "\n"),
 			UsageText: `neurosurg convert textvqa TextVQA_0.5.1_val.json --images train_images --out textvqa.jsonl --limit 5000
 neurosurg convert mmlu data/test data/dev --out mmlu.jsonl

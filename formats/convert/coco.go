@@ -16,7 +16,7 @@ import (
 
 func init() {
 	register("coco", format{
-		about: "captions_val2014.json (images[] + annotations[]) [+ Karpathy coco_test.txt]; --images: the val2014 directory",
+		about:  "captions_val2014.json (images[] + annotations[]) [+ Karpathy coco_test.txt]; --images: the val2014 directory",
 		inputs: "the captions JSON and optionally a list of file names to keep", minInputs: 1, maxInputs: 2,
 		convert: coco,
 	})

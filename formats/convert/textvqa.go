@@ -8,7 +8,7 @@ import "encoding/json"
 
 func init() {
 	register("textvqa", format{
-		about: "TextVQA_0.5.1_val.json (data[]: question, image_id, answers); --images: the train_images directory",
+		about:  "TextVQA_0.5.1_val.json (data[]: question, image_id, answers); --images: the train_images directory",
 		inputs: "one TextVQA JSON file", minInputs: 1, maxInputs: 1,
 		convert: textVQA,
 	})
