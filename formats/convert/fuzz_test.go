@@ -188,3 +188,11 @@ func FuzzLingoQA(f *testing.F) {
 		checkParse(t, "l.parquet", ss, err)
 	})
 }
+
+func FuzzSBU(f *testing.F) {
+	seed(f, "testdata/sbu/sbu-captions-all.json")
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ss, err := parseSBU(fuzzOptions("s.json"), "s.json", b)
+		checkParse(t, "s.json", ss, err)
+	})
+}
