@@ -14,19 +14,45 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the expected JSONL files in testdata/want")
 
-// lingoRecord is LingoQA's row layout as pyarrow writes it (images a LIST of strings).
+// lingoRecord is one LingoQA row.
 type lingoRecord struct {
-	QuestionID string   `parquet:"question_id,optional"`
-	SegmentID  string   `parquet:"segment_id,optional"`
-	Question   string   `parquet:"question,optional"`
-	Answer     string   `parquet:"answer,optional"`
-	Images     []string `parquet:"images,list"`
+	QuestionID, SegmentID, Question, Answer string
+	Images                                  []string
 }
 
+// lingoParquet writes rows in pyarrow's layout of a pandas DataFrame: optional strings (an
+// empty one is written as null) and images an optional LIST of optional strings
+// (images.list.element).
 func lingoParquet(t testing.TB, rows []lingoRecord) []byte {
 	t.Helper()
+	s := parquet.NewSchema("schema", parquet.Group{
+		"question_id": parquet.Optional(parquet.String()),
+		"segment_id":  parquet.Optional(parquet.String()),
+		"question":    parquet.Optional(parquet.String()),
+		"answer":      parquet.Optional(parquet.String()),
+		"images":      parquet.Optional(parquet.List(parquet.Optional(parquet.String()))),
+	})
 	var buf bytes.Buffer
-	if err := parquet.Write(&buf, rows); err != nil {
+	w := parquet.NewGenericWriter[map[string]any](&buf, s)
+	for _, r := range rows {
+		m := map[string]any{}
+		for k, v := range map[string]string{"question_id": r.QuestionID, "segment_id": r.SegmentID, "question": r.Question, "answer": r.Answer} {
+			if v != "" {
+				m[k] = v
+			}
+		}
+		if r.Images != nil {
+			var imgs []any
+			for _, im := range r.Images {
+				imgs = append(imgs, im)
+			}
+			m["images"] = imgs
+		}
+		if _, err := w.Write([]map[string]any{m}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
