@@ -41,7 +41,9 @@ type lingoRow struct {
 	images         []string
 }
 
-// readLingoRows reads the five columns of every row. The list column is found under any of
+// readLingoRows reads the five columns of every row. parquet-go returns errors for what it
+// checks and the recover below turns what it does not into one; a crafted page header can
+// still make it allocate the page's declared size (at most 2 GiB, int32) before failing. The list column is found under any of
 // the layouts writers use (images.list.element from pyarrow, images.list.item from older
 // pyarrow, images.bag.array_element, a bare repeated images).
 func readLingoRows(name string, b []byte) (rows []lingoRow, err error) {
