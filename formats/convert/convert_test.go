@@ -286,3 +286,12 @@ func TestRun(t *testing.T) {
 		t.Errorf("decoded WAV not beside the output: %v", err)
 	}
 }
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
