@@ -46,29 +46,19 @@ func IG(ctx context.Context, m *model.Model, ss []samples.Sample, o IGOptions) (
 		return nil, fmt.Errorf("ig: concept %q does not tokenize", o.Concept)
 	}
 	var prompts []model.Input
+	mt := m.MediaTokens()
 	for _, s := range ss {
-		if err := m.CheckMedia("sample "+s.ID, s.MediaKinds()); err != nil {
+		in, err := m.BuildInput("sample "+s.ID, SamplePrompt(s, false))
+		if err != nil {
 			return nil, fmt.Errorf("ig: %w", err)
 		}
-		ids, err := PromptLimit(m.Tokenizer, s.Text, false, cfg.PositionLimit())
-		if err != nil {
-			return nil, fmt.Errorf("ig: sample %s: %w", s.ID, err)
-		}
-		in := model.Input{Tokens: ids}
-		if len(ids) > 0 {
-			if in, err = m.PromptInput("sample "+s.ID, ids, s.MediaKinds(), s.MediaPaths()); err != nil {
-				return nil, fmt.Errorf("ig: %w", err)
-			}
-		}
-		// A prefix keeps the sample's media only whole: the placeholder runs (inserted after
-		// BOS) end by position len(in.Tokens)-len(ids), so earlier steps are not attributed.
-		first := 0
-		if len(in.Media) > 0 {
-			first = len(in.Tokens) - len(ids)
-		}
+		// A prefix keeps the sample's media only whole: steps inside the media (up to the
+		// last placeholder or markup token) are not attributed; the last of them predicts
+		// the text's first token.
+		first := max(mt.MediaEnd(in)-1, 0)
 		for p := first; p+1 < len(in.Tokens) && len(prompts) < o.MaxOccurrences; p++ {
 			if in.Tokens[p+1] == cid[0] {
-				prompts = append(prompts, model.Input{Tokens: in.Tokens[:p+1], Media: in.Media})
+				prompts = append(prompts, in.Prefix(p+1))
 			}
 		}
 	}

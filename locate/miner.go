@@ -53,6 +53,13 @@ func modalityMasks(types []int) [7][]int {
 // idx: X = act[idx, :] (rows of n neurons), S = mean-over-heads non-causal attention (T×T).
 // out[metric][j]. S may be nil (the attention metrics are then 0).
 func ismSample(act []float32, N int, S []float32, T int, idx []int) [5][]float64 {
+	return ismSampleRaw(act, N, S, T, idx, nil)
+}
+
+// ismSampleRaw is ismSample that also gives, when raw is not nil (three slices of N), the
+// raw sums over the positions before any division or normalisation: the positions with
+// a > 0, Σ a (in the positions' order) and max a.
+func ismSampleRaw(act []float32, N int, S []float32, T int, idx []int, raw *[3][]float64) [5][]float64 {
 	var out [5][]float64
 	for i := range out {
 		out[i] = make([]float64, N)
@@ -114,6 +121,11 @@ func ismSample(act []float32, N int, S []float32, T int, idx []int) [5][]float64
 				}
 			}
 		}
+		if raw != nil {
+			copy(raw[0][j0:j1], prob[j0:j1])
+			copy(raw[1][j0:j1], mean[j0:j1])
+			copy(raw[2][j0:j1], mx[j0:j1])
+		}
 		for j := j0; j < j1; j++ {
 			prob[j] /= float64(n)
 			mean[j] /= float64(n)
@@ -147,6 +159,42 @@ type ISMStats struct {
 	Count   []float64 // [modality] samples in which the modality occurred
 	// SumExact is Sum exactly (Sum is its rounding): what merging adds.
 	SumExact []Fixed
+	// Raw are the activations over each modality's positions themselves, not MINER's
+	// per-sample normalised scores: what stats export --by-modality prints. Nil when some of
+	// the dataset's samples were recorded without them (a version 3 file, or merged with one).
+	Raw *ModalityRaw
+}
+
+// ModalityRaw accumulate the activations of one dataset's positions per modality (the
+// language model's prefill, as MINER's scores): [modality][layer] positions and
+// [modality][layer][neuron] the positions with a > 0, Σ a and max a.
+type ModalityRaw struct {
+	Positions []float64
+	Fire      []float64
+	Sum       []float64
+	Max       []float64
+	SumExact  []Fixed // Sum exactly (Sum is its rounding): what merging adds
+}
+
+func newModalityRaw(L, N int) *ModalityRaw {
+	r := &ModalityRaw{Positions: make([]float64, 7*L), Fire: make([]float64, 7*L*N), Sum: make([]float64, 7*L*N),
+		Max: make([]float64, 7*L*N), SumExact: make([]Fixed, 7*L*N)}
+	for i := range r.Max {
+		r.Max[i] = math.Inf(-1)
+	}
+	return r
+}
+
+// merge adds o into r: counts and maxima exactly, sums through their exact accumulators.
+func (r *ModalityRaw) merge(o *ModalityRaw) {
+	for i, v := range o.Positions {
+		r.Positions[i] += v
+	}
+	for i, v := range o.Fire {
+		r.Fire[i] += v
+		r.Max[i] = math.Max(r.Max[i], o.Max[i])
+	}
+	addExact(r.Sum, r.SumExact, o.Sum, o.SumExact)
 }
 
 // Samples is the number of samples recorded for the dataset. Every sample has positions, so

@@ -182,7 +182,7 @@ func TestReadStatsV2Refuses(t *testing.T) {
 		{"unprefixed tensors", map[string]any{"version": 2, "modules": []any{mod("llm")}}, tensors(""), `"label.0`},
 		{"a module's tensors missing", map[string]any{"version": 2, "modules": []any{mod("llm"), mod("vision")}}, tensors("llm."), "vision.label.0"},
 		{"a module's geometry absurd", map[string]any{"version": 2, "modules": []any{mod("llm"), map[string]any{"module": "vision", "layers": 1 << 20, "neurons": 1 << 20}}}, both, "module vision"},
-		{"version 4", map[string]any{"version": 4, "modules": []any{mod("llm")}}, tensors("llm."), "version 4"},
+		{"version 5", map[string]any{"version": 5, "modules": []any{mod("llm")}}, tensors("llm."), "version 5"},
 		{"version 3 without exact sums", map[string]any{"version": 3, "modules": []any{mod("llm")}}, tensors("llm."), "sum_exact"},
 	}
 	for _, c := range cases {

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"maps"
+	"slices"
+	"strings"
 
 	"github.com/neurosurg/neurosurg/formats/samples"
 	"github.com/neurosurg/neurosurg/model"
@@ -28,6 +30,7 @@ type recorder struct {
 	types       []int                   // token type of each position of the current sample
 	ismCur      *ISMStats
 	attn        []float32       // mean-over-heads non-causal attention of the current layer (T×T)
+	rawBuf      [3][]float64    // one modality's raw fire count, Σ a and max a of the current layer
 	rowConcepts []*ConceptStats // per row of the current FFN event: the concept it generates
 	firsts      []firstStep     // per concept the current sample generates: its first step
 	err         error           // the first event that does not fit the stats
@@ -122,16 +125,43 @@ func (r *recorder) addISM(e *model.FFNEvent) {
 		return
 	}
 	L, N := r.llm.Layers, e.Neurons
+	// The token types are those of the prompt BuildInput laid out; a forward with more rows
+	// would have expanded placeholders itself, and its positions would have no type.
+	if e.Rows > len(r.types) {
+		if r.err == nil {
+			r.err = fmt.Errorf("%w: the language model ran %d positions for a prompt of %d tokens: MINER's modality split needs the placeholders expanded in the prompt", ErrStats, e.Rows, len(r.types))
+		}
+		return
+	}
 	masks := modalityMasks(r.types[:e.Rows])
 	var S []float32
 	if len(r.attn) == e.Rows*e.Rows {
 		S = r.attn
 	}
+	raw := r.ismCur.Raw
+	var sums *[3][]float64
+	if raw != nil {
+		if len(r.rawBuf[0]) != N {
+			r.rawBuf = [3][]float64{make([]float64, N), make([]float64, N), make([]float64, N)}
+		}
+		sums = &r.rawBuf
+	}
+	l := e.Site.Layer
 	for m, idx := range masks {
 		if len(idx) == 0 {
 			continue
 		}
-		sc := ismSample(e.Act, N, S, e.Rows, idx)
+		sc := ismSampleRaw(e.Act, N, S, e.Rows, idx, sums)
+		if raw != nil {
+			raw.Positions[m*L+l] += float64(len(idx))
+			base := (m*L + l) * N
+			for j := 0; j < N; j++ {
+				raw.Fire[base+j] += r.rawBuf[0][j]
+				// One sample's sum per term, exact across samples: shards merge to one pass.
+				addTerm(raw.Sum, raw.SumExact, base+j, r.rawBuf[1][j])
+				raw.Max[base+j] = max(raw.Max[base+j], r.rawBuf[2][j])
+			}
+		}
 		for i := 0; i < 5; i++ {
 			base := ((i*7+m)*L + e.Site.Layer) * N
 			for j, v := range sc[i] {
@@ -355,6 +385,7 @@ func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stat
 	if o.MINER && r.llm == nil {
 		return nil, fmt.Errorf("record: MINER scores the language model's neurons (module llm); the model has none")
 	}
+	mt := m.MediaTokens()
 	h := sha256.New()
 	if o.ShuffleSeed != nil {
 		// Shuffled patches are other data: their stats must not merge with unshuffled ones.
@@ -365,15 +396,13 @@ func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stat
 			return nil, err
 		}
 		fmt.Fprintf(h, "%s\x00%s\x00%s\n", smp.ID, smp.Label, smp.Text)
-		// A medium's file is part of the data by its name (text samples hash as they did).
-		for k, p := range smp.MediaPaths() {
-			fmt.Fprintf(h, "%s\x00%s\n", smp.MediaKinds()[k], p)
+		// A medium's files are part of the data by their names as the samples file writes
+		// them (text samples and one-image samples hash as they did).
+		for _, md := range smp.Media() {
+			fmt.Fprintf(h, "%s\x00%s\n", md.Kind, strings.Join(md.Paths, "\x00"))
 		}
 		if i < lo || i >= hi || o.Skip[smp.ID] {
 			continue
-		}
-		if err := m.CheckMedia("sample "+smp.ID, smp.MediaKinds()); err != nil {
-			return nil, fmt.Errorf("record: %w", err)
 		}
 		in, err := m.BuildInput("sample "+smp.ID, SamplePrompt(smp, o.Chat))
 		if err != nil {
@@ -409,10 +438,7 @@ func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stat
 				ds = smp.Label
 			}
 			r.ismCur = r.llm.ism(ds)
-			r.types = r.types[:0]
-			for _, id := range ids {
-				r.types = append(r.types, tokenType(m.Tokenizer, id))
-			}
+			r.types = tokenTypes(r.types[:0], m.Tokenizer, mt, ids)
 		}
 		if _, err := m.ForwardInputs(ctx, []model.Input{in}, model.ForwardOptions{Taps: []model.Tap{r}}); err != nil {
 			return nil, fmt.Errorf("record: sample %s: %w", smp.ID, err)
@@ -432,32 +458,43 @@ func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stat
 	return s, nil
 }
 
-// tokenType classifies a token id by MINER's modality split: image/video/audio placeholders
-// by their content, other special tokens as special, the rest as text.
-func tokenType(tok interface {
-	IsSpecial(int32) bool
-	Token(int32) string
-}, id int32) int {
-	switch tok.Token(id) {
-	case "<|image_pad|>", "<image>":
-		return TokImage
-	case "<|video_pad|>", "<video>":
-		return TokVideo
-	case "<|AUDIO|>", "<|audio_pad|>", "<audio>":
-		return TokAudio
+// tokenTypes appends the MINER token type of each id of an expanded prompt (algorithms.md
+// §2.2): the model's image/video/audio placeholder ids by their kind (model.MediaTokens, read
+// from the config and the encoders), its media markup ids (<|vision_start|>, <|audio_bos|>…)
+// and the tokenizer's other special tokens (<|im_start|>, BOS) as special, the rest as text.
+// The prompt is the one the forward pass runs, placeholders expanded to the encoder's rows, so
+// every position the FFN sees has its type.
+func tokenTypes(dst []int, tok interface{ IsSpecial(int32) bool }, mt model.MediaTokens, ids []int32) []int {
+	for _, id := range ids {
+		t := TokText
+		switch mt.Kind(id) {
+		case "image":
+			t = TokImage
+		case "video":
+			t = TokVideo
+		case "audio":
+			t = TokAudio
+		default:
+			if slices.Contains(mt.Markup, id) || tok.IsSpecial(id) {
+				t = TokSpecial
+			}
+		}
+		dst = append(dst, t)
 	}
-	if tok.IsSpecial(id) {
-		return TokSpecial
-	}
-	return TokText
+	return dst
 }
 
 // SamplePrompt is a sample's prompt as model.BuildInput takes it: its text, its media in
-// MediaKinds' order, chat or plain.
+// prompt order — images, then the video, then the audio (samples.Sample.Media) — with their
+// paths resolved against the samples file's directory, chat or plain.
 func SamplePrompt(s samples.Sample, chat bool) model.Prompt {
 	p := model.Prompt{Text: s.Text, Chat: chat}
-	for k, kind := range s.MediaKinds() {
-		p.Media = append(p.Media, model.Medium{Kind: kind, Paths: []string{s.MediaPaths()[k]}})
+	for _, md := range s.Media() {
+		files := make([]string, len(md.Paths))
+		for i, f := range md.Paths {
+			files[i] = s.Resolve(f)
+		}
+		p.Media = append(p.Media, model.Medium{Kind: md.Kind, Paths: files})
 	}
 	return p
 }

@@ -231,10 +231,21 @@ func (s *ModuleStats) merge(o *ModuleStats) error {
 		c.FirstIDs = append(c.FirstIDs, oc.FirstIDs...)
 	}
 	for _, od := range o.ISMs {
+		fresh := s.findISM(od.Dataset) == nil
 		d := s.ism(od.Dataset)
 		addExact(d.Sum, d.SumExact, od.Sum, od.SumExact)
 		for i := range d.Count {
 			d.Count[i] += od.Count[i]
+		}
+		// The raw per-modality sums exist only while every sample of the dataset had them.
+		switch {
+		case od.Raw == nil:
+			d.Raw = nil
+		case fresh:
+			d.Raw = newModalityRaw(s.Layers, s.Neurons)
+			d.Raw.merge(od.Raw)
+		case d.Raw != nil:
+			d.Raw.merge(od.Raw)
 		}
 	}
 	return nil
@@ -252,17 +263,29 @@ func (s *ModuleStats) ensureExact() {
 	}
 	for _, d := range s.ISMs {
 		ensureExact(d.Sum, &d.SumExact)
+		if d.Raw != nil {
+			ensureExact(d.Raw.Sum, &d.Raw.SumExact)
+		}
 	}
 }
 
-func (s *ModuleStats) ism(dataset string) *ISMStats {
+func (s *ModuleStats) findISM(dataset string) *ISMStats {
 	for _, d := range s.ISMs {
 		if d.Dataset == dataset {
 			return d
 		}
 	}
+	return nil
+}
+
+// ism is the dataset's MINER accumulators, new (with raw per-modality sums) if it has none.
+func (s *ModuleStats) ism(dataset string) *ISMStats {
+	if d := s.findISM(dataset); d != nil {
+		return d
+	}
 	n := 5 * 7 * s.Layers * s.Neurons
-	d := &ISMStats{Dataset: dataset, Sum: make([]float64, n), Count: make([]float64, 7), SumExact: make([]Fixed, n)}
+	d := &ISMStats{Dataset: dataset, Sum: make([]float64, n), Count: make([]float64, 7), SumExact: make([]Fixed, n),
+		Raw: newModalityRaw(s.Layers, s.Neurons)}
 	s.ISMs = append(s.ISMs, d)
 	return d
 }
@@ -278,10 +301,12 @@ func (s *ModuleStats) concept(word string, id int32, phi []float64) *ConceptStat
 	return c
 }
 
-// StatsVersion is the stats file version this package writes. Version 3 adds the exact
-// accumulators of the sums (I64 tensors "…sum_exact") and the shard a file is; versions 2 (the
-// same without them) and 1 (one module, tensor names without a module prefix) are still read.
-const StatsVersion = 3
+// StatsVersion is the stats file version this package writes. Version 4 adds the raw
+// activations of MINER's datasets per modality ("ism.i.raw_…", listed in "ism_raw"); version 3
+// the exact accumulators of the sums (I64 tensors "…sum_exact") and the shard a file is;
+// versions 3, 2 (the same without them) and 1 (one module, tensor names without a module
+// prefix) are still read.
+const StatsVersion = 4
 
 // statsMeta is the file's metadata: version 2 lists the modules; version 1 held one module's
 // fields at the top level (kept here only to read such files).
@@ -305,6 +330,8 @@ type moduleMeta struct {
 	Samples  []float64     `json:"samples,omitempty"`
 	Concepts []conceptMeta `json:"concepts,omitempty"`
 	Datasets []string      `json:"ism_datasets,omitempty"`
+	// Raw says, per dataset, whether its raw per-modality tensors are in the file (version 4).
+	Raw []bool `json:"ism_raw,omitempty"`
 }
 
 type conceptMeta struct {
@@ -380,9 +407,21 @@ func (s *ModuleStats) encode(prefix string) (moduleMeta, []safetensors.Tensor) {
 	}
 	for i, d := range s.ISMs {
 		meta.Datasets = append(meta.Datasets, d.Dataset)
+		meta.Raw = append(meta.Raw, d.Raw != nil)
 		f64(fmt.Sprintf("ism.%d.sum", i), d.Sum, 5, 7, L, N)
 		f64(fmt.Sprintf("ism.%d.count", i), d.Count, 7)
 		i64(fmt.Sprintf("ism.%d.sum_exact", i), d.SumExact, 5, 7, L, N)
+		if r := d.Raw; r != nil {
+			p := fmt.Sprintf("ism.%d.raw_", i)
+			f64(p+"positions", r.Positions, 7, L)
+			f64(p+"fire", r.Fire, 7, L, N)
+			f64(p+"sum", r.Sum, 7, L, N)
+			f64(p+"max", r.Max, 7, L, N)
+			i64(p+"sum_exact", r.SumExact, 7, L, N)
+		}
+	}
+	if !slices.Contains(meta.Raw, true) {
+		meta.Raw = nil
 	}
 	return meta, ts
 }
@@ -436,7 +475,7 @@ func readStats(f *safetensors.File) (*Stats, error) {
 			return nil, bad("no module")
 		}
 		mods, prefixes = []moduleMeta{meta.moduleMeta}, []string{""}
-	case 2, 3:
+	case 2, 3, 4:
 		if !reflect.DeepEqual(meta.moduleMeta, moduleMeta{}) {
 			return nil, bad("version 2 lists its modules under \"modules\", not at the top level")
 		}
@@ -458,12 +497,17 @@ func readStats(f *safetensors.File) (*Stats, error) {
 			return nil, bad("%v", err)
 		}
 	default:
-		return nil, bad("version %d, this neurosurg reads 1 to 3", meta.Version)
+		return nil, bad("version %d, this neurosurg reads 1 to 4", meta.Version)
 	}
 	if meta.Shard != nil && (meta.Version < 3 || meta.Shard.Check() != nil) {
 		return nil, bad("shard %d/%d (want 0 ≤ index < count ≤ %d, version 3)", meta.Shard.Index, meta.Shard.Count, MaxShards)
 	}
 	exact := meta.Version >= 3
+	for _, m := range mods {
+		if m.Raw != nil && (meta.Version < 4 || len(m.Raw) != len(m.Datasets)) {
+			return nil, bad("module %s: %d raw flags for %d MINER datasets (version %d)", m.Module, len(m.Raw), len(m.Datasets), meta.Version)
+		}
+	}
 	// The tensors the metadata implies, each with its exact shape; the file must hold exactly
 	// these.
 	want := map[string][]int64{}
@@ -573,6 +617,14 @@ func (m moduleMeta) check(prefix string, exact bool, want map[string][]int64) er
 		if exact {
 			want[fmt.Sprintf("%sism.%d.sum_exact", prefix, i)] = []int64{5, 7, l, n, 2}
 		}
+		if i < len(m.Raw) && m.Raw[i] {
+			p := fmt.Sprintf("%sism.%d.raw_", prefix, i)
+			want[p+"positions"] = []int64{7, l}
+			for _, k := range []string{"fire", "sum", "max"} {
+				want[p+k] = []int64{7, l, n}
+			}
+			want[p+"sum_exact"] = []int64{7, l, n, 2}
+		}
 	}
 	return nil
 }
@@ -671,7 +723,24 @@ func (m moduleMeta) read(f *safetensors.File, prefix string, exact bool) (*Modul
 		if err != nil {
 			return nil, err
 		}
-		s.ISMs = append(s.ISMs, &ISMStats{Dataset: name, Sum: sum, Count: cnt, SumExact: sumX})
+		d := &ISMStats{Dataset: name, Sum: sum, Count: cnt, SumExact: sumX}
+		if i < len(m.Raw) && m.Raw[i] {
+			p := fmt.Sprintf("ism.%d.raw_", i)
+			r := &ModalityRaw{}
+			for _, t := range []struct {
+				dst  *[]float64
+				name string
+			}{{&r.Positions, "positions"}, {&r.Fire, "fire"}, {&r.Sum, "sum"}, {&r.Max, "max"}} {
+				if *t.dst, err = get(p + t.name); err != nil {
+					return nil, err
+				}
+			}
+			if r.SumExact, err = getExact(p+"sum_exact", r.Sum); err != nil {
+				return nil, err
+			}
+			d.Raw = r
+		}
+		s.ISMs = append(s.ISMs, d)
 	}
 	return s, nil
 }
@@ -728,6 +797,69 @@ func WriteExportCSV(w io.Writer, rows []ExportRow) error {
 	cw.Write(ExportColumns)
 	for _, r := range rows {
 		cw.Write([]string{r.Module, r.Label, strconv.Itoa(r.Layer), strconv.Itoa(r.Neuron), fmt.Sprint(r.Probability), fmt.Sprint(r.Mean), fmt.Sprint(r.Max)})
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// ModalityRow is one neuron's activations over one modality's positions of one MINER dataset
+// (the language model's prefill): the raw firing probability, mean and max, not MINER's
+// per-sample normalised scores.
+type ModalityRow struct {
+	Dataset     string  `json:"dataset"`
+	Module      string  `json:"module"`
+	Modality    string  `json:"modality"`
+	Layer       int     `json:"layer"`
+	Neuron      int     `json:"neuron"`
+	Positions   float64 `json:"positions"`
+	Probability float64 `json:"probability"`
+	Mean        float64 `json:"mean"`
+	Max         float64 `json:"max"`
+}
+
+// ExportByModality lists, per MINER dataset, module, modality with positions, layer and
+// neuron, the raw firing probability, mean and max over that modality's positions. Stats
+// without MINER scores, or with a dataset recorded before version 4, are an error saying so.
+func (s *Stats) ExportByModality() ([]ModalityRow, error) {
+	var out []ModalityRow
+	for _, m := range s.Modules {
+		L, N := m.Layers, m.Neurons
+		for _, d := range m.ISMs {
+			r := d.Raw
+			if r == nil {
+				return nil, fmt.Errorf("%w: module %s, dataset %q: no raw per-modality activations (recorded before stats version 4, or merged with such stats): record --miner again", ErrStats, m.Module, d.Dataset)
+			}
+			for mo, name := range Modalities {
+				for l := 0; l < L; l++ {
+					pos := r.Positions[mo*L+l]
+					if pos == 0 {
+						continue
+					}
+					base := (mo*L + l) * N
+					for j := 0; j < N; j++ {
+						out = append(out, ModalityRow{Dataset: d.Dataset, Module: m.Module, Modality: name, Layer: l, Neuron: j, Positions: pos,
+							Probability: r.Fire[base+j] / pos, Mean: r.Sum[base+j] / pos, Max: r.Max[base+j]})
+					}
+				}
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: no MINER scores recorded (record --miner)", ErrStats)
+	}
+	return out, nil
+}
+
+// ModalityColumns are the CSV columns of ExportByModality's rows.
+var ModalityColumns = []string{"dataset", "module", "modality", "layer", "neuron", "positions", "probability", "mean", "max"}
+
+// WriteModalityCSV writes rows as CSV under a header of ModalityColumns.
+func WriteModalityCSV(w io.Writer, rows []ModalityRow) error {
+	cw := csv.NewWriter(w)
+	cw.Write(ModalityColumns)
+	for _, r := range rows {
+		cw.Write([]string{r.Dataset, r.Module, r.Modality, strconv.Itoa(r.Layer), strconv.Itoa(r.Neuron), fmt.Sprint(r.Positions),
+			fmt.Sprint(r.Probability), fmt.Sprint(r.Mean), fmt.Sprint(r.Max)})
 	}
 	cw.Flush()
 	return cw.Error()

@@ -21,6 +21,7 @@ func fuzzSeedStats(t testing.TB) []byte {
 		First: [][]float64{{1, 2, 3, 4, 5, 6}, {6, 5, 4, 3, 2, 1}}, FirstIDs: []string{"s1", "s2"}}}
 	d := s.Modules[0].ism("d")
 	d.Count[0], d.Count[6] = 1, 1
+	d.Raw.Positions[0], d.Raw.Fire[1], d.Raw.Sum[1], d.Raw.SumExact[1], d.Raw.Max[1] = 2, 1, 0.5, Fixed{Lo: 1 << 63}, 0.5
 	path := filepath.Join(t.TempDir(), "seed.st")
 	if err := s.WriteFile(path); err != nil {
 		t.Fatal(err)
@@ -134,6 +135,9 @@ func checkSizes(s *Stats) error {
 		for _, d := range m.ISMs {
 			if len(d.Sum) != 5*7*n || len(d.Count) != 7 {
 				return fmt.Errorf("module %s, dataset %q: scores of the wrong size", m.Module, d.Dataset)
+			}
+			if r := d.Raw; r != nil && (len(r.Positions) != 7*m.Layers || len(r.Fire) != 7*n || len(r.Sum) != 7*n || len(r.Max) != 7*n || len(r.SumExact) != 7*n) {
+				return fmt.Errorf("module %s, dataset %q: raw per-modality tensors of the wrong size", m.Module, d.Dataset)
 			}
 		}
 	}

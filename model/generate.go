@@ -260,7 +260,7 @@ func (m *Model) LogProbs(ctx context.Context, prompt, continuation []int32, o Fo
 // follows its tokens.
 func (m *Model) LogProbsInput(ctx context.Context, in Input, continuation []int32, o ForwardOptions) ([]float64, error) {
 	prompt := in.Tokens
-	in.Tokens = append(append([]int32(nil), prompt...), continuation...)
+	in = in.Extend(continuation)
 	o.AllLogits = true
 	res, err := m.ForwardInputs(ctx, []Input{in}, o)
 	if err != nil {

@@ -43,6 +43,10 @@ type Media struct {
 	// Text is token ids the encoder reads beside its features, in its own vocabulary:
 	// InstructBLIP's instruction through the Q-Former's BERT tokenizer. Nil for most.
 	Text []int32
+	// Valid is how many of the first Rows are the medium itself, the rest being padding its
+	// encoder masks (a Qwen2-Audio clip: the feature attention mask's ones among the 3000
+	// frames of 30 s); 0 means all Rows.
+	Valid int
 }
 
 // ErrMedia reports an input with media the model cannot take (a text-only checkpoint given an
@@ -270,4 +274,145 @@ func (m *Model) CheckMedia(sample string, kinds []string) error {
 		}
 	}
 	return nil
+}
+
+// MediaTokens are the token ids that mark media in a model's prompts: per kind ("image",
+// "video", "audio") the placeholder ids the encoders' outputs replace, and the markup ids
+// around the runs (<|vision_start|>, <|audio_bos|>, …) that are not placeholders. MINER's
+// modality split (algorithms.md §2.2) reads positions by these ids, never by token strings.
+type MediaTokens struct {
+	Placeholders map[string][]int32
+	Markup       []int32
+}
+
+// placeholderKeys and markupKeys are the config keys that name media token ids across the
+// families (top level or text_config): LLaVA's and InstructBLIP's image_token_index,
+// Qwen2-VL's image_token_id, video_token_id and vision_start/end_token_id, Qwen2-Audio's
+// audio_token_index.
+var (
+	placeholderKeys = map[string][]string{
+		"image": {"image_token_id", "image_token_index"},
+		"video": {"video_token_id", "video_token_index"},
+		"audio": {"audio_token_id", "audio_token_index"},
+	}
+	markupKeys = []string{"vision_start_token_id", "vision_end_token_id", "audio_bos_token_id", "audio_eos_token_id",
+		"audio_start_token_id", "audio_end_token_id"}
+)
+
+// MediaTokens lists the model's media token ids: each encoder's placeholder, and the ids
+// the config names (a token id in range; the same id under two kinds is the first's).
+func (m *Model) MediaTokens() MediaTokens {
+	mt := MediaTokens{Placeholders: map[string][]int32{}}
+	seen := map[int32]bool{}
+	add := func(kind string, id int32) {
+		if id < 0 || (m.cfg.Vocab > 0 && int(id) >= m.cfg.Vocab) || seen[id] {
+			return
+		}
+		seen[id] = true
+		if kind == "" {
+			mt.Markup = append(mt.Markup, id)
+		} else {
+			mt.Placeholders[kind] = append(mt.Placeholders[kind], id)
+		}
+	}
+	for _, e := range m.encoders {
+		add(e.kind(), e.placeholder())
+	}
+	var cfgs []map[string]any
+	if m.arch != nil {
+		cfgs = append(cfgs, m.arch.Config)
+		if tc, ok := m.arch.Config["text_config"].(map[string]any); ok {
+			cfgs = append(cfgs, tc)
+		}
+	}
+	id := func(key string) (int32, bool) {
+		for _, c := range cfgs {
+			if v, ok := c[key].(float64); ok && v == float64(int32(v)) {
+				return int32(v), true
+			}
+		}
+		return 0, false
+	}
+	for _, kind := range []string{"image", "video", "audio"} {
+		for _, k := range placeholderKeys[kind] {
+			if v, ok := id(k); ok {
+				add(kind, v)
+			}
+		}
+	}
+	for _, k := range markupKeys {
+		if v, ok := id(k); ok {
+			add("", v)
+		}
+	}
+	return mt
+}
+
+// Kind is the media kind whose placeholder id is, or "".
+func (mt MediaTokens) Kind(id int32) string {
+	for k, ids := range mt.Placeholders {
+		if slices.Contains(ids, id) {
+			return k
+		}
+	}
+	return ""
+}
+
+// MediaEnd is where the media of in end: the position after its last placeholder or markup
+// token (0 when it has none). What follows is the prompt's text — the positions perplexity is
+// measured on and integrated gradients attributed at.
+func (mt MediaTokens) MediaEnd(in Input) int {
+	end := 0
+	for p, id := range in.Tokens {
+		if mt.Kind(id) != "" || slices.Contains(mt.Markup, id) {
+			end = p + 1
+		}
+	}
+	for _, e := range in.Embeds {
+		end = max(end, e.Start+e.Rows)
+	}
+	return end
+}
+
+// Prefix is the input's first n positions, for a prompt cut short (integrated gradients at
+// an earlier step): tokens, positions (each M-RoPE row), the embedding spans that end by n and
+// the media whose placeholder runs do. A medium whose run n cuts is an error.
+func (in Input) Prefix(n int) Input {
+	out := Input{Tokens: in.Tokens[:n:n]}
+	switch T := len(in.Tokens); len(in.Positions) {
+	case T:
+		out.Positions = in.Positions[:n:n]
+	case 3 * T:
+		out.Positions = slices.Concat(in.Positions[:n], in.Positions[T:T+n], in.Positions[2*T:2*T+n])
+	}
+	for _, e := range in.Embeds {
+		if e.Start+e.Rows <= n {
+			out.Embeds = append(out.Embeds, e)
+		}
+	}
+	out.Media = in.Media
+	return out
+}
+
+// Extend is the input followed by the tokens toks (a continuation to score): rotary
+// positions, when the input has its own, continue one by one from its largest in every row,
+// as transformers' generation continues after an M-RoPE prompt (rope_deltas).
+func (in Input) Extend(toks []int32) Input {
+	out := in
+	out.Tokens = append(slices.Clone(in.Tokens), toks...)
+	T := len(in.Tokens)
+	if T == 0 || len(in.Positions) == 0 || len(in.Positions)%T != 0 {
+		return out
+	}
+	rows := len(in.Positions) / T
+	next := slices.Max(in.Positions) + 1
+	pos := make([]int32, 0, rows*(T+len(toks)))
+	for r := range rows {
+		pos = append(pos, in.Positions[r*T:(r+1)*T]...)
+		for k := range toks {
+			pos = append(pos, next+int32(k))
+		}
+	}
+	out.Positions = pos
+	return out
 }

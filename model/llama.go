@@ -24,7 +24,9 @@ func buildDecoderLM(b *Binder) error {
 func bindDecoderLM(b *Binder, llm *Module) { bindDecoderLMAt(b, llm, "") }
 
 // bindDecoderLMAt is bindDecoderLM for a language model whose embedding, final norm and head
-// are named under prefix ("language_model." in LLaVA's and InstructBLIP's checkpoints).
+// are named under prefix ("language_model." in LLaVA's, InstructBLIP's and Qwen2-Audio's checkpoints:
+// language_model.model.embed_tokens, language_model.lm_head); its layers' names come from the
+// module's layer prefix.
 func bindDecoderLMAt(b *Binder, llm *Module, prefix string) {
 	m, cfg := b.Model, &b.Model.cfg
 	// Bound in the order the forward pass uses them (FirstNonFiniteWeight blames the first).

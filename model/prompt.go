@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/neurosurg/neurosurg/model/tokenizer"
 )
 
 // Medium is one medium of a prompt as a user names it: an image or an audio clip (one file),
-// or a video (its frames, in order).
+// or a video (its frames, in order, or one directory of them: VideoFrames).
 type Medium struct {
 	Kind  string   // "image", "video", "audio"
 	Paths []string // one file for image and audio; the frames of a video
@@ -40,7 +44,15 @@ func (m *Model) BuildInput(sample string, p Prompt) (Input, error) {
 	if m.Tokenizer == nil {
 		return Input{}, fmt.Errorf("%s: the checkpoint has no tokenizer", sample)
 	}
-	for _, md := range p.Media {
+	p.Media = slices.Clone(p.Media)
+	for i, md := range p.Media {
+		if md.Kind == "video" {
+			frames, err := VideoFrames(md.Paths)
+			if err != nil {
+				return Input{}, fmt.Errorf("%s: video: %w", sample, err)
+			}
+			p.Media[i].Paths, md.Paths = frames, frames
+		}
 		if len(md.Paths) == 0 {
 			return Input{}, fmt.Errorf("%s: %s input without a file", sample, md.Kind)
 		}
@@ -73,6 +85,11 @@ func (m *Model) defaultInput(sample string, p Prompt, limit int) (Input, error) 
 	}
 	var kinds, paths []string
 	for _, md := range p.Media {
+		// PromptInput inserts the placeholder runs side by side: two media of one kind would
+		// make one run, which no encoder output fills.
+		if slices.Contains(kinds, md.Kind) {
+			return Input{}, fmt.Errorf("%w: %s has more than one %s; %s lays out one %s a prompt", ErrMedia, sample, md.Kind, m.cfg.Architecture, md.Kind)
+		}
 		kinds, paths = append(kinds, md.Kind), append(paths, md.Paths[0])
 	}
 	in, err := m.PromptInput(sample, ids, kinds, paths)
@@ -118,4 +135,79 @@ func (m *Model) EncodeMedia(ctx context.Context, in Input) (rows int, err error)
 		rows += e.Rows
 	}
 	return rows, nil
+}
+
+// frameExts are the picture files VideoFrames lists in a directory of frames.
+var frameExts = []string{".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+
+// VideoFrames is a video's frames: paths as given, or — when paths is one directory — the
+// picture files in it (.png, .jpg, .jpeg, .webp, .bmp, any case; other entries are skipped),
+// in natural order of their names (frame2 before frame10), as MINER's frames at 1 fps are
+// written by `ffmpeg -i clip.mp4 -vf fps=1 DIR/%05d.png`. A directory without frames is an
+// error naming it.
+func VideoFrames(paths []string) ([]string, error) {
+	if len(paths) != 1 {
+		return paths, nil
+	}
+	fi, err := os.Stat(paths[0])
+	if err != nil || !fi.IsDir() {
+		return paths, nil // a one-frame video; the processor's open names a missing file
+	}
+	ents, err := os.ReadDir(paths[0])
+	if err != nil {
+		return nil, err
+	}
+	var frames []string
+	for _, e := range ents {
+		if e.Type().IsRegular() && slices.Contains(frameExts, strings.ToLower(filepath.Ext(e.Name()))) {
+			frames = append(frames, e.Name())
+		}
+	}
+	if len(frames) == 0 {
+		return nil, fmt.Errorf("%s: a directory without frames (%s files)", paths[0], strings.Join(frameExts, ", "))
+	}
+	slices.SortFunc(frames, naturalCompare)
+	for i, f := range frames {
+		frames[i] = filepath.Join(paths[0], f)
+	}
+	return frames, nil
+}
+
+// naturalCompare orders names with their digit runs compared as numbers: "f2" < "f10"
+// (names equal as numbers, "f01" and "f1", by their bytes).
+func naturalCompare(a, b string) int {
+	if c := natural(a, b); c != 0 {
+		return c
+	}
+	return strings.Compare(a, b)
+}
+
+func natural(a, b string) int {
+	for a != "" && b != "" {
+		da, db := digits(a), digits(b)
+		if da > 0 && db > 0 {
+			na, nb := strings.TrimLeft(a[:da], "0"), strings.TrimLeft(b[:db], "0")
+			if c := len(na) - len(nb); c != 0 {
+				return c
+			}
+			if c := strings.Compare(na, nb); c != 0 {
+				return c
+			}
+			a, b = a[da:], b[db:]
+			continue
+		}
+		if a[0] != b[0] {
+			return int(a[0]) - int(b[0])
+		}
+		a, b = a[1:], b[1:]
+	}
+	return len(a) - len(b)
+}
+
+func digits(s string) int {
+	n := 0
+	for n < len(s) && s[n] >= '0' && s[n] <= '9' {
+		n++
+	}
+	return n
 }

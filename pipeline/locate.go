@@ -113,6 +113,21 @@ func NewLocator(p LocateParams) (*Locator, error) {
 			return nil, fmt.Errorf("%w: %s does not apply to method %s (it reads %s)", locate.ErrOption, g, p.Method, strings.Join(want, ", "))
 		}
 	}
+	// Module names as users give them: MMNeuron's aliases read as ours; "all" is every
+	// recorded module, which dape selects in each on its own (its default).
+	if len(p.Modules) > 0 {
+		var mods []string
+		for _, m := range p.Modules {
+			if c := neuronset.CanonicalModule(m); c == neuronset.AllModules {
+				if p.Method != "dape" || len(p.Modules) > 1 {
+					return nil, fmt.Errorf("%w: module all selects in every recorded module, each on its own: dape only, and alone", locate.ErrOption)
+				}
+			} else if !slices.Contains(mods, c) {
+				mods = append(mods, c)
+			}
+		}
+		p.Modules = mods
+	}
 	l := &Locator{p: p}
 	var err error
 	// miner and contrib select in one module

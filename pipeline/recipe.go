@@ -15,7 +15,8 @@ func RecipeLocate(r *recipe.Recipe) (LocateParams, error) {
 	lr := r.Locate
 	p := LocateParams{Method: lr.Method, Weights: lr.Weights, Ratio: lr.Ratio, Strategy: lr.Strategy, Split: lr.Split,
 		TopRate: lr.TopRate, FilterRate: lr.FilterRate, ActivationBarRatio: lr.ActivationBarRatio,
-		TopK: lr.TopK, Layers: lr.Layers, ContribMode: lr.ContribMode, Seed: lr.Seed, Label: lr.Label}
+		TopK: lr.TopK, Layers: lr.Layers, ContribMode: lr.ContribMode, Seed: lr.Seed, Label: lr.Label,
+		Modules: lr.Module}
 	if lr.Method == "ig" {
 		if len(r.Record.Concepts) != 1 {
 			return p, fmt.Errorf("%w: locate.method ig needs exactly one record.concepts word, got %d", locate.ErrOption, len(r.Record.Concepts))

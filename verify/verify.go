@@ -16,7 +16,6 @@ import (
 
 	"github.com/neurosurg/neurosurg/formats/samples"
 	"github.com/neurosurg/neurosurg/model"
-	"github.com/neurosurg/neurosurg/model/tokenizer"
 	"github.com/neurosurg/neurosurg/verify/mmneurons"
 )
 
@@ -114,36 +113,30 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 		}
 	}
 	var enc []encoded
-	limit := base.Config().PositionLimit()
+	mt := base.MediaTokens()
 	for _, s := range bench {
-		if err := base.CheckMedia("sample "+s.ID, s.MediaKinds()); err != nil {
+		// verify's prompts are plain (BOS + text), media laid out by the family.
+		p := model.Prompt{Text: s.Text}
+		for _, md := range s.Media() {
+			files := make([]string, len(md.Paths))
+			for i, f := range md.Paths {
+				files[i] = s.Resolve(f)
+			}
+			p.Media = append(p.Media, model.Medium{Kind: md.Kind, Paths: files})
+		}
+		in, err := base.BuildInput("sample "+s.ID, p)
+		if err != nil {
 			return nil, fmt.Errorf("verify: %w", err)
 		}
-		ids, err := tok.EncodeLimit(s.Text, true, limit)
-		if errors.Is(err, tokenizer.ErrTooLong) {
-			return nil, fmt.Errorf("verify: sample %s: %w: the prompt has more than %d tokens", s.ID, model.ErrTooLong, limit)
-		}
-		if err != nil || len(ids) == 0 {
+		if len(in.Tokens) == 0 {
 			return nil, fmt.Errorf("verify: sample %s: cannot tokenize", s.ID)
 		}
-		in := model.Input{Tokens: ids}
-		if len(s.MediaKinds()) > 0 {
-			// The model's prompt builder places the media (and feeds an encoder's own text
-			// input, InstructBLIP's Q-Former); the text ids stay the last len(ids) tokens.
-			p := model.Prompt{Text: s.Text}
-			for k, kind := range s.MediaKinds() {
-				p.Media = append(p.Media, model.Medium{Kind: kind, Paths: []string{s.MediaPaths()[k]}})
-			}
-			if in, err = base.BuildInput("sample "+s.ID, p); err != nil {
-				return nil, fmt.Errorf("verify: %w", err)
-			}
-		}
-		enc = append(enc, encoded{s: s, ids: in.Tokens, media: in.Media, text: len(in.Tokens) - len(ids)})
+		enc = append(enc, encoded{s: s, in: in, ids: in.Tokens, text: max(mt.MediaEnd(in)-1, 0)})
 	}
 	// The base model's greedy continuation of each prompt: the positions swaps are judged on.
 	var prompts []model.Input
 	for _, e := range enc {
-		prompts = append(prompts, model.Input{Tokens: e.ids, Media: e.media})
+		prompts = append(prompts, e.in)
 	}
 	baseGen, err := base.GenerateInputs(ctx, prompts, model.GenerateOptions{MaxTokens: o.MaxTokens})
 	if err != nil {
@@ -156,7 +149,7 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 	for vi, v := range all {
 		var seqs []model.Input
 		for i, e := range enc {
-			seqs = append(seqs, model.Input{Tokens: append(append([]int32(nil), e.ids...), baseGen[i].Tokens...), Media: e.media})
+			seqs = append(seqs, e.in.Extend(baseGen[i].Tokens))
 		}
 		res, err := v.Model.ForwardInputs(ctx, seqs, model.ForwardOptions{AllLogits: true})
 		if err != nil {
@@ -251,7 +244,7 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 				if err != nil || len(ct) == 0 {
 					return nil, fmt.Errorf("verify: sample %s: choice %q does not tokenize", e.s.ID, c)
 				}
-				lps, err := v.Model.LogProbsInput(ctx, model.Input{Tokens: e.ids, Media: e.media}, ct, model.ForwardOptions{})
+				lps, err := v.Model.LogProbsInput(ctx, e.in, ct, model.ForwardOptions{})
 				if err != nil {
 					return nil, fmt.Errorf("verify: %s model, sample %s, choice %q: %w", v.Name, e.s.ID, c, err)
 				}
@@ -380,10 +373,10 @@ func neuronMetrics(ctx context.Context, rep *Report, all []Variant, bench []samp
 }
 
 type encoded struct {
-	s     samples.Sample
-	ids   []int32       // the prompt's tokens, media placeholders expanded
-	media []model.Media // the sample's media, filling the placeholder runs
-	text  int           // where the text starts: the placeholders inserted (0 without media)
+	s    samples.Sample
+	in   model.Input // the prompt as model.BuildInput lays it out (media, positions)
+	ids  []int32     // in.Tokens: the prompt's tokens, media placeholders expanded
+	text int         // the first position whose next token is the text's: the media's last (0 without media)
 }
 
 // sampleErr names the sample and the model of a batch's non-finite logits (the runtime knows

@@ -278,3 +278,37 @@ func TestVerifyInstructBLIPImages(t *testing.T) {
 		t.Errorf("kl against other weights %g", kl)
 	}
 }
+
+// ANLS on answers, each worked by hand: NL = Levenshtein / max length of the normalised
+// strings (lower case, spaces collapsed), 1 − NL below the threshold, 0 at or above it.
+func TestANLSHandComputed(t *testing.T) {
+	cases := []struct {
+		pred, ans string
+		threshold float64
+		want      float64
+	}{
+		{"kitten", "sitting", 0.5, 1 - 3.0/7}, // k→s, e→i, +g: 3 edits over 7
+		{"  The   Cat ", "the cat", 0.5, 1},   // normalised away
+		{"ab", "abcd", 0.5, 0},                // NL = 2/4 = 0.5: at the threshold, 0
+		{"abc", "abcd", 0.5, 0.75},            // NL = 1/4
+		{"café", "cafe", 0.5, 0.75},           // runes, not bytes: 1 edit over 4
+		{"12 June 2020", "12 june 2021", 0.5, 1 - 1.0/12},
+		{"", "yes", 0.5, 0}, // NL = 3/3
+		{"yes", "", 0.5, 0},
+		{"no", "yes", 0.9, 0},   // n→y, o→e, +s: NL = 3/3 ≥ 0.9
+		{"yes", "yes.", 0.1, 0}, // NL = 1/4 ≥ 0.1: a strict threshold
+	}
+	for _, c := range cases {
+		if got := ANLS(c.pred, c.ans, c.threshold); math.Abs(got-c.want) > 1e-12 {
+			t.Errorf("ANLS(%q, %q, %g) = %g, want %g", c.pred, c.ans, c.threshold, got, c.want)
+		}
+	}
+	for _, c := range []struct {
+		a, b string
+		want int
+	}{{"kitten", "sitting", 3}, {"flaw", "lawn", 2}, {"", "abc", 3}, {"abc", "abc", 0}, {"intention", "execution", 5}} {
+		if got := levenshtein([]rune(c.a), []rune(c.b)); got != c.want {
+			t.Errorf("levenshtein(%q, %q) = %d, want %d", c.a, c.b, got, c.want)
+		}
+	}
+}

@@ -170,6 +170,17 @@ func TestBadInvocations(t *testing.T) {
 		{[]string{"inspect", dotCkpt}, exitError, `model.safetensors.index.json: hfdir: index does not match the shards: shard name "."`},
 		{[]string{"locate", "--method", "contrib", "--layers", "9", st, "--out", filepath.Join(tmp, "x.json")}, exitError, "layer 9: the stats have 5 layers"},
 		{[]string{"locate", "--method", "dape", "--module", "vision", st, "--out", filepath.Join(tmp, "x.json")}, exitError, `no module "vision" (they hold llm)`},
+		{[]string{"locate", "--method", "dape", "--module", "encoder", st, "--out", filepath.Join(tmp, "x.json")}, exitError, `no module "vision" (they hold llm)`},
+		{[]string{"locate", "--method", "miner", "--module", "all", st, "--out", filepath.Join(tmp, "x.json")}, exitUsage, "module all selects in every recorded module"},
+		{[]string{"locate", "--method", "dape", "--module", "all", "--module", "llm", st, "--out", filepath.Join(tmp, "x.json")}, exitUsage, "dape only, and alone"},
+		{[]string{"stats", "export", st, "--by-modality"}, exitError, st + ": locate: stats: no MINER scores recorded (record --miner)"},
+		// Media options: a flag that names no file is a usage error; media a text model
+		// cannot take, or a file that is missing, an error naming it.
+		{append([]string{"logits", "--image", ""}, p...), exitUsage, "--image: an empty path"},
+		{append([]string{"generate", "--video", "f1.png,,f3.png"}, p...), exitUsage, `--video: entry 2 of "f1.png,,f3.png" is empty`},
+		{append([]string{"lens", "--video", ","}, p...), exitUsage, "--video: entry 1"},
+		{append([]string{"logits", "--image", filepath.Join(tmp, "cat.png")}, p...), exitError, "prompt has image input, but LlamaForCausalLM takes text only"},
+		{append([]string{"generate", "--audio", filepath.Join(tmp, "a.wav")}, p...), exitError, "prompt has audio input"},
 	}
 	for _, c := range cases {
 		type result struct {

@@ -3,10 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/neurosurg/neurosurg/internal/benchenc"
-	"github.com/neurosurg/neurosurg/model"
+	"github.com/neurosurg/neurosurg/pipeline"
 	"github.com/urfave/cli/v3"
 )
 
@@ -20,22 +19,17 @@ neurosurg bench encoder --checkpoint /models/Qwen2-Audio-7B-Instruct --audio cli
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "checkpoint", Required: true, Usage: "a multimodal checkpoint directory"},
 				&cli.StringSliceFlag{Name: "image", Usage: "an image file (repeatable: each timed alone)"},
-				&cli.StringSliceFlag{Name: "audio", Usage: "a WAV file (repeatable)"},
+				&cli.StringFlag{Name: "audio", Usage: "a WAV file"},
 				&cli.StringFlag{Name: "video", Usage: "a video's frames: F1,F2,… or a directory"},
 				&cli.FloatFlag{Name: "min-seconds", Value: 2, Usage: "time each medium at least this long"},
 				&cli.BoolFlag{Name: "json"},
 			},
 			Action: func(ctx context.Context, cmd *cli.Command) error {
-				var media []model.Medium
-				for _, f := range cmd.StringSlice("image") {
-					media = append(media, model.Medium{Kind: "image", Paths: []string{f}})
+				p, err := pipeline.PromptFlags("", cmd.StringSlice("image"), cmd.String("video"), cmd.String("audio"), false)
+				if err != nil {
+					return valid(err)
 				}
-				for _, f := range cmd.StringSlice("audio") {
-					media = append(media, model.Medium{Kind: "audio", Paths: []string{f}})
-				}
-				if v := cmd.String("video"); v != "" {
-					media = append(media, model.Medium{Kind: "video", Paths: strings.Split(v, ",")})
-				}
+				media := p.Media
 				if len(media) == 0 {
 					return usageErrorf("bench encoder: give --image, --audio or --video")
 				}

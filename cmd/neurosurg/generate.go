@@ -20,7 +20,8 @@ func init() {
 			ArgsUsage: "CKPT",
 			UsageText: `neurosurg generate testdata/stories260K --prompt "Once upon a time" --max-tokens 60
 neurosurg generate testdata/stories260K --prompt "The cat" --temperature 0.8 --top-p 0.9 --seed 7
-neurosurg generate /models/Qwen2-0.5B-Instruct --chat --prompt "Name three colours."`,
+neurosurg generate /models/Qwen2-0.5B-Instruct --chat --prompt "Name three colours."
+neurosurg generate /models/Qwen2-VL-2B-Instruct --chat --image cat.png --prompt "What is in the picture?"`,
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "prompt", Aliases: []string{"p"}, Usage: "prompt text"},
 				&cli.IntFlag{Name: "max-tokens", Aliases: []string{"n"}, Value: 64},
@@ -31,6 +32,9 @@ neurosurg generate /models/Qwen2-0.5B-Instruct --chat --prompt "Name three colou
 				&cli.Uint64Flag{Name: "seed"},
 				&cli.BoolFlag{Name: "chat", Usage: "wrap the prompt in the model's chat template"},
 				&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+				&cli.StringSliceFlag{Name: "image", Usage: "an image file (repeatable: several images, in order)"},
+				&cli.StringFlag{Name: "video", Usage: "a video: its frames F1,F2,… or a directory of them"},
+				&cli.StringFlag{Name: "audio", Usage: "an audio file (WAV)"},
 			},
 			Action: func(ctx context.Context, cmd *cli.Command) error {
 				o := model.GenerateOptions{MaxTokens: int(cmd.Int("max-tokens")), Seed: cmd.Uint64("seed"), TopK: int(cmd.Int("top-k")),
@@ -41,27 +45,22 @@ neurosurg generate /models/Qwen2-0.5B-Instruct --chat --prompt "Name three colou
 				if cmd.Bool("greedy") {
 					o.Temperature = 0
 				}
-				m, ids, err := openWithPrompt(cmd)
+				m, in, err := openWithPrompt(cmd)
 				if err != nil {
 					return err
 				}
 				defer m.Close()
+				ids := in.Tokens
 				o.Stop = m.Tokenizer.EOS()
 				if bos, ok := m.Tokenizer.BOS(); ok && m.Config().ModelType == "llama" {
 					o.Stop = append(o.Stop, bos) // llama2.c-style models end a story with BOS
 				}
-				gens, err := m.Generate(ctx, [][]int32{ids}, o)
+				gens, err := m.GenerateInputs(ctx, []model.Input{in}, o)
 				if err != nil {
 					return err
 				}
 				// Decode prompt and continuation together so word boundaries come out right.
-				var all []int32
-				for _, id := range ids {
-					if !m.Tokenizer.IsSpecial(id) {
-						all = append(all, id)
-					}
-				}
-				text := m.Tokenizer.Decode(append(all, gens[0].Tokens...))
+				text := m.Tokenizer.Decode(append(pipeline.PromptText(m, ids), gens[0].Tokens...))
 				if cmd.Bool("json") {
 					return printJSON(cmd.Root().Writer, map[string]any{"prompt_ids": ids, "ids": gens[0].Tokens, "text": text})
 				}
@@ -76,23 +75,29 @@ neurosurg generate /models/Qwen2-0.5B-Instruct --chat --prompt "Name three colou
 			Usage:     "print the top-K next-token ids, tokens and logits at the last position",
 			ArgsUsage: "CKPT",
 			UsageText: `neurosurg logits testdata/stories260K --prompt "Once upon a time" --top 5
-neurosurg logits testdata/stories260K --prompt "The cat" --top 10 --json`,
+neurosurg logits testdata/stories260K --prompt "The cat" --top 10 --json
+neurosurg logits /models/Qwen2-VL-2B-Instruct --chat --video frames/ --prompt "What happens?" --json
+neurosurg logits /models/Qwen2-Audio-7B-Instruct --chat --audio clip.wav --prompt "What is the sound?"`,
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "prompt", Aliases: []string{"p"}},
 				&cli.IntFlag{Name: "top", Aliases: []string{"k"}, Value: 10},
 				&cli.BoolFlag{Name: "chat"},
 				&cli.BoolFlag{Name: "json"},
+				&cli.StringSliceFlag{Name: "image", Usage: "an image file (repeatable: several images, in order)"},
+				&cli.StringFlag{Name: "video", Usage: "a video: its frames F1,F2,… or a directory of them"},
+				&cli.StringFlag{Name: "audio", Usage: "an audio file (WAV)"},
 			},
 			Action: func(ctx context.Context, cmd *cli.Command) error {
 				if err := valid(model.ValidateTop(int(cmd.Int("top")))); err != nil {
 					return err
 				}
-				m, ids, err := openWithPrompt(cmd)
+				m, in, err := openWithPrompt(cmd)
 				if err != nil {
 					return err
 				}
 				defer m.Close()
-				res, err := m.Forward(ctx, [][]int32{ids}, model.ForwardOptions{})
+				ids := in.Tokens
+				res, err := m.ForwardInputs(ctx, []model.Input{in}, model.ForwardOptions{})
 				if err != nil {
 					return err
 				}
@@ -160,36 +165,33 @@ neurosurg tokenize --json --no-special testdata/stories260K "The cat sat."`,
 	})
 }
 
-// openWithPrompt opens the model of the single argument and tokenizes --prompt.
-func openWithPrompt(cmd *cli.Command) (*model.Model, []int32, error) {
+// openWithPrompt opens the model of the single argument and builds the prompt of --prompt,
+// --image, --video, --audio and --chat (model.BuildInput: the family's layout).
+func openWithPrompt(cmd *cli.Command) (*model.Model, model.Input, error) {
 	dir, err := oneArg(cmd, "CKPT")
 	if err != nil {
-		return nil, nil, err
+		return nil, model.Input{}, err
+	}
+	p, err := pipeline.PromptFlags(cmd.String("prompt"), cmd.StringSlice("image"), cmd.String("video"), cmd.String("audio"), cmd.Bool("chat"))
+	if err != nil {
+		return nil, model.Input{}, valid(err)
 	}
 	m, err := pipeline.OpenModel(dir)
 	if err != nil {
-		return nil, nil, err
+		return nil, model.Input{}, err
 	}
 	if m.Tokenizer == nil {
 		m.Close()
-		return nil, nil, fmt.Errorf("%s: no tokenizer.json or vocab.json", dir)
+		return nil, model.Input{}, fmt.Errorf("%s: no tokenizer.json or vocab.json", dir)
 	}
-	text := cmd.String("prompt")
-	if cmd.Bool("chat") {
-		text, err = m.Tokenizer.ApplyChatTemplate([]tokenizer.Message{{Role: "user", Content: text}}, true)
-		if err != nil {
-			m.Close()
-			return nil, nil, err
-		}
-	}
-	ids, err := m.Tokenizer.Encode(text, !cmd.Bool("chat"))
+	in, err := m.BuildInput("prompt", p)
 	if err != nil {
 		m.Close()
-		return nil, nil, err
+		return nil, model.Input{}, err
 	}
-	if len(ids) == 0 {
+	if len(in.Tokens) == 0 {
 		m.Close()
-		return nil, nil, usageErrorf("--prompt is empty and the tokenizer adds no BOS")
+		return nil, model.Input{}, usageErrorf("--prompt is empty and the tokenizer adds no BOS")
 	}
-	return m, ids, nil
+	return m, in, nil
 }

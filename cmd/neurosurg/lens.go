@@ -20,19 +20,23 @@ func init() {
 			Usage:     "logit lens: per-layer top tokens and entropy at chosen positions",
 			ArgsUsage: "CKPT",
 			UsageText: `neurosurg lens testdata/stories260K --prompt "Once upon a time"
-neurosurg lens testdata/stories260K --prompt "The cat sat on the" --positions -1,-2 --top 3 --json`,
+neurosurg lens testdata/stories260K --prompt "The cat sat on the" --positions -1,-2 --top 3 --json
+neurosurg lens /models/llava-1.5-7b-hf --chat --image a.png --image b.png --prompt "Compare the pictures."`,
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "prompt", Aliases: []string{"p"}},
 				&cli.IntSliceFlag{Name: "positions", Value: []int{-1}, Usage: "token positions (negative: from the end)"},
 				&cli.IntFlag{Name: "top", Aliases: []string{"k"}, Value: 5},
 				&cli.BoolFlag{Name: "chat"},
 				&cli.BoolFlag{Name: "json"},
+				&cli.StringSliceFlag{Name: "image", Usage: "an image file (repeatable: several images, in order)"},
+				&cli.StringFlag{Name: "video", Usage: "a video: its frames F1,F2,… or a directory of them"},
+				&cli.StringFlag{Name: "audio", Usage: "an audio file (WAV)"},
 			},
 			Action: func(ctx context.Context, cmd *cli.Command) error {
 				if err := valid(model.ValidateTop(int(cmd.Int("top")))); err != nil {
 					return err
 				}
-				m, ids, err := openWithPrompt(cmd)
+				m, in, err := openWithPrompt(cmd)
 				if err != nil {
 					return err
 				}
@@ -41,7 +45,7 @@ neurosurg lens testdata/stories260K --prompt "The cat sat on the" --positions -1
 				for _, p := range cmd.IntSlice("positions") {
 					pos = append(pos, int(p))
 				}
-				lens, err := m.LogitLens(ctx, ids, pos, int(cmd.Int("top")))
+				lens, err := m.LogitLensInput(ctx, in, pos, int(cmd.Int("top")))
 				if err != nil {
 					return err
 				}

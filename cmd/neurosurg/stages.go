@@ -94,6 +94,7 @@ neurosurg record VLM --data captions.jsonl --concepts-from-text --per-sample --s
 			Usage:     "select neurons from a stats file (miner, dape, contrib, random; ig: see attribute)",
 			ArgsUsage: "STATS",
 			UsageText: `neurosurg locate --method dape stats.st --out neurons.json
+neurosurg locate --method dape --module all vlm.st --out per-module.json   # vision, projector, llm each on its own
 neurosurg locate --method miner --strategy LA_MU --ratio 0.02 --weights 0,.25,.25,.5,0 stats.st --out msn.json
 neurosurg locate --method contrib --top-k 60 --layers 4 lily.st --out lily.json
 neurosurg locate --method contrib --contrib-mode per-sample --top-k 100 --label Lily@gen-1 lily.st --out lily-gen-1.json
@@ -114,7 +115,7 @@ neurosurg locate --method random --like neurons.json --seed 1 stats.st --out ran
 				&cli.IntSliceFlag{Name: "layers", Usage: "contrib: search only these layers"},
 				&cli.StringFlag{Name: "like", Usage: "random: the neuron set whose count per label, module and layer the draw copies"},
 				&cli.Uint64Flag{Name: "seed", Usage: "random, and miner's strategy random"},
-				&cli.StringSliceFlag{Name: "module", Usage: "dape: modules to select in, each on its own (default: every recorded one); miner, contrib: the module (default and only contrib's: llm)"},
+				&cli.StringSliceFlag{Name: "module", Usage: "dape: modules to select in, each on its own (default or all: every recorded one); miner, contrib: the module (default and only contrib's: llm). Names: llm, vision, projector, audio, qformer, query; MMNeuron's lang, mmproj, encoder accepted"},
 				&cli.StringFlag{Name: "label", Usage: "keep only the neurons of this label (as a recipe's locate.label)"},
 			},
 			Action: func(ctx context.Context, cmd *cli.Command) error {
@@ -172,7 +173,8 @@ neurosurg locate --method random --like neurons.json --seed 1 stats.st --out ran
 			Usage: "merge or export stats files",
 			UsageText: `neurosurg stats merge a.st b.st --out ab.st
 neurosurg stats merge part-*.st --out all.st   # the shards of record --shard, in any order
-neurosurg stats export stats.st --csv > stats.csv`,
+neurosurg stats export stats.st --csv > stats.csv
+neurosurg stats export miner.st --by-modality > by-modality.csv   # record --miner`,
 			Commands: []*cli.Command{
 				{
 					Name: "merge", ArgsUsage: "A [B…]",
@@ -201,7 +203,8 @@ neurosurg stats export stats.st --csv > stats.csv`,
 				},
 				{
 					Name: "export", ArgsUsage: "STATS",
-					Flags: []cli.Flag{&cli.BoolFlag{Name: "csv"}, &cli.BoolFlag{Name: "json"}},
+					Flags: []cli.Flag{&cli.BoolFlag{Name: "csv"}, &cli.BoolFlag{Name: "json"},
+						&cli.BoolFlag{Name: "by-modality", Usage: "per MINER dataset, module, modality, layer and neuron: the raw firing probability, mean and max over that modality's positions (record --miner)"}},
 					Action: func(ctx context.Context, cmd *cli.Command) error {
 						path, err := oneArg(cmd, "STATS")
 						if err != nil {
@@ -210,6 +213,16 @@ neurosurg stats export stats.st --csv > stats.csv`,
 						st, err := locate.ReadStats(path)
 						if err != nil {
 							return err
+						}
+						if cmd.Bool("by-modality") {
+							rows, err := st.ExportByModality()
+							if err != nil {
+								return fmt.Errorf("%s: %w", path, err)
+							}
+							if cmd.Bool("json") {
+								return printJSON(cmd.Root().Writer, rows)
+							}
+							return locate.WriteModalityCSV(cmd.Root().Writer, rows)
 						}
 						rows := st.Export()
 						if cmd.Bool("json") {
@@ -278,9 +291,11 @@ neurosurg patch CKPT --neurons n.json --op scale:0.5 --op noise:0.01 --seed 3 --
 			UsageText: `neurosurg verify testdata/stories260K --edit edit.nsd --bench testdata/samples/stories-animals-food.jsonl
 neurosurg verify testdata/stories260K --edit swap.nsd --swap Lily>Tim --bench examples/stories-swap-bench.jsonl --gate efficacy>0.5 --gate kl<0.1
 neurosurg verify CKPT --edit e.nsd --bench b.jsonl --out report --json
-neurosurg verify VLM --edit swap.nsd --swap dog>cat --bench captions.jsonl --mm-metrics --mm-shuffle-seed 7 --gate mm/edit_specificity>0.7`,
+neurosurg verify VLM --edit swap.nsd --swap dog>cat --bench captions.jsonl --mm-metrics --mm-shuffle-seed 7 --gate mm/edit_specificity>0.7
+neurosurg verify CKPT --edit e.nsd --random random.nsd --bench b.jsonl   # random.nsd: locate --method random --like, then patch`,
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "edit", Required: true},
+				&cli.StringFlag{Name: "random", Usage: "the random baseline's edit, measured beside (locate --method random --like NEURONS: the same count per label, module and layer; then patch)"},
 				&cli.StringFlag{Name: "bench", Required: true},
 				&cli.StringFlag{Name: "swap", Usage: "SRC>TGT: also measure swap efficacy"},
 				&cli.StringSliceFlag{Name: "gate", Usage: "METRIC<VALUE or METRIC>VALUE (exit 3 when one fails)"},
@@ -328,7 +343,7 @@ neurosurg verify VLM --edit swap.nsd --swap dog>cat --bench captions.jsonl --mm-
 				}
 				if out := cmd.String("out"); out != "" {
 					for _, ext := range pipeline.ReportExts {
-						if err := checkOut(out+ext, dir, cmd.String("edit"), cmd.String("bench")); err != nil {
+						if err := checkOut(out+ext, dir, cmd.String("edit"), cmd.String("random"), cmd.String("bench")); err != nil {
 							return err
 						}
 					}
@@ -342,7 +357,11 @@ neurosurg verify VLM --edit swap.nsd --swap dog>cat --bench captions.jsonl --mm-
 					return err
 				}
 				defer m.Close()
-				rep, err := pipeline.Verify(ctx, m, []pipeline.EditVariant{{Name: "edited", Edit: cmd.String("edit")}}, bench, o)
+				edits := []pipeline.EditVariant{{Name: "edited", Edit: cmd.String("edit")}}
+				if r := cmd.String("random"); r != "" {
+					edits = append(edits, pipeline.EditVariant{Name: "random", Edit: r})
+				}
+				rep, err := pipeline.Verify(ctx, m, edits, bench, o)
 				if err != nil {
 					return err
 				}

@@ -125,6 +125,21 @@ func Unmarshal(b []byte) (*Set, error) {
 	if s.Version != Version {
 		return nil, fmt.Errorf("%w: version %d, want %d", ErrFormat, s.Version, Version)
 	}
+	// MMNeuron's module names read as ours: a set is compared and applied by canonical names.
+	if s.Geometry != nil {
+		g := make(map[string]Geometry, len(s.Geometry))
+		for m, v := range s.Geometry {
+			c := CanonicalModule(m)
+			if _, dup := g[c]; dup {
+				return nil, fmt.Errorf("%w: geometry names module %s twice (as %q and an alias)", ErrFormat, c, m)
+			}
+			g[c] = v
+		}
+		s.Geometry = g
+	}
+	for i := range s.Neurons {
+		s.Neurons[i].Module = CanonicalModule(s.Neurons[i].Module)
+	}
 	seen := make(map[Neuron]int, len(s.Neurons))
 	for i, n := range s.Neurons {
 		if n.Module == "" || n.Layer < 0 || n.Index < 0 {

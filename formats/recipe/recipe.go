@@ -49,6 +49,10 @@ type Recipe struct {
 		// layer the random draw copies. (Omitted from the JSON surgery keys its cache on when
 		// empty, so recipes without it keep their cache entries.)
 		Like string `yaml:"like" json:",omitempty"`
+		// Module names the modules to select in (dape: each on its own, "all" or none for
+		// every recorded one; miner and contrib: one), a name or a list; MMNeuron's aliases
+		// (lang, mmproj, encoder) are accepted. Omitted from the cache key when empty.
+		Module Names `yaml:"module" json:",omitempty"`
 	} `yaml:"locate"`
 	Patch struct {
 		Ops  []string `yaml:"ops"`
@@ -145,4 +149,25 @@ func (r *Recipe) Path(p string) string {
 		return p
 	}
 	return filepath.Join(r.Dir, p)
+}
+
+// Names is a YAML value that is one name or a list of names.
+type Names []string
+
+// UnmarshalYAML takes a scalar as a list of one.
+func (n *Names) UnmarshalYAML(v *yaml.Node) error {
+	if v.Kind == yaml.ScalarNode {
+		var one string
+		if err := v.Decode(&one); err != nil {
+			return err
+		}
+		*n = Names{one}
+		return nil
+	}
+	var list []string
+	if err := v.Decode(&list); err != nil {
+		return err
+	}
+	*n = list
+	return nil
 }

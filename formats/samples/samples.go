@@ -9,26 +9,131 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 	"unicode/utf8"
 )
 
 // ErrFormat reports an invalid samples file.
 var ErrFormat = errors.New("samples: invalid line")
 
-// Sample is one labelled input.
+// Sample is one labelled input. In a file, "image" is a path or a list of paths (several
+// images), "video" a list of frame paths or one directory of frames, "audio" a path; a
+// relative path is relative to the directory of the samples file (Dir), so a data set moves
+// with its media.
 type Sample struct {
-	ID      string   `json:"id"`
-	Text    string   `json:"text"`
-	Image   string   `json:"image,omitempty"`
-	Audio   string   `json:"audio,omitempty"`
-	Label   string   `json:"label,omitempty"`
-	Dataset string   `json:"dataset,omitempty"`
-	Answer  string   `json:"answer,omitempty"`
-	Choices []string `json:"choices,omitempty"`
-	Control bool     `json:"control,omitempty"` // verify: unrelated prompt for specificity/KL
+	ID   string
+	Text string
+	// Image is the sample's image; a sample with several has them in Images (a file's
+	// "image" list). Its images are Image, if set, followed by Images.
+	Image  string
+	Images []string
+	// Video is a video's frames in order, or one directory that holds them (model.BuildInput
+	// lists it).
+	Video   []string
+	Audio   string
+	Label   string
+	Dataset string
+	Answer  string
+	Choices []string
+	Control bool // verify: unrelated prompt for specificity/KL
 	// BBox is the region of the sample's concept (its label) in its image: [x0, y0, x1, y1]
 	// in pixels of the picture as decoded, x1 > x0, y1 > y0 (verify's region invariance).
-	BBox []float64 `json:"bbox,omitempty"`
+	BBox []float64
+	// Dir is the directory relative media paths are read from: the samples file's (ReadFile);
+	// "" for the working directory.
+	Dir string
+}
+
+// wire is a sample as a line holds it.
+type wire struct {
+	ID      string          `json:"id"`
+	Text    string          `json:"text"`
+	Image   json.RawMessage `json:"image,omitempty"`
+	Video   json.RawMessage `json:"video,omitempty"`
+	Audio   *string         `json:"audio,omitempty"`
+	Label   string          `json:"label,omitempty"`
+	Dataset string          `json:"dataset,omitempty"`
+	Answer  string          `json:"answer,omitempty"`
+	Choices []string        `json:"choices,omitempty"`
+	Control bool            `json:"control,omitempty"`
+	BBox    []float64       `json:"bbox,omitempty"`
+}
+
+// MarshalJSON writes the sample as a line of a samples file: "image" a path, or a list when
+// there are several; "video" a list of frames, or the directory when it is one entry.
+func (s Sample) MarshalJSON() ([]byte, error) {
+	w := wire{ID: s.ID, Text: s.Text, Label: s.Label, Dataset: s.Dataset, Answer: s.Answer, Choices: s.Choices, Control: s.Control, BBox: s.BBox}
+	if s.Audio != "" {
+		w.Audio = &s.Audio
+	}
+	var err error
+	if imgs := s.ImagePaths(); len(imgs) == 1 {
+		w.Image, err = json.Marshal(imgs[0])
+	} else if len(imgs) > 1 {
+		w.Image, err = json.Marshal(imgs)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(s.Video) == 1 {
+		w.Video, err = json.Marshal(s.Video[0])
+	} else if len(s.Video) > 1 {
+		w.Video, err = json.Marshal(s.Video)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(w)
+}
+
+// UnmarshalJSON reads one sample as a line of a samples file holds it, with the same checks.
+func (s *Sample) UnmarshalJSON(b []byte) error {
+	x, err := parseLine(bytes.TrimSpace(b))
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrFormat, err)
+	}
+	*s = x
+	return nil
+}
+
+// paths reads a media field: a path, or a non-empty list of paths; JSON null is no field.
+// Every path is a non-empty string without a NUL byte.
+func paths(field string, raw json.RawMessage) ([]string, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var list []string
+	if raw[0] == '"' {
+		var one string
+		if err := json.Unmarshal(raw, &one); err != nil {
+			return nil, fmt.Errorf("%s: %v", field, err)
+		}
+		list = []string{one}
+	} else if err := json.Unmarshal(raw, &list); err != nil {
+		return nil, fmt.Errorf("%s: want a path or a list of paths", field)
+	} else if len(list) == 0 {
+		return nil, fmt.Errorf("%s: an empty list", field)
+	}
+	for i, p := range list {
+		if err := checkPath(p); err != nil {
+			if len(list) == 1 {
+				return nil, fmt.Errorf("%s: %v", field, err)
+			}
+			return nil, fmt.Errorf("%s[%d]: %v", field, i, err)
+		}
+	}
+	return list, nil
+}
+
+func checkPath(p string) error {
+	switch {
+	case p == "":
+		return errors.New("an empty path")
+	case strings.ContainsRune(p, 0):
+		return errors.New("a path with a NUL byte")
+	}
+	return nil
 }
 
 // MaxLine is the longest line Read accepts (a sample with a long text is one line; an image or
@@ -81,6 +186,7 @@ func Read(r io.Reader, name string) ([]Sample, error) {
 // to run.
 func parseLine(b []byte) (Sample, error) {
 	var s Sample
+	var w wire
 	if !utf8.Valid(b) {
 		i := 0
 		for i < len(b) {
@@ -94,14 +200,33 @@ func parseLine(b []byte) (Sample, error) {
 	}
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.DisallowUnknownFields()
-	if err := d.Decode(&s); err != nil {
+	if err := d.Decode(&w); err != nil {
 		return s, err
 	}
 	if rest := bytes.TrimSpace(b[d.InputOffset():]); len(rest) > 0 {
 		return s, fmt.Errorf("more after the JSON object at byte %d (one sample a line)", len(b)-len(rest)+1)
 	}
-	if s.Text == "" && s.Image == "" && s.Audio == "" {
-		return s, errors.New("no text, image or audio")
+	s = Sample{ID: w.ID, Text: w.Text, Label: w.Label, Dataset: w.Dataset, Answer: w.Answer, Choices: w.Choices, Control: w.Control, BBox: w.BBox}
+	imgs, err := paths("image", w.Image)
+	if err != nil {
+		return s, err
+	}
+	if len(imgs) == 1 {
+		s.Image = imgs[0]
+	} else {
+		s.Images = imgs
+	}
+	if s.Video, err = paths("video", w.Video); err != nil {
+		return s, err
+	}
+	if w.Audio != nil {
+		if err := checkPath(*w.Audio); err != nil {
+			return s, fmt.Errorf("audio: %v", err)
+		}
+		s.Audio = *w.Audio
+	}
+	if s.Text == "" && len(s.Media()) == 0 {
+		return s, errors.New("no text, image, video or audio")
 	}
 	if s.BBox != nil {
 		if err := checkBBox(s); err != nil {
@@ -115,8 +240,8 @@ func parseLine(b []byte) (Sample, error) {
 // not negative, or a box without an image.
 func checkBBox(s Sample) error {
 	b := s.BBox
-	if s.Image == "" {
-		return errors.New("bbox without an image")
+	if len(s.ImagePaths()) != 1 {
+		return errors.New("bbox needs exactly one image (the box is in its pixels)")
 	}
 	if len(b) != 4 {
 		return fmt.Errorf("bbox has %d numbers, want [x0, y0, x1, y1]", len(b))
@@ -167,7 +292,11 @@ func ReadFile(path string) ([]Sample, error) {
 	if fi, err := f.Stat(); err == nil && fi.IsDir() {
 		return nil, fmt.Errorf("%s: %w: a directory, not a samples file", path, ErrFormat)
 	}
-	return Read(f, path)
+	ss, err := Read(f, path)
+	for i := range ss {
+		ss[i].Dir = filepath.Dir(path)
+	}
+	return ss, err
 }
 
 // Labels lists the distinct labels in order of first appearance.
@@ -183,10 +312,51 @@ func Labels(ss []Sample) []string {
 	return out
 }
 
-// MediaKinds lists the media a sample carries ("image", "audio"), in that order.
+// Medium is one medium of a sample: an image or an audio clip (one file) or a video (its
+// frames, or one directory of them), with its paths as the samples file wrote them.
+type Medium struct {
+	Kind  string // "image", "video", "audio"
+	Paths []string
+}
+
+// ImagePaths lists the sample's images as written: Image, then Images.
+func (s Sample) ImagePaths() []string {
+	if s.Image == "" {
+		return s.Images
+	}
+	return append([]string{s.Image}, s.Images...)
+}
+
+// Media lists the sample's media in prompt order — its images, its video, its audio — with
+// their paths as written (Resolve gives the files).
+func (s Sample) Media() []Medium {
+	var out []Medium
+	for _, p := range s.ImagePaths() {
+		out = append(out, Medium{Kind: "image", Paths: []string{p}})
+	}
+	if len(s.Video) > 0 {
+		out = append(out, Medium{Kind: "video", Paths: s.Video})
+	}
+	if s.Audio != "" {
+		out = append(out, Medium{Kind: "audio", Paths: []string{s.Audio}})
+	}
+	return out
+}
+
+// Resolve is the file a media path of the sample names: a relative path is relative to the
+// samples file's directory.
+func (s Sample) Resolve(p string) string {
+	if s.Dir == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(s.Dir, p)
+}
+
+// MediaKinds lists the kinds of the sample's single-file media (its images, then its audio),
+// in the order of MediaPaths; a video is in Media.
 func (s Sample) MediaKinds() []string {
 	var k []string
-	if s.Image != "" {
+	for range s.ImagePaths() {
 		k = append(k, "image")
 	}
 	if s.Audio != "" {
@@ -195,14 +365,15 @@ func (s Sample) MediaKinds() []string {
 	return k
 }
 
-// MediaPaths lists the files of the sample's media, in MediaKinds' order.
+// MediaPaths lists the files of the sample's single-file media, resolved, in MediaKinds'
+// order.
 func (s Sample) MediaPaths() []string {
 	var p []string
-	if s.Image != "" {
-		p = append(p, s.Image)
+	for _, f := range s.ImagePaths() {
+		p = append(p, s.Resolve(f))
 	}
 	if s.Audio != "" {
-		p = append(p, s.Audio)
+		p = append(p, s.Resolve(s.Audio))
 	}
 	return p
 }

@@ -42,7 +42,7 @@ func TestRead(t *testing.T) {
 		`"just a string"`:                                   "x.jsonl:1",
 		`[{"text":"a"}]`:                                    "x.jsonl:1",
 		`null`:                                              "no text",
-		`{"text":"a","bbox":[0,0,2,2]}`:                     "x.jsonl:1: samples: invalid line: bbox without an image",
+		`{"text":"a","bbox":[0,0,2,2]}`:                     "x.jsonl:1: samples: invalid line: bbox needs exactly one image (the box is in its pixels)",
 		`{"image":"i.png","bbox":[0,0,2]}`:                  "bbox has 3 numbers",
 		`{"image":"i.png","bbox":[3,0,2,2]}`:                "want x0 < x1 and y0 < y1",
 		`{"image":"i.png","bbox":[0,2,2,2]}`:                "want x0 < x1 and y0 < y1",

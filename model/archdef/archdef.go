@@ -52,22 +52,23 @@ type FFNTemplate struct {
 // Module is one part of an architecture: a language decoder ("llm"), a vision or audio
 // encoder, a projector. Its sizes are read from its config object: the top level, or a
 // sub-object (vision_config, text_config) whose missing keys fall back to the top level when
-// Fallback is set (LLaVA's text_config omits the defaults).
+// Fallback is set (LLaVA's text_config omits the defaults). Defaults are the values of keys
+// the config leaves out, as the module's transformers config class defaults them (Qwen2-Audio's
+// text_config omits Qwen2-7B's sizes, which Qwen2Config's constructor supplies): they apply
+// after the fallback, to keys neither object has (LLaVA's text_config names only what differs
+// from LlamaConfig, its vision_config what differs from CLIPVisionConfig). Any key the config
+// gives wins.
 type Module struct {
 	Name        string           `json:"name"`
 	Config      string           `json:"config,omitempty"`
 	Fallback    bool             `json:"fallback,omitempty"`
+	Defaults    map[string]any   `json:"defaults,omitempty"`
 	Layers      string           `json:"layers,omitempty"` // layer-count key; "" for a module without layers
 	LayerPrefix string           `json:"layer_prefix,omitempty"`
 	Pre         []TensorTemplate `json:"pre,omitempty"`
 	Layer       []TensorTemplate `json:"layer,omitempty"`
 	Post        []TensorTemplate `json:"post,omitempty"`
 	FFN         *FFNTemplate     `json:"ffn,omitempty"`
-	// Defaults are the config class's values for keys a config.json may omit (transformers
-	// fills them in when it builds the sub-config: LLaVA's text_config names only what differs
-	// from LlamaConfig, its vision_config what differs from CLIPVisionConfig). Any key the
-	// config gives wins.
-	Defaults map[string]any `json:"defaults,omitempty"`
 }
 
 // Definition is one architecture's JSON definition.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -618,5 +619,51 @@ func TestDefaultsAndEvery(t *testing.T) {
 		if _, err := a.Tensors(); err == nil || !strings.Contains(err.Error(), "cross_attention_frequency") {
 			t.Errorf("cross_attention_frequency %s: %v", bad, err)
 		}
+	}
+}
+
+// A module's defaults fill the keys its config object leaves out (Qwen2-Audio's text_config
+// omits Qwen2-7B's sizes), never override a key it has, and serve dotted keys of other
+// modules' shapes (the projector's text_config.hidden_size).
+func TestModuleDefaults(t *testing.T) {
+	def := `{"architectures": ["NeurosurgDefaultsTest"], "modules": [
+	  {"name": "llm", "config": "text_config", "layers": "n", "layer_prefix": "l.{i}.",
+	    "defaults": {"n": 3, "h": 8, "f": 5},
+	    "layer": [{"name": "w", "shape": ["f", "h"]}]},
+	  {"name": "projector", "pre": [{"name": "p.weight", "shape": ["text_config.h", "audio_config.d"]}]}]}`
+	if err := archdef.RegisterDefinition([]byte(def)); err != nil {
+		t.Fatal(err)
+	}
+	a, err := archdef.ForConfig([]byte(`{"architectures": ["NeurosurgDefaultsTest"], "audio_config": {"d": 4}, "text_config": {"f": 7}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs, err := a.Tensors()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range specs {
+		got = append(got, fmt.Sprint(s.Name, s.Shape))
+	}
+	want := []string{"l.0.w[7 8]", "l.1.w[7 8]", "l.2.w[7 8]", "p.weight[8 4]"}
+	if !slices.Equal(got, want) {
+		t.Errorf("tensors %v, want %v", got, want)
+	}
+	// An absent sub-object is all defaults (transformers builds it from the class defaults);
+	// one no module gives defaults for is an error naming it.
+	b, err := archdef.ForConfig([]byte(`{"architectures": ["NeurosurgDefaultsTest"], "audio_config": {"d": 4}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if specs, err := b.Tensors(); err != nil || len(specs) != 4 || specs[0].Shape[0] != 5 || specs[3].Shape[0] != 8 {
+		t.Errorf("absent text_config: %v, %v", specs, err)
+	}
+	c, err := archdef.ForConfig([]byte(`{"architectures": ["NeurosurgDefaultsTest"], "text_config": {}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Tensors(); err == nil || !strings.Contains(err.Error(), `"audio_config"`) {
+		t.Errorf("missing audio_config: %v", err)
 	}
 }

@@ -59,6 +59,9 @@ func RenderChatTemplate(template string, messages []Message, addGenerationPrompt
 			parts := make([]map[string]any, len(m.Parts))
 			for j, p := range m.Parts {
 				parts[j] = map[string]any{"type": p.Type, "text": p.Text}
+				if p.URL != "" {
+					parts[j][p.Type+"_url"] = p.URL
+				}
 			}
 			msgs[i]["content"] = parts
 		}

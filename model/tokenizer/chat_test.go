@@ -62,3 +62,14 @@ func TestRealMultimodalTemplates(t *testing.T) {
 		}
 	}
 }
+
+// A part's URL reaches the template as "<type>_url" (Qwen2-Audio's processor template tests
+// "'audio_url' in content"); parts without one have no such key.
+func TestPartURL(t *testing.T) {
+	tpl := `{% for c in messages[0]['content'] %}{% if 'audio_url' in c %}[{{ c['audio_url'] }}]{% elif 'image_url' in c %}<img>{% else %}{{ c['text'] }}{% endif %}{% endfor %}`
+	msgs := []tokenizer.Message{{Role: "user", Parts: []tokenizer.Part{{Type: "audio", URL: "a.wav"}, {Type: "image"}, {Type: "text", Text: "hi"}}}}
+	got, err := tokenizer.RenderChatTemplate(tpl, msgs, false, "", "")
+	if err != nil || got != "[a.wav]hi" {
+		t.Errorf("got %q, %v; want %q", got, err, "[a.wav]hi")
+	}
+}

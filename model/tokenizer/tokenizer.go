@@ -54,6 +54,9 @@ type Message struct {
 type Part struct {
 	Type string `json:"type"` // "text", "image", "video", "audio"
 	Text string `json:"text,omitempty"`
+	// URL is the medium's file: templates that test for it ("'audio_url' in content" in
+	// Qwen2-Audio's) see it under the key Type+"_url".
+	URL string `json:"url,omitempty"`
 }
 
 // Tokenizer is a loaded tokenizer.

@@ -528,9 +528,9 @@ func region(ctx context.Context, m *model.Model, data []samples.Sample, lists ma
 	defer os.RemoveAll(dir)
 	restricted := make([]samples.Sample, len(boxed))
 	for i, s := range boxed {
-		img, err := imageproc.DecodeFile(s.Image, imageproc.DecodeOptions{})
+		img, err := imageproc.DecodeFile(s.Resolve(s.Image), imageproc.DecodeOptions{})
 		if err != nil {
-			return fmt.Errorf("mmneurons: sample %s: %s: %w", s.ID, s.Image, err)
+			return fmt.Errorf("mmneurons: sample %s: %s: %w", s.ID, s.Resolve(s.Image), err)
 		}
 		cut, err := imageproc.MaskOutside(img, [4]float64(s.BBox), fill)
 		if err != nil {
