@@ -120,4 +120,3 @@ func (e *instructBLIP) prepare(proc *imageproc.CLIPConfig, path string) (Media, 
 	}
 	return Media{Kind: "image", Rows: e.patches(), Features: patchRows(chw, 1, e.imageSide, e.patchSide)}, nil
 }
-

@@ -333,9 +333,15 @@ func vexBytes(bs ...byte) string {
 	return "\t" + strings.Join(parts, "; ")
 }
 
-func tileLoad(t int) string  { return vexBytes(0xc4, 0xe2, 0x7b, 0x4b, byte(t<<3|4), 0x0e) + fmt.Sprintf(" // TILELOADD (SI)(CX*1), TMM%d\n", t) }
-func tileStore(t int) string { return vexBytes(0xc4, 0xe2, 0x7a, 0x4b, byte(t<<3|4), 0x0e) + fmt.Sprintf(" // TILESTORED TMM%d, (SI)(CX*1)\n", t) }
-func tileZero(t int) string  { return vexBytes(0xc4, 0xe2, 0x7b, 0x49, byte(0xc0|t<<3)) + fmt.Sprintf(" // TILEZERO TMM%d\n", t) }
+func tileLoad(t int) string {
+	return vexBytes(0xc4, 0xe2, 0x7b, 0x4b, byte(t<<3|4), 0x0e) + fmt.Sprintf(" // TILELOADD (SI)(CX*1), TMM%d\n", t)
+}
+func tileStore(t int) string {
+	return vexBytes(0xc4, 0xe2, 0x7a, 0x4b, byte(t<<3|4), 0x0e) + fmt.Sprintf(" // TILESTORED TMM%d, (SI)(CX*1)\n", t)
+}
+func tileZero(t int) string {
+	return vexBytes(0xc4, 0xe2, 0x7b, 0x49, byte(0xc0|t<<3)) + fmt.Sprintf(" // TILEZERO TMM%d\n", t)
+}
 
 // tdpbf16ps encodes TDPBF16PS tmm(dst), tmm(a), tmm(b): VEX.128.F3.0F38.W0 5C, b in vvvv.
 func tdpbf16ps(dst, a, b int) string {
