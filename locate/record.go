@@ -95,22 +95,15 @@ type firstStep struct {
 // WantsAttention asks for MINER's non-causal attention when MINER scores are recorded.
 func (r *recorder) WantsAttention() (bool, bool) { return false, r.miner }
 
+// MeanOnly tells the runtime that MINER reads only the mean over heads (AttnEvent.Mean).
+func (r *recorder) MeanOnly() bool { return true }
+
 func (r *recorder) Attention(e *model.AttnEvent) {
 	if !e.NonCausal || e.Pos0 != 0 {
 		return
 	}
 	T := e.Cols
-	if cap(r.attn) < T*T {
-		r.attn = make([]float32, T*T)
-	}
-	r.attn = r.attn[:T*T]
-	clear(r.attn)
-	inv := 1 / float32(e.Heads)
-	for h := 0; h < e.Heads; h++ {
-		for i, v := range e.Probs[h*e.Rows*T : (h+1)*e.Rows*T] {
-			r.attn[i] += v * inv
-		}
-	}
+	r.attn = append(r.attn[:0], e.Mean[:e.Rows*T]...) // the event's buffer is the runtime's
 }
 
 // addISM adds one layer's MINER scores of the current sample (prefill only, §2.3). A prompt of

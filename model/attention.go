@@ -185,7 +185,7 @@ func (a *Attention) forwardCausal(b *stepBatch, l int, site Site, out, xn, q, k,
 			a.attention(b.sc, ai, qi, s.k[l], s.v[l], s.pos, n)
 		}
 		if len(b.attnTaps) > 0 {
-			a.attentionTaps(b.attnTaps, site, i, s.pos, n, qi, s.k[l])
+			a.attentionTaps(b.sc, b.attnTaps, site, i, s.pos, n, qi, s.k[l])
 		}
 	}
 	a.o.Forward(out, att, T)
