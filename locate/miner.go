@@ -53,6 +53,39 @@ func modalityMasks(types []int) [7][]int {
 // idx: X = act[idx, :] (rows of n neurons), S = mean-over-heads non-causal attention (T×T).
 // out[metric][j]. S may be nil (the attention metrics are then 0).
 func ismSample(act []float32, N int, S []float32, T int, idx []int) [5][]float64 {
+	var E []float64
+	if S != nil {
+		E = expTable(S, T, nil)
+	}
+	return ismSampleExp(act, N, E, T, idx)
+}
+
+// expTable is exp(S) element-wise in float64: the second softmax's numerators, computed once per
+// layer for every modality (each reads its submatrix). Rows go to the cores.
+func expTable(S []float32, T int, buf []float64) []float64 {
+	if cap(buf) < T*T {
+		buf = make([]float64, T*T)
+	}
+	E := buf[:T*T]
+	kernels.Parallel(T, rowSpan(T, T), func(r0, r1 int) {
+		for i, v := range S[r0*T : r1*T] {
+			E[r0*T+i] = math.Exp(float64(v))
+		}
+	})
+	return E
+}
+
+// rowSpan is the chunk for spreading n rows of width w over the cores (all on the caller when
+// the work is too small to hand off).
+func rowSpan(n, w int) int {
+	if n*w < 1<<14 {
+		return max(n, 1)
+	}
+	return (n + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0)
+}
+
+// ismSampleExp is ismSample with exp(S) given (expTable; nil: no attention metrics).
+func ismSampleExp(act []float32, N int, E []float64, T int, idx []int) [5][]float64 {
 	var out [5][]float64
 	for i := range out {
 		out[i] = make([]float64, N)
@@ -60,34 +93,44 @@ func ismSample(act []float32, N int, S []float32, T int, idx []int) [5][]float64
 	n := len(idx)
 	prob, mean, mx := out[0], out[1], out[2]
 	var wk, wq []float64
-	if S != nil {
+	if E != nil {
 		// Ŝ = S[idx, idx]; a second softmax over probabilities, as the official code does:
-		// wk sums the column softmaxes by row, wq the row softmaxes by column.
-		e := make([]float64, n*n)
-		for a, q := range idx {
-			for b, k := range idx {
-				e[a*n+b] = math.Exp(float64(S[q*T+k]))
-			}
-		}
+		// wk sums the column softmaxes by row, wq the row softmaxes by column. Every sum runs
+		// in the order of the direct loops (column sums over rows a ascending, wk[a] over
+		// columns b ascending, wq[b] over rows a ascending), on row or column spans of the
+		// cores, reading the rows of E in place.
+		e := func(a int) []float64 { return E[idx[a]*T : idx[a]*T+T] }
+		zc, zr := make([]float64, n), make([]float64, n)
 		wk, wq = make([]float64, n), make([]float64, n)
-		for b := 0; b < n; b++ {
-			var z float64
+		span := rowSpan(n, n)
+		kernels.Parallel(n, span, func(b0, b1 int) {
 			for a := 0; a < n; a++ {
-				z += e[a*n+b]
+				row := e(a)
+				for b := b0; b < b1; b++ {
+					zc[b] += row[idx[b]]
+				}
 			}
+		})
+		kernels.Parallel(n, span, func(a0, a1 int) {
+			for a := a0; a < a1; a++ {
+				row := e(a)
+				var z, w float64
+				for b, k := range idx {
+					v := row[k]
+					z += v
+					w += v / zc[b]
+				}
+				zr[a], wk[a] = z, w
+			}
+		})
+		kernels.Parallel(n, span, func(b0, b1 int) {
 			for a := 0; a < n; a++ {
-				wk[a] += e[a*n+b] / z
+				row, z := e(a), zr[a]
+				for b := b0; b < b1; b++ {
+					wq[b] += row[idx[b]] / z
+				}
 			}
-		}
-		for a := 0; a < n; a++ {
-			var z float64
-			for b := 0; b < n; b++ {
-				z += e[a*n+b]
-			}
-			for b := 0; b < n; b++ {
-				wq[b] += e[a*n+b] / z
-			}
-		}
+		})
 	}
 	// Neurons are independent: spans of them go to the cores (each sums its rows in order).
 	kernels.Parallel(N, neuronSpan(n, N), func(j0, j1 int) {
@@ -106,7 +149,7 @@ func ismSample(act []float32, N int, S []float32, T int, idx []int) [5][]float64
 				m[j] += float64(v)
 				x[j] = max(x[j], float64(v))
 			}
-			if S != nil {
+			if E != nil {
 				o3, o4 := out[3][j0:j1], out[4][j0:j1]
 				for j, v := range row {
 					o3[j] += wk[a] * float64(v)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -120,4 +121,111 @@ func readGzipStats(t *testing.T, path string) *Stats {
 		t.Fatal(err)
 	}
 	return st
+}
+
+// ismSample (exp table shared by the modalities, sums on row and column spans of the cores)
+// equals the direct loops it replaced bit for bit: on a subset of positions and on all of
+// them, with and without attention.
+func TestISMSampleMatchesLoop(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	const T, N = 150, 300
+	act := make([]float32, T*N)
+	for i := range act {
+		act[i] = float32(rng.NormFloat64())
+	}
+	S := make([]float32, T*T)
+	for i := range S {
+		S[i] = float32(rng.Float64() / 20)
+	}
+	var sub, all []int
+	for p := 0; p < T; p++ {
+		if rng.IntN(3) > 0 {
+			sub = append(sub, p)
+		}
+		all = append(all, p)
+	}
+	for _, idx := range [][]int{sub, all, {7}} {
+		for _, s := range [][]float32{S, nil} {
+			got, want := ismSample(act, N, s, T, idx), ismSampleLoop(act, N, s, T, idx)
+			for i := range want {
+				if !slices.Equal(got[i], want[i]) {
+					t.Fatalf("%d positions, attention %v: %s differs", len(idx), s != nil, Metrics[i])
+				}
+			}
+		}
+	}
+}
+
+// ismSampleLoop is ismSample as it was before the exp table (the reference of the test above).
+func ismSampleLoop(act []float32, N int, S []float32, T int, idx []int) [5][]float64 {
+	var out [5][]float64
+	for i := range out {
+		out[i] = make([]float64, N)
+	}
+	n := len(idx)
+	prob, mean, mx := out[0], out[1], out[2]
+	var wk, wq []float64
+	if S != nil {
+		// Ŝ = S[idx, idx]; a second softmax over probabilities, as the official code does:
+		// wk sums the column softmaxes by row, wq the row softmaxes by column.
+		e := make([]float64, n*n)
+		for a, q := range idx {
+			for b, k := range idx {
+				e[a*n+b] = math.Exp(float64(S[q*T+k]))
+			}
+		}
+		wk, wq = make([]float64, n), make([]float64, n)
+		for b := 0; b < n; b++ {
+			var z float64
+			for a := 0; a < n; a++ {
+				z += e[a*n+b]
+			}
+			for a := 0; a < n; a++ {
+				wk[a] += e[a*n+b] / z
+			}
+		}
+		for a := 0; a < n; a++ {
+			var z float64
+			for b := 0; b < n; b++ {
+				z += e[a*n+b]
+			}
+			for b := 0; b < n; b++ {
+				wq[b] += e[a*n+b] / z
+			}
+		}
+	}
+	// Neurons are independent: spans of them go to the cores (each sums its rows in order).
+	kernels.Parallel(N, neuronSpan(n, N), func(j0, j1 int) {
+		for j := j0; j < j1; j++ {
+			mx[j] = math.Inf(-1)
+		}
+		for a, t := range idx {
+			row := act[t*N+j0 : t*N+j1]
+			p, m, x := prob[j0:j1], mean[j0:j1], mx[j0:j1]
+			for j, v := range row {
+				var fired uint64 // branch-free: firing is a coin toss the predictor loses
+				if v > 0 {
+					fired = 1
+				}
+				p[j] += float64(fired)
+				m[j] += float64(v)
+				x[j] = max(x[j], float64(v))
+			}
+			if S != nil {
+				o3, o4 := out[3][j0:j1], out[4][j0:j1]
+				for j, v := range row {
+					o3[j] += wk[a] * float64(v)
+					o4[j] += wq[a] * float64(v)
+				}
+			}
+		}
+		for j := j0; j < j1; j++ {
+			prob[j] /= float64(n)
+			mean[j] /= float64(n)
+		}
+	})
+	for i := range out {
+		minMax(out[i])
+	}
+	return out
 }

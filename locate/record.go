@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"maps"
+	"slices"
 
 	"github.com/neurosurg/neurosurg/formats/samples"
 	"github.com/neurosurg/neurosurg/model"
@@ -27,6 +28,7 @@ type recorder struct {
 	types       []int                   // token type of each position of the current sample
 	ismCur      *ISMStats
 	attn        []float32       // mean-over-heads non-causal attention of the current layer (T×T)
+	exp         []float64       // exp(attn), MINER's second softmax's numerators (expTable)
 	rowConcepts []*ConceptStats // per row of the current FFN event: the concept it generates
 	firsts      []firstStep     // per concept the current sample generates: its first step
 	err         error           // the first event that does not fit the stats
@@ -115,15 +117,29 @@ func (r *recorder) addISM(e *model.FFNEvent) {
 	}
 	L, N := r.llm.Layers, e.Neurons
 	masks := modalityMasks(r.types[:e.Rows])
-	var S []float32
+	var E []float64
 	if len(r.attn) == e.Rows*e.Rows {
-		S = r.attn
+		r.exp = expTable(r.attn, e.Rows, r.exp)
+		E = r.exp
 	}
+	var done [7][5][]float64
 	for m, idx := range masks {
 		if len(idx) == 0 {
 			continue
 		}
-		sc := ismSample(e.Act, N, S, e.Rows, idx)
+		// Modalities holding the same positions (text-only prompts: special_text = prompt)
+		// have the same scores.
+		var sc [5][]float64
+		for p := 0; p < m; p++ {
+			if done[p][0] != nil && slices.Equal(masks[p], idx) {
+				sc = done[p]
+				break
+			}
+		}
+		if sc[0] == nil {
+			sc = ismSampleExp(e.Act, N, E, e.Rows, idx)
+			done[m] = sc
+		}
 		for i := 0; i < 5; i++ {
 			base := ((i*7+m)*L + e.Site.Layer) * N
 			for j, v := range sc[i] {
