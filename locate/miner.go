@@ -144,53 +144,68 @@ func ismSampleExp(act []float32, N int, E []float64, T int, idx []int) [5][]floa
 	return out
 }
 
-// ismTile is how many neurons ismTileRows accumulates at once: 5 float64 accumulators of 256
-// neurons are 10 KiB of L1.
+// ismTile is how many neurons ismTileRows accumulates at once: its accumulators (3 float64, a
+// count and an f32 maximum per neuron, 7 KiB) stay in L1 while all rows pass.
 const ismTile = 256
 
-// ismTileRows accumulates the five metrics of neurons [j0, j1) over the rows idx (wk, wq nil:
-// no attention metrics) and divides prob and mean by the row count.
+// ismTileRows accumulates the five metrics of neurons [j0, j1) (at most ismTile) over the rows
+// idx (wk, wq nil: no attention metrics) and divides prob and mean by the row count. The firing
+// count is an integer and the maximum is taken in f32: both equal the float64 sums and maxima
+// of the direct loop exactly (counts below 2⁵³; float64(max) = max of the float64s).
 func ismTileRows(act []float32, N int, idx []int, wk, wq []float64, out *[5][]float64, j0, j1 int) {
 	n := len(idx)
-	prob, mean, mx := out[0], out[1], out[2]
-	for j := j0; j < j1; j++ {
-		mx[j] = math.Inf(-1)
+	var fires [ismTile]uint32
+	var maxes [ismTile]float32
+	w := j1 - j0
+	fire, mx := fires[:w], maxes[:w]
+	for j := range mx {
+		mx[j] = float32(math.Inf(-1))
+	}
+	m := out[1][j0:j1]
+	var o3, o4 []float64
+	if wk != nil {
+		o3, o4 = out[3][j0:j1], out[4][j0:j1]
 	}
 	for a, t := range idx {
 		row := act[t*N+j0 : t*N+j1]
-		p, m, x := prob[j0:j1], mean[j0:j1], mx[j0:j1]
-		p, m, x = p[:len(row)], m[:len(row)], x[:len(row)]
-		if wk == nil {
-			for j, v := range row {
-				var fired uint64 // branch-free: firing is a coin toss the predictor loses
-				if v > 0 {
-					fired = 1
-				}
-				p[j] += float64(fired)
-				m[j] += float64(v)
-				x[j] = max(x[j], float64(v))
-			}
-			continue
-		}
-		o3, o4 := out[3][j0:j1], out[4][j0:j1]
-		o3, o4 = o3[:len(row)], o4[:len(row)]
-		ka, qa := wk[a], wq[a]
+		row = row[:w]
 		for j, v := range row {
-			var fired uint64
+			var fired uint32 // branch-free: firing is a coin toss the predictor loses
 			if v > 0 {
 				fired = 1
 			}
+			fire[j] += fired
+			// max(mx[j], v) as the builtin defines it (a NaN wins, +0 beats −0), spelled with
+			// branches that settle once the maximum has been seen: the builtin's selects
+			// cost half the loop.
+			if x := mx[j]; v > x {
+				mx[j] = v
+			} else if v == x {
+				mx[j] = math.Float32frombits(math.Float32bits(x) & math.Float32bits(v))
+			} else if v != v {
+				mx[j] = v
+			}
+		}
+		m := m[:w]
+		if wk == nil {
+			for j, v := range row {
+				m[j] += float64(v)
+			}
+			continue
+		}
+		o3, o4 := o3[:w], o4[:w]
+		ka, qa := wk[a], wq[a]
+		for j, v := range row {
 			f := float64(v)
-			p[j] += float64(fired)
 			m[j] += f
-			x[j] = max(x[j], f)
 			o3[j] += ka * f
 			o4[j] += qa * f
 		}
 	}
-	for j := j0; j < j1; j++ {
-		prob[j] /= float64(n)
-		mean[j] /= float64(n)
+	for j := range w {
+		out[0][j0+j] = float64(fire[j]) / float64(n)
+		out[1][j0+j] /= float64(n)
+		out[2][j0+j] = float64(mx[j])
 	}
 }
 

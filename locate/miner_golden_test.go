@@ -132,6 +132,12 @@ func TestISMSampleMatchesLoop(t *testing.T) {
 	act := make([]float32, T*N)
 	for i := range act {
 		act[i] = float32(rng.NormFloat64())
+		if i%N < 3 { // neurons whose maximum is a signed zero: +0 beats −0 either way round
+			act[i] = -float32(math.Abs(float64(act[i])))
+			if i/N%7 == 3 {
+				act[i] = float32(math.Copysign(0, float64(i%N)-1))
+			}
+		}
 	}
 	S := make([]float32, T*T)
 	for i := range S {
@@ -148,7 +154,7 @@ func TestISMSampleMatchesLoop(t *testing.T) {
 		for _, s := range [][]float32{S, nil} {
 			got, want := ismSample(act, N, s, T, idx), ismSampleLoop(act, N, s, T, idx)
 			for i := range want {
-				if !slices.Equal(got[i], want[i]) {
+				if !slices.EqualFunc(got[i], want[i], func(a, b float64) bool { return math.Float64bits(a) == math.Float64bits(b) }) {
 					t.Fatalf("%d positions, attention %v: %s differs", len(idx), s != nil, Metrics[i])
 				}
 			}
@@ -228,4 +234,33 @@ func ismSampleLoop(act []float32, N int, S []float32, T int, idx []int) [5][]flo
 		minMax(out[i])
 	}
 	return out
+}
+
+// BenchmarkISMSample: one layer's MINER scores of one modality at T = 1500 positions and
+// Qwen2-0.5B's 4864 neurons, with attention: the direct loops it replaced beside ismSample.
+func BenchmarkISMSample(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	const T, N = 1500, 4864
+	act := make([]float32, T*N)
+	for i := range act {
+		act[i] = float32(rng.NormFloat64())
+	}
+	S := make([]float32, T*T)
+	for i := range S {
+		S[i] = float32(rng.Float64() / T)
+	}
+	idx := make([]int, T)
+	for i := range idx {
+		idx[i] = i
+	}
+	b.Run("loop", func(b *testing.B) {
+		for b.Loop() {
+			ismSampleLoop(act, N, S, T, idx)
+		}
+	})
+	b.Run("now", func(b *testing.B) {
+		for b.Loop() {
+			ismSample(act, N, S, T, idx)
+		}
+	})
 }
