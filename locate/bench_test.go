@@ -76,3 +76,48 @@ func BenchmarkRecord(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRecordLong: record and record --miner beside the plain forward at the length of an
+// image prompt (one sequence of 1,500 tokens) on Qwen2-0.5B's layer shapes (hidden 896, FFN
+// 4864, 14 heads, 2 KV heads), 4 layers, BF16. MINER's bar (#16) is ≤ 1.5× the forward.
+func BenchmarkRecordLong(b *testing.B) {
+	const T, layers, vocab = 1500, 4, 32768
+	dir := filepath.Join(b.TempDir(), "q")
+	if err := synth.Generate("../testdata/configs/Qwen2-0.5B", dir, synth.Options{DType: safetensors.BF16, Seed: 1,
+		Set: map[string]any{"num_hidden_layers": layers, "vocab_size": vocab}}); err != nil {
+		b.Fatal(err)
+	}
+	m, err := model.Open(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	seq := make([]int32, T)
+	for i := range seq {
+		seq[i] = int32(i * 7919 % vocab)
+	}
+	run := func(b *testing.B, taps func() []model.Tap) {
+		for b.Loop() {
+			if _, err := m.Forward(context.Background(), [][]int32{seq}, model.ForwardOptions{Taps: taps()}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(T*float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+	}
+	b.Run("forward", func(b *testing.B) { run(b, func() []model.Tap { return nil }) })
+	for _, c := range []struct {
+		name  string
+		miner bool
+	}{{"record", false}, {"record+miner", true}} {
+		b.Run(c.name, func(b *testing.B) {
+			s := NewStats("llm", layers, 4864)
+			r := newRecorder(s)
+			r.miner, r.ismCur = c.miner, s.Modules[0].ism("x")
+			r.startSample("x")
+			r.ids = seq
+			r.types = make([]int, T)
+			r.types[0] = TokSpecial
+			run(b, func() []model.Tap { return []model.Tap{r} })
+		})
+	}
+}

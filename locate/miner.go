@@ -53,88 +53,167 @@ func modalityMasks(types []int) [7][]int {
 // idx: X = act[idx, :] (rows of n neurons), S = mean-over-heads non-causal attention (T×T).
 // out[metric][j]. S may be nil (the attention metrics are then 0).
 func ismSample(act []float32, N int, S []float32, T int, idx []int) [5][]float64 {
-	return ismSampleRaw(act, N, S, T, idx, nil)
+	var E []float64
+	if S != nil {
+		E = expTable(S, T, nil)
+	}
+	return ismSampleExp(act, N, E, T, idx, nil)
 }
 
-// ismSampleRaw is ismSample that also gives, when raw is not nil (three slices of N), the
-// raw sums over the positions before any division or normalisation: the positions with
-// a > 0, Σ a (in the positions' order) and max a.
-func ismSampleRaw(act []float32, N int, S []float32, T int, idx []int, raw *[3][]float64) [5][]float64 {
+// expTable is exp(S) element-wise in float64: the second softmax's numerators, computed once per
+// layer for every modality (each reads its submatrix). Rows go to the cores.
+func expTable(S []float32, T int, buf []float64) []float64 {
+	if cap(buf) < T*T {
+		buf = make([]float64, T*T)
+	}
+	E := buf[:T*T]
+	kernels.Parallel(T, rowSpan(T, T), func(r0, r1 int) {
+		for i, v := range S[r0*T : r1*T] {
+			E[r0*T+i] = math.Exp(float64(v))
+		}
+	})
+	return E
+}
+
+// rowSpan is the chunk for spreading n rows of width w over the cores (all on the caller when
+// the work is too small to hand off).
+func rowSpan(n, w int) int {
+	if n*w < 1<<14 {
+		return max(n, 1)
+	}
+	return (n + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0)
+}
+
+// ismSampleExp is ismSample with exp(S) given (expTable; nil: no attention metrics). When raw
+// is not nil (three slices of N) it also gives the raw sums over the positions before any
+// division or normalisation: the positions with a > 0, Σ a (in the positions' order) and max a.
+func ismSampleExp(act []float32, N int, E []float64, T int, idx []int, raw *[3][]float64) [5][]float64 {
 	var out [5][]float64
 	for i := range out {
 		out[i] = make([]float64, N)
 	}
 	n := len(idx)
-	prob, mean, mx := out[0], out[1], out[2]
 	var wk, wq []float64
-	if S != nil {
+	if E != nil {
 		// Ŝ = S[idx, idx]; a second softmax over probabilities, as the official code does:
-		// wk sums the column softmaxes by row, wq the row softmaxes by column.
-		e := make([]float64, n*n)
-		for a, q := range idx {
-			for b, k := range idx {
-				e[a*n+b] = math.Exp(float64(S[q*T+k]))
-			}
-		}
+		// wk sums the column softmaxes by row, wq the row softmaxes by column. Every sum runs
+		// in the order of the direct loops (column sums over rows a ascending, wk[a] over
+		// columns b ascending, wq[b] over rows a ascending), on row or column spans of the
+		// cores, reading the rows of E in place.
+		e := func(a int) []float64 { return E[idx[a]*T : idx[a]*T+T] }
+		zc, zr := make([]float64, n), make([]float64, n)
 		wk, wq = make([]float64, n), make([]float64, n)
-		for b := 0; b < n; b++ {
-			var z float64
+		span := rowSpan(n, n)
+		kernels.Parallel(n, span, func(b0, b1 int) {
 			for a := 0; a < n; a++ {
-				z += e[a*n+b]
+				row := e(a)
+				for b := b0; b < b1; b++ {
+					zc[b] += row[idx[b]]
+				}
 			}
+		})
+		kernels.Parallel(n, span, func(a0, a1 int) {
+			for a := a0; a < a1; a++ {
+				row := e(a)
+				var z, w float64
+				for b, k := range idx {
+					v := row[k]
+					z += v
+					w += v / zc[b]
+				}
+				zr[a], wk[a] = z, w
+			}
+		})
+		kernels.Parallel(n, span, func(b0, b1 int) {
 			for a := 0; a < n; a++ {
-				wk[a] += e[a*n+b] / z
+				row, z := e(a), zr[a]
+				for b := b0; b < b1; b++ {
+					wq[b] += row[idx[b]] / z
+				}
 			}
-		}
-		for a := 0; a < n; a++ {
-			var z float64
-			for b := 0; b < n; b++ {
-				z += e[a*n+b]
-			}
-			for b := 0; b < n; b++ {
-				wq[b] += e[a*n+b] / z
-			}
-		}
+		})
 	}
-	// Neurons are independent: spans of them go to the cores (each sums its rows in order).
-	kernels.Parallel(N, neuronSpan(n, N), func(j0, j1 int) {
-		for j := j0; j < j1; j++ {
-			mx[j] = math.Inf(-1)
-		}
-		for a, t := range idx {
-			row := act[t*N+j0 : t*N+j1]
-			p, m, x := prob[j0:j1], mean[j0:j1], mx[j0:j1]
-			for j, v := range row {
-				var fired uint64 // branch-free: firing is a coin toss the predictor loses
-				if v > 0 {
-					fired = 1
-				}
-				p[j] += float64(fired)
-				m[j] += float64(v)
-				x[j] = max(x[j], float64(v))
-			}
-			if S != nil {
-				o3, o4 := out[3][j0:j1], out[4][j0:j1]
-				for j, v := range row {
-					o3[j] += wk[a] * float64(v)
-					o4[j] += wq[a] * float64(v)
-				}
-			}
-		}
-		if raw != nil {
-			copy(raw[0][j0:j1], prob[j0:j1])
-			copy(raw[1][j0:j1], mean[j0:j1])
-			copy(raw[2][j0:j1], mx[j0:j1])
-		}
-		for j := j0; j < j1; j++ {
-			prob[j] /= float64(n)
-			mean[j] /= float64(n)
+	// Neurons are independent: spans of them go to the cores (each sums its rows in order),
+	// a tile of neurons at a time so that its five accumulators stay in L1 while all rows pass.
+	kernels.Parallel(N, neuronSpan(n, N), func(s0, s1 int) {
+		for j0 := s0; j0 < s1; j0 += ismTile {
+			ismTileRows(act, N, idx, wk, wq, &out, j0, min(j0+ismTile, s1), raw)
 		}
 	})
 	for i := range out {
 		minMax(out[i])
 	}
 	return out
+}
+
+// ismTile is how many neurons ismTileRows accumulates at once: its accumulators (3 float64, a
+// count and an f32 maximum per neuron, 7 KiB) stay in L1 while all rows pass.
+const ismTile = 256
+
+// ismTileRows accumulates the five metrics of neurons [j0, j1) (at most ismTile) over the rows
+// idx (wk, wq nil: no attention metrics) and divides prob and mean by the row count. The firing
+// count is an integer and the maximum is taken in f32: both equal the float64 sums and maxima
+// of the direct loop exactly (counts below 2⁵³; float64(max) = max of the float64s).
+func ismTileRows(act []float32, N int, idx []int, wk, wq []float64, out *[5][]float64, j0, j1 int, raw *[3][]float64) {
+	n := len(idx)
+	var fires [ismTile]uint32
+	var maxes [ismTile]float32
+	w := j1 - j0
+	fire, mx := fires[:w], maxes[:w]
+	for j := range mx {
+		mx[j] = float32(math.Inf(-1))
+	}
+	m := out[1][j0:j1]
+	var o3, o4 []float64
+	if wk != nil {
+		o3, o4 = out[3][j0:j1], out[4][j0:j1]
+	}
+	for a, t := range idx {
+		row := act[t*N+j0 : t*N+j1]
+		row = row[:w]
+		for j, v := range row {
+			var fired uint32 // branch-free: firing is a coin toss the predictor loses
+			if v > 0 {
+				fired = 1
+			}
+			fire[j] += fired
+			// max(mx[j], v) as the builtin defines it (a NaN wins, +0 beats −0), spelled with
+			// branches that settle once the maximum has been seen: the builtin's selects
+			// cost half the loop.
+			if x := mx[j]; v > x {
+				mx[j] = v
+			} else if v == x {
+				mx[j] = math.Float32frombits(math.Float32bits(x) & math.Float32bits(v))
+			} else if v != v {
+				mx[j] = v
+			}
+		}
+		m := m[:w]
+		if wk == nil {
+			for j, v := range row {
+				m[j] += float64(v)
+			}
+			continue
+		}
+		o3, o4 := o3[:w], o4[:w]
+		ka, qa := wk[a], wq[a]
+		for j, v := range row {
+			f := float64(v)
+			m[j] += f
+			o3[j] += ka * f
+			o4[j] += qa * f
+		}
+	}
+	if raw != nil {
+		for j := range w {
+			raw[0][j0+j], raw[1][j0+j], raw[2][j0+j] = float64(fire[j]), out[1][j0+j], float64(mx[j])
+		}
+	}
+	for j := range w {
+		out[0][j0+j] = float64(fire[j]) / float64(n)
+		out[1][j0+j] /= float64(n)
+		out[2][j0+j] = float64(mx[j])
+	}
 }
 
 // minMax rescales v to [0,1]; a constant vector becomes 0 (the official code divides by zero).

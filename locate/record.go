@@ -30,7 +30,8 @@ type recorder struct {
 	types       []int                   // token type of each position of the current sample
 	ismCur      *ISMStats
 	attn        []float32       // mean-over-heads non-causal attention of the current layer (T×T)
-	rawBuf      [3][]float64    // one modality's raw fire count, Σ a and max a of the current layer
+	rawBuf      [7][3][]float64 // per modality the raw fire count, Σ a and max a of the current layer
+	exp         []float64       // exp(attn), MINER's second softmax's numerators (expTable)
 	rowConcepts []*ConceptStats // per row of the current FFN event: the concept it generates
 	firsts      []firstStep     // per concept the current sample generates: its first step
 	err         error           // the first event that does not fit the stats
@@ -99,22 +100,15 @@ type firstStep struct {
 // WantsAttention asks for MINER's non-causal attention when MINER scores are recorded.
 func (r *recorder) WantsAttention() (bool, bool) { return false, r.miner }
 
+// MeanOnly tells the runtime that MINER reads only the mean over heads (AttnEvent.Mean).
+func (r *recorder) MeanOnly() bool { return true }
+
 func (r *recorder) Attention(e *model.AttnEvent) {
 	if !e.NonCausal || e.Pos0 != 0 {
 		return
 	}
 	T := e.Cols
-	if cap(r.attn) < T*T {
-		r.attn = make([]float32, T*T)
-	}
-	r.attn = r.attn[:T*T]
-	clear(r.attn)
-	inv := 1 / float32(e.Heads)
-	for h := 0; h < e.Heads; h++ {
-		for i, v := range e.Probs[h*e.Rows*T : (h+1)*e.Rows*T] {
-			r.attn[i] += v * inv
-		}
-	}
+	r.attn = append(r.attn[:0], e.Mean[:e.Rows*T]...) // the event's buffer is the runtime's
 }
 
 // addISM adds one layer's MINER scores of the current sample (prefill only, §2.3). A prompt of
@@ -134,32 +128,50 @@ func (r *recorder) addISM(e *model.FFNEvent) {
 		return
 	}
 	masks := modalityMasks(r.types[:e.Rows])
-	var S []float32
+	var E []float64
 	if len(r.attn) == e.Rows*e.Rows {
-		S = r.attn
+		r.exp = expTable(r.attn, e.Rows, r.exp)
+		E = r.exp
 	}
 	raw := r.ismCur.Raw
-	var sums *[3][]float64
-	if raw != nil {
-		if len(r.rawBuf[0]) != N {
-			r.rawBuf = [3][]float64{make([]float64, N), make([]float64, N), make([]float64, N)}
+	if raw != nil && len(r.rawBuf[0][0]) != N {
+		for m := range r.rawBuf {
+			r.rawBuf[m] = [3][]float64{make([]float64, N), make([]float64, N), make([]float64, N)}
 		}
-		sums = &r.rawBuf
 	}
 	l := e.Site.Layer
+	var done [7][5][]float64
 	for m, idx := range masks {
 		if len(idx) == 0 {
 			continue
 		}
-		sc := ismSampleRaw(e.Act, N, S, e.Rows, idx, sums)
+		// Modalities holding the same positions (text-only prompts: special_text = prompt)
+		// have the same scores and raw sums.
+		var sc [5][]float64
+		src := m
+		for p := 0; p < m; p++ {
+			if done[p][0] != nil && slices.Equal(masks[p], idx) {
+				sc, src = done[p], p
+				break
+			}
+		}
+		if sc[0] == nil {
+			var sums *[3][]float64
+			if raw != nil {
+				sums = &r.rawBuf[m]
+			}
+			sc = ismSampleExp(e.Act, N, E, e.Rows, idx, sums)
+			done[m] = sc
+		}
 		if raw != nil {
 			raw.Positions[m*L+l] += float64(len(idx))
 			base := (m*L + l) * N
+			rb := &r.rawBuf[src]
 			for j := 0; j < N; j++ {
-				raw.Fire[base+j] += r.rawBuf[0][j]
+				raw.Fire[base+j] += rb[0][j]
 				// One sample's sum per term, exact across samples: shards merge to one pass.
-				addTerm(raw.Sum, raw.SumExact, base+j, r.rawBuf[1][j])
-				raw.Max[base+j] = max(raw.Max[base+j], r.rawBuf[2][j])
+				addTerm(raw.Sum, raw.SumExact, base+j, rb[1][j])
+				raw.Max[base+j] = max(raw.Max[base+j], rb[2][j])
 			}
 		}
 		for i := 0; i < 5; i++ {

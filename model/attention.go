@@ -23,6 +23,12 @@ const attnRowBlock = 128
 // them (and, in MatMul, q and the probabilities) to bf16, F32 keeps attention f32; the caller
 // takes it from kvDType.
 func (a *Attention) attentionGEMM(sc *scratch, out, q, keys, vals []float32, pos0, n int, kv kernels.DType) {
+	a.attentionBlocks(sc, out, q, keys, vals, pos0, n, kv, true)
+}
+
+// attentionBlocks is attentionGEMM, causal or not: without the causal mask (an encoder's span,
+// pos0 = 0) every row block scores all n keys, so the values are transposed once per KV head.
+func (a *Attention) attentionBlocks(sc *scratch, out, q, keys, vals []float32, pos0, n int, kv kernels.DType, causal bool) {
 	hd, kvDim, qDim := a.hd, a.kvHeads*a.hd, a.heads*a.hd
 	group := a.heads / a.kvHeads
 	T := pos0 + n
@@ -47,9 +53,7 @@ func (a *Attention) attentionGEMM(sc *scratch, out, q, keys, vals []float32, pos
 				copy(kh[t*hd:(t+1)*hd], keys[t*kvDim+kvh*hd:t*kvDim+(kvh+1)*hd])
 			}
 		})
-		for r0 := 0; r0 < n; r0 += rb {
-			rows := min(rb, n-r0)
-			keysUsed := pos0 + r0 + rows // causal: later keys get zero weight
+		transposeV := func(keysUsed int) {
 			parallelSpan(keysUsed, func(t0, t1 int) {
 				for t := t0; t < t1; t++ {
 					for i, v := range vals[t*kvDim+kvh*hd : t*kvDim+(kvh+1)*hd] {
@@ -57,6 +61,19 @@ func (a *Attention) attentionGEMM(sc *scratch, out, q, keys, vals []float32, pos
 					}
 				}
 			})
+		}
+		var khBytes, vtBytes []byte
+		if !causal {
+			transposeV(T)
+			khBytes, vtBytes = khW(kh[:T*hd]), vtW(vt[:hd*T])
+		}
+		for r0 := 0; r0 < n; r0 += rb {
+			rows := min(rb, n-r0)
+			keysUsed := T
+			if causal {
+				keysUsed = pos0 + r0 + rows // later keys get zero weight
+				transposeV(keysUsed)
+			}
 			parallelSpan(group*rows, func(j0, j1 int) {
 				for j := j0; j < j1; j++ {
 					g, r := j/rows, j%rows
@@ -68,9 +85,16 @@ func (a *Attention) attentionGEMM(sc *scratch, out, q, keys, vals []float32, pos
 				}
 			})
 			sc := scores[:group*rows*keysUsed]
-			kernels.MatMul(sc, qs[:group*rows*hd], khW(kh[:keysUsed*hd]), wdt, group*rows, keysUsed, hd)
+			if causal {
+				khBytes = khW(kh[:keysUsed*hd])
+			}
+			kernels.MatMul(sc, qs[:group*rows*hd], khBytes, wdt, group*rows, keysUsed, hd)
 			parallelSpan(group*rows, func(i0, i1 int) {
 				for i := i0; i < i1; i++ {
+					if !causal {
+						kernels.Softmax(sc[i*keysUsed : (i+1)*keysUsed])
+						continue
+					}
 					p := pos0 + r0 + i%rows
 					lo := 0
 					if a.window > 0 && p-a.window+1 > 0 {
@@ -82,7 +106,10 @@ func (a *Attention) attentionGEMM(sc *scratch, out, q, keys, vals []float32, pos
 					clear(row[p+1:])
 				}
 			})
-			kernels.MatMul(os[:group*rows*hd], sc, vtW(vt[:hd*keysUsed]), wdt, group*rows, hd, keysUsed)
+			if causal {
+				vtBytes = vtW(vt[:hd*keysUsed])
+			}
+			kernels.MatMul(os[:group*rows*hd], sc, vtBytes, wdt, group*rows, hd, keysUsed)
 			parallelSpan(group*rows, func(j0, j1 int) {
 				for j := j0; j < j1; j++ {
 					g, r := j/rows, j%rows
@@ -158,14 +185,16 @@ func (a *Attention) forwardCausal(b *stepBatch, l int, site Site, out, xn, q, k,
 			a.attention(b.sc, ai, qi, s.k[l], s.v[l], s.pos, n)
 		}
 		if len(b.attnTaps) > 0 {
-			a.attentionTaps(b.attnTaps, site, i, s.pos, n, qi, s.k[l])
+			a.attentionTaps(b.sc, b.attnTaps, site, i, s.pos, n, qi, s.k[l])
 		}
 	}
 	a.o.Forward(out, att, T)
 }
 
 // forwardBidirectional is an encoder's attention: every row of a span (one image's patches,
-// one clip's frames: [start, end) row ranges of xn) attends to every row of the same span.
+// one clip's frames: [start, end) row ranges of xn) attends to every row of the same span —
+// in the GEMM form of the decoder's prefill (attentionBlocks without the mask) from 16 rows,
+// the per-row loop below that. Keys and values round to bf16 where the decoder's do (kvDType).
 // cos and sin, when not nil, are a rotary table the caller built (one row of hd/2 per row of
 // xn: 2-D for vision); nil leaves q and k unrotated (absolute position embeddings).
 func (a *Attention) forwardBidirectional(sc *scratch, out, xn []float32, rows int, spans [][2]int, cos, sin []float32) {
@@ -176,7 +205,13 @@ func (a *Attention) forwardBidirectional(sc *scratch, out, xn []float32, rows in
 		ropeTasks.Run(rows, spanChunk(rows), ropeTask{q: q, k: k, cos: cos, sin: sin, heads: a.heads, kvHeads: a.kvHeads, hd: a.hd})
 	}
 	for _, sp := range spans {
-		a.attentionRows(sc, att[sp[0]*qDim:sp[1]*qDim], q[sp[0]*qDim:sp[1]*qDim], k[sp[0]*kvDim:sp[1]*kvDim], v[sp[0]*kvDim:sp[1]*kvDim], 0, sp[1]-sp[0], true)
+		n := sp[1] - sp[0]
+		qs, ks, vs, as := q[sp[0]*qDim:sp[1]*qDim], k[sp[0]*kvDim:sp[1]*kvDim], v[sp[0]*kvDim:sp[1]*kvDim], att[sp[0]*qDim:sp[1]*qDim]
+		if n >= 16 {
+			a.attentionBlocks(sc, as, qs, ks, vs, 0, n, a.kvDType(), false)
+		} else {
+			a.attentionRows(sc, as, qs, ks, vs, 0, n, true)
+		}
 	}
 	a.o.Forward(out, att, rows)
 }

@@ -13,12 +13,19 @@ import (
 // (pos0 > 0), more rows than one score block, and a sliding window.
 func TestAttentionGEMMMatchesLoop(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 7))
-	type shape struct{ heads, kv, hd, pos0, n, window int }
+	type shape struct {
+		heads, kv, hd, pos0, n, window int
+		bidir                          bool // an encoder's span: no mask (pos0 0, no window)
+	}
 	cases := []shape{
-		{4, 4, 8, 0, 16, 0},
-		{14, 2, 64, 0, 300, 0},
-		{6, 2, 16, 37, 129, 0},
-		{4, 1, 32, 5, 200, 50},
+		{4, 4, 8, 0, 16, 0, false},
+		{14, 2, 64, 0, 300, 0, false},
+		{6, 2, 16, 37, 129, 0, false},
+		{4, 1, 32, 5, 200, 50, false},
+		{4, 4, 8, 0, 16, 0, true},
+		{16, 16, 80, 0, 300, 0, true},
+		{6, 2, 16, 0, 129, 0, true},
+		{20, 20, 64, 0, 150, 0, true},
 	}
 	for _, variant := range kernels.Variants() {
 		prev := kernels.Use(variant)
@@ -43,8 +50,8 @@ func TestAttentionGEMMMatchesLoop(t *testing.T) {
 					vals := randn(rng, T*c.kv*c.hd)
 					want := make([]float32, c.n*c.heads*c.hd)
 					got := make([]float32, len(want))
-					m.attention(new(scratch), want, q, keys, vals, c.pos0, c.n)
-					m.attentionGEMM(new(scratch), got, q, keys, vals, c.pos0, c.n, kv)
+					m.attentionRows(new(scratch), want, q, keys, vals, c.pos0, c.n, c.bidir)
+					m.attentionBlocks(new(scratch), got, q, keys, vals, c.pos0, c.n, kv, !c.bidir)
 					for i := range want {
 						if d := math.Abs(float64(got[i] - want[i])); d > tol {
 							t.Fatalf("out[%d] = %g, want %g", i, got[i], want[i])
@@ -144,4 +151,133 @@ func TestFFNChunks(t *testing.T) {
 			t.Errorf("ffnChunks(%v) = %s, want %s", c.off, got, c.want)
 		}
 	}
+}
+
+// forwardBidirectional equals a float64 reading of the definition, span by span: softmax over
+// the span's keys of rotated q·k/√d, times v. The projections select parts of x (0/1 weights,
+// exact in f32 and bf16) and o is the identity, so out is the attention itself and the
+// tolerance is attention's: 1e-5 for f32 keys and values (the GEMM form from 16 rows, the
+// loop below), bf16's 8 bits where a variant rounds BF16 layers' keys and values. Spans longer
+// than one score block, shorter than the GEMM threshold, GQA, and with and without a table.
+func TestBidirectionalMatchesDefinition(t *testing.T) {
+	type shape struct {
+		heads, kv, hd int
+		spans         [][2]int
+		rotary        bool
+	}
+	cases := []shape{
+		{4, 4, 16, [][2]int{{0, 300}}, false},
+		{6, 2, 16, [][2]int{{0, 40}, {40, 45}, {45, 190}}, true},
+		{2, 2, 80, [][2]int{{0, 16}, {16, 31}, {31, 160}}, true},
+		{3, 1, 8, [][2]int{{0, 7}}, false},
+	}
+	for _, variant := range kernels.Variants() {
+		prev := kernels.Use(variant)
+		dts := []kernels.DType{kernels.F32}
+		if kernels.BF16Activations() {
+			dts = append(dts, kernels.BF16)
+		}
+		for ci, c := range cases {
+			for _, dt := range dts {
+				t.Run(fmt.Sprintf("%s/%s/%d", variant, dt, ci), func(t *testing.T) {
+					rng := rand.New(rand.NewPCG(21, uint64(ci)))
+					qDim, kvDim := c.heads*c.hd, c.kv*c.hd
+					d := qDim + 2*kvDim
+					rows := c.spans[len(c.spans)-1][1]
+					sel := func(name string, from, n int) Linear {
+						w := make([]float32, n*d)
+						for i := range n {
+							w[i*d+from+i] = 1
+						}
+						wt := f32weight(name, w, n, d)
+						if dt == kernels.BF16 {
+							b := make([]byte, 2*len(w))
+							bf16bytes(b, w)
+							wt = weight{name: name, b: b, dt: kernels.BF16, rows: n, cols: d}
+						}
+						return Linear{w: wt}
+					}
+					a := &Attention{q: sel("q", 0, qDim), k: sel("k", qDim, kvDim), v: sel("v", qDim+kvDim, kvDim),
+						o: Linear{w: f32weight("o", eye(qDim), qDim, qDim)}, heads: c.heads, kvHeads: c.kv, hd: c.hd}
+					x := randn(rng, rows*d)
+					var cos, sin []float32
+					if c.rotary {
+						half := c.hd / 2
+						cos, sin = make([]float32, rows*half), make([]float32, rows*half)
+						for i := range cos {
+							th := rng.Float64() * 2 * math.Pi
+							cos[i], sin[i] = float32(math.Cos(th)), float32(math.Sin(th))
+						}
+					}
+					got := make([]float32, rows*qDim)
+					a.forwardBidirectional(new(scratch), got, x, rows, c.spans, cos, sin)
+
+					rot := func(v []float64, r int) []float64 {
+						if cos == nil {
+							return v
+						}
+						half := c.hd / 2
+						out := make([]float64, len(v))
+						for h := 0; h < len(v)/c.hd; h++ {
+							for i := range half {
+								cs, sn := float64(cos[r*half+i]), float64(sin[r*half+i])
+								x0, x1 := v[h*c.hd+i], v[h*c.hd+i+half]
+								out[h*c.hd+i] = x0*cs - x1*sn
+								out[h*c.hd+i+half] = x1*cs + x0*sn
+							}
+						}
+						return out
+					}
+					q, k := make([][]float64, rows), make([][]float64, rows)
+					for r := range rows {
+						q[r] = rot(f64s(x[r*d:r*d+qDim]), r)
+						k[r] = rot(f64s(x[r*d+qDim:r*d+qDim+kvDim]), r)
+					}
+					tol := 1e-5
+					if dt == kernels.BF16 {
+						tol = 3e-2
+					}
+					for _, sp := range c.spans {
+						for r := sp[0]; r < sp[1]; r++ {
+							for h := range c.heads {
+								kh := h / (c.heads / c.kv)
+								w := make([]float64, sp[1]-sp[0])
+								mx, sum := math.Inf(-1), 0.0
+								for j := range w {
+									for i := range c.hd {
+										w[j] += q[r][h*c.hd+i] * k[sp[0]+j][kh*c.hd+i]
+									}
+									w[j] /= math.Sqrt(float64(c.hd))
+									mx = math.Max(mx, w[j])
+								}
+								for j := range w {
+									w[j] = math.Exp(w[j] - mx)
+									sum += w[j]
+								}
+								for i := range c.hd {
+									want := 0.0
+									for j, p := range w {
+										want += p / sum * float64(x[(sp[0]+j)*d+qDim+kvDim+kh*c.hd+i])
+									}
+									if g := float64(got[r*qDim+h*c.hd+i]); math.Abs(g-want) > tol*(1+math.Abs(want)) {
+										t.Fatalf("span %v row %d head %d [%d] = %g, want %g", sp, r, h, i, g, want)
+									}
+								}
+							}
+						}
+					}
+				})
+			}
+		}
+		kernels.Use(prev)
+	}
+}
+
+// eye is the n×n identity.
+func eye(n int) []float32 {
+	w := make([]float32, n*n)
+	for i := range n {
+		w[i*n+i] = 1
+	}
+	return w
 }

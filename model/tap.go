@@ -30,6 +30,8 @@ type FFNEvent struct {
 // AttnEvent carries attention probabilities of one layer for one chunk of one sequence:
 // Probs[h][r][c] at index (h*Rows+r)*Cols+c, query row r (position Pos0+r) over key c.
 // NonCausal marks the variant MINER's attention-weighted metrics use (softmax over all keys).
+// Scores are f32 (q·k/√d with q pre-scaled, as the prefill's GEMM form computes them) under
+// every kernel variant.
 type AttnEvent struct {
 	Site      Site
 	Seq       int
@@ -38,7 +40,11 @@ type AttnEvent struct {
 	Rows      int
 	Cols      int
 	NonCausal bool
-	Probs     []float32
+	// Probs is nil when every tap receiving the event is an AttnMeanTap that reads only Mean.
+	Probs []float32
+	// Mean is the mean over heads, Rows × Cols at r*Cols+c: Σ_h Probs[h][r][c]·(1/Heads),
+	// added in head order from 0 with one fused multiply-add per head. Always set.
+	Mean []float32
 }
 
 // Tap observes (and may edit) FFN activations during a forward pass.
@@ -57,6 +63,15 @@ type AttnTap interface {
 	Attention(e *AttnEvent)
 	// WantsAttention reports whether causal and/or non-causal probabilities are wanted.
 	WantsAttention() (causal, nonCausal bool)
+}
+
+// AttnMeanTap is implemented by attention taps that read only AttnEvent.Mean: when every tap
+// receiving a variant's event is one, the runtime never materialises the heads × rows × cols
+// probabilities (MINER's record reads the mean over heads; Probs at 1,500 tokens is 126 MB
+// per layer of Qwen2-0.5B).
+type AttnMeanTap interface {
+	AttnTap
+	MeanOnly() bool
 }
 
 // ResidualEvent carries the residual stream after a decoder layer (the logit lens input).

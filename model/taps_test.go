@@ -25,6 +25,53 @@ func (a *attnRecorder) Attention(e *model.AttnEvent) {
 }
 func (a *attnRecorder) WantsAttention() (bool, bool) { return true, true }
 
+// meanRecorder reads only the mean over heads of the non-causal probabilities (as MINER does).
+type meanRecorder struct {
+	means  [][]float32
+	probed bool // some event carried per-head probabilities
+}
+
+func (a *meanRecorder) FFN(e *model.FFNEvent) {}
+func (a *meanRecorder) Attention(e *model.AttnEvent) {
+	a.means = append(a.means, append([]float32(nil), e.Mean...))
+	a.probed = a.probed || e.Probs != nil
+}
+func (a *meanRecorder) WantsAttention() (bool, bool) { return false, true }
+func (a *meanRecorder) MeanOnly() bool               { return true }
+
+// AttnEvent.Mean is the mean over heads of Probs; a tap that reads only the mean gets no
+// per-head probabilities, and the same mean as beside a tap that asks for them.
+func TestAttentionTapMean(t *testing.T) {
+	m := openModel(t, stories)
+	ids := []int32{1, 403, 407, 261, 378, 432, 290, 301, 311, 276, 350, 402, 280, 299, 305, 318, 330, 341, 1, 403}
+	full, alone, beside := &attnRecorder{}, &meanRecorder{}, &meanRecorder{}
+	if _, err := m.Forward(context.Background(), [][]int32{ids}, model.ForwardOptions{Taps: []model.Tap{full, beside}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Forward(context.Background(), [][]int32{ids}, model.ForwardOptions{Taps: []model.Tap{alone}}); err != nil {
+		t.Fatal(err)
+	}
+	if alone.probed || !beside.probed {
+		t.Fatalf("per-head probabilities: mean-only tap alone %v (want false), beside a per-head tap %v (want true)", alone.probed, beside.probed)
+	}
+	if len(alone.means) != len(full.nonCausal) || len(alone.means) == 0 {
+		t.Fatalf("%d mean events, %d non-causal events", len(alone.means), len(full.nonCausal))
+	}
+	T := len(ids)
+	for l, e := range full.nonCausal {
+		for i := 0; i < T*T; i++ {
+			var want float64
+			for h := 0; h < e.Heads; h++ {
+				want += float64(e.Probs[h*T*T+i])
+			}
+			want /= float64(e.Heads)
+			if got := alone.means[l][i]; math.Abs(float64(got)-want) > 1e-6 || got != beside.means[l][i] {
+				t.Fatalf("layer %d mean[%d] = %g (beside a per-head tap %g), want %g", l, i, got, beside.means[l][i], want)
+			}
+		}
+	}
+}
+
 // The causal probabilities are the model's; the non-causal ones (MINER's variant) are the same
 // scores normalised over all keys: on row r, causal[c] = nonCausal[c] / Σ_{c' ≤ r} nonCausal[c'].
 func TestAttentionTaps(t *testing.T) {
