@@ -16,6 +16,13 @@ import (
 //go:noescape
 func amxBF16(cfg *byte, a unsafe.Pointer, lda int, b unsafe.Pointer, c *float32, ldc int, kc int, accumulate int)
 
+// cvtBF16Pairs rounds 32·blocks f32 at src to bf16 (nearest even, as VCVTNE2PS2BF16 does:
+// the rounding of the avx512bf16 packers) and stores them in order at dst: 16·blocks words of
+// pairs. Requires AVX512_BF16.
+//
+//go:noescape
+func cvtBF16Pairs(dst *uint32, src *float32, blocks int)
+
 // amxPeak runs iters × 4 TDPBF16PS on tiles only (65536 flops per iteration).
 //
 //go:noescape
@@ -63,7 +70,12 @@ func gemmAMX(x []float32, m, k int, ps ...Product) {
 				clear(row)
 				continue
 			}
-			packA1(row, x[r*k:(r+1)*k])
+			xr := x[r*k : (r+1)*k]
+			full := k / 32
+			if full > 0 {
+				cvtBF16Pairs(&row[0], &xr[0], full)
+			}
+			packA1(row[16*full:], xr[32*full:])
 			clear(row[pairs:])
 		}
 	})

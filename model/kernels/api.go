@@ -216,6 +216,27 @@ func siluGo(x []float32) {
 	}
 }
 
+// Scale computes x[i] *= s.
+func Scale(x []float32, s float32) {
+	if v := active.Load(); v != nil && v.rows != nil && len(x) > 0 {
+		v.rows.scale(x, s)
+		return
+	}
+	scaleGo(x, s)
+}
+
+// Exp computes x[i] = e^x[i] in place for x[i] ≤ 0 (larger values are not its job: the
+// SIMD exponential is softmax's, whose arguments are x − max); below about −87 the result is 0.
+func Exp(x []float32) {
+	if v := active.Load(); v != nil && v.expSubSum != nil {
+		v.expSubSum(x, 0)
+		return
+	}
+	for i, v := range x {
+		x[i] = float32(math.Exp(float64(v)))
+	}
+}
+
 // Mul computes x[i] *= y[i].
 func Mul(x, y []float32) {
 	if v := active.Load(); v != nil && v.rows != nil && len(x) > 0 {

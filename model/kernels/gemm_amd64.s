@@ -1222,6 +1222,23 @@ amxPeak_loop:
 	BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0xc0 // TILERELEASE
 	RET
 
+// func cvtBF16Pairs(dst *uint32, src *float32, blocks int)
+TEXT ·cvtBF16Pairs(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ blocks+16(FP), CX
+cvtBF16Pairs_loop:
+	VMOVUPS (SI), Z0
+	VMOVUPS 64(SI), Z1
+	BYTE $0x62; BYTE $0xf2; BYTE $0x77; BYTE $0x48; BYTE $0x72; BYTE $0xd0 // VCVTNE2PS2BF16 Z0, Z1, Z2 (low half from Z0)
+	VMOVDQU32 Z2, (DI)
+	ADDQ $128, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ cvtBF16Pairs_loop
+	VZEROUPPER
+	RET
+
 // func dpbf16Peak(iters int)
 // 12 independent VDPBF16PS chains on registers (64 flops each): the core's bf16 dot ceiling.
 TEXT ·dpbf16Peak(SB), NOSPLIT, $0-8

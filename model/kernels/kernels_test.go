@@ -148,6 +148,39 @@ func TestMatMulEveryVariant(t *testing.T) {
 	}
 }
 
+// Exp and Scale on every variant against float64 math, over x ≤ 0 down past e^x's underflow.
+func TestExpScaleEveryVariant(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	for _, v := range kernels.Variants() {
+		prev := kernels.Use(v)
+		for _, n := range []int{1, 15, 16, 17, 1000} {
+			x := make([]float32, n)
+			for i := range x {
+				x[i] = -float32(rng.ExpFloat64() * 10)
+			}
+			if n == 1000 {
+				copy(x, []float32{0, float32(math.Copysign(0, -1)), -1e-30, -87, -88.5, -103, -104, -200, -1e6})
+			}
+			got := append([]float32(nil), x...)
+			kernels.Exp(got)
+			for i, xv := range x {
+				want := math.Exp(float64(xv))
+				if d := math.Abs(float64(got[i]) - want); d > 3e-7*want+1e-37 {
+					t.Errorf("%s n=%d: Exp(%g) = %g, want %g", v, n, xv, got[i], want)
+				}
+			}
+			kernels.Scale(got, 3)
+			for i, xv := range x {
+				want := 3 * math.Exp(float64(xv))
+				if d := math.Abs(float64(got[i]) - want); d > 1e-6*want+1e-36 {
+					t.Errorf("%s n=%d: 3·Exp(%g) = %g, want %g", v, n, xv, got[i], want)
+				}
+			}
+		}
+		kernels.Use(prev)
+	}
+}
+
 // SiLU on every variant against float64 math, over the range a model produces and past the
 // points where e^(−x) overflows or underflows f32.
 func TestSiLUEveryVariant(t *testing.T) {

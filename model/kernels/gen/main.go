@@ -65,6 +65,7 @@ func generate() []byte {
 	packAKernel(&b, false)
 	packAKernel(&b, true)
 	amxKernel(&b)
+	cvtPairs(&b)
 	b.WriteString("\n// func dpbf16Peak(iters int)\n// 12 independent VDPBF16PS chains on registers (64 flops each): the core's bf16 dot ceiling.\n")
 	b.WriteString("TEXT ·dpbf16Peak(SB), NOSPLIT, $0-8\n\tMOVQ iters+0(FP), CX\n")
 	for i := 0; i < 14; i++ {
@@ -383,4 +384,14 @@ func amxKernel(b *strings.Builder) {
 	}
 	b.WriteString("amxPeak_loop:\n" + tdpbf16ps(0, 4, 6) + tdpbf16ps(1, 4, 7) + tdpbf16ps(2, 5, 6) + tdpbf16ps(3, 5, 7))
 	b.WriteString("\tDECQ CX\n\tJNZ amxPeak_loop\n" + vexBytes(0xc4, 0xe2, 0x78, 0x49, 0xc0) + " // TILERELEASE\n\tRET\n")
+}
+
+// cvtPairs writes cvtBF16Pairs: 32·blocks f32 rounded to nearest-even bf16, stored in order
+// (element 2p in the low half of word p: the row layout AMX's A tiles read).
+func cvtPairs(b *strings.Builder) {
+	b.WriteString("\n// func cvtBF16Pairs(dst *uint32, src *float32, blocks int)\n")
+	b.WriteString("TEXT ·cvtBF16Pairs(SB), NOSPLIT, $0-24\n\tMOVQ dst+0(FP), DI\n\tMOVQ src+8(FP), SI\n\tMOVQ blocks+16(FP), CX\n")
+	b.WriteString("cvtBF16Pairs_loop:\n\tVMOVUPS (SI), Z0\n\tVMOVUPS 64(SI), Z1\n")
+	fmt.Fprintf(b, "\t%s // VCVTNE2PS2BF16 Z0, Z1, Z2 (low half from Z0)\n", vcvtne2ps2bf16(2, 1, 0))
+	b.WriteString("\tVMOVDQU32 Z2, (DI)\n\tADDQ $128, SI\n\tADDQ $64, DI\n\tDECQ CX\n\tJNZ cvtBF16Pairs_loop\n\tVZEROUPPER\n\tRET\n")
 }
