@@ -171,6 +171,11 @@ func ismTileRows(act []float32, N int, idx []int, wk, wq []float64, out *[5][]fl
 	for a, t := range idx {
 		row := act[t*N+j0 : t*N+j1]
 		row = row[:w]
+		fire, mx, m := fire[:w], mx[:w], m[:w]
+		var ka, qa float64
+		if wk != nil {
+			ka, qa = wk[a], wq[a]
+		}
 		for j, v := range row {
 			var fired uint32 // branch-free: firing is a coin toss the predictor loses
 			if v > 0 {
@@ -187,19 +192,14 @@ func ismTileRows(act []float32, N int, idx []int, wk, wq []float64, out *[5][]fl
 			} else if v != v {
 				mx[j] = v
 			}
+			m[j] += float64(v)
 		}
-		m := m[:w]
 		if wk == nil {
-			for j, v := range row {
-				m[j] += float64(v)
-			}
 			continue
 		}
 		o3, o4 := o3[:w], o4[:w]
-		ka, qa := wk[a], wq[a]
 		for j, v := range row {
 			f := float64(v)
-			m[j] += f
 			o3[j] += ka * f
 			o4[j] += qa * f
 		}
