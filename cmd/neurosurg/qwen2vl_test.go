@@ -62,4 +62,32 @@ func TestQwen2VLTinySynthInspectRecord(t *testing.T) {
 			t.Errorf("stats lack rows %q", want)
 		}
 	}
+	// MINER's chain on the CI-sized Qwen2-VL: the image positions are their own modality (by
+	// the config's image_token_id), the located neurons are zeroed, verified and written.
+	bym, errs, code := runCLI(t, "stats", "export", st, "--by-modality")
+	if code != 0 {
+		t.Fatalf("stats export --by-modality: exit %d: %s", code, errs)
+	}
+	if !strings.Contains(bym, ",image,") || !strings.Contains(bym, ",text,") {
+		t.Errorf("--by-modality lacks image or text rows:\n%.400s", bym)
+	}
+	set := filepath.Join(dir, "n.json")
+	if _, errs, code := runCLI(t, "locate", "--method", "miner", st, "--out", set); code != 0 {
+		t.Fatalf("locate miner: exit %d: %s", code, errs)
+	}
+	edit := filepath.Join(dir, "e.nsd")
+	if _, errs, code := runCLI(t, "patch", ck, "--neurons", set, "--op", "zero", "--out", edit); code != 0 {
+		t.Fatalf("patch: exit %d: %s", code, errs)
+	}
+	if _, errs, code := runCLI(t, "verify", ck, "--edit", edit, "--bench", data); code != 0 {
+		t.Fatalf("verify: exit %d: %s", code, errs)
+	}
+	written := filepath.Join(dir, "w")
+	if _, errs, code := runCLI(t, "write", ck, "--edit", edit, "--out", written); code != 0 {
+		t.Fatalf("write: exit %d: %s", code, errs)
+	}
+	// The written checkpoint takes the image prompt as the base did.
+	if out, errs, code := runCLI(t, "logits", written, "--chat", "--image", filepath.Join(dir, "pic.png"), "--prompt", "What is this?", "--json"); code != 0 || !strings.Contains(out, "prompt_ids") {
+		t.Fatalf("logits on the written checkpoint: exit %d: %s %.200s", code, errs, out)
+	}
 }
