@@ -16,7 +16,7 @@ func TestChatPrompt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids, err := Prompt(tok, "Hello world", true)
+	ids, err := model.TextPrompt(tok, "Hello world", true, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -101,7 +101,7 @@ func TestRecordPerSampleFirstOccurrence(t *testing.T) {
 		t.Fatalf("steps %g, first samples %v", c.Steps, c.FirstIDs)
 	}
 	for k, smp := range []samples.Sample{ss[0], ss[2]} {
-		ids, _ := Prompt(m.Tokenizer, smp.Text, false)
+		ids, _ := model.TextPrompt(m.Tokenizer, smp.Text, false, 0)
 		first := -1
 		for p := 0; p+1 < len(ids); p++ {
 			if ids[p+1] == c.TokenID {

@@ -12,7 +12,6 @@ import (
 	"github.com/neurosurg/neurosurg/formats/samples"
 	"github.com/neurosurg/neurosurg/model"
 	"github.com/neurosurg/neurosurg/model/kernels"
-	"github.com/neurosurg/neurosurg/model/tokenizer"
 )
 
 // recorder is the tap that fills Stats during forward passes: every module's FFN events go
@@ -509,18 +508,6 @@ func SamplePrompt(s samples.Sample, chat bool) model.Prompt {
 		p.Media = append(p.Media, model.Medium{Kind: md.Kind, Paths: files})
 	}
 	return p
-}
-
-// Prompt builds the token ids of a sample: BOS + text, or the text as a user turn of the chat
-// template with the assistant prompt opened (docs/samples.md).
-func Prompt(tok *tokenizer.Tokenizer, text string, chat bool) ([]int32, error) {
-	return PromptLimit(tok, text, chat, 0)
-}
-
-// PromptLimit is Prompt for a model of limit positions (0: none): a longer prompt is an error
-// wrapping model.ErrTooLong, found without tokenizing all of a huge text.
-func PromptLimit(tok *tokenizer.Tokenizer, text string, chat bool, limit int) ([]int32, error) {
-	return model.TextPrompt(tok, text, chat, limit)
 }
 
 func sameShard(a, b *Shard) bool { return a == nil && b == nil || a != nil && b != nil && *a == *b }

@@ -61,8 +61,8 @@ func (m *Model) BuildInput(sample string, p Prompt) (Input, error) {
 		}
 		// A family that takes video registers an encoder of kind "video" (Qwen2-VL's is its
 		// vision tower again, with the video placeholder).
-		if !m.Accepts(md.Kind) {
-			return Input{}, m.MediaError(sample, md.Kind)
+		if err := m.CheckMedia(sample, []string{md.Kind}); err != nil {
+			return Input{}, err
 		}
 	}
 	limit := m.cfg.PositionLimit()

@@ -240,29 +240,12 @@ func (e *qwen2VLEncoder) prepareFiles(paths []string) (Media, int, error) {
 	return Media{Kind: e.kindN, Rows: px.Rows, Features: px.Values, Grid: px.GridTHW}, px.Tokens(e.t.merge), nil
 }
 
-// videoFrames lists a video's frame files: the paths given, or the image files of the one
-// directory given, sorted by name.
+// videoFrames lists a video's frame files (VideoFrames: the paths given, or a directory's
+// pictures in natural name order), at most maxVideoFrames of them.
 func videoFrames(paths []string) ([]string, error) {
-	if len(paths) == 1 {
-		if fi, err := os.Stat(paths[0]); err == nil && fi.IsDir() {
-			ents, err := os.ReadDir(paths[0])
-			if err != nil {
-				return nil, err
-			}
-			var out []string
-			for _, e := range ents {
-				switch strings.ToLower(filepath.Ext(e.Name())) {
-				case ".png", ".jpg", ".jpeg", ".webp", ".bmp":
-					if !e.IsDir() {
-						out = append(out, filepath.Join(paths[0], e.Name()))
-					}
-				}
-			}
-			if len(out) == 0 {
-				return nil, fmt.Errorf("%s: a video directory without frames (.png, .jpg, .jpeg, .webp or .bmp files)", paths[0])
-			}
-			paths = out // ReadDir sorts by name
-		}
+	paths, err := VideoFrames(paths)
+	if err != nil {
+		return nil, err
 	}
 	if len(paths) > maxVideoFrames {
 		return nil, fmt.Errorf("%s: %d frames, over the limit of %d (sample the video at a lower rate)", paths[0], len(paths), maxVideoFrames)

@@ -204,11 +204,7 @@ func TestMediaSamplesEndToEnd(t *testing.T) {
 	defer patched.Close()
 
 	smp := data[0]
-	ids, err := locate.Prompt(m.Tokenizer, smp.Text, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := m.PromptInput("sample "+smp.ID, ids, smp.MediaKinds(), smp.MediaPaths())
+	in, err := m.BuildInput("sample "+smp.ID, locate.SamplePrompt(smp, false))
 	if err != nil {
 		t.Fatal(err)
 	}
