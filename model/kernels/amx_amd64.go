@@ -132,17 +132,7 @@ func gemmAMX(x []float32, m, k int, ps ...Product) {
 					amxBF16(&amxTileConfig[0], unsafe.Pointer(&apack[ip*amxM*kpad+s0]), 4*kpad, unsafe.Pointer(&bpack[0]), c, 4*ldc, s1-s0, acc)
 				}
 			}
-			switch {
-			case width < amxN:
-				for i := 0; i < m; i++ {
-					copy(out[i*n+j0:i*n+j0+width], cols[i*amxN:i*amxN+width])
-				}
-			case m%amxM != 0:
-				i0 := (mPanels - 1) * amxM
-				for i := i0; i < m; i++ {
-					copy(out[i*n+j0:i*n+j0+amxN], edge[(i-i0)*amxN:(i-i0+1)*amxN])
-				}
-			}
+			copyEdges(out, cols, edge, m, n, j0, width, amxM, amxN)
 		}
 	})
 }

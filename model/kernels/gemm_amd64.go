@@ -183,17 +183,7 @@ func gemmShared(t *tiling, x []float32, m, k int, dot bool, ps ...Product) {
 					}
 				}
 			}
-			switch {
-			case width < tileN:
-				for i := 0; i < m; i++ {
-					copy(out[i*n+j0:i*n+j0+width], cols[i*tileN:i*tileN+width])
-				}
-			case m%tileM != 0:
-				i0 := (mPanels - 1) * tileM
-				for i := i0; i < m; i++ {
-					copy(out[i*n+j0:i*n+j0+tileN], edge[(i-i0)*tileN:(i-i0+1)*tileN])
-				}
-			}
+			copyEdges(out, cols, edge, m, n, j0, width, tileM, tileN)
 		}
 	})
 }
@@ -422,6 +412,23 @@ func packB(t *tiling, dst []uint32, w []byte, dt DType, j0, width, k, s0, s1 int
 			for p, v := range src {
 				col[p*tileN] = math.Float32bits(F16ToF32(v))
 			}
+		}
+	}
+}
+
+// copyEdges moves a column panel's results that the micro-kernel wrote aside into out (m × n):
+// a panel narrower than tileN (cols, all rows at stride tileN), or else the last, partial row
+// panel (edge, at stride tileN).
+func copyEdges(out, cols, edge []float32, m, n, j0, width, tileM, tileN int) {
+	switch {
+	case width < tileN:
+		for i := 0; i < m; i++ {
+			copy(out[i*n+j0:i*n+j0+width], cols[i*tileN:i*tileN+width])
+		}
+	case m%tileM != 0:
+		i0 := m / tileM * tileM
+		for i := i0; i < m; i++ {
+			copy(out[i*n+j0:i*n+j0+tileN], edge[(i-i0)*tileN:(i-i0+1)*tileN])
 		}
 	}
 }
