@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -12,7 +11,6 @@ import (
 	"github.com/neurosurg/neurosurg/formats/safetensors"
 	"github.com/neurosurg/neurosurg/formats/samples"
 	"github.com/neurosurg/neurosurg/locate"
-	"github.com/neurosurg/neurosurg/model"
 	"github.com/neurosurg/neurosurg/model/kernels"
 	"github.com/neurosurg/neurosurg/model/synth"
 )
@@ -101,27 +99,7 @@ func TestDAPEOnLlavaNextEveryModule(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mask := model.NewMask()
-	for _, n := range set.Neurons {
-		mask.Set(model.Site{Module: n.Module, Layer: n.Layer}, n.Index, 0)
-	}
-	masked, err := m.ForwardInputs(ctx, []model.Input{in}, model.ForwardOptions{Mask: mask, AllLogits: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	plain, err := m.ForwardInputs(ctx, []model.Input{in}, model.ForwardOptions{AllLogits: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := written.ForwardInputs(ctx, []model.Input{in}, model.ForwardOptions{AllLogits: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	worst, moved := 0.0, 0.0
-	for i := range got.Logits[0] {
-		worst = max(worst, math.Abs(float64(got.Logits[0][i]-masked.Logits[0][i])))
-		moved = max(moved, math.Abs(float64(plain.Logits[0][i]-masked.Logits[0][i])))
-	}
+	worst, moved := writtenVsMask(t, m, written, in, set.Neurons)
 	if worst > 1e-5 || moved < 1e-4 {
 		t.Errorf("written vs runtime mask: %g apart (want ≤ 1e-5); the mask moved the logits by %g (want a change)", worst, moved)
 	}

@@ -208,31 +208,39 @@ func TestMediaSamplesEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mask := model.NewMask()
-	mask.Set(model.Site{Module: target.Module, Layer: target.Layer}, target.Index, 0)
-	masked, err := m.ForwardInputs(ctx, []model.Input{in}, model.ForwardOptions{Mask: mask, AllLogits: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	plain, err := m.ForwardInputs(ctx, []model.Input{in}, model.ForwardOptions{AllLogits: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	written, err := patched.ForwardInputs(ctx, []model.Input{in}, model.ForwardOptions{AllLogits: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	worst, moved := 0.0, 0.0
-	for i := range written.Logits[0] {
-		worst = max(worst, math.Abs(float64(written.Logits[0][i]-masked.Logits[0][i])))
-		moved = max(moved, math.Abs(float64(plain.Logits[0][i]-masked.Logits[0][i])))
-	}
+	worst, moved := writtenVsMask(t, m, patched, in, []neuronset.Neuron{target})
 	if worst > 1e-6 {
 		t.Errorf("vision neuron %d/%d: the written checkpoint and the runtime mask differ by %g", target.Layer, target.Index, worst)
 	}
 	if moved == 0 {
 		t.Errorf("zeroing vision neuron %d/%d changed no logit", target.Layer, target.Index)
 	}
+}
+
+// writtenVsMask runs in through base with neurons zeroed by a runtime mask, through base
+// plainly and through written (the checkpoint with those neurons' columns zeroed): the largest
+// difference of all logits between written and masked, and how far the mask moved them.
+func writtenVsMask(t *testing.T, base, written *model.Model, in model.Input, neurons []neuronset.Neuron) (worst, moved float64) {
+	t.Helper()
+	ctx := context.Background()
+	mask := model.NewMask()
+	for _, n := range neurons {
+		mask.Set(model.Site{Module: n.Module, Layer: n.Layer}, n.Index, 0)
+	}
+	run := func(m *model.Model, o model.ForwardOptions) []float32 {
+		o.AllLogits = true
+		r, err := m.ForwardInputs(ctx, []model.Input{in}, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Logits[0]
+	}
+	masked, plain, got := run(base, model.ForwardOptions{Mask: mask}), run(base, model.ForwardOptions{}), run(written, model.ForwardOptions{})
+	for i := range got {
+		worst = max(worst, math.Abs(float64(got[i]-masked[i])))
+		moved = max(moved, math.Abs(float64(plain[i]-masked[i])))
+	}
+	return worst, moved
 }
 
 // exactVariant is the kernel variant under which a mask and a weight edit agree to 1e-6.

@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,7 +12,6 @@ import (
 	"github.com/neurosurg/neurosurg/formats/neuronset"
 	"github.com/neurosurg/neurosurg/formats/samples"
 	"github.com/neurosurg/neurosurg/locate"
-	"github.com/neurosurg/neurosurg/model"
 	"github.com/neurosurg/neurosurg/model/kernels"
 )
 
@@ -181,21 +179,9 @@ func TestMINEROnImagesEndToEnd(t *testing.T) {
 	if len(in.Tokens) < 6 || !slices.Equal(in.Tokens[1:5], []int32{3, 3, 3, 3}) || slices.Contains(in.Tokens[5:], 3) || m.MediaTokens().MediaEnd(in) != 5 {
 		t.Fatalf("prompt %v: want BOS, 4 placeholders (id 3), text", in.Tokens)
 	}
-	mask := model.NewMask()
-	for _, n := range img {
-		mask.Set(model.Site{Module: n.Module, Layer: n.Layer}, n.Index, 0)
-	}
-	masked, err := m.ForwardInputs(ctx, []model.Input{in}, model.ForwardOptions{Mask: mask, AllLogits: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	written, err := patched.ForwardInputs(ctx, []model.Input{in}, model.ForwardOptions{AllLogits: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	worst := 0.0
-	for i := range written.Logits[0] {
-		worst = max(worst, math.Abs(float64(written.Logits[0][i]-masked.Logits[0][i])))
+	worst, moved := writtenVsMask(t, m, patched, in, img)
+	if moved == 0 {
+		t.Errorf("zeroing %d image neurons changed no logit", len(img))
 	}
 	if worst > 1e-6 {
 		t.Errorf("the written checkpoint and the runtime mask of %d image neurons differ by %g", len(img), worst)
