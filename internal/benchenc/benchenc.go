@@ -6,8 +6,6 @@ package benchenc
 import (
 	"context"
 	"fmt"
-	"math"
-	"time"
 
 	"github.com/neurosurg/neurosurg/internal/benchfwd"
 	"github.com/neurosurg/neurosurg/model"
@@ -55,21 +53,15 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 		for _, x := range in.Media {
 			rows += x.Rows
 		}
-		if _, err := m.EncodeMedia(ctx, in); err != nil { // untimed: weights paged in
+		filled := 0
+		mean, best, err := benchfwd.Timed(func() (err error) {
+			filled, err = m.EncodeMedia(ctx, in)
+			return err
+		}, minS)
+		if err != nil {
 			return nil, err
 		}
-		best, n, t0 := math.Inf(1), 0, time.Now()
-		filled := 0
-		for n < 2 || time.Since(t0).Seconds() < minS {
-			t := time.Now()
-			if filled, err = m.EncodeMedia(ctx, in); err != nil {
-				return nil, err
-			}
-			best = min(best, time.Since(t).Seconds())
-			n++
-		}
-		out = append(out, Result{Name: name, InputRows: rows, OutputRows: filled, Seconds: time.Since(t0).Seconds() / float64(n),
-			Best: best, PeakRSSMiB: benchfwd.PeakMiB(), Kernels: kernels.Active()})
+		out = append(out, Result{Name: name, InputRows: rows, OutputRows: filled, Seconds: mean, Best: best, PeakRSSMiB: benchfwd.PeakMiB(), Kernels: kernels.Active()})
 	}
 	return out, nil
 }

@@ -77,24 +77,6 @@ func Run(ctx context.Context, o Options) ([]Result, int64, error) {
 		return nil, 0, err
 	}
 	var out []Result
-	// timed repeats f as PyTorch's side does (bench/pytorch_bench.py): one untimed run, then
-	// runs until a second has passed (at least two); it returns the mean and the best seconds.
-	timed := func(f func() error) (mean, best float64, err error) {
-		if err := f(); err != nil {
-			return 0, 0, err
-		}
-		best = math.Inf(1)
-		n, t0 := 0, time.Now()
-		for n < 2 || time.Since(t0) < time.Second {
-			t := time.Now()
-			if err := f(); err != nil {
-				return 0, 0, err
-			}
-			best = min(best, time.Since(t).Seconds())
-			n++
-		}
-		return time.Since(t0).Seconds() / float64(n), best, nil
-	}
 	// resetPeak returns freed memory and restarts the kernel's peak-RSS count (Linux ≥ 4.0).
 	resetPeak := func() {
 		debug.FreeOSMemory()
@@ -102,7 +84,7 @@ func Run(ctx context.Context, o Options) ([]Result, int64, error) {
 	}
 	measure := func(name string, tokens int, f func() error) error {
 		resetPeak()
-		s, _, err := timed(f)
+		s, _, err := Timed(f, 1)
 		if err != nil {
 			return err
 		}
@@ -135,17 +117,37 @@ func Run(ctx context.Context, o Options) ([]Result, int64, error) {
 		}
 	}
 	resetPeak()
-	_, first, err := timed(generate(1))
+	_, first, err := Timed(generate(1), 1)
 	if err != nil {
 		return nil, 0, err
 	}
-	_, all, err := timed(generate(65))
+	_, all, err := Timed(generate(65), 1)
 	if err != nil {
 		return nil, 0, err
 	}
 	out = append(out, Result{Name: "decode 64 after 128", Tokens: 64, Seconds: all - first, TokensPerS: 64 / (all - first), PeakRSSMiB: PeakMiB()})
 	log("decode 64 after 128 done")
 	return out, c.Size(), nil
+}
+
+// Timed repeats f as PyTorch's side does (bench/pytorch_bench.py, pytorch_encoders.py): one
+// untimed run, then runs until minSeconds have passed (at least two); it returns the mean and
+// the best seconds of a run.
+func Timed(f func() error, minSeconds float64) (mean, best float64, err error) {
+	if err := f(); err != nil {
+		return 0, 0, err
+	}
+	best = math.Inf(1)
+	n, t0 := 0, time.Now()
+	for n < 2 || time.Since(t0).Seconds() < minSeconds {
+		t := time.Now()
+		if err := f(); err != nil {
+			return 0, 0, err
+		}
+		best = min(best, time.Since(t).Seconds())
+		n++
+	}
+	return time.Since(t0).Seconds() / float64(n), best, nil
 }
 
 // PeakMiB is the process's peak resident set (VmHWM) in MiB; 0 where /proc is absent.
