@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"sync"
 
 	"github.com/neurosurg/neurosurg/model/kernels"
 )
@@ -556,7 +555,7 @@ func activate(x []float32, act string) {
 		kernels.Scale(x, 1/1.702)
 		return
 	case "gelu":
-		geluErf(x)
+		kernels.GELU(x)
 		return
 	}
 	f, _, ok := activation(act)
@@ -567,40 +566,6 @@ func activate(x []float32, act string) {
 		x[i] = float32(f(float64(v)))
 	}
 }
-
-// geluErf is GELU, x·Φ(x) = ½x·erfc(−x/√2), with erfc by Numerical Recipes' Chebyshev fit
-// (erfcc: fractional error below 1.2e-7 everywhere), its polynomial in float64 and its
-// exponential by the vector kernel: the result is within ~1e-6 relative of the float64 GELU,
-// negative for every x < 0 and positive for every x > 0 (a neuron fires exactly when the
-// float64 GELU says it does).
-func geluErf(x []float32) {
-	// Pooled: the buffers reach the kernels through a func value, so they would escape.
-	bufs := geluBufs.Get().(*[2][256]float32)
-	defer geluBufs.Put(bufs)
-	ebuf, tbuf := &bufs[0], &bufs[1]
-	for len(x) > 0 {
-		n := min(len(x), len(ebuf))
-		c, e, tt := x[:n], ebuf[:n], tbuf[:n]
-		for i, v := range c {
-			z := math.Abs(float64(v)) * (1 / math.Sqrt2)
-			t := 1 / (1 + 0.5*z)
-			tt[i] = float32(t)
-			e[i] = float32(-z*z - 1.26551223 + t*(1.00002368+t*(0.37409196+t*(0.09678418+t*(-0.18628806+t*(0.27886807+t*(-1.13520398+t*(1.48851587+t*(-0.82215223+t*0.17087277)))))))))
-		}
-		kernels.Exp(e)
-		for i, v := range c {
-			erfc := tt[i] * e[i] // erfc(|x|/√2)
-			if v >= 0 {
-				c[i] = 0.5 * v * (2 - erfc)
-			} else {
-				c[i] = 0.5 * v * erfc
-			}
-		}
-		x = x[n:]
-	}
-}
-
-var geluBufs = sync.Pool{New: func() any { return new([2][256]float32) }}
 
 // activation returns an FFN activation and its derivative by the config's name.
 func activation(act string) (f, df func(float64) float64, ok bool) {

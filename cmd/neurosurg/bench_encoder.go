@@ -23,8 +23,9 @@ neurosurg bench encoder --checkpoint /models/Qwen2-Audio-7B-Instruct --audio cli
 				&cli.StringFlag{Name: "video", Usage: "a video's frames: F1,F2,… or a directory"},
 				&cli.FloatFlag{Name: "min-seconds", Value: 2, Usage: "time each medium at least this long"},
 				&cli.BoolFlag{Name: "json"},
+				cpuProfileFlag,
 			},
-			Action: func(ctx context.Context, cmd *cli.Command) error {
+			Action: func(ctx context.Context, cmd *cli.Command) (err error) {
 				p, err := pipeline.PromptFlags("", cmd.StringSlice("image"), cmd.String("video"), cmd.String("audio"), false)
 				if err != nil {
 					return valid(err)
@@ -33,6 +34,11 @@ neurosurg bench encoder --checkpoint /models/Qwen2-Audio-7B-Instruct --audio cli
 				if len(media) == 0 {
 					return usageErrorf("bench encoder: give --image, --audio or --video")
 				}
+				stop, err := startCPUProfile(cmd.String("cpuprofile"))
+				if err != nil {
+					return err
+				}
+				defer stop(&err)
 				res, err := benchenc.Run(ctx, benchenc.Options{Checkpoint: cmd.String("checkpoint"), Media: media, MinSeconds: cmd.Float("min-seconds")})
 				if err != nil {
 					return err

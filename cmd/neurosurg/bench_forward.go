@@ -2,10 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
-	"runtime/pprof"
 
 	"github.com/neurosurg/neurosurg/internal/benchfwd"
 	"github.com/urfave/cli/v3"
@@ -22,24 +19,14 @@ neurosurg bench forward --checkpoint /models/Qwen2-0.5B --json`,
 				&cli.StringFlag{Name: "checkpoint", Usage: "measure this checkpoint instead of a synthetic one"},
 				&cli.StringFlag{Name: "config", Value: "testdata/configs/Qwen2-0.5B"},
 				&cli.BoolFlag{Name: "json"},
-				&cli.StringFlag{Name: "cpuprofile", Usage: "write a Go CPU profile of the whole run to this file (go tool pprof)"},
+				cpuProfileFlag,
 			},
 			Action: func(ctx context.Context, cmd *cli.Command) (err error) {
-				if path := cmd.String("cpuprofile"); path != "" {
-					f, err := os.Create(path)
-					if err != nil {
-						return err
-					}
-					if err := pprof.StartCPUProfile(f); err != nil {
-						return errors.Join(fmt.Errorf("cpu profile %s: %w", path, err), f.Close())
-					}
-					defer func() {
-						pprof.StopCPUProfile()
-						if cerr := f.Close(); cerr != nil {
-							err = errors.Join(err, fmt.Errorf("cpu profile %s: %w", path, cerr))
-						}
-					}()
+				stop, err := startCPUProfile(cmd.String("cpuprofile"))
+				if err != nil {
+					return err
 				}
+				defer stop(&err)
 				res, size, err := benchfwd.Run(ctx, benchfwd.Options{Checkpoint: cmd.String("checkpoint"), Config: cmd.String("config"),
 					Log: func(s string) { fmt.Fprintln(cmd.Root().ErrWriter, s) }})
 				if err != nil {

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -202,6 +203,52 @@ func TestSiLUEveryVariant(t *testing.T) {
 				if d := math.Abs(float64(got[i]) - want); d > 1e-6*math.Abs(want)+1e-35 { // below 1e-35 both flush toward 0
 					t.Errorf("%s n=%d: SiLU(%g) = %g, want %g", v, n, xv, got[i], want)
 				}
+			}
+		}
+		kernels.Use(prev)
+	}
+}
+
+// GELU (erf) on every variant against float64 math: within 5e-6 relative (plus 1e-25 absolute:
+// the float64 GELU underflows to 0 below −11), the sign (firing) the definition's, over a fine
+// grid of [−30, 30], the lane body's edges and the extremes; NaN stays NaN.
+func TestGELUEveryVariant(t *testing.T) {
+	var grid []float32
+	for v := -30.0; v <= 30; v += 0.00731 {
+		grid = append(grid, float32(v))
+	}
+	grid = append(grid, 0, float32(math.Copysign(0, -1)), 1e-30, -1e-30, 88, -88, 1e4, -1e4, float32(math.Inf(1)), float32(math.Inf(-1)))
+	for _, v := range kernels.Variants() {
+		prev := kernels.Use(v)
+		for _, n := range []int{1, 15, 16, 17, len(grid)} {
+			x := grid[len(grid)-n:]
+			got := append([]float32(nil), x...)
+			kernels.GELU(got)
+			for i, xv := range x {
+				want := 0.5 * float64(xv) * math.Erfc(-float64(xv)/math.Sqrt2)
+				if math.IsInf(float64(xv), -1) {
+					want = 0 // −∞·0 in the definition; ±0 and NaN both say "does not fire"
+					if got[i] > 0 {
+						t.Errorf("%s: GELU(−Inf) = %g, want ≤ 0 or NaN", v, got[i])
+					}
+					continue
+				}
+				if d := math.Abs(float64(got[i]) - want); float64(got[i]) != want && !(d <= 5e-6*math.Abs(want)+1e-25) {
+					t.Fatalf("%s n=%d: GELU(%g) = %g, want %g", v, n, xv, got[i], want)
+				}
+				if (got[i] > 0) != (want > 0) {
+					t.Fatalf("%s n=%d: GELU(%g) = %g fires differently from %g", v, n, xv, got[i], want)
+				}
+			}
+		}
+		nan := make([]float32, 17)
+		for i := range nan {
+			nan[i] = float32(math.NaN())
+		}
+		kernels.GELU(nan)
+		for i, g := range nan {
+			if !math.IsNaN(float64(g)) {
+				t.Errorf("%s: GELU(NaN)[%d] = %g", v, i, g)
 			}
 		}
 		kernels.Use(prev)
@@ -425,5 +472,37 @@ func BenchmarkParallelFanOut(b *testing.B) {
 			ideal := gap + 40*time.Microsecond/time.Duration(min(4, runtime.GOMAXPROCS(0)))
 			b.ReportMetric(float64(b.Elapsed()-ideal*time.Duration(b.N))/float64(b.N), "overhead-ns")
 		})
+	}
+}
+
+// BenchmarkMatMulEncoder reports GFLOP/s of the BF16 GEMMs of the vision towers (CLIP
+// ViT-L/14-336's 577 rows, EVA ViT-g's 257) with weights of nonzero values: AMX's tiles run
+// faster on zeros, so BenchmarkMatMul's zero weights flatter that variant.
+func BenchmarkMatMulEncoder(b *testing.B) {
+	shapes := [][3]int{{577, 1024, 1024}, {577, 1024, 4096}, {577, 4096, 1024}, {257, 1408, 4224}, {257, 1408, 6144}, {257, 6144, 1408}}
+	for _, s := range shapes {
+		m, k, n := s[0], s[1], s[2]
+		x := make([]float32, m*k)
+		for i := range x {
+			x[i] = float32(i%7)*0.1 - 0.3
+		}
+		w := make([]byte, 2*n*k)
+		for i := 0; i < len(w); i += 2 {
+			w[i], w[i+1] = byte(i*31), 0x3c+byte(i%3) // bf16 values around ±1e-2…1
+		}
+		out := make([]float32, m*n)
+		for _, v := range []string{"avx512bf16", "amx"} {
+			if !slices.Contains(kernels.Variants(), v) {
+				continue
+			}
+			b.Run(fmt.Sprintf("m=%d,k=%d,n=%d/%s", m, k, n, v), func(b *testing.B) {
+				prev := kernels.Use(v)
+				defer kernels.Use(prev)
+				for b.Loop() {
+					kernels.MatMul(out, x, w, kernels.BF16, m, n, k)
+				}
+				b.ReportMetric(2*float64(m*n*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
 	}
 }

@@ -33,6 +33,12 @@ func fmaPeak(iters int)
 //go:noescape
 func siluF32(x *float32, n int)
 
+// geluF32 computes GELU (erf) as GELU documents it, for n a positive multiple of 16, the fit's
+// polynomial in f32. Requires AVX-512F and AVX512DQ.
+//
+//go:noescape
+func geluF32(x *float32, n int)
+
 // expSubSumF32 sets x[i] = e^(x[i]−max) and returns their sum, n a positive multiple of 16.
 // Requires AVX-512F.
 //
@@ -110,6 +116,7 @@ func init() {
 			dot:       simdDot(dotF32, 16),
 			axpy:      simdAxpy(axpyF32, 16),
 			silu:      simdSiLU(siluF32, 16),
+			gelu:      simdGELU(16),
 			expSubSum: simdExpSubSum(expSubSumF32, 16),
 			rows:      simdRows(maxF32, mulF32, scaleF32, normMulF32, 16),
 		}
@@ -206,6 +213,20 @@ func simdSiLU(kern func(x *float32, n int), lanes int) func(x []float32) {
 			kern(&x[0], body)
 		}
 		siluGo(x[body:])
+	}
+}
+
+// simdGELU wraps geluF32 with a Go tail (needs AVX512DQ besides F; nil, the Go GELU, without).
+func simdGELU(lanes int) func(x []float32) {
+	if !cpu.X86.HasAVX512DQ {
+		return nil
+	}
+	return func(x []float32) {
+		body := len(x) / lanes * lanes
+		if body > 0 {
+			geluF32(&x[0], body)
+		}
+		geluGo(x[body:])
 	}
 }
 
