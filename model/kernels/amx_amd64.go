@@ -8,20 +8,24 @@ import (
 	"unsafe"
 )
 
-// amxBF16 computes a 32×32 f32 block C (+)= A·B over kc k-pairs (kc a positive multiple of
-// 16): A is 32 rows of bf16 pairs, lda bytes apart; B is packed [kc][32] words (the layout
-// packB writes with dot set, which is AMX's VNNI layout for B); C has row stride ldc bytes.
-// cfg is amxTileConfig. Requires AMX-BF16 and the process's permission for tile data.
+// amxBF16 computes 32×32 f32 blocks C (+)= A·B over kc k-pairs (kc a positive multiple of
+// 16) for `panels` row panels of A against one packed B block: A's tiles are 16 rows of bf16
+// pairs lda bytes apart (the second tile 16·lda after the first), a k-step of 16 pairs moves A
+// by aStep bytes, a row panel by aPanel; B is packed [kc][32] words (the layout packB writes
+// with dot set, which is AMX's VNNI layout for B). C is loaded from cIn (row stride ldcIn bytes,
+// panels cInPanel bytes apart) when accumulate is set, zeros otherwise, and stored to cOut
+// (ldcOut, cOutPanel). cfg is amxTileConfig. Requires AMX-BF16 and the process's permission
+// for tile data.
 //
 //go:noescape
-func amxBF16(cfg *byte, a unsafe.Pointer, lda int, b unsafe.Pointer, c *float32, ldc int, kc int, accumulate int)
+func amxBF16(cfg *byte, a unsafe.Pointer, lda, aStep, aPanel int, b unsafe.Pointer, cIn *float32, ldcIn, cInPanel int, cOut *float32, ldcOut, cOutPanel int, kc int, accumulate int, panels int)
 
 // cvtBF16Pairs rounds 32·blocks f32 at src to bf16 (nearest even, as VCVTNE2PS2BF16 does:
-// the rounding of the avx512bf16 packers) and stores them in order at dst: 16·blocks words of
-// pairs. Requires AVX512_BF16.
+// the rounding of the avx512bf16 packers) and stores each block's 16 words of pairs at dst,
+// dstStride bytes after the previous block's. Requires AVX512_BF16.
 //
 //go:noescape
-func cvtBF16Pairs(dst *uint32, src *float32, blocks int)
+func cvtBF16Pairs(dst *uint32, src *float32, blocks int, dstStride int)
 
 // amxPeak runs iters × 4 TDPBF16PS on tiles only (65536 flops per iteration).
 //
@@ -40,43 +44,61 @@ var amxTileConfig = func() (c [64]byte) {
 }()
 
 const (
-	amxM = 32 // activation rows per kernel call (two A tiles)
-	amxN = 32 // weight rows (output columns) per kernel call (two B tiles)
+	amxM = 32 // activation rows per block (two A tiles)
+	amxN = 32 // weight rows (output columns) per block (two B tiles)
 	// amxKC is the k depth of one packed B block, in pairs: 256 × 32 × 4 B = 32 KiB stays in
 	// L1d while every row panel of A passes over it.
 	amxKC = 256
+	// amxTileWords is one 32-row panel's k-step: two 16 × 16-word tiles, 2 KiB.
+	amxTileWords = amxM * 16
 )
 
 var amxTiling = tiling{mr: amxM, nr: amxN, avx512: true}
 
-// gemmAMX is MatMul (m > smallM) of the AMX variant over BF16 weights sharing the activations:
-// the rows of x are rounded to bf16 pairs once (as the avx512bf16 variant rounds them) into
-// 32-row panels, padded with zeros to a multiple of 16 pairs; workers take 32-column panels of
-// all the weights in turn, pack each 256 pairs deep in AMX's B layout and sweep all row panels
-// with the tile kernel. Products are bf16 × bf16 accumulated in f32, as VDPBF16PS does, but
+// gemmAMX is MatMul (m > smallM) of the AMX variant over BF16 weights sharing the activations.
+// The rows of x are rounded to bf16 pairs once (as the avx512bf16 variant rounds them) into
+// 32-row panels of k-steps, each k-step's two 16-row tiles 1 KiB apiece and contiguous (AMX
+// loads a tile row by row: contiguous tiles stream through the prefetchers), padded with zeros
+// to a multiple of 16 pairs. Workers take 32-column panels of all the weights in turn, pack
+// each 256 pairs deep in AMX's B layout and sweep all row panels with the tile kernel; partial
+// sums over k live in a contiguous per-worker buffer and the last k-chunk stores the tiles
+// straight into the output (reloading and restoring them at the output's row stride cost as
+// much as the products: the rows of a 32-column panel are n·4 bytes apart, the same L1 set for
+// n a multiple of 1024). Products are bf16 × bf16 accumulated in f32, as VDPBF16PS does, but
 // the tiles sum in their own order: results differ from the avx512bf16 variant's in the last
 // bits of the f32 sums (about 1e-7 relative), which is why this is a variant of its own.
 func gemmAMX(x []float32, m, k int, ps ...Product) {
 	pairs := (k + 1) / 2
 	kpad := (pairs + 15) &^ 15
+	steps := kpad / 16
 	mPanels := (m + amxM - 1) / amxM
 	ap := words(mPanels * amxM * kpad)
 	defer putWords(ap)
 	apack := *ap
 	forEach(mPanels, func(ip int) {
-		for r := ip * amxM; r < (ip+1)*amxM; r++ {
-			row := apack[r*kpad : (r+1)*kpad]
-			if r >= m {
-				clear(row)
+		panel := apack[ip*amxM*kpad : (ip+1)*amxM*kpad]
+		for r := 0; r < amxM; r++ {
+			row := ip*amxM + r
+			if row >= m {
+				for s := 0; s < steps; s++ {
+					clear(panel[s*amxTileWords+r*16 : s*amxTileWords+r*16+16])
+				}
 				continue
 			}
-			xr := x[r*k : (r+1)*k]
+			// k-step s of this row: words r·16 … r·16+15 of the panel's tile block s.
+			xr := x[row*k : (row+1)*k]
 			full := k / 32
 			if full > 0 {
-				cvtBF16Pairs(&row[0], &xr[0], full)
+				cvtBF16Pairs(&panel[r*16], &xr[0], full, 4*amxTileWords)
 			}
-			packA1(row[16*full:], xr[32*full:])
-			clear(row[pairs:])
+			if full < steps {
+				var tail [16]uint32
+				packA1(tail[:], xr[32*full:])
+				copy(panel[full*amxTileWords+r*16:], tail[:])
+				for s := full + 1; s < steps; s++ {
+					clear(panel[s*amxTileWords+r*16 : s*amxTileWords+r*16+16])
+				}
+			}
 		}
 	})
 	first := make([]int, len(ps)+1)
@@ -84,13 +106,17 @@ func gemmAMX(x []float32, m, k int, ps ...Product) {
 		first[i+1] = first[i] + (p.N+amxN-1)/amxN
 	}
 	nPanels := first[len(ps)]
+	fullPanels := m / amxM
+	chunks := (kpad + amxKC - 1) / amxKC
 	var next atomic.Int64
 	Parallel(min(runtime.GOMAXPROCS(0), nPanels), 1, func(_, _ int) {
 		bp := words(amxKC * amxN)
 		defer putWords(bp)
 		bpack := *bp
-		edge := make([]float32, amxM*amxN)
-		var cols []float32 // a whole column panel when it is narrower than amxN
+		var sums, edge []float32 // partial sums of all row panels; the last partial row panel
+		if chunks > 1 {
+			sums = make([]float32, mPanels*amxM*amxN)
+		}
 		pi := 0
 		for {
 			jp := int(next.Add(1) - 1)
@@ -103,10 +129,15 @@ func gemmAMX(x []float32, m, k int, ps ...Product) {
 			out, w, n := ps[pi].Out, ps[pi].W, ps[pi].N
 			j0 := (jp - first[pi]) * amxN
 			width := min(amxN, n-j0)
-			if width < amxN && cols == nil {
-				cols = make([]float32, mPanels*amxM*amxN)
+			direct := fullPanels // row panels whose last chunk stores into out
+			if width < amxN {
+				direct = 0
 			}
-			for s0 := 0; s0 < kpad; s0 += amxKC {
+			if direct < mPanels && edge == nil {
+				edge = make([]float32, mPanels*amxM*amxN)
+			}
+			for c := 0; c < chunks; c++ {
+				s0 := c * amxKC
 				s1 := min(s0+amxKC, kpad)
 				// packB writes the weight's pairs up to k and zeros past it (a narrow panel
 				// is cleared first); the pad rows up to kpad are cleared here.
@@ -116,23 +147,33 @@ func gemmAMX(x []float32, m, k int, ps ...Product) {
 				}
 				clear(bpack[(max(real, s0)-s0)*amxN : (s1-s0)*amxN])
 				acc := 0
-				if s0 > 0 {
+				if c > 0 {
 					acc = 1
 				}
-				for ip := 0; ip < mPanels; ip++ {
-					c, ldc := (*float32)(nil), n
-					switch {
-					case width < amxN:
-						c, ldc = &cols[ip*amxM*amxN], amxN
-					case ip*amxM+amxM > m:
-						c, ldc = &edge[0], amxN
-					default:
-						c = &out[ip*amxM*n+j0]
+				kern := func(ip0, panels int, cOut *float32, ldcOut int) {
+					var cIn *float32 // not read when acc is 0
+					if sums != nil {
+						cIn = &sums[ip0*amxM*amxN]
 					}
-					amxBF16(&amxTileConfig[0], unsafe.Pointer(&apack[ip*amxM*kpad+s0]), 4*kpad, unsafe.Pointer(&bpack[0]), c, 4*ldc, s1-s0, acc)
+					amxBF16(&amxTileConfig[0], unsafe.Pointer(&apack[ip0*amxM*kpad+s0*amxM]), 64, 4*amxTileWords, 4*amxM*kpad,
+						unsafe.Pointer(&bpack[0]), cIn, 4*amxN, 4*amxM*amxN, cOut, 4*ldcOut, 4*amxM*ldcOut, s1-s0, acc, panels)
+				}
+				if c < chunks-1 {
+					kern(0, mPanels, &sums[0], amxN)
+					continue
+				}
+				if direct > 0 {
+					kern(0, direct, &out[j0], n)
+				}
+				if direct < mPanels {
+					kern(direct, mPanels-direct, &edge[direct*amxM*amxN], amxN)
 				}
 			}
-			copyEdges(out, cols, edge, m, n, j0, width, amxM, amxN)
+			if direct < mPanels {
+				for i := direct * amxM; i < m; i++ {
+					copy(out[i*n+j0:i*n+j0+width], edge[i*amxN:i*amxN+width])
+				}
+			}
 		}
 	})
 }

@@ -1134,15 +1134,20 @@ packA12BF16_done:
 	VZEROUPPER
 	RET
 
-// func amxBF16(cfg *byte, a unsafe.Pointer, lda int, b unsafe.Pointer, c *float32, ldc int, kc int, accumulate int)
-TEXT ·amxBF16(SB), NOSPLIT, $0-64
+// func amxBF16(cfg *byte, a unsafe.Pointer, lda, aStep, aPanel int, b unsafe.Pointer, cIn *float32, ldcIn, cInPanel int, cOut *float32, ldcOut, cOutPanel int, kc int, accumulate int, panels int)
+TEXT ·amxBF16(SB), NOSPLIT, $0-120
 	MOVQ cfg+0(FP), AX
 	BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0x00 // LDTILECFG (AX)
-	MOVQ c+32(FP), DI
-	MOVQ ldc+40(FP), DX
-	MOVQ accumulate+56(FP), AX
-	TESTQ AX, AX
+	MOVQ a+8(FP), BX
+	MOVQ aStep+24(FP), R13
+	MOVQ cIn+48(FP), DI
+	MOVQ cOut+72(FP), AX
+	MOVQ panels+112(FP), R12
+amx_panel:
+	MOVQ accumulate+104(FP), R11
+	TESTQ R11, R11
 	JZ amx_zero
+	MOVQ ldcIn+56(FP), DX
 	MOVQ DX, CX
 	MOVQ DI, SI
 	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $0x04; BYTE $0x0e // TILELOADD (SI)(CX*1), TMM0
@@ -1160,10 +1165,10 @@ amx_zero:
 	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xd0 // TILEZERO TMM2
 	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xd8 // TILEZERO TMM3
 amx_body:
-	MOVQ a+8(FP), R8
+	MOVQ BX, R8
 	MOVQ lda+16(FP), R9
-	MOVQ b+24(FP), R10
-	MOVQ kc+48(FP), R11
+	MOVQ b+40(FP), R10
+	MOVQ kc+96(FP), R11
 	SHRQ $4, R11
 amx_loop:
 	MOVQ R9, CX
@@ -1181,20 +1186,26 @@ amx_loop:
 	BYTE $0xc4; BYTE $0xe2; BYTE $0x42; BYTE $0x5c; BYTE $0xcc // TDPBF16PS TMM1, TMM4, TMM7
 	BYTE $0xc4; BYTE $0xe2; BYTE $0x4a; BYTE $0x5c; BYTE $0xd5 // TDPBF16PS TMM2, TMM5, TMM6
 	BYTE $0xc4; BYTE $0xe2; BYTE $0x42; BYTE $0x5c; BYTE $0xdd // TDPBF16PS TMM3, TMM5, TMM7
-	ADDQ $64, R8
+	ADDQ R13, R8
 	ADDQ $2048, R10
 	DECQ R11
 	JNZ amx_loop
+	MOVQ ldcOut+80(FP), DX
 	MOVQ DX, CX
-	MOVQ DI, SI
+	MOVQ AX, SI
 	BYTE $0xc4; BYTE $0xe2; BYTE $0x7a; BYTE $0x4b; BYTE $0x04; BYTE $0x0e // TILESTORED TMM0, (SI)(CX*1)
 	ADDQ $64, SI
 	BYTE $0xc4; BYTE $0xe2; BYTE $0x7a; BYTE $0x4b; BYTE $0x0c; BYTE $0x0e // TILESTORED TMM1, (SI)(CX*1)
-	LEAQ (DI)(DX*8), SI
+	LEAQ (AX)(DX*8), SI
 	LEAQ (SI)(DX*8), SI
 	BYTE $0xc4; BYTE $0xe2; BYTE $0x7a; BYTE $0x4b; BYTE $0x14; BYTE $0x0e // TILESTORED TMM2, (SI)(CX*1)
 	ADDQ $64, SI
 	BYTE $0xc4; BYTE $0xe2; BYTE $0x7a; BYTE $0x4b; BYTE $0x1c; BYTE $0x0e // TILESTORED TMM3, (SI)(CX*1)
+	ADDQ aPanel+32(FP), BX
+	ADDQ cInPanel+64(FP), DI
+	ADDQ cOutPanel+88(FP), AX
+	DECQ R12
+	JNZ amx_panel
 	BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0xc0 // TILERELEASE
 	RET
 
@@ -1222,18 +1233,19 @@ amxPeak_loop:
 	BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0xc0 // TILERELEASE
 	RET
 
-// func cvtBF16Pairs(dst *uint32, src *float32, blocks int)
-TEXT ·cvtBF16Pairs(SB), NOSPLIT, $0-24
+// func cvtBF16Pairs(dst *uint32, src *float32, blocks int, dstStride int)
+TEXT ·cvtBF16Pairs(SB), NOSPLIT, $0-32
 	MOVQ dst+0(FP), DI
 	MOVQ src+8(FP), SI
 	MOVQ blocks+16(FP), CX
+	MOVQ dstStride+24(FP), DX
 cvtBF16Pairs_loop:
 	VMOVUPS (SI), Z0
 	VMOVUPS 64(SI), Z1
 	BYTE $0x62; BYTE $0xf2; BYTE $0x77; BYTE $0x48; BYTE $0x72; BYTE $0xd0 // VCVTNE2PS2BF16 Z0, Z1, Z2 (low half from Z0)
 	VMOVDQU32 Z2, (DI)
 	ADDQ $128, SI
-	ADDQ $64, DI
+	ADDQ DX, DI
 	DECQ CX
 	JNZ cvtBF16Pairs_loop
 	VZEROUPPER

@@ -349,32 +349,42 @@ func tdpbf16ps(dst, a, b int) string {
 	return vexBytes(0xc4, 0xe2, byte((^b&0xf)<<3|0x02), 0x5c, byte(0xc0|dst<<3|a)) + fmt.Sprintf(" // TDPBF16PS TMM%d, TMM%d, TMM%d\n", dst, a, b)
 }
 
-// amxKernel writes amxBF16: a 32×32 f32 block C (+)= A · B over kc k-pairs (a multiple of 16),
-// A 32 rows of bf16 pairs lda bytes apart, B packed [kc][32] words (VNNI: pair p of column j at
-// word p·32 + j). Tiles: TMM0–3 the four 16×16 quarters of C, TMM4/5 A's row halves, TMM6/7
-// B's column halves, all configured 16 rows × 64 bytes by cfg (loaded here, released at the
-// end, so a call leaves no tile state behind).
+// amxKernel writes amxBF16: 32×32 f32 blocks C (+)= A · B over kc k-pairs (a multiple of 16)
+// for `panels` row panels of A against one packed B block, the tile configuration loaded once.
+// A's two 16-row tiles are lda bytes per row, the second 16·lda after the first; a k-step (16
+// pairs) moves A by aStep bytes and a row panel by aPanel; B is packed [kc][32] words (VNNI:
+// pair p of column j at word p·32 + j). C is read from cIn (row stride ldcIn, a panel cInPanel
+// bytes after the previous) when accumulate is set, zero otherwise, and written to cOut (ldcOut,
+// cOutPanel): partial sums go to a contiguous buffer, the last k-chunk's straight to the output.
+// Tiles: TMM0–3 the four 16×16 quarters of C, TMM4/5 A's row halves, TMM6/7 B's column halves,
+// all configured 16 rows × 64 bytes by cfg (released at the end, so a call leaves no tile
+// state behind).
 func amxKernel(b *strings.Builder) {
-	b.WriteString("\n// func amxBF16(cfg *byte, a unsafe.Pointer, lda int, b unsafe.Pointer, c *float32, ldc int, kc int, accumulate int)\n")
-	b.WriteString("TEXT ·amxBF16(SB), NOSPLIT, $0-64\n")
+	b.WriteString("\n// func amxBF16(cfg *byte, a unsafe.Pointer, lda, aStep, aPanel int, b unsafe.Pointer, cIn *float32, ldcIn, cInPanel int, cOut *float32, ldcOut, cOutPanel int, kc int, accumulate int, panels int)\n")
+	b.WriteString("TEXT ·amxBF16(SB), NOSPLIT, $0-120\n")
 	b.WriteString("\tMOVQ cfg+0(FP), AX\n" + vexBytes(0xc4, 0xe2, 0x78, 0x49, 0x00) + " // LDTILECFG (AX)\n")
-	b.WriteString("\tMOVQ c+32(FP), DI\n\tMOVQ ldc+40(FP), DX\n\tMOVQ accumulate+56(FP), AX\n\tTESTQ AX, AX\n\tJZ amx_zero\n")
-	quarters := func(op func(int) string) {
-		b.WriteString("\tMOVQ DX, CX\n\tMOVQ DI, SI\n" + op(0) + "\tADDQ $64, SI\n" + op(1))
-		b.WriteString("\tLEAQ (DI)(DX*8), SI\n\tLEAQ (SI)(DX*8), SI\n" + op(2) + "\tADDQ $64, SI\n" + op(3))
+	b.WriteString("\tMOVQ a+8(FP), BX\n\tMOVQ aStep+24(FP), R13\n\tMOVQ cIn+48(FP), DI\n\tMOVQ cOut+72(FP), AX\n\tMOVQ panels+112(FP), R12\n")
+	// quarters applies op to C's four tiles at base (row stride in ld, loaded into DX first).
+	quarters := func(base, ld string, op func(int) string) {
+		fmt.Fprintf(b, "\tMOVQ %s, DX\n\tMOVQ DX, CX\n\tMOVQ %s, SI\n", ld, base)
+		b.WriteString(op(0) + "\tADDQ $64, SI\n" + op(1))
+		fmt.Fprintf(b, "\tLEAQ (%s)(DX*8), SI\n\tLEAQ (SI)(DX*8), SI\n", base)
+		b.WriteString(op(2) + "\tADDQ $64, SI\n" + op(3))
 	}
-	quarters(tileLoad)
+	b.WriteString("amx_panel:\n\tMOVQ accumulate+104(FP), R11\n\tTESTQ R11, R11\n\tJZ amx_zero\n")
+	quarters("DI", "ldcIn+56(FP)", tileLoad)
 	b.WriteString("\tJMP amx_body\namx_zero:\n")
 	for t := 0; t < 4; t++ {
 		b.WriteString(tileZero(t))
 	}
-	b.WriteString("amx_body:\n\tMOVQ a+8(FP), R8\n\tMOVQ lda+16(FP), R9\n\tMOVQ b+24(FP), R10\n\tMOVQ kc+48(FP), R11\n\tSHRQ $4, R11\n")
+	b.WriteString("amx_body:\n\tMOVQ BX, R8\n\tMOVQ lda+16(FP), R9\n\tMOVQ b+40(FP), R10\n\tMOVQ kc+96(FP), R11\n\tSHRQ $4, R11\n")
 	b.WriteString("amx_loop:\n\tMOVQ R9, CX\n\tMOVQ R8, SI\n" + tileLoad(4))
 	b.WriteString("\tLEAQ (R8)(R9*8), SI\n\tLEAQ (SI)(R9*8), SI\n" + tileLoad(5))
 	b.WriteString("\tMOVQ $128, CX\n\tMOVQ R10, SI\n" + tileLoad(6) + "\tADDQ $64, SI\n" + tileLoad(7))
 	b.WriteString(tdpbf16ps(0, 4, 6) + tdpbf16ps(1, 4, 7) + tdpbf16ps(2, 5, 6) + tdpbf16ps(3, 5, 7))
-	b.WriteString("\tADDQ $64, R8\n\tADDQ $2048, R10\n\tDECQ R11\n\tJNZ amx_loop\n")
-	quarters(tileStore)
+	b.WriteString("\tADDQ R13, R8\n\tADDQ $2048, R10\n\tDECQ R11\n\tJNZ amx_loop\n")
+	quarters("AX", "ldcOut+80(FP)", tileStore)
+	b.WriteString("\tADDQ aPanel+32(FP), BX\n\tADDQ cInPanel+64(FP), DI\n\tADDQ cOutPanel+88(FP), AX\n\tDECQ R12\n\tJNZ amx_panel\n")
 	b.WriteString(vexBytes(0xc4, 0xe2, 0x78, 0x49, 0xc0) + " // TILERELEASE\n\tRET\n")
 
 	b.WriteString("\n// func amxPeak(cfg *byte, iters int)\n// 4 independent TDPBF16PS chains on tiles only (65536 flops per iteration): the core's AMX bf16 ceiling.\n")
@@ -386,12 +396,13 @@ func amxKernel(b *strings.Builder) {
 	b.WriteString("\tDECQ CX\n\tJNZ amxPeak_loop\n" + vexBytes(0xc4, 0xe2, 0x78, 0x49, 0xc0) + " // TILERELEASE\n\tRET\n")
 }
 
-// cvtPairs writes cvtBF16Pairs: 32·blocks f32 rounded to nearest-even bf16, stored in order
-// (element 2p in the low half of word p: the row layout AMX's A tiles read).
+// cvtPairs writes cvtBF16Pairs: 32·blocks f32 rounded to nearest-even bf16, each block's 16
+// words stored dstStride bytes after the previous block's (element 2p in the low half of word
+// p: the row layout AMX's A tiles read; a stride of 64 stores them in order).
 func cvtPairs(b *strings.Builder) {
-	b.WriteString("\n// func cvtBF16Pairs(dst *uint32, src *float32, blocks int)\n")
-	b.WriteString("TEXT ·cvtBF16Pairs(SB), NOSPLIT, $0-24\n\tMOVQ dst+0(FP), DI\n\tMOVQ src+8(FP), SI\n\tMOVQ blocks+16(FP), CX\n")
+	b.WriteString("\n// func cvtBF16Pairs(dst *uint32, src *float32, blocks int, dstStride int)\n")
+	b.WriteString("TEXT ·cvtBF16Pairs(SB), NOSPLIT, $0-32\n\tMOVQ dst+0(FP), DI\n\tMOVQ src+8(FP), SI\n\tMOVQ blocks+16(FP), CX\n\tMOVQ dstStride+24(FP), DX\n")
 	b.WriteString("cvtBF16Pairs_loop:\n\tVMOVUPS (SI), Z0\n\tVMOVUPS 64(SI), Z1\n")
 	fmt.Fprintf(b, "\t%s // VCVTNE2PS2BF16 Z0, Z1, Z2 (low half from Z0)\n", vcvtne2ps2bf16(2, 1, 0))
-	b.WriteString("\tVMOVDQU32 Z2, (DI)\n\tADDQ $128, SI\n\tADDQ $64, DI\n\tDECQ CX\n\tJNZ cvtBF16Pairs_loop\n\tVZEROUPPER\n\tRET\n")
+	b.WriteString("\tVMOVDQU32 Z2, (DI)\n\tADDQ $128, SI\n\tADDQ DX, DI\n\tDECQ CX\n\tJNZ cvtBF16Pairs_loop\n\tVZEROUPPER\n\tRET\n")
 }
