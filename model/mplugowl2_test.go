@@ -871,3 +871,82 @@ func TestMPLUGOwl2ConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// At the reconstructed config's abstractor defaults (64 learnable queries: the shrunk
+// visual_config below leaves num_learnable_queries out), an image is 65 decoder rows, all of
+// them visual: the forward takes a run of exactly 65 placeholders and refuses 64.
+func TestMPLUGOwl2SixtyFiveRows(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "owl65")
+	set := map[string]any{
+		"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 4,
+		"visual_config": map[string]any{
+			"visual_model": map[string]any{"hidden_size": 16, "num_attention_heads": 2, "intermediate_size": 16, "num_hidden_layers": 1,
+				"image_size": 16, "patch_size": 4, "hidden_act": "quick_gelu"},
+			"visual_abstractor": map[string]any{"hidden_size": 16, "encoder_hidden_size": 16, "num_attention_heads": 2,
+				"intermediate_size": 16, "num_hidden_layers": 1, "grid_size": 4},
+		},
+	}
+	if err := synth.Generate(owlConfig, dir, synth.Options{DType: safetensors.BF16, Seed: 2, Std: 0.3, Set: set}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	feats := make([]float32, 16*48)
+	for i := range feats {
+		feats[i] = float32(i%13) / 13
+	}
+	md := Media{Kind: "image", Rows: 16, Features: feats}
+	emb, err := m.encoders[0].encode(ctx, 0, md, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(emb) != 65*32 {
+		t.Fatalf("the image is %d rows, want 65", len(emb)/32)
+	}
+	for _, n := range []int{65, 64} {
+		toks := slices.Concat([]int32{1, 400}, slices.Repeat([]int32{0}, n), []int32{401})
+		_, err := m.ForwardInputs(ctx, []Input{{Tokens: toks, Media: []Media{md}}}, ForwardOptions{})
+		if (err == nil) != (n == 65) {
+			t.Errorf("a run of %d placeholders: %v", n, err)
+		}
+	}
+}
+
+// tokenizer_image_token on any text: as many IMAGE_TOKEN_INDEX as markers, every other id a
+// vocabulary id, and the text between markers tokenized apart.
+func FuzzMPLUGOwl2ImageTokens(f *testing.F) {
+	for _, s := range []string{"USER: <|image|>a cat ASSISTANT:", "<|image|>", "<|image|><|image|>x", "", "a <|image", "<|image|>\x00é"} {
+		f.Add(s)
+	}
+	dir := filepath.Join(f.TempDir(), "owl")
+	if err := synth.Generate(owlTinyConfig, dir, synth.Options{DType: safetensors.F32, Seed: 1}); err != nil {
+		f.Fatal(err)
+	}
+	m, err := Open(dir)
+	if err != nil {
+		f.Fatal(err)
+	}
+	e := m.encoders[0].(*mplugOwl2Image)
+	f.Fuzz(func(t *testing.T, s string) {
+		ids, err := e.imageTokenIDs(m.Tokenizer, s, 0)
+		if err != nil {
+			return
+		}
+		n := 0
+		for _, id := range ids {
+			switch {
+			case id == -200:
+				n++
+			case id < 0 || int(id) >= m.cfg.Vocab:
+				t.Fatalf("%q: id %d", s, id)
+			}
+		}
+		if want := strings.Count(s, mplugOwl2Marker); n != want {
+			t.Fatalf("%q: %d image indices for %d markers", s, n, want)
+		}
+	})
+}
