@@ -159,6 +159,9 @@ type Attention struct {
 	q, k, v, o         Linear
 	heads, kvHeads, hd int
 	window             int // sliding window (causal only), 0 = none
+	// visual are mPLUG-Owl2's k and v projections for visual rows (multiway index 1: the
+	// stepBatch's visual ranges); nil for every other attention.
+	visual *[2]Linear
 }
 
 // forwardCausal is a decoder's attention for the stacked rows of b at layer l: project xn to
@@ -169,6 +172,14 @@ func (a *Attention) forwardCausal(b *stepBatch, l int, site Site, out, xn, q, k,
 	T, off := b.T, b.off
 	qDim, kvDim, half := a.heads*a.hd, a.kvHeads*a.hd, a.hd/2
 	matmulShared(xn, T, [][]float32{q, k, v}, []*weight{&a.q.w, &a.k.w, &a.v.w}, [][]float32{a.q.b, a.k.b, a.v.b})
+	if a.visual != nil {
+		d := a.q.w.cols
+		for _, r := range b.visual {
+			kw, vw := &a.visual[0], &a.visual[1]
+			matmulShared(xn[r[0]*d:r[1]*d], r[1]-r[0], [][]float32{k[r[0]*kvDim : r[1]*kvDim], v[r[0]*kvDim : r[1]*kvDim]},
+				[]*weight{&kw.w, &vw.w}, [][]float32{kw.b, vw.b})
+		}
+	}
 	for i, s := range b.states {
 		n := len(b.toks[i])
 		ropeTasks.Run(n, spanChunk(n), ropeTask{q: q[off[i]*qDim:], k: k[off[i]*kvDim:], cos: b.cos[off[i]*half:], sin: b.sin[off[i]*half:],

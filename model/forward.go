@@ -131,6 +131,15 @@ func (m *Model) step(ctx context.Context, states []*seqState, toks [][]int32, in
 		}
 	}
 	b := &stepBatch{sc: sc, states: states, toks: toks, off: off, T: T}
+	if m.decoder.multiway && in != nil {
+		// mPLUG-Owl2's modality indicators: the rows of embedding spans (the image's features)
+		// are visual, every token row (decode steps included) is text.
+		for i := range toks {
+			for _, e := range in[i].Embeds {
+				b.visual = append(b.visual, [2]int{off[i] + e.Start, off[i] + e.Start + e.Rows})
+			}
+		}
+	}
 	b.splitTaps(taps)
 	b.mask = mask
 	// RoPE tables for the positions of this step: cos/sin of every row's rotation angles,
@@ -230,6 +239,9 @@ type stepBatch struct {
 	attnTaps []AttnTap
 	resTaps  []ResidualTap
 	mask     *Mask
+	// visual are the row ranges a modality-adaptive decoder (mPLUG-Owl2) runs through its
+	// visual weights (multiway index 1); nil for every other decoder.
+	visual [][2]int
 }
 
 // splitTaps sorts taps by what they observe.
@@ -250,6 +262,9 @@ func (b *stepBatch) splitTaps(taps []Tap) {
 type Decoder struct {
 	module string
 	layers []DecoderLayer
+	// multiway: the layers have visual weights (DecoderLayer.visual) for the rows of the step's
+	// embedding spans (mPLUG-Owl2's modality-adaptive module).
+	multiway bool
 }
 
 // DecoderLayer is one block of a Decoder.
@@ -258,6 +273,22 @@ type DecoderLayer struct {
 	attn     Attention
 	postNorm RMSNorm
 	mlp      GatedMLP
+	// visual are mPLUG-Owl2's norms for visual rows (multiway index 1; the attention's k/v
+	// are in attn.visual); nil for every other decoder.
+	visual *[2]RMSNorm
+}
+
+// normRows normalises x into xn with n, then the rows of the visual ranges with the visual
+// norm alt (when not nil): MultiwayNetwork's per-row choice.
+func normRows(n *RMSNorm, alt *RMSNorm, xn, x []float32, T int, visual [][2]int) {
+	n.Forward(xn, x, T)
+	if alt == nil {
+		return
+	}
+	d := len(n.w)
+	for _, r := range visual {
+		alt.Forward(xn[r[0]*d:r[1]*d], x[r[0]*d:r[1]*d], r[1]-r[0])
+	}
 }
 
 // Forward runs every layer over the residual stream x (b.T rows).
@@ -292,10 +323,14 @@ func (dec *Decoder) Forward(ctx context.Context, b *stepBatch, x []float32) erro
 		}
 		ly := &dec.layers[l]
 		site := Site{Module: dec.module, Layer: l}
-		ly.inNorm.Forward(xn, x, T)
+		var vin, vpost *RMSNorm
+		if ly.visual != nil {
+			vin, vpost = &ly.visual[0], &ly.visual[1]
+		}
+		normRows(&ly.inNorm, vin, xn, x, T, b.visual)
 		ly.attn.forwardCausal(b, l, site, o, xn, q, k, v, att)
 		addInto(x, o[:T*d])
-		ly.postNorm.Forward(xn, x, T)
+		normRows(&ly.postNorm, vpost, xn, x, T, b.visual)
 		call.site = site
 		for _, ch := range chunks {
 			r0, r1 := off[ch[0]], off[ch[1]]

@@ -183,7 +183,9 @@ func parseModuleConfig(a *archdef.Arch, configJSON []byte) (Config, error) {
 		return Config{}, fmt.Errorf("%w: archdef %s has no llm module", ErrConfig, a.Name)
 	}
 	j := configJSON
-	if llm.Module.Config != "" {
+	if llm.Module.Config != "" || len(a.Def.Defaults) > 0 {
+		// The module's view: its sub-object, or the top level with the definition's defaults
+		// for the keys config.json leaves out (mPLUG-Owl2's LlamaConfig defaults).
 		j = llm.ConfigJSON()
 	}
 	cfg, err := ParseConfig(j)

@@ -115,7 +115,7 @@ neurosurg locate --method random --like neurons.json --seed 1 stats.st --out ran
 				&cli.IntSliceFlag{Name: "layers", Usage: "contrib: search only these layers"},
 				&cli.StringFlag{Name: "like", Usage: "random: the neuron set whose count per label, module and layer the draw copies"},
 				&cli.Uint64Flag{Name: "seed", Usage: "random, and miner's strategy random"},
-				&cli.StringSliceFlag{Name: "module", Usage: "dape: modules to select in, each on its own (default or all: every recorded one); miner, contrib: the module (default and only contrib's: llm). Names: llm, vision, projector, audio, qformer, query; MMNeuron's lang, mmproj, encoder accepted"},
+				&cli.StringSliceFlag{Name: "module", Usage: "dape: modules to select in, each on its own (default or all: every recorded one); miner, contrib: the module (default and only contrib's: llm). Names: llm, vision, projector, audio, qformer, query, abstractor; MMNeuron's lang, mmproj, encoder accepted"},
 				&cli.StringFlag{Name: "label", Usage: "keep only the neurons of this label (as a recipe's locate.label)"},
 			},
 			Action: func(ctx context.Context, cmd *cli.Command) error {

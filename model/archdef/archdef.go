@@ -242,7 +242,7 @@ func (a *Arch) bind(m *Module) *Bound {
 		b.Config = cfg
 		return b
 	}
-	sub, _ := a.Config[m.Config].(map[string]any)
+	sub := configObject(a.Config, m.Config)
 	if m.Fallback {
 		for k, v := range a.Config {
 			cfg[k] = v
@@ -253,6 +253,16 @@ func (a *Arch) bind(m *Module) *Bound {
 	}
 	b.Config = cfg
 	return b
+}
+
+// configObject is the sub-object at a module's config path: a key of the top level
+// ("vision_config") or a dotted path into nested objects ("visual_config.visual_model": mPLUG-Owl2
+// nests its vision and abstractor configs in one object). Nil when any step is missing.
+func configObject(cfg map[string]any, path string) map[string]any {
+	for _, k := range strings.Split(path, ".") {
+		cfg, _ = cfg[k].(map[string]any)
+	}
+	return cfg
 }
 
 // ConfigJSON is the module's config as a JSON object (for a family's own config parser).
@@ -451,6 +461,17 @@ func (a *Arch) Int(key string) (int64, error) {
 		return h / n, nil
 	case "num_key_value_heads":
 		return a.Int("num_attention_heads")
+	case "grid_positions":
+		// mPLUG-Owl2's abstractor: k_pos_embed has a row per cell of its grid_size² grid and one
+		// for the class token.
+		g, err := a.Int("grid_size")
+		if err != nil {
+			return 0, err
+		}
+		if g > 1<<15 {
+			return 0, fmt.Errorf("config.json: grid_size is %d, want at most %d", g, 1<<15)
+		}
+		return g*g + 1, nil
 	case "num_patches", "num_positions":
 		// A ViT's patch grid: (image_size // patch_size)², plus the class token's position.
 		s, err := a.Int("image_size")

@@ -667,3 +667,51 @@ func TestModuleDefaults(t *testing.T) {
 		t.Errorf("missing audio_config: %v", err)
 	}
 }
+
+// A module's config may be a dotted path into nested objects (mPLUG-Owl2's
+// visual_config.visual_model), and grid_positions is grid_size² + 1.
+func TestNestedModuleConfig(t *testing.T) {
+	def := `{"architectures": ["NestedTestForCausalLM"], "modules": [
+	  {"name": "enc", "config": "outer.inner", "layers": "num_hidden_layers", "layer_prefix": "enc.{i}.",
+	   "layer": [{"name": "pos", "shape": ["grid_positions", "hidden_size"]}]},
+	  {"name": "llm", "layers": "num_hidden_layers", "layer_prefix": "l.{i}.", "layer": [{"name": "w", "shape": ["hidden_size"]}]}]}`
+	if err := archdef.RegisterDefinition([]byte(def)); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		cfg  string
+		want []string
+		err  string
+	}{
+		{`{"architectures": ["NestedTestForCausalLM"], "hidden_size": 8, "num_hidden_layers": 1, "outer": {"inner": {"hidden_size": 4, "num_hidden_layers": 2, "grid_size": 3}}}`,
+			[]string{"enc.0.pos [10 4]", "enc.1.pos [10 4]", "l.0.w [8]"}, ""},
+		{`{"architectures": ["NestedTestForCausalLM"], "hidden_size": 8, "num_hidden_layers": 1, "outer": {"inner": {"hidden_size": 4, "num_hidden_layers": 1}}}`,
+			nil, `missing key "grid_size"`},
+		{`{"architectures": ["NestedTestForCausalLM"], "hidden_size": 8, "num_hidden_layers": 1, "outer": {"inner": {"hidden_size": 4, "num_hidden_layers": 1, "grid_size": 40000}}}`,
+			nil, "grid_size is 40000"},
+		{`{"architectures": ["NestedTestForCausalLM"], "hidden_size": 8, "num_hidden_layers": 1, "outer": 3}`,
+			nil, `missing key "num_hidden_layers"`},
+	} {
+		a, err := archdef.ForConfig([]byte(c.cfg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		specs, err := a.Tensors()
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%s: %v, want %q", c.cfg, err, c.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, s := range specs {
+			got = append(got, fmt.Sprintf("%s %v", s.Name, s.Shape))
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%s: %v, want %v", c.cfg, got, c.want)
+		}
+	}
+}
