@@ -153,3 +153,57 @@ func TestAMXPeak(t *testing.T) {
 		t.Fatalf("AMX peak %g GFLOP/s, VDPBF16PS peak %g: want more than twice", p, dot)
 	}
 }
+
+// The AMX GEMM's grouped path (column panels swept chunk by chunk, taken when A exceeds L2)
+// and its panel-at-a-time path agree with a float64 reference over the same bf16-rounded
+// activations: several k-chunks, a partial last row panel, a narrow last column panel, and
+// two products sharing the activations with a group straddling them.
+func TestAMXGroupedGEMM(t *testing.T) {
+	if !slices.Contains(Variants(), "amx") {
+		t.Skip("no AMX-BF16 (or no permission for tile data)")
+	}
+	prev := Use("amx")
+	defer Use(prev)
+	defer func(v int) { amxGroupAbove = v }(amxGroupAbove)
+	rng := rand.New(rand.NewPCG(7, 7))
+	m, k := 70, 1100 // 3 row panels (the last of 6 rows), 550 pairs: 3 chunks
+	ns := []int{200, 72}
+	x := make([]float32, m*k)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	xr := make([]float32, len(x)) // x as the packer rounds it (nearest even)
+	for i, v := range x {
+		b := math.Float32bits(v)
+		xr[i] = math.Float32frombits((b + 0x7fff + (b >> 16 & 1)) &^ 0xffff)
+	}
+	ws := make([][]byte, len(ns))
+	for i, n := range ns {
+		ws[i] = make([]byte, 2*n*k)
+		for j := 0; j < n*k; j++ {
+			h := bf16bits(float32(rng.NormFloat64()))
+			ws[i][2*j], ws[i][2*j+1] = byte(h), byte(h>>8)
+		}
+	}
+	for _, above := range []int{1 << 40, 0} {
+		amxGroupAbove = above
+		var ps []Product
+		for i, n := range ns {
+			ps = append(ps, Product{Out: make([]float32, m*n), W: ws[i], DType: BF16, N: n})
+		}
+		gemmAMX(x, m, k, ps...)
+		for pi, p := range ps {
+			for r := 0; r < m; r++ {
+				for j := 0; j < p.N; j++ {
+					var want float64
+					for q := 0; q < k; q++ {
+						want += float64(xr[r*k+q]) * float64(bf16(ws[pi][2*(j*k+q):]))
+					}
+					if got := float64(p.Out[r*p.N+j]); math.Abs(got-want) > 1e-4*(1+math.Abs(want)) {
+						t.Fatalf("grouped=%v product %d [%d,%d] = %g, want %g", above == 0, pi, r, j, got, want)
+					}
+				}
+			}
+		}
+	}
+}
