@@ -4,14 +4,19 @@ import (
 	"math"
 	"unsafe"
 
-	"github.com/neurosurg/neurosurg/dtype"
-	"github.com/neurosurg/neurosurg/formats/safetensors"
 	"github.com/neurosurg/neurosurg/model/kernels"
 )
 
 // attnRowBlock is how many query rows per head one pass of attentionGEMM scores at once; it
 // bounds the score buffer to heads-per-group × attnRowBlock × keys.
 const attnRowBlock = 128
+
+// attnScoresBudget bounds the score buffer (floats) of bidirectional attention, which takes
+// as many rows per pass as fit: a vision tower's whole span (577 × 577 for CLIP, 1024 × 1024
+// for a Qwen2-VL frame) in one pass packs each head's keys and values once instead of once per
+// 128 rows, and gives the GEMMs more row panels per packed block. Causal attention keeps
+// attnRowBlock: its later blocks score more keys, a single block would score the masked half.
+const attnScoresBudget = 1 << 21
 
 // attentionGEMM is attention for a prefill of n rows: per KV head, the query rows of all heads
 // sharing it are stacked into one matrix, scored against the keys with one MatMul, softmaxed
@@ -44,6 +49,9 @@ func (a *Attention) attentionBlocks(sc *scratch, out, q, keys, vals []float32, p
 	kh := sc.get(T * hd)
 	vt := sc.get(hd * T)
 	rb := min(attnRowBlock, n)
+	if !causal {
+		rb = min(n, max(attnRowBlock, attnScoresBudget/(group*T)))
+	}
 	qs := sc.get(group * rb * hd)
 	os := sc.get(group * rb * hd)
 	scores := sc.get(group * rb * T)
@@ -141,12 +149,13 @@ func f32bytes(v []float32) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 4*len(v))
 }
 
-// bf16bytes rounds v to bf16 into dst and returns the bytes written.
+// bf16bytes rounds v to bf16 into dst (as the GEMM packers round activations) and returns the
+// bytes written.
 func bf16bytes(dst []byte, v []float32) []byte {
 	parallelSpan(len(v)/4096+1, func(c0, c1 int) {
 		lo, hi := c0*4096, min(c1*4096, len(v))
 		if lo < hi {
-			dtype.FromFloat32(dst[2*lo:2*hi], v[lo:hi], safetensors.BF16)
+			kernels.RoundBF16(dst[2*lo:2*hi], v[lo:hi])
 		}
 	})
 	return dst[:2*len(v)]

@@ -261,6 +261,26 @@ func geluGo(x []float32) {
 
 var geluBufs = sync.Pool{New: func() any { return new([2][256]float32) }}
 
+// RoundBF16 writes src rounded to bf16 (nearest even) into dst[:2·len(src)] as little-endian
+// bytes: the rounding the bf16 GEMM packers apply to activations (VCVTNE2PS2BF16 on blocks of
+// 32 where the CPU has AVX512_BF16, which reads denormal inputs as zero; dtype's scalar
+// conversion elsewhere and for the tail).
+func RoundBF16(dst []byte, src []float32) {
+	dst = dst[:2*len(src)]
+	body := 0
+	if roundBF16Blocks != nil && len(src) >= 32 {
+		body = len(src) / 32 * 32
+		roundBF16Blocks((*uint32)(unsafe.Pointer(&dst[0])), &src[0], body/32)
+	}
+	for i := body; i < len(src); i++ {
+		h := dtype.Float32ToBF16(src[i])
+		dst[2*i], dst[2*i+1] = byte(h), byte(h>>8)
+	}
+}
+
+// roundBF16Blocks rounds 32·blocks f32 to bf16 pairs in order; nil without AVX512_BF16.
+var roundBF16Blocks func(dst *uint32, src *float32, blocks int)
+
 // Scale computes x[i] *= s.
 func Scale(x []float32, s float32) {
 	if v := active.Load(); v != nil && v.rows != nil && len(x) > 0 {

@@ -506,3 +506,35 @@ func BenchmarkMatMulEncoder(b *testing.B) {
 		}
 	}
 }
+
+// RoundBF16 rounds to nearest even as dtype's conversion does, through the vector body and the
+// scalar tail alike: ties both ways, carries into the exponent, ±Inf, ±0 and values near the
+// bf16 overflow, at lengths around the 32-value blocks.
+func TestRoundBF16(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	special := []float32{0, float32(math.Copysign(0, -1)), 1, -1, float32(math.Inf(1)), float32(math.Inf(-1)),
+		math.Float32frombits(0x3f808000), math.Float32frombits(0x3f818000), // ties: to even down, up
+		math.Float32frombits(0x3fffffff), math.Float32frombits(0x7f7fffff), 3.3895314e38, 1e-30}
+	for _, n := range []int{1, 31, 32, 33, 64, 100} {
+		src := make([]float32, n)
+		for i := range src {
+			src[i] = float32(rng.NormFloat64() * 10)
+		}
+		copy(src, special)
+		if n > 40 {
+			copy(src[32:], special) // the vector body sees them too
+		}
+		got := make([]byte, 2*n+2)
+		got[2*n], got[2*n+1] = 0xaa, 0xbb
+		kernels.RoundBF16(got, src)
+		for i, v := range src {
+			want := dtype.Float32ToBF16(v)
+			if h := uint16(got[2*i]) | uint16(got[2*i+1])<<8; h != want {
+				t.Fatalf("n=%d: RoundBF16(%g) = %#04x, want %#04x", n, v, h, want)
+			}
+		}
+		if got[2*n] != 0xaa || got[2*n+1] != 0xbb {
+			t.Fatalf("n=%d: wrote past 2·len(src)", n)
+		}
+	}
+}

@@ -123,6 +123,7 @@ func init() {
 		exact.shared = sharedOn(&tiles512, false)
 		register(exact, !cpu.X86.HasAVX512BF16)
 		if cpu.X86.HasAVX512BF16 {
+			roundBF16Blocks = func(dst *uint32, src *float32, blocks int) { cvtBF16Pairs(dst, src, blocks, 64) }
 			dotPeakLoop = dpbf16Peak
 			// BF16 weights meet activations rounded to bf16 (as PyTorch's bf16 matmul does, but
 			// accumulated and returned in f32) at twice the f32 FMA rate.
