@@ -34,14 +34,35 @@ func amxPeak(cfg *byte, iters int)
 
 // amxTileConfig is LDTILECFG's 64-byte operand: palette 1, eight tiles of 16 rows × 64 bytes
 // (colsb at bytes 16+2t, rows at byte 48+t).
-var amxTileConfig = func() (c [64]byte) {
+var amxTileConfig = amxConfig(amxM)
+
+// amxEdgeConfigs[r] is the configuration for a last row panel of r < 32 rows: C's and A's
+// upper tiles (TMM0, 1, 4) of min(r, 16) rows, the lower ones (TMM2, 3, 5) of r − 16 (at least
+// one: the kernel always runs them; the row computed past m is padding). TDPBF16PS takes time
+// in proportion to its rows, so the one-row tail of a 257- or 577-row tower costs a sixteenth
+// of a full panel instead of a whole one.
+var amxEdgeConfigs = func() (c [amxM][64]byte) {
+	for r := 1; r < amxM; r++ {
+		c[r] = amxConfig(r)
+	}
+	return c
+}()
+
+func amxConfig(rows int) (c [64]byte) {
 	c[0] = 1
+	upper, lower := byte(min(rows, 16)), byte(max(rows-16, 1))
 	for t := 0; t < 8; t++ {
 		c[16+2*t] = 64
 		c[48+t] = 16
 	}
+	for _, t := range []int{0, 1, 4} {
+		c[48+t] = upper
+	}
+	for _, t := range []int{2, 3, 5} {
+		c[48+t] = lower
+	}
 	return c
-}()
+}
 
 const (
 	amxM = 32 // activation rows per block (two A tiles)
@@ -113,7 +134,7 @@ func gemmAMX(x []float32, m, k int, ps ...Product) {
 		first[i+1] = first[i] + (p.N+amxN-1)/amxN
 	}
 	nPanels := first[len(ps)]
-	fullPanels := m / amxM
+	fullPanels, edgeRows := m/amxM, m%amxM
 	chunks := (kpad + amxKC - 1) / amxKC
 	// A worker takes `group` column panels at a time and runs the k-chunks outermost over
 	// them, so that one chunk of A (all rows × 256 pairs: 590 KiB at 577 rows) is read from L2
@@ -172,11 +193,20 @@ func gemmAMX(x []float32, m, k int, ps ...Product) {
 						if part != nil {
 							cIn = &part[ip0*amxM*amxN]
 						}
-						amxBF16(&amxTileConfig[0], unsafe.Pointer(&apack[ip0*amxM*kpad+s0*amxM]), 64, 4*amxTileWords, 4*amxM*kpad,
+						cfg := &amxTileConfig
+						if ip0 == fullPanels && edgeRows > 0 {
+							cfg = &amxEdgeConfigs[edgeRows]
+						}
+						amxBF16(&cfg[0], unsafe.Pointer(&apack[ip0*amxM*kpad+s0*amxM]), 64, 4*amxTileWords, 4*amxM*kpad,
 							unsafe.Pointer(&bpack[0]), cIn, 4*amxN, 4*amxM*amxN, cOut, 4*ldcOut, 4*amxM*ldcOut, s1-s0, acc, panels)
 					}
 					if c < chunks-1 {
-						kern(0, mPanels, &part[0], amxN)
+						if fullPanels > 0 {
+							kern(0, fullPanels, &part[0], amxN)
+						}
+						if edgeRows > 0 {
+							kern(fullPanels, 1, &part[fullPanels*amxM*amxN], amxN)
+						}
 						continue
 					}
 					direct := fullPanels // row panels whose last chunk stores into out
@@ -190,7 +220,12 @@ func gemmAMX(x []float32, m, k int, ps ...Product) {
 						if edge == nil {
 							edge = make([]float32, mPanels*amxM*amxN)
 						}
-						kern(direct, mPanels-direct, &edge[direct*amxM*amxN], amxN)
+						if direct < fullPanels { // a narrow column panel: its full row panels first
+							kern(direct, fullPanels-direct, &edge[direct*amxM*amxN], amxN)
+						}
+						if edgeRows > 0 {
+							kern(fullPanels, 1, &edge[fullPanels*amxM*amxN], amxN)
+						}
 						for i := direct * amxM; i < m; i++ {
 							copy(out[i*n+j0:i*n+j0+width], edge[i*amxN:i*amxN+width])
 						}
