@@ -152,9 +152,13 @@ func gemmAMX(x []float32, m, k int, ps ...Product) {
 		bpack := *bp
 		// sums holds each panel of the group's partial sums over k, all row panels; edge the
 		// last partial row panel's (or a narrow column panel's) results.
+		// Pooled, not zeroed: the first chunk's tiles start from zero, and only rows < m of
+		// edge are read.
 		var sums, edge []float32
 		if chunks > 1 {
-			sums = make([]float32, group*mPanels*amxM*amxN)
+			sp := floats(group * mPanels * amxM * amxN)
+			defer putFloats(sp)
+			sums = *sp
 		}
 		for {
 			g0 := int(next.Add(int64(group)) - int64(group))
@@ -218,7 +222,9 @@ func gemmAMX(x []float32, m, k int, ps ...Product) {
 					}
 					if direct < mPanels {
 						if edge == nil {
-							edge = make([]float32, mPanels*amxM*amxN)
+							ep := floats(mPanels * amxM * amxN)
+							defer putFloats(ep)
+							edge = *ep
 						}
 						if direct < fullPanels { // a narrow column panel: its full row panels first
 							kern(direct, fullPanels-direct, &edge[direct*amxM*amxN], amxN)
