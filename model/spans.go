@@ -67,27 +67,8 @@ func (t *rowTask) Run(r0, r1 int) {
 		kernels.Mul(t.x[r0*d:r1*d], t.y[r0*d:r1*d])
 	case rowLayerNorm:
 		for r := r0; r < r1; r++ {
-			layerNorm(t.y[r*d:(r+1)*d], t.x[r*d:(r+1)*d], t.w, t.b, t.eps)
+			kernels.LayerNorm(t.y[r*d:(r+1)*d], t.x[r*d:(r+1)*d], t.w, t.b, t.eps)
 		}
-	}
-}
-
-// layerNorm computes y = (x − mean)/sqrt(var + eps)·w + b, mean and variance in float64 (as
-// PyTorch accumulates them wider than its f32 inputs).
-func layerNorm(y, x, w, b []float32, eps float32) {
-	var sum float64
-	for _, v := range x {
-		sum += float64(v)
-	}
-	mean := sum / float64(len(x))
-	var ss float64
-	for _, v := range x {
-		dv := float64(v) - mean
-		ss += dv * dv
-	}
-	inv := 1 / math.Sqrt(ss/float64(len(x))+float64(eps))
-	for i, v := range x {
-		y[i] = float32((float64(v)-mean)*inv)*w[i] + b[i]
 	}
 }
 

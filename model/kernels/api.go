@@ -261,6 +261,34 @@ func geluGo(x []float32) {
 
 var geluBufs = sync.Pool{New: func() any { return new([2][256]float32) }}
 
+// LayerNorm computes y = (x − mean)/sqrt(var + eps)·w + b over one row, mean and variance in
+// float64 (as PyTorch accumulates them wider than its f32 inputs): the normalised value is
+// rounded to f32 once, then multiplied by w and b added in f32.
+func LayerNorm(y, x, w, b []float32, eps float32) {
+	if v := active.Load(); v != nil && v.layerNorm != nil {
+		v.layerNorm(y, x, w, b, eps)
+		return
+	}
+	layerNormGo(y, x, w, b, eps)
+}
+
+func layerNormGo(y, x, w, b []float32, eps float32) {
+	var sum float64
+	for _, v := range x {
+		sum += float64(v)
+	}
+	mean := sum / float64(len(x))
+	var ss float64
+	for _, v := range x {
+		dv := float64(v) - mean
+		ss += dv * dv
+	}
+	inv := 1 / math.Sqrt(ss/float64(len(x))+float64(eps))
+	for i, v := range x {
+		y[i] = float32((float64(v)-mean)*inv)*w[i] + b[i]
+	}
+}
+
 // RoundBF16 writes src rounded to bf16 (nearest even) into dst[:2·len(src)] as little-endian
 // bytes: the rounding the bf16 GEMM packers apply to activations (VCVTNE2PS2BF16 on blocks of
 // 32 where the CPU has AVX512_BF16, which reads denormal inputs as zero; dtype's scalar

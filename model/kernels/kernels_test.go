@@ -538,3 +538,41 @@ func TestRoundBF16(t *testing.T) {
 		}
 	}
 }
+
+// LayerNorm on every variant against the float64 definition, at widths through the vector
+// lanes and the Go path (not multiples of 16), rows with a large mean (the variance is not
+// E[x²] − mean²), and y aliasing x.
+func TestLayerNormEveryVariant(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 11))
+	for _, v := range kernels.Variants() {
+		prev := kernels.Use(v)
+		for _, n := range []int{1, 15, 16, 17, 48, 1024, 1408, 1000} {
+			for _, offset := range []float64{0, 1e4} {
+				x, w, b := make([]float32, n), make([]float32, n), make([]float32, n)
+				for i := range x {
+					x[i] = float32(offset + rng.NormFloat64()*3)
+					w[i] = float32(rng.NormFloat64())
+					b[i] = float32(rng.NormFloat64())
+				}
+				var mean, ss float64
+				for _, xv := range x {
+					mean += float64(xv)
+				}
+				mean /= float64(n)
+				for _, xv := range x {
+					ss += (float64(xv) - mean) * (float64(xv) - mean)
+				}
+				inv := 1 / math.Sqrt(ss/float64(n)+1e-5)
+				y := append([]float32(nil), x...)
+				kernels.LayerNorm(y, y, w, b, 1e-5)
+				for i, xv := range x {
+					want := (float64(xv)-mean)*inv*float64(w[i]) + float64(b[i])
+					if d := math.Abs(float64(y[i]) - want); d > 1e-6*(1+math.Abs(want)) {
+						t.Fatalf("%s n=%d offset=%g: y[%d] = %g, want %g", v, n, offset, i, y[i], want)
+					}
+				}
+			}
+		}
+		kernels.Use(prev)
+	}
+}

@@ -22,7 +22,8 @@ type variant struct {
 	dot        func(a, b []float32) float32
 	axpy       func(alpha float32, x, y []float32)
 	silu       func(x []float32)
-	gelu       func(x []float32)                      // GELU (erf)
+	gelu       func(x []float32) // GELU (erf)
+	layerNorm  func(y, x, w, b []float32, eps float32)
 	expSubSum  func(x []float32, max float32) float32 // x[i] = e^(x[i]−max); returns Σ
 	rows       *rowKernels
 }

@@ -39,6 +39,19 @@ func siluF32(x *float32, n int)
 //go:noescape
 func geluF32(x *float32, n int)
 
+// sumF64, sqDevF64 and normAffineF32 are LayerNorm's three passes in float64 lanes (n a
+// positive multiple of 16): Σx, Σ(x − mean)², and y = float32((x − mean)·inv)·w + b.
+// Require AVX-512F (AVX512DQ for the 256-bit insert).
+//
+//go:noescape
+func sumF64(x *float32, n int) float64
+
+//go:noescape
+func sqDevF64(x *float32, n int, mean float64) float64
+
+//go:noescape
+func normAffineF32(y, x, w, b *float32, n int, mean, inv float64)
+
 // expSubSumF32 sets x[i] = e^(x[i]−max) and returns their sum, n a positive multiple of 16.
 // Requires AVX-512F.
 //
@@ -117,6 +130,7 @@ func init() {
 			axpy:      simdAxpy(axpyF32, 16),
 			silu:      simdSiLU(siluF32, 16),
 			gelu:      simdGELU(16),
+			layerNorm: simdLayerNorm(),
 			expSubSum: simdExpSubSum(expSubSumF32, 16),
 			rows:      simdRows(maxF32, mulF32, scaleF32, normMulF32, 16),
 		}
@@ -228,6 +242,25 @@ func simdGELU(lanes int) func(x []float32) {
 			geluF32(&x[0], body)
 		}
 		geluGo(x[body:])
+	}
+}
+
+// simdLayerNorm runs LayerNorm's passes in float64 vector lanes for widths a multiple of 16
+// (every encoder's), the Go loops otherwise; nil without AVX512DQ.
+func simdLayerNorm() func(y, x, w, b []float32, eps float32) {
+	if !cpu.X86.HasAVX512DQ {
+		return nil
+	}
+	return func(y, x, w, b []float32, eps float32) {
+		n := len(x)
+		if n == 0 || n%16 != 0 {
+			layerNormGo(y, x, w, b, eps)
+			return
+		}
+		y, w, b = y[:n], w[:n], b[:n]
+		mean := sumF64(&x[0], n) / float64(n)
+		inv := 1 / math.Sqrt(sqDevF64(&x[0], n, mean)/float64(n)+float64(eps))
+		normAffineF32(&y[0], &x[0], &w[0], &b[0], n, mean, inv)
 	}
 }
 

@@ -507,3 +507,90 @@ exp2loop:
 	MOVSS        X13, ret+24(FP)
 	VZEROUPPER
 	RET
+
+// func sumF64(x *float32, n int) float64   Σ x[i] in float64, n a positive multiple of 16.
+TEXT ·sumF64(SB), NOSPLIT, $0-24
+	MOVQ   x+0(FP), SI
+	MOVQ   n+8(FP), CX
+	VXORPD Z0, Z0, Z0
+	VXORPD Z1, Z1, Z1
+
+sumf64loop:
+	VCVTPS2PD (SI), Z2
+	VCVTPS2PD 32(SI), Z3
+	VADDPD    Z2, Z0, Z0
+	VADDPD    Z3, Z1, Z1
+	ADDQ      $64, SI
+	SUBQ      $16, CX
+	JNZ       sumf64loop
+	VADDPD    Z1, Z0, Z0
+	VEXTRACTF64X4 $1, Z0, Y1
+	VADDPD    Y1, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPD    X1, X0, X0
+	VHADDPD   X0, X0, X0
+	MOVSD     X0, ret+16(FP)
+	VZEROUPPER
+	RET
+
+// func sqDevF64(x *float32, n int, mean float64) float64   Σ (x[i] − mean)² in float64, n a positive multiple of 16.
+TEXT ·sqDevF64(SB), NOSPLIT, $0-32
+	MOVQ         x+0(FP), SI
+	MOVQ         n+8(FP), CX
+	VBROADCASTSD mean+16(FP), Z4
+	VXORPD       Z0, Z0, Z0
+	VXORPD       Z1, Z1, Z1
+
+sqdevloop:
+	VCVTPS2PD   (SI), Z2
+	VCVTPS2PD   32(SI), Z3
+	VSUBPD      Z4, Z2, Z2
+	VSUBPD      Z4, Z3, Z3
+	VFMADD231PD Z2, Z2, Z0
+	VFMADD231PD Z3, Z3, Z1
+	ADDQ        $64, SI
+	SUBQ        $16, CX
+	JNZ         sqdevloop
+	VADDPD      Z1, Z0, Z0
+	VEXTRACTF64X4 $1, Z0, Y1
+	VADDPD      Y1, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPD      X1, X0, X0
+	VHADDPD     X0, X0, X0
+	MOVSD       X0, ret+24(FP)
+	VZEROUPPER
+	RET
+
+// func normAffineF32(y, x, w, b *float32, n int, mean, inv float64)
+// y[i] = float32((x[i] − mean)·inv)·w[i] + b[i] (the product in float64, rounded once; then f32
+// multiply and add, unfused), n a positive multiple of 16.
+TEXT ·normAffineF32(SB), NOSPLIT, $0-56
+	MOVQ         y+0(FP), DI
+	MOVQ         x+8(FP), SI
+	MOVQ         w+16(FP), DX
+	MOVQ         b+24(FP), BX
+	MOVQ         n+32(FP), CX
+	VBROADCASTSD mean+40(FP), Z4
+	VBROADCASTSD inv+48(FP), Z5
+
+normaffloop:
+	VCVTPS2PD      (SI), Z2
+	VCVTPS2PD      32(SI), Z3
+	VSUBPD         Z4, Z2, Z2
+	VSUBPD         Z4, Z3, Z3
+	VMULPD         Z5, Z2, Z2
+	VMULPD         Z5, Z3, Z3
+	VCVTPD2PS      Z2, Y0
+	VCVTPD2PS      Z3, Y1
+	VINSERTF32X8   $1, Y1, Z0, Z0
+	VMULPS         (DX), Z0, Z0
+	VADDPS         (BX), Z0, Z0
+	VMOVUPS        Z0, (DI)
+	ADDQ           $64, SI
+	ADDQ           $64, DX
+	ADDQ           $64, BX
+	ADDQ           $64, DI
+	SUBQ           $16, CX
+	JNZ            normaffloop
+	VZEROUPPER
+	RET
