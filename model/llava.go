@@ -207,15 +207,9 @@ func (e *llavaImage) inputWidth() int    { return 3 * e.patchSide * e.patchSide 
 // LLaVA-1.5, LlavaNextImageProcessor for NeXT. Its tiles must be the tower's image_size.
 func (e *llavaImage) processor() error {
 	e.once.Do(func() {
-		dir := e.m.Dir()
-		if dir == "" {
-			e.procErr = fmt.Errorf("%w: the model was not opened from a directory: no preprocessor_config.json", ErrMediaPath)
-			return
-		}
-		path := filepath.Join(dir, "preprocessor_config.json")
-		data, err := os.ReadFile(path)
+		data, path, err := readProcessorConfig(e.m)
 		if err != nil {
-			e.procErr = fmt.Errorf("%w: the image processor's config: %v", ErrMediaPath, err)
+			e.procErr = err
 			return
 		}
 		var h, w int
@@ -483,4 +477,19 @@ func (e *llavaImage) buildInput(m *Model, sample string, p Prompt, limit int) (I
 		return Input{}, tooLong(sample, len(in.Tokens), limit)
 	}
 	return in, nil
+}
+
+// readProcessorConfig reads the preprocessor_config.json a family's image processor needs (the
+// checkpoint must have one: its processor has no defaults transformers would apply), with the
+// path for messages.
+func readProcessorConfig(m *Model) (data []byte, path string, err error) {
+	dir := m.Dir()
+	if dir == "" {
+		return nil, "", fmt.Errorf("%w: the model was not opened from a directory: no preprocessor_config.json", ErrMediaPath)
+	}
+	path = filepath.Join(dir, "preprocessor_config.json")
+	if data, err = os.ReadFile(path); err != nil {
+		return nil, path, fmt.Errorf("%w: the image processor's config: %v", ErrMediaPath, err)
+	}
+	return data, path, nil
 }

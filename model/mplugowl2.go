@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 
@@ -296,15 +294,9 @@ func (e *mplugOwl2Image) tokens() int { return e.nQuery + 1 }
 // crop must be the tower's image_size.
 func (e *mplugOwl2Image) processor() error {
 	e.once.Do(func() {
-		dir := e.m.Dir()
-		if dir == "" {
-			e.procErr = fmt.Errorf("%w: the model was not opened from a directory: no preprocessor_config.json", ErrMediaPath)
-			return
-		}
-		path := filepath.Join(dir, "preprocessor_config.json")
-		data, err := os.ReadFile(path)
+		data, path, err := readProcessorConfig(e.m)
 		if err != nil {
-			e.procErr = fmt.Errorf("%w: the image processor's config: %v", ErrMediaPath, err)
+			e.procErr = err
 			return
 		}
 		e.clip, err = imageproc.ParseCLIPConfig(data, path)
