@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/neurosurg/neurosurg/formats/samples"
+	"github.com/neurosurg/neurosurg/locate"
 	"github.com/neurosurg/neurosurg/model"
 	"github.com/neurosurg/neurosurg/verify/mmneurons"
 )
@@ -116,15 +117,7 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 	mt := base.MediaTokens()
 	for _, s := range bench {
 		// verify's prompts are plain (BOS + text), media laid out by the family.
-		p := model.Prompt{Text: s.Text}
-		for _, md := range s.Media() {
-			files := make([]string, len(md.Paths))
-			for i, f := range md.Paths {
-				files[i] = s.Resolve(f)
-			}
-			p.Media = append(p.Media, model.Medium{Kind: md.Kind, Paths: files})
-		}
-		in, err := base.BuildInput("sample "+s.ID, p)
+		in, err := base.BuildInput("sample "+s.ID, locate.SamplePrompt(s, false))
 		if err != nil {
 			return nil, fmt.Errorf("verify: %w", err)
 		}
