@@ -290,10 +290,7 @@ func Specificity(steps []Step, base, moved []float64, word string) (ratio *float
 		return nil, 0, 0
 	}
 	self, other = self/float64(ns), other/float64(no)
-	if self+other == 0 {
-		return nil, self, other
-	}
-	return ptr(self / (self + other)), self, other
+	return selfShare(self, other), self, other
 }
 
 // Evaluate measures the four properties on data (docs/metrics.md).
@@ -440,8 +437,8 @@ func Evaluate(ctx context.Context, m *model.Model, data []samples.Sample, o Opti
 	rep.ProbDrop, rep.ProbDropRandom = sumDrop/n, sumDropR/n
 	rep.SelfChange, rep.OtherChange = sumSelf/n, sumOther/n
 	if otherSeen {
-		rep.Specificity = ratio(sumSelf, sumOther)
-		rep.SpecificityRandom = ratio(sumSelfR, sumOtherR)
+		rep.Specificity = selfShare(sumSelf, sumOther)
+		rep.SpecificityRandom = selfShare(sumSelfR, sumOtherR)
 	}
 
 	// Cross-image invariance per concept, beside random lists.
@@ -567,7 +564,8 @@ func region(ctx context.Context, m *model.Model, data []samples.Sample, lists ma
 	return nil
 }
 
-func ratio(self, other float64) *float64 {
+// selfShare is self / (self + other), nil when both are 0 (nothing moved).
+func selfShare(self, other float64) *float64 {
 	if self+other == 0 {
 		return nil
 	}
