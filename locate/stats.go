@@ -186,9 +186,7 @@ func (s *Stats) Merge(o *Stats) error {
 		return fmt.Errorf("%w: cannot merge stats of different modules (%s vs %s)", ErrStats, describe(s), describe(o))
 	}
 	for _, om := range o.Modules {
-		if err := s.Module(om.Module).merge(om); err != nil {
-			return err
-		}
+		s.Module(om.Module).merge(om)
 	}
 	s.SampleIDs = append(s.SampleIDs, o.SampleIDs...)
 	return nil
@@ -208,7 +206,7 @@ func describe(s *Stats) string {
 
 // merge adds o into s. Counts are integers and maxima exact; sums add through their exact
 // accumulators, so merging in any grouping and order gives the same bits.
-func (s *ModuleStats) merge(o *ModuleStats) error {
+func (s *ModuleStats) merge(o *ModuleStats) {
 	s.ensureExact()
 	o.ensureExact()
 	for _, l := range o.Labels {
@@ -231,8 +229,7 @@ func (s *ModuleStats) merge(o *ModuleStats) error {
 		c.FirstIDs = append(c.FirstIDs, oc.FirstIDs...)
 	}
 	for _, od := range o.ISMs {
-		fresh := s.findISM(od.Dataset) == nil
-		d := s.ism(od.Dataset)
+		d := s.ism(od.Dataset) // a new one has empty raw sums
 		addExact(d.Sum, d.SumExact, od.Sum, od.SumExact)
 		for i := range d.Count {
 			d.Count[i] += od.Count[i]
@@ -241,14 +238,10 @@ func (s *ModuleStats) merge(o *ModuleStats) error {
 		switch {
 		case od.Raw == nil:
 			d.Raw = nil
-		case fresh:
-			d.Raw = newModalityRaw(s.Layers, s.Neurons)
-			d.Raw.merge(od.Raw)
 		case d.Raw != nil:
 			d.Raw.merge(od.Raw)
 		}
 	}
-	return nil
 }
 
 // ensureExact gives every sum of s its exact accumulator where it has none (stats made by
@@ -269,19 +262,12 @@ func (s *ModuleStats) ensureExact() {
 	}
 }
 
-func (s *ModuleStats) findISM(dataset string) *ISMStats {
+// ism is the dataset's MINER accumulators, new (with raw per-modality sums) if it has none.
+func (s *ModuleStats) ism(dataset string) *ISMStats {
 	for _, d := range s.ISMs {
 		if d.Dataset == dataset {
 			return d
 		}
-	}
-	return nil
-}
-
-// ism is the dataset's MINER accumulators, new (with raw per-modality sums) if it has none.
-func (s *ModuleStats) ism(dataset string) *ISMStats {
-	if d := s.findISM(dataset); d != nil {
-		return d
 	}
 	n := 5 * 7 * s.Layers * s.Neurons
 	d := &ISMStats{Dataset: dataset, Sum: make([]float64, n), Count: make([]float64, 7), SumExact: make([]Fixed, n),
