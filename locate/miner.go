@@ -67,21 +67,12 @@ func expTable(S []float32, T int, buf []float64) []float64 {
 		buf = make([]float64, T*T)
 	}
 	E := buf[:T*T]
-	kernels.Parallel(T, rowSpan(T, T), func(r0, r1 int) {
+	kernels.Parallel(T, coreSpan(T, T), func(r0, r1 int) {
 		for i, v := range S[r0*T : r1*T] {
 			E[r0*T+i] = math.Exp(float64(v))
 		}
 	})
 	return E
-}
-
-// rowSpan is the chunk for spreading n rows of width w over the cores (all on the caller when
-// the work is too small to hand off).
-func rowSpan(n, w int) int {
-	if n*w < 1<<14 {
-		return max(n, 1)
-	}
-	return (n + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0)
 }
 
 // ismSampleExp is ismSample with exp(S) given (expTable; nil: no attention metrics). When raw
@@ -103,7 +94,7 @@ func ismSampleExp(act []float32, N int, E []float64, T int, idx []int, raw *[3][
 		e := func(a int) []float64 { return E[idx[a]*T : idx[a]*T+T] }
 		zc, zr := make([]float64, n), make([]float64, n)
 		wk, wq = make([]float64, n), make([]float64, n)
-		span := rowSpan(n, n)
+		span := coreSpan(n, n)
 		kernels.Parallel(n, span, func(b0, b1 int) {
 			for a := 0; a < n; a++ {
 				row := e(a)
@@ -135,7 +126,7 @@ func ismSampleExp(act []float32, N int, E []float64, T int, idx []int, raw *[3][
 	}
 	// Neurons are independent: spans of them go to the cores (each sums its rows in order),
 	// a tile of neurons at a time so that its five accumulators stay in L1 while all rows pass.
-	kernels.Parallel(N, neuronSpan(n, N), func(s0, s1 int) {
+	kernels.Parallel(N, coreSpan(N, n), func(s0, s1 int) {
 		for j0 := s0; j0 < s1; j0 += ismTile {
 			ismTileRows(act, N, idx, wk, wq, &out, j0, min(j0+ismTile, s1), raw)
 		}
@@ -482,11 +473,12 @@ func topK(v []float64, k int) []int {
 	return idx[:min(k, len(idx))]
 }
 
-// neuronSpan is the chunk for spreading N neurons over the cores when a loop visits rows of
-// them: one span per core, or all N on the caller when the work is too small to hand off.
-func neuronSpan(rows, N int) int {
-	if rows*N < 1<<14 {
-		return N
+// coreSpan is the chunk for spreading n independent items (neurons, rows) that each visit w
+// elements over the cores: one span per core, or all n on the caller when the work is too
+// small to hand off.
+func coreSpan(n, w int) int {
+	if n*w < 1<<14 {
+		return n
 	}
-	return (N + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0)
+	return (n + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0)
 }

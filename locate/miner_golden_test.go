@@ -201,7 +201,7 @@ func ismSampleLoop(act []float32, N int, S []float32, T int, idx []int) [5][]flo
 		}
 	}
 	// Neurons are independent: spans of them go to the cores (each sums its rows in order).
-	kernels.Parallel(N, neuronSpan(n, N), func(j0, j1 int) {
+	kernels.Parallel(N, coreSpan(N, n), func(j0, j1 int) {
 		for j := j0; j < j1; j++ {
 			mx[j] = math.Inf(-1)
 		}

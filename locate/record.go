@@ -224,7 +224,7 @@ func (r *recorder) FFN(e *model.FFNEvent) {
 	// Neurons are independent: spans of them go to the cores, each accumulating its rows in
 	// order (the same sums as one loop). Once the forward pass got fast, this loop alone cost
 	// more than the pass (8×128 tokens on a 4-layer Qwen2 shape: 28 vs 35 ms).
-	kernels.Parallel(N, neuronSpan(e.Rows, N), func(j0, j1 int) {
+	kernels.Parallel(N, coreSpan(N, e.Rows), func(j0, j1 int) {
 		fire, sum, mx := ls.Fire[l*N+j0:l*N+j1], r.sampleSum[e.Site.Module][l*N+j0:l*N+j1], ls.Max[l*N+j0:l*N+j1]
 		for t := 0; t < e.Rows; t++ {
 			a := e.Act[t*N+j0 : t*N+j1]
