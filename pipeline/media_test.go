@@ -183,7 +183,7 @@ func TestMediaSamplesEndToEnd(t *testing.T) {
 	if err := e.WriteFile(editPath); err != nil {
 		t.Fatal(err)
 	}
-	vo, _ := VerifyOptions(4, nil, nil)
+	vo, _ := VerifyOptions(4, nil, nil, nil)
 	rep, err := Verify(ctx, m, []EditVariant{{Name: "edited", Edit: editPath}}, data, vo)
 	if err != nil {
 		t.Fatal(err)

@@ -139,7 +139,7 @@ func TestMINEROnImagesEndToEnd(t *testing.T) {
 		editPaths = append(editPaths, p)
 	}
 	slices.Sort(editPaths)
-	vo, _ := VerifyOptions(3, nil, nil)
+	vo, _ := VerifyOptions(3, nil, nil, nil)
 	rep, err := Verify(ctx, m, []EditVariant{{Name: "edited", Edit: editPaths[0]}, {Name: "random", Edit: editPaths[1]}}, ss, vo)
 	if err != nil {
 		t.Fatal(err)

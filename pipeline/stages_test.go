@@ -11,6 +11,7 @@ import (
 	"github.com/neurosurg/neurosurg/formats/neuronset"
 	"github.com/neurosurg/neurosurg/patch"
 	"github.com/neurosurg/neurosurg/verify"
+	"github.com/neurosurg/neurosurg/verify/mmneurons"
 )
 
 func TestParseOps(t *testing.T) {
@@ -54,16 +55,18 @@ func TestParseOps(t *testing.T) {
 
 func TestVerifyOptions(t *testing.T) {
 	swap := &patch.Op{Kind: "swap", Src: "Lily", Tgt: "Tim"}
-	o, err := VerifyOptions(8, swap, []string{"kl<0.5", "efficacy>0.9"})
+	o, err := VerifyOptions(8, swap, nil, []string{"kl<0.5", "efficacy>0.9"})
 	if err != nil || o.MaxTokens != 8 || o.Source != "Lily" || o.Target != "Tim" {
 		t.Fatalf("%+v, %v", o, err)
 	}
 	for _, c := range []struct {
-		max   int
-		gates []string
-		want  string
-	}{{-1, nil, "max tokens -1"}, {4, []string{"klx0.5"}, `"klx0.5"`}, {4, []string{"kll<0.5"}, `"kll"`}} {
-		if _, err := VerifyOptions(c.max, nil, c.gates); !errors.Is(err, verify.ErrOption) || !strings.Contains(err.Error(), c.want) {
+		max     int
+		neurons *mmneurons.Options
+		gates   []string
+		want    string
+	}{{-1, nil, nil, "max tokens -1"}, {4, nil, []string{"klx0.5"}, `"klx0.5"`}, {4, nil, []string{"kll<0.5"}, `"kll"`},
+		{4, &mmneurons.Options{TopN: -1}, nil, "top-n -1"}} {
+		if _, err := VerifyOptions(c.max, nil, c.neurons, c.gates); !errors.Is(err, verify.ErrOption) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%d %v: err %v, want verify.ErrOption naming %q", c.max, c.gates, err, c.want)
 		}
 	}

@@ -12,12 +12,14 @@ import (
 	"github.com/neurosurg/neurosurg/model"
 	"github.com/neurosurg/neurosurg/patch"
 	"github.com/neurosurg/neurosurg/verify"
+	"github.com/neurosurg/neurosurg/verify/mmneurons"
 )
 
 // VerifyOptions are verify's options for a bench measured with greedy continuations of
-// maxTokens, measuring the swap when there is one, checked together with the gates.
-func VerifyOptions(maxTokens int, swap *patch.Op, gates []string) (verify.Options, error) {
-	o := verify.Options{MaxTokens: maxTokens}
+// maxTokens, measuring the swap when there is one and the multi-modal neurons' metrics when
+// neurons is not nil, checked together with the gates.
+func VerifyOptions(maxTokens int, swap *patch.Op, neurons *mmneurons.Options, gates []string) (verify.Options, error) {
+	o := verify.Options{MaxTokens: maxTokens, Neurons: neurons}
 	if swap != nil {
 		o.Source, o.Target = swap.Src, swap.Tgt
 	}

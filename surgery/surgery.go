@@ -452,7 +452,7 @@ func check(r *recipe.Recipe, path string) (*plan, error) {
 		return nil, bad(fmt.Errorf("patch.ops %w", err))
 	}
 	pl.swap = pipeline.SwapOp(pl.ops)
-	if pl.verify, err = pipeline.VerifyOptions(r.Verify.MaxTokens, pl.swap, r.Verify.Gates); err != nil {
+	if pl.verify, err = pipeline.VerifyOptions(r.Verify.MaxTokens, pl.swap, nil, r.Verify.Gates); err != nil {
 		return nil, bad(err)
 	}
 	if b := r.Verify.Bench; b != "" {

@@ -333,12 +333,8 @@ neurosurg verify CKPT --edit e.nsd --random random.nsd --bench b.jsonl   # rando
 				} else if cmd.IsSet("mm-top-n") || cmd.IsSet("mm-lens-k") || cmd.IsSet("mm-seed") || cmd.IsSet("mm-shuffle-seed") {
 					return usageErrorf("--mm-top-n, --mm-lens-k, --mm-seed and --mm-shuffle-seed need --mm-metrics")
 				}
-				o, err := pipeline.VerifyOptions(int(cmd.Int("max-tokens")), swap, gates)
+				o, err := pipeline.VerifyOptions(int(cmd.Int("max-tokens")), swap, mm, gates)
 				if err != nil {
-					return valid(err)
-				}
-				o.Neurons = mm
-				if err := o.Validate(); err != nil {
 					return valid(err)
 				}
 				if out := cmd.String("out"); out != "" {
