@@ -85,12 +85,9 @@ func (a Fixed) Float() float64 {
 		v = math.Ldexp(float64(lo), -64) // one rounding: uint64 → float64
 	} else {
 		// The top 64 bits, with a sticky bit for everything below them: rounding those to 53
-		// bits rounds the 128-bit value correctly.
+		// bits rounds the 128-bit value correctly. (lo>>64 is 0 in Go: n = 0 needs no case.)
 		n := uint(bits.LeadingZeros64(hi))
 		top := hi<<n | lo>>(64-n)
-		if n == 0 {
-			top = hi
-		}
 		if lo<<n != 0 {
 			top |= 1
 		}
