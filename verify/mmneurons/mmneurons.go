@@ -204,13 +204,18 @@ func Lists(ctx context.Context, m *model.Model, data []samples.Sample, n int, ch
 	if err != nil {
 		return nil, nil, err
 	}
+	return byKey(set), set, nil
+}
+
+// byKey groups a per-sample set's neurons by their label, "CONCEPT@SAMPLE".
+func byKey(set *neuronset.Set) map[Key][]neuronset.Neuron {
 	out := map[Key][]neuronset.Neuron{}
 	for _, nr := range set.Neurons {
 		w, id, _ := strings.Cut(nr.Label, "@")
 		k := Key{w, id}
 		out[k] = append(out[k], nr)
 	}
-	return out, set, nil
+	return out
 }
 
 // Step is where a sample writes a concept: the position whose next token is it (the first
@@ -316,11 +321,7 @@ func Evaluate(ctx context.Context, m *model.Model, data []samples.Sample, o Opti
 	if err != nil {
 		return nil, err
 	}
-	random := map[Key][]neuronset.Neuron{}
-	for _, nr := range rnd.Neurons {
-		w, id, _ := strings.Cut(nr.Label, "@")
-		random[Key{w, id}] = append(random[Key{w, id}], nr)
-	}
+	random := byKey(rnd)
 	keys := make([]Key, 0, len(lists))
 	for k := range lists {
 		keys = append(keys, k)
