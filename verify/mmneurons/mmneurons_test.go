@@ -196,59 +196,38 @@ func TestEvaluateTinyVLM(t *testing.T) {
 			t.Fatalf("a cat list of %d neurons, want 10", len(l))
 		}
 	}
-	in, err := m.BuildInput("c2", model.Prompt{Text: data[2].Text, Media: []model.Medium{{Kind: "image", Paths: []string{data[2].Image}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The report's dog drop is the mean over dog's three lists (c1, c2, c3): each what a mask
+	// of the list does to dog's probability at its step, recomputed here.
 	dogID, _ := m.Tokenizer.WordIDs("dog")
-	pos := -1
-	for p := m.TextStart(in) - 1; p+1 < len(in.Tokens); p++ {
-		if in.Tokens[p+1] == dogID[0] {
-			pos = p
-			break
-		}
-	}
-	if pos < 0 {
-		t.Fatal("c2 does not write dog")
-	}
-	prob := func(mask *model.Mask) float64 {
-		r, err := m.ForwardInputs(ctx, []model.Input{in}, model.ForwardOptions{AllLogits: true, Mask: mask})
+	sum := 0.0
+	for _, s := range data[1:4] {
+		in, err := m.BuildInput(s.ID, model.Prompt{Text: s.Text, Media: []model.Medium{{Kind: "image", Paths: []string{s.Image}}}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		V := m.Config().Vocab
-		return math.Exp(model.LogSoftmax(r.Logits[0][pos*V : (pos+1)*V])[dogID[0]])
-	}
-	mask := model.NewMask()
-	for _, n := range lists[Key{"dog", "c2"}] {
-		mask.Set(model.Site{Module: n.Module, Layer: n.Layer}, n.Index, 0)
-	}
-	drop := prob(nil) - prob(mask)
-	// The report's dog drop is the mean over dog's three lists; recompute them all.
-	sum := drop
-	for _, id := range []string{"c1", "c3"} {
-		idx := map[string]int{"c1": 1, "c3": 3}[id]
-		x, _ := m.BuildInput(id, model.Prompt{Text: data[idx].Text, Media: []model.Medium{{Kind: "image", Paths: []string{data[idx].Image}}}})
-		q := -1
-		for p := m.TextStart(x) - 1; p+1 < len(x.Tokens); p++ {
-			if x.Tokens[p+1] == dogID[0] {
-				q = p
+		pos := -1
+		for p := m.TextStart(in) - 1; p+1 < len(in.Tokens); p++ {
+			if in.Tokens[p+1] == dogID[0] {
+				pos = p
 				break
 			}
 		}
-		mk := model.NewMask()
-		for _, n := range lists[Key{"dog", id}] {
-			mk.Set(model.Site{Module: n.Module, Layer: n.Layer}, n.Index, 0)
+		if pos < 0 {
+			t.Fatalf("%s does not write dog", s.ID)
 		}
-		pr := func(mask *model.Mask) float64 {
-			r, err := m.ForwardInputs(ctx, []model.Input{x}, model.ForwardOptions{AllLogits: true, Mask: mask})
+		prob := func(mask *model.Mask) float64 {
+			r, err := m.ForwardInputs(ctx, []model.Input{in}, model.ForwardOptions{AllLogits: true, Mask: mask})
 			if err != nil {
 				t.Fatal(err)
 			}
 			V := m.Config().Vocab
-			return math.Exp(model.LogSoftmax(r.Logits[0][q*V : (q+1)*V])[dogID[0]])
+			return math.Exp(model.LogSoftmax(r.Logits[0][pos*V : (pos+1)*V])[dogID[0]])
 		}
-		sum += pr(nil) - pr(mk)
+		mask := model.NewMask()
+		for _, n := range lists[Key{"dog", s.ID}] {
+			mask.Set(model.Site{Module: n.Module, Layer: n.Layer}, n.Index, 0)
+		}
+		sum += prob(nil) - prob(mask)
 	}
 	if got := byWord["dog"].ProbDrop; math.Abs(got-sum/3) > 1e-6 {
 		t.Errorf("dog's probability drop %v, by hand %v", got, sum/3)
