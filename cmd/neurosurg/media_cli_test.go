@@ -13,9 +13,20 @@ import (
 	"testing"
 )
 
-// tinyVLMCkpt synthesises the test family (testdata/configs/tiny-vlm) with the stories
-// tokenizer, its text vocabulary widened to the tokenizer's 512 ids, through neurosurg synth.
+// tinyVLMCkpt synthesises the test family through neurosurg synth (tinyVLMSource).
 func tinyVLMCkpt(t *testing.T, dir string) string {
+	t.Helper()
+	src := tinyVLMSource(t, dir)
+	out := filepath.Join(dir, "vlm")
+	if _, errs, code := runCLI(t, "synth", src, "--dtype", "f32", "--seed", "5", "--out", out); code != 0 {
+		t.Fatalf("synth: %s", errs)
+	}
+	return out
+}
+
+// tinyVLMSource writes dir/src: the test family's config (testdata/configs/tiny-vlm), its
+// text vocabulary widened to the stories tokenizer's 512 ids, beside that tokenizer.
+func tinyVLMSource(t *testing.T, dir string) string {
 	t.Helper()
 	raw, err := os.ReadFile("../../testdata/configs/tiny-vlm/config.json")
 	if err != nil {
@@ -37,11 +48,7 @@ func tinyVLMCkpt(t *testing.T, dir string) string {
 		}
 		os.WriteFile(filepath.Join(src, f), b, 0o644)
 	}
-	out := filepath.Join(dir, "vlm")
-	if _, errs, code := runCLI(t, "synth", src, "--dtype", "f32", "--seed", "5", "--out", out); code != 0 {
-		t.Fatalf("synth: %s", errs)
-	}
-	return out
+	return src
 }
 
 func pngFile(t *testing.T, path string, w, h int, tint uint8) {

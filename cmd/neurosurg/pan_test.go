@@ -21,21 +21,7 @@ import (
 // specificity) into the report.
 func TestPanPipelineCLI(t *testing.T) {
 	tmp := t.TempDir()
-	raw, err := os.ReadFile("../../testdata/configs/tiny-vlm/config.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cfg map[string]any
-	json.Unmarshal(raw, &cfg)
-	cfg["text_config"].(map[string]any)["vocab_size"] = 512
-	src := filepath.Join(tmp, "src")
-	os.Mkdir(src, 0o755)
-	raw, _ = json.Marshal(cfg)
-	os.WriteFile(filepath.Join(src, "config.json"), raw, 0o644)
-	for _, f := range []string{"tokenizer.json", "tokenizer_config.json"} {
-		b, _ := os.ReadFile(filepath.Join(stories, f))
-		os.WriteFile(filepath.Join(src, f), b, 0o644)
-	}
+	src := tinyVLMSource(t, tmp)
 	ckpt := filepath.Join(tmp, "vlm")
 	if err := synth.Generate(src, ckpt, synth.Options{DType: safetensors.F32, Seed: 5, Std: 0.3}); err != nil {
 		t.Fatal(err)
