@@ -124,7 +124,7 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 		if len(in.Tokens) == 0 {
 			return nil, fmt.Errorf("verify: sample %s: cannot tokenize", s.ID)
 		}
-		enc = append(enc, encoded{s: s, in: in, ids: in.Tokens, text: max(mt.MediaEnd(in)-1, 0)})
+		enc = append(enc, encoded{s: s, in: in, text: max(mt.MediaEnd(in)-1, 0)})
 	}
 	// The base model's greedy continuation of each prompt: the positions swaps are judged on.
 	var prompts []model.Input
@@ -165,13 +165,13 @@ func Run(ctx context.Context, base *model.Model, variants []Variant, bench []sam
 			L := logits[vi][i]
 			B := logits[0][i]
 			// Perplexity is of the text: the placeholder runs before it are not predicted.
-			for p := e.text; p+1 < len(e.ids); p++ {
+			for p := e.text; p+1 < len(e.in.Tokens); p++ {
 				lp := model.LogSoftmax(L[p*V : (p+1)*V])
-				nll[e.s.Label] -= lp[e.ids[p+1]]
+				nll[e.s.Label] -= lp[e.in.Tokens[p+1]]
 				cnt[e.s.Label]++
 			}
 			// Judge next-token distributions over the continuation positions.
-			start := len(e.ids) - 1
+			start := len(e.in.Tokens) - 1
 			end := start + len(baseGen[i].Tokens)
 			for p := start; p < end; p++ {
 				lb := model.LogSoftmax(B[p*V : (p+1)*V])
@@ -367,8 +367,7 @@ func neuronMetrics(ctx context.Context, rep *Report, all []Variant, bench []samp
 
 type encoded struct {
 	s    samples.Sample
-	in   model.Input // the prompt as model.BuildInput lays it out (media, positions)
-	ids  []int32     // in.Tokens: the prompt's tokens, media placeholders expanded
+	in   model.Input // the prompt as model.BuildInput lays it out (media placeholders expanded, positions)
 	text int         // the first position whose next token is the text's: the media's last (0 without media)
 }
 
