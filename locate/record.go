@@ -402,6 +402,7 @@ func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stat
 		// Shuffled patches are other data: their stats must not merge with unshuffled ones.
 		fmt.Fprintf(h, "shuffle\x00%d\n", *o.ShuffleSeed)
 	}
+	media := m.MediaTokens() // where a sample's media end: Pan et al. score the caption after them
 	for i, smp := range ss {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -430,7 +431,7 @@ func Record(ctx context.Context, m *model.Model, ss []samples.Sample, into *Stat
 		}
 		r.startSample(smp.Label)
 		r.ids = ids
-		r.textStart = m.TextStart(in)
+		r.textStart = media.MediaEnd(in)
 		r.firsts = r.firsts[:0]
 		if o.PerSample && r.llm != nil {
 			seen := map[*ConceptStats]bool{}

@@ -53,19 +53,3 @@ func (m *Model) Placeholder(kind string) (int32, bool) {
 	return 0, false
 }
 
-// TextStart is the first position of x after its media: one past the last run of any
-// encoder's placeholder token (0 when x has none). Pan et al. score the caption the model
-// writes after the image; positions before it are the prompt.
-func (m *Model) TextStart(x Input) int {
-	start := 0
-	for _, e := range m.encoders {
-		id := e.placeholder()
-		for i := len(x.Tokens) - 1; i >= start; i-- {
-			if x.Tokens[i] == id {
-				start = i + 1
-				break
-			}
-		}
-	}
-	return start
-}

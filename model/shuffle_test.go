@@ -69,8 +69,8 @@ func TestShuffleMediaTinyVLM(t *testing.T) {
 	m, _ := tinyVLM(t, safetensors.F32)
 	ctx := context.Background()
 	x := tinyVLMInput()
-	if got := m.TextStart(x); got != 8 {
-		t.Errorf("TextStart %d, want 8 (BOS, 9, six placeholders)", got)
+	if got := m.MediaTokens().MediaEnd(x); got != 8 {
+		t.Errorf("MediaEnd %d, want 8 (BOS, 9, six placeholders)", got)
 	}
 	if id, ok := m.Placeholder("image"); !ok || id != 3 {
 		t.Errorf("Placeholder(image) = %d, %v; want 3", id, ok)

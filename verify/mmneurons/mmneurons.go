@@ -243,6 +243,7 @@ func ConceptSteps(m *model.Model, data []samples.Sample, words []string, chat bo
 	}
 	inputs := make([]model.Input, len(data))
 	var steps []Step
+	media := m.MediaTokens()
 	for i, s := range data {
 		in, err := m.BuildInput("sample "+s.ID, locate.SamplePrompt(s, chat))
 		if err != nil {
@@ -250,7 +251,7 @@ func ConceptSteps(m *model.Model, data []samples.Sample, words []string, chat bo
 		}
 		inputs[i] = in
 		for wi, w := range words {
-			for p := max(0, m.TextStart(in)-1); p+1 < len(in.Tokens); p++ {
+			for p := max(0, media.MediaEnd(in)-1); p+1 < len(in.Tokens); p++ {
 				if in.Tokens[p+1] == ids[wi] {
 					steps = append(steps, Step{Sample: i, Pos: p, ID: ids[wi], Word: w})
 					break

@@ -206,7 +206,7 @@ func TestEvaluateTinyVLM(t *testing.T) {
 			t.Fatal(err)
 		}
 		pos := -1
-		for p := m.TextStart(in) - 1; p+1 < len(in.Tokens); p++ {
+		for p := m.MediaTokens().MediaEnd(in) - 1; p+1 < len(in.Tokens); p++ {
 			if in.Tokens[p+1] == dogID[0] {
 				pos = p
 				break
