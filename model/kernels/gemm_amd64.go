@@ -384,30 +384,16 @@ func packB(t *tiling, dst []uint32, w []byte, dt DType, j0, width, k, s0, s1 int
 		}
 		return
 	}
+	// BF16 or F16 widened to f32.
 	for jj := 0; jj < width; jj++ {
 		row := unsafe.Pointer(&w[(j0+jj)*k*es])
 		col := dst[jj:]
-		switch {
-		case dot:
-			full := min(s1, k/2)
-			src := unsafe.Slice((*uint32)(row), full)[s0:]
-			for p, v := range src {
-				col[p*tileN] = v
-			}
-			if full < s1 { // odd k: the last pair has one element
-				col[(full-s0)*tileN] = uint32(*(*uint16)(unsafe.Add(row, 4*full)))
-			}
-		case dt == F32:
-			src := unsafe.Slice((*uint32)(row), s1)[s0:]
-			for p, v := range src {
-				col[p*tileN] = v
-			}
-		case dt == BF16:
+		if dt == BF16 {
 			src := unsafe.Slice((*uint16)(row), s1)[s0:]
 			for p, v := range src {
 				col[p*tileN] = uint32(v) << 16
 			}
-		default:
+		} else {
 			src := unsafe.Slice((*uint16)(row), s1)[s0:]
 			for p, v := range src {
 				col[p*tileN] = math.Float32bits(F16ToF32(v))
