@@ -129,10 +129,7 @@ func gemmAMX(x []float32, m, k int, ps ...Product) {
 			}
 		}
 	})
-	first := make([]int, len(ps)+1)
-	for i, p := range ps {
-		first[i+1] = first[i] + (p.N+amxN-1)/amxN
-	}
+	first := panelStarts(ps, amxN)
 	nPanels := first[len(ps)]
 	fullPanels, edgeRows := m/amxM, m%amxM
 	chunks := (kpad + amxKC - 1) / amxKC

@@ -106,10 +106,7 @@ func gemmShared(t *tiling, x []float32, m, k int, dot bool, ps ...Product) {
 	mPanels := (m + tileM - 1) / tileM
 	groupPanels := max(1, groupWords/(tileM*kc))
 	segSteps := max(1, segWords/tileN/kc) * kc
-	first := make([]int, len(ps)+1) // panel index of each product's first panel
-	for i, p := range ps {
-		first[i+1] = first[i] + (p.N+tileN-1)/tileN
-	}
+	first := panelStarts(ps, tileN)
 	nPanels := first[len(ps)]
 	workers := runtime.GOMAXPROCS(0)
 
@@ -400,6 +397,16 @@ func packB(t *tiling, dst []uint32, w []byte, dt DType, j0, width, k, s0, s1 int
 			}
 		}
 	}
+}
+
+// panelStarts numbers the nr-column panels of the products end to end (the unit gemmShared's
+// and gemmAMX's workers take): product i's are [first[i], first[i+1]).
+func panelStarts(ps []Product, nr int) (first []int) {
+	first = make([]int, len(ps)+1)
+	for i, p := range ps {
+		first[i+1] = first[i] + (p.N+nr-1)/nr
+	}
+	return first
 }
 
 // copyEdges moves a column panel's results that the micro-kernel wrote aside into out (m × n):
