@@ -56,11 +56,7 @@ func (a *Attention) attentionBlocks(sc *scratch, out, q, keys, vals []float32, p
 	os := sc.get(group * rb * hd)
 	scores := sc.get(group * rb * T)
 	for kvh := 0; kvh < a.kvHeads; kvh++ {
-		parallelSpan(T, func(t0, t1 int) {
-			for t := t0; t < t1; t++ {
-				copy(kh[t*hd:(t+1)*hd], keys[t*kvDim+kvh*hd:t*kvDim+(kvh+1)*hd])
-			}
-		})
+		a.headKeys(kh, keys, kvh, T)
 		transposeV := func(keysUsed int) {
 			parallelSpan(keysUsed, func(t0, t1 int) {
 				for t := t0; t < t1; t++ {
@@ -82,16 +78,7 @@ func (a *Attention) attentionBlocks(sc *scratch, out, q, keys, vals []float32, p
 				keysUsed = pos0 + r0 + rows // later keys get zero weight
 				transposeV(keysUsed)
 			}
-			parallelSpan(group*rows, func(j0, j1 int) {
-				for j := j0; j < j1; j++ {
-					g, r := j/rows, j%rows
-					h := kvh*group + g
-					dst := qs[j*hd : (j+1)*hd]
-					for i, v := range q[(r0+r)*qDim+h*hd : (r0+r)*qDim+(h+1)*hd] {
-						dst[i] = v * scale
-					}
-				}
-			})
+			a.headQueries(qs, q, kvh, r0, rows, scale)
 			sc := scores[:group*rows*keysUsed]
 			if causal {
 				khBytes = khW(kh[:keysUsed*hd])
@@ -127,6 +114,33 @@ func (a *Attention) attentionBlocks(sc *scratch, out, q, keys, vals []float32, p
 			})
 		}
 	}
+}
+
+// headKeys copies the keys of KV head kvh at positions [0, T) into kh (T × hd, contiguous):
+// the "weight" the scores' MatMul takes.
+func (a *Attention) headKeys(kh, keys []float32, kvh, T int) {
+	hd, kvDim := a.hd, a.kvHeads*a.hd
+	parallelSpan(T, func(t0, t1 int) {
+		for t := t0; t < t1; t++ {
+			copy(kh[t*hd:(t+1)*hd], keys[t*kvDim+kvh*hd:t*kvDim+(kvh+1)*hd])
+		}
+	})
+}
+
+// headQueries stacks query rows [r0, r0+rows) of the heads sharing KV head kvh into qs
+// (group × rows × hd, head by head), multiplied by scale (1/√hd: the scores come out scaled).
+func (a *Attention) headQueries(qs, q []float32, kvh, r0, rows int, scale float32) {
+	hd, qDim, group := a.hd, a.heads*a.hd, a.heads/a.kvHeads
+	parallelSpan(group*rows, func(j0, j1 int) {
+		for j := j0; j < j1; j++ {
+			g, r := j/rows, j%rows
+			h := kvh*group + g
+			dst := qs[j*hd : (j+1)*hd]
+			for i, v := range q[(r0+r)*qDim+h*hd : (r0+r)*qDim+(h+1)*hd] {
+				dst[i] = v * scale
+			}
+		}
+	})
 }
 
 // kvDType is the dtype the layer's prefill attention computes its keys and values in: BF16 only

@@ -492,7 +492,7 @@ func (t *attnTask) Run(i0, i1 int) {
 // The old per-(row, head) loop of 64-element dot products, with a fresh heads·T² slice per
 // layer, cost MINER's record about 6× a plain forward at 1,600 tokens.
 func (a *Attention) attentionTaps(sc *scratch, taps []AttnTap, site Site, seq, pos0, n int, q, keys []float32) {
-	hd, kvDim, qDim := a.hd, a.kvHeads*a.hd, a.heads*a.hd
+	hd := a.hd
 	group := a.heads / a.kvHeads
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	inv := 1 / float32(a.heads)
@@ -521,23 +521,10 @@ func (a *Attention) attentionTaps(sc *scratch, taps []AttnTap, site Site, seq, p
 		qs := sc.get(group * rb * hd)
 		block := sc.get(group * rb * cols)
 		for kvh := 0; kvh < a.kvHeads; kvh++ {
-			parallelSpan(cols, func(t0, t1 int) {
-				for t := t0; t < t1; t++ {
-					copy(kh[t*hd:(t+1)*hd], keys[t*kvDim+kvh*hd:t*kvDim+(kvh+1)*hd])
-				}
-			})
+			a.headKeys(kh, keys, kvh, cols)
 			for r0 := 0; r0 < n; r0 += rb {
 				rows := min(rb, n-r0)
-				parallelSpan(group*rows, func(j0, j1 int) {
-					for j := j0; j < j1; j++ {
-						g, r := j/rows, j%rows
-						h := kvh*group + g
-						dst := qs[j*hd : (j+1)*hd]
-						for i, v := range q[(r0+r)*qDim+h*hd : (r0+r)*qDim+(h+1)*hd] {
-							dst[i] = v * scale
-						}
-					}
-				})
+				a.headQueries(qs, q, kvh, r0, rows, scale)
 				bl := block[:group*rows*cols]
 				kernels.MatMul(bl, qs[:group*rows*hd], f32bytes(kh[:cols*hd]), kernels.F32, group*rows, cols, hd)
 				// A task owns whole rows of the mean and adds its heads in order, so the sum's

@@ -55,8 +55,11 @@ func TestRunLlavaImage(t *testing.T) {
 			placeholders++
 		}
 	}
+	if len(res) != 1 {
+		t.Fatalf("%d results, want 1", len(res))
+	}
 	r := res[0]
-	if len(res) != 1 || r.InputRows != in.Media[0].Rows || r.OutputRows != placeholders || placeholders == 0 || r.Seconds <= 0 || r.Best <= 0 || r.Best > r.Seconds*1.0001 {
+	if r.InputRows != in.Media[0].Rows || r.OutputRows != placeholders || placeholders == 0 || r.Seconds <= 0 || r.Best <= 0 || r.Best > r.Seconds*1.0001 {
 		t.Errorf("result %+v; want %d input rows, %d output rows, positive times", r, in.Media[0].Rows, placeholders)
 	}
 }

@@ -14,8 +14,8 @@ import (
 // by aStep bytes, a row panel by aPanel; B is packed [kc][32] words (the layout packB writes
 // with dot set, which is AMX's VNNI layout for B). C is loaded from cIn (row stride ldcIn bytes,
 // panels cInPanel bytes apart) when accumulate is set, zeros otherwise, and stored to cOut
-// (ldcOut, cOutPanel). cfg is amxTileConfig. Requires AMX-BF16 and the process's permission
-// for tile data.
+// (ldcOut, cOutPanel). cfg is amxTileConfig, or an amxEdgeConfigs entry for a last row panel of
+// fewer than 32 rows. Requires AMX-BF16 and the process's permission for tile data.
 //
 //go:noescape
 func amxBF16(cfg *byte, a unsafe.Pointer, lda, aStep, aPanel int, b unsafe.Pointer, cIn *float32, ldcIn, cInPanel int, cOut *float32, ldcOut, cOutPanel int, kc int, accumulate int, panels int)
@@ -129,10 +129,7 @@ func gemmAMX(x []float32, m, k int, ps ...Product) {
 			}
 		}
 	})
-	first := make([]int, len(ps)+1)
-	for i, p := range ps {
-		first[i+1] = first[i] + (p.N+amxN-1)/amxN
-	}
+	first := panelStarts(ps, amxN)
 	nPanels := first[len(ps)]
 	fullPanels, edgeRows := m/amxM, m%amxM
 	chunks := (kpad + amxKC - 1) / amxKC

@@ -5,6 +5,7 @@ package kernels
 import (
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"testing"
 	"unsafe"
@@ -165,6 +166,9 @@ func TestAMXGroupedGEMM(t *testing.T) {
 	prev := Use("amx")
 	defer Use(prev)
 	defer func(v int) { amxGroupAbove = v }(amxGroupAbove)
+	// The group is nPanels / GOMAXPROCS (at most amxGroup): 10 panels on 2 procs make groups of
+	// 5; on 16 procs every group would be one panel and the grouped path would go untested.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
 	rng := rand.New(rand.NewPCG(7, 7))
 	m, k := 70, 1100 // 3 row panels (the last of 6 rows), 550 pairs: 3 chunks
 	ns := []int{200, 72}

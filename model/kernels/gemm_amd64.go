@@ -106,10 +106,7 @@ func gemmShared(t *tiling, x []float32, m, k int, dot bool, ps ...Product) {
 	mPanels := (m + tileM - 1) / tileM
 	groupPanels := max(1, groupWords/(tileM*kc))
 	segSteps := max(1, segWords/tileN/kc) * kc
-	first := make([]int, len(ps)+1) // panel index of each product's first panel
-	for i, p := range ps {
-		first[i+1] = first[i] + (p.N+tileN-1)/tileN
-	}
+	first := panelStarts(ps, tileN)
 	nPanels := first[len(ps)]
 	workers := runtime.GOMAXPROCS(0)
 
@@ -384,36 +381,32 @@ func packB(t *tiling, dst []uint32, w []byte, dt DType, j0, width, k, s0, s1 int
 		}
 		return
 	}
+	// BF16 or F16 widened to f32.
 	for jj := 0; jj < width; jj++ {
 		row := unsafe.Pointer(&w[(j0+jj)*k*es])
 		col := dst[jj:]
-		switch {
-		case dot:
-			full := min(s1, k/2)
-			src := unsafe.Slice((*uint32)(row), full)[s0:]
-			for p, v := range src {
-				col[p*tileN] = v
-			}
-			if full < s1 { // odd k: the last pair has one element
-				col[(full-s0)*tileN] = uint32(*(*uint16)(unsafe.Add(row, 4*full)))
-			}
-		case dt == F32:
-			src := unsafe.Slice((*uint32)(row), s1)[s0:]
-			for p, v := range src {
-				col[p*tileN] = v
-			}
-		case dt == BF16:
+		if dt == BF16 {
 			src := unsafe.Slice((*uint16)(row), s1)[s0:]
 			for p, v := range src {
 				col[p*tileN] = uint32(v) << 16
 			}
-		default:
+		} else {
 			src := unsafe.Slice((*uint16)(row), s1)[s0:]
 			for p, v := range src {
 				col[p*tileN] = math.Float32bits(F16ToF32(v))
 			}
 		}
 	}
+}
+
+// panelStarts numbers the nr-column panels of the products end to end (the unit gemmShared's
+// and gemmAMX's workers take): product i's are [first[i], first[i+1]).
+func panelStarts(ps []Product, nr int) (first []int) {
+	first = make([]int, len(ps)+1)
+	for i, p := range ps {
+		first[i+1] = first[i] + (p.N+nr-1)/nr
+	}
+	return first
 }
 
 // copyEdges moves a column panel's results that the micro-kernel wrote aside into out (m × n):

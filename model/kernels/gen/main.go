@@ -357,8 +357,8 @@ func tdpbf16ps(dst, a, b int) string {
 // bytes after the previous) when accumulate is set, zero otherwise, and written to cOut (ldcOut,
 // cOutPanel): partial sums go to a contiguous buffer, the last k-chunk's straight to the output.
 // Tiles: TMM0–3 the four 16×16 quarters of C, TMM4/5 A's row halves, TMM6/7 B's column halves,
-// all configured 16 rows × 64 bytes by cfg (released at the end, so a call leaves no tile
-// state behind).
+// configured 64 bytes wide by cfg, 16 rows each or fewer for a last partial row panel (see
+// amxEdgeConfigs); released at the end, so a call leaves no tile state behind.
 func amxKernel(b *strings.Builder) {
 	b.WriteString("\n// func amxBF16(cfg *byte, a unsafe.Pointer, lda, aStep, aPanel int, b unsafe.Pointer, cIn *float32, ldcIn, cInPanel int, cOut *float32, ldcOut, cOutPanel int, kc int, accumulate int, panels int)\n")
 	b.WriteString("TEXT ·amxBF16(SB), NOSPLIT, $0-120\n")
