@@ -141,15 +141,18 @@ peakloop:
 	MOVL $0x42b17218, AX; VPBROADCASTD AX, Z26 \
 	MOVL $0xc2aeac50, AX; VPBROADCASTD AX, Z27
 
-// Z3 = e^Z1 (Z1 clobbered, Z2 and Z4 scratch): 2^j · p(r), j = round(t·log2 e),
-// r = t − j·ln2 in two parts, p the Cephes expf polynomial, VSCALEFPS applying 2^j.
-#define EXP_AVX512 \
+// EXP_REDUCE_AVX512 and EXP_POLY_AVX512 are EXP_AVX512's halves (geluF32 adds a low part to the
+// reduced argument between them): Z1 = r = t − j·ln2 (in two parts), Z2 = j = round(t·log2 e);
+// then Z3 = 2^j · p(r), p the Cephes expf polynomial, VSCALEFPS applying 2^j (Z4 scratch).
+#define EXP_REDUCE_AVX512 \
 	VMINPS       Z26, Z1, Z1 \
 	VMAXPS       Z27, Z1, Z1 \
 	VMULPS       Z16, Z1, Z2 \
 	VRNDSCALEPS  $0, Z2, Z2 \
 	VFNMADD231PS Z17, Z2, Z1 \
-	VFNMADD231PS Z18, Z2, Z1 \
+	VFNMADD231PS Z18, Z2, Z1
+
+#define EXP_POLY_AVX512 \
 	VMOVAPS      Z19, Z3 \
 	VFMADD213PS  Z20, Z1, Z3 \
 	VFMADD213PS  Z21, Z1, Z3 \
@@ -160,6 +163,19 @@ peakloop:
 	VFMADD213PS  Z1, Z4, Z3 \
 	VADDPS       Z25, Z3, Z3 \
 	VSCALEFPS    Z2, Z3, Z3
+
+// Z3 = e^Z1 (Z1 clobbered, Z2 and Z4 scratch).
+#define EXP_AVX512 \
+	EXP_REDUCE_AVX512 \
+	EXP_POLY_AVX512
+
+// HSUM_PD_Z0 leaves Σ of Z0's eight doubles in X0 (Y1 scratch).
+#define HSUM_PD_Z0 \
+	VEXTRACTF64X4 $1, Z0, Y1 \
+	VADDPD        Y1, Y0, Y0 \
+	VEXTRACTF128  $1, Y0, X1 \
+	VADDPD        X1, X0, X0 \
+	VHADDPD       X0, X0, X0
 
 // func siluF32(x *float32, n int)   x[i] = x[i] / (1 + e^(−x[i])), n a multiple of 16.
 // |relative error| < 2e-7 against math.Exp.
@@ -236,23 +252,9 @@ geluloop:
 	VSUBPS       Z5, Z28, Z28 // TwoSum's error: a − b = s + Z28
 	VSUBPS       Z3, Z28, Z28 // the low part of p − x²/2
 	VMOVAPS      Z4, Z1
-	VMINPS       Z26, Z1, Z1
-	VMAXPS       Z27, Z1, Z1
-	VMULPS       Z16, Z1, Z2
-	VRNDSCALEPS  $0, Z2, Z2
-	VFNMADD231PS Z17, Z2, Z1
-	VFNMADD231PS Z18, Z2, Z1
+	EXP_REDUCE_AVX512
 	VADDPS       Z28, Z1, Z1  // the reduced argument, low part included
-	VMOVAPS      Z19, Z3
-	VFMADD213PS  Z20, Z1, Z3
-	VFMADD213PS  Z21, Z1, Z3
-	VFMADD213PS  Z22, Z1, Z3
-	VFMADD213PS  Z23, Z1, Z3
-	VFMADD213PS  Z24, Z1, Z3
-	VMULPS       Z1, Z1, Z4
-	VFMADD213PS  Z1, Z4, Z3
-	VADDPS       Z25, Z3, Z3
-	VSCALEFPS    Z2, Z3, Z3   // e^(p − x²/2)
+	EXP_POLY_AVX512           // Z3 = e^(p − x²/2)
 	VMULPS       Z6, Z3, Z3   // erfc(|x|/√2)
 	VSUBPS       Z3, Z30, Z2  // 2 − erfc
 	VPMOVD2M     Z0, K1       // x < 0 (sign set)
@@ -524,11 +526,7 @@ sumf64loop:
 	SUBQ      $16, CX
 	JNZ       sumf64loop
 	VADDPD    Z1, Z0, Z0
-	VEXTRACTF64X4 $1, Z0, Y1
-	VADDPD    Y1, Y0, Y0
-	VEXTRACTF128 $1, Y0, X1
-	VADDPD    X1, X0, X0
-	VHADDPD   X0, X0, X0
+	HSUM_PD_Z0
 	MOVSD     X0, ret+16(FP)
 	VZEROUPPER
 	RET
@@ -552,11 +550,7 @@ sqdevloop:
 	SUBQ        $16, CX
 	JNZ         sqdevloop
 	VADDPD      Z1, Z0, Z0
-	VEXTRACTF64X4 $1, Z0, Y1
-	VADDPD      Y1, Y0, Y0
-	VEXTRACTF128 $1, Y0, X1
-	VADDPD      X1, X0, X0
-	VHADDPD     X0, X0, X0
+	HSUM_PD_Z0
 	MOVSD       X0, ret+24(FP)
 	VZEROUPPER
 	RET
