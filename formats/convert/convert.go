@@ -240,6 +240,36 @@ func readInput(path string) ([]byte, error) {
 	return os.ReadFile(path)
 }
 
+// inputFiles lists the files the inputs name: a file as given, a directory as the files below
+// it whose names end in suffix, in walk order (a directory without one is an error).
+func inputFiles(inputs []string, suffix string) ([]string, error) {
+	var files []string
+	for _, in := range inputs {
+		fi, err := os.Stat(in)
+		if err != nil {
+			return nil, err
+		}
+		if !fi.IsDir() {
+			files = append(files, in)
+			continue
+		}
+		n := len(files)
+		err = filepath.WalkDir(in, func(p string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() && strings.HasSuffix(p, suffix) {
+				files = append(files, p)
+			}
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		if len(files) == n {
+			return nil, fmt.Errorf("%s: %w: no *%s file", in, ErrFormat, suffix)
+		}
+	}
+	return files, nil
+}
+
 // majority returns the most frequent string (the first to reach the top count on ties), the
 // answer the VQA-style formats record in the single answer field.
 func majority(xs []string) string {

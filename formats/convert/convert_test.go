@@ -202,6 +202,7 @@ func TestBadInput(t *testing.T) {
 		{"mmlu short row", "mmlu", Options{Inputs: []string{csvf("x_test.csv", "q,a,b,c,d,A\nq,a,b,c,D\n")}, Shots: -1}, []string{"x_test.csv:2:", "wrong number of fields"}, false},
 		{"mmlu bad answer", "mmlu", Options{Inputs: []string{csvf("x_test.csv", "q,a,b,c,d,A\nq,a,b,c,d,E\n")}, Shots: -1}, []string{"x_test.csv:2:", `answer "E"`}, false},
 		{"mmlu bad quote", "mmlu", Options{Inputs: []string{csvf("x_test.csv", "q,a,b,c,d,A\n\"q,a,b\"c,d,A\n")}, Shots: -1}, []string{"x_test.csv:2:", "quote"}, false},
+		{"mmlu empty second dir", "mmlu", Options{Inputs: []string{td + "/mmlu/test", t.TempDir()}, Shots: -1}, []string{"no *.csv file"}, false},
 		{"mmlu only dev", "mmlu", Options{Inputs: []string{csvf("x_dev.csv", "q,a,b,c,d,A\n")}, Shots: -1}, []string{"only *_dev.csv"}, false},
 		{"msvd unmapped", "msvdqa", Options{Inputs: []string{td + "/msvdqa/test_qa.json", writeTemp(t, "map.txt", []byte("abcDEF_1_5 vid1\n"))}, Media: td + "/msvdqa/frames"}, []string{"test_qa.json:2:", "vid2 is not in the mapping"}, false},
 		{"msvd missing frames", "msvdqa", Options{Inputs: []string{td + "/msvdqa/test_qa.json"}, Media: td + "/msvdqa/frames"}, []string{"test_qa.json:1:", "frames directory", "vid1"}, false},

@@ -46,29 +46,9 @@ func libriSpeech(o *Options) ([]Sample, error) {
 	if err := outpath.Check(o.Media, o.Inputs...); err != nil {
 		return nil, fmt.Errorf("--images (where the WAVs are written): %w", err)
 	}
-	var trans []string
-	for _, in := range o.Inputs {
-		fi, err := os.Stat(in)
-		if err != nil {
-			return nil, err
-		}
-		if !fi.IsDir() {
-			trans = append(trans, in)
-			continue
-		}
-		n := len(trans)
-		err = filepath.WalkDir(in, func(p string, d os.DirEntry, err error) error {
-			if err == nil && !d.IsDir() && strings.HasSuffix(p, ".trans.txt") {
-				trans = append(trans, p)
-			}
-			return err
-		})
-		if err != nil {
-			return nil, err
-		}
-		if len(trans) == n {
-			return nil, fmt.Errorf("%s: %w: no *.trans.txt file", in, ErrFormat)
-		}
+	trans, err := inputFiles(o.Inputs, ".trans.txt")
+	if err != nil {
+		return nil, err
 	}
 	sort.Strings(trans)
 	var out []Sample
