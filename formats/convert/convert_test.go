@@ -207,6 +207,7 @@ func TestBadInput(t *testing.T) {
 		{"msvd unmapped", "msvdqa", Options{Inputs: []string{td + "/msvdqa/test_qa.json", writeTemp(t, "map.txt", []byte("abcDEF_1_5 vid1\n"))}, Media: td + "/msvdqa/frames"}, []string{"test_qa.json:2:", "vid2 is not in the mapping"}, false},
 		{"msvd missing frames", "msvdqa", Options{Inputs: []string{td + "/msvdqa/test_qa.json"}, Media: td + "/msvdqa/frames"}, []string{"test_qa.json:1:", "frames directory", "vid1"}, false},
 		{"libri bad line", "librispeech", Options{Inputs: []string{writeTemp(t, "1-2.trans.txt", []byte("1-2-0000 HELLO\n1-2-0001\n"))}, Media: t.TempDir()}, []string{"1-2.trans.txt:2:", "<utterance id> <transcript>"}, false},
+		{"libri overlong line", "librispeech", Options{Inputs: []string{writeTemp(t, "1-2.trans.txt", []byte("1-2-0000 HELLO\n\n1-2-0001 "+strings.Repeat("A", 1<<20)+"\n"))}, Media: t.TempDir()}, []string{"1-2.trans.txt:3:", "line longer than"}, false},
 		{"libri missing flac", "librispeech", Options{Inputs: []string{writeTemp(t, "1-2.trans.txt", []byte("1-2-0000 HELLO\n"))}, Media: t.TempDir()}, []string{"1-2.trans.txt:1:", "1-2-0000.flac not found"}, false},
 		{"libri wav dir inside input", "librispeech", Options{Inputs: []string{td + "/librispeech/test-clean"}, Media: td + "/librispeech/test-clean/wav"}, []string{"--images", "inside"}, false},
 		{"libri no media", "librispeech", Options{Inputs: []string{td + "/librispeech/test-clean"}}, []string{"--images DIR"}, true},
