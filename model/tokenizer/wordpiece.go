@@ -62,17 +62,15 @@ func LoadWordPiece(dir string) (*WordPiece, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	var cfg struct {
-		DoLowerCase   *bool `json:"do_lower_case"`
-		StripAccents  *bool `json:"strip_accents"`
-		ChineseChars  *bool `json:"tokenize_chinese_chars"`
-		UnkToken      any   `json:"unk_token"`
-		ClsToken      any   `json:"cls_token"`
-		SepToken      any   `json:"sep_token"`
-		PadToken      any   `json:"pad_token"`
-		MaskToken     any   `json:"mask_token"`
-		BosToken      any   `json:"bos_token"`
-		AddedTokens   map[string]any
-		SpecialTokens map[string]any
+		DoLowerCase  *bool `json:"do_lower_case"`
+		StripAccents *bool `json:"strip_accents"`
+		ChineseChars *bool `json:"tokenize_chinese_chars"`
+		UnkToken     any   `json:"unk_token"`
+		ClsToken     any   `json:"cls_token"`
+		SepToken     any   `json:"sep_token"`
+		PadToken     any   `json:"pad_token"`
+		MaskToken    any   `json:"mask_token"`
+		BosToken     any   `json:"bos_token"`
 	}
 	if err := readJSONIfPresent(filepath.Join(dir, "tokenizer_config.json"), &cfg); err != nil {
 		return nil, err
