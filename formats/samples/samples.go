@@ -351,29 +351,3 @@ func (s Sample) Resolve(p string) string {
 	}
 	return filepath.Join(s.Dir, p)
 }
-
-// MediaKinds lists the kinds of the sample's single-file media (its images, then its audio),
-// in the order of MediaPaths; a video is in Media.
-func (s Sample) MediaKinds() []string {
-	var k []string
-	for range s.ImagePaths() {
-		k = append(k, "image")
-	}
-	if s.Audio != "" {
-		k = append(k, "audio")
-	}
-	return k
-}
-
-// MediaPaths lists the files of the sample's single-file media, resolved, in MediaKinds'
-// order.
-func (s Sample) MediaPaths() []string {
-	var p []string
-	for _, f := range s.ImagePaths() {
-		p = append(p, s.Resolve(f))
-	}
-	if s.Audio != "" {
-		p = append(p, s.Resolve(s.Audio))
-	}
-	return p
-}
