@@ -129,7 +129,7 @@ func parseCOCO(o *Options, name string, b []byte, keep map[string]bool) ([]Sampl
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, Sample{ID: "coco-" + im.id, Text: cocoPrompt, Image: Paths{path},
+		out = append(out, Sample{ID: "coco-" + im.id, Text: cocoPrompt, Image: path,
 			Dataset: "coco_caption", Answer: im.caps[0]})
 	}
 	return out, nil

@@ -16,6 +16,7 @@ import (
 
 	"github.com/neurosurg/neurosurg/formats/atomicfile"
 	"github.com/neurosurg/neurosurg/formats/outpath"
+	"github.com/neurosurg/neurosurg/formats/samples"
 )
 
 // ErrUsage reports a call the converter cannot run: an unknown format, the wrong number of
@@ -39,29 +40,9 @@ type Options struct {
 	noMedia bool
 }
 
-// Sample is one output line. Field order is the JSONL's.
-type Sample struct {
-	ID      string   `json:"id"`
-	Text    string   `json:"text"`
-	Image   Paths    `json:"image,omitempty"`
-	Video   Paths    `json:"video,omitempty"`
-	Audio   string   `json:"audio,omitempty"`
-	Label   string   `json:"label,omitempty"`
-	Dataset string   `json:"dataset,omitempty"`
-	Answer  string   `json:"answer,omitempty"`
-	Choices []string `json:"choices,omitempty"`
-}
-
-// Paths is one media path (written as a JSON string) or several (a JSON list).
-type Paths []string
-
-// MarshalJSON writes one path as a string, several as a list.
-func (p Paths) MarshalJSON() ([]byte, error) {
-	if len(p) == 1 {
-		return json.Marshal(p[0])
-	}
-	return json.Marshal([]string(p))
-}
+// Sample is one output line: a sample of formats/samples, whose MarshalJSON writes the
+// samples JSONL (one image or video directory as a string, several as a list).
+type Sample = samples.Sample
 
 // format is one source format.
 type format struct {

@@ -112,7 +112,7 @@ func parseMSVDQA(o *Options, name string, b []byte, mapping map[string]string) (
 		if err != nil {
 			return err
 		}
-		out = append(out, Sample{ID: "msvd-" + id, Text: *it.Question + shortAnswer, Video: Paths{dir},
+		out = append(out, Sample{ID: "msvd-" + id, Text: *it.Question + shortAnswer, Video: []string{dir},
 			Dataset: "msvd_qa", Answer: *it.Answer})
 		return nil
 	})
