@@ -297,3 +297,18 @@ func mustRead(t *testing.T, path string) []byte {
 	}
 	return b
 }
+
+// TestVocalSoundLimitAcrossInputs: --limit counts the samples of all inputs together, and an
+// input after the limit is not read.
+func TestVocalSoundLimitAcrossInputs(t *testing.T) {
+	td := "testdata/vocalsound"
+	o := Options{Inputs: []string{td + "/datafiles/te.json", td + "/audio_16k"}, Media: td + "/audio_16k", Limit: 3}
+	ss, err := Convert("vocalsound", o)
+	if err != nil || len(ss) != 3 || ss[2].ID != "vocalsound-f0003_0_cough" {
+		t.Fatalf("limit 3 over a datafile of 2 and a directory: %+v, %v", ss, err)
+	}
+	o = Options{Inputs: []string{td + "/audio_16k", td + "/nope.json"}, Limit: 3}
+	if ss, err := Convert("vocalsound", o); err != nil || len(ss) != 3 {
+		t.Errorf("input after the limit: %d samples, %v", len(ss), err)
+	}
+}
