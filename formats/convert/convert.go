@@ -16,6 +16,7 @@ import (
 
 	"github.com/neurosurg/neurosurg/formats/atomicfile"
 	"github.com/neurosurg/neurosurg/formats/outpath"
+	"github.com/neurosurg/neurosurg/formats/regfile"
 	"github.com/neurosurg/neurosurg/formats/samples"
 )
 
@@ -209,16 +210,13 @@ func (o *Options) firstFile(where, kind string, names ...string) (string, error)
 	return "", fmt.Errorf("%s: %s not found: none of %s under --images %s", where, kind, strings.Join(names, ", "), o.mediaDir())
 }
 
-// readInput reads one input file whole, naming it in errors.
+// maxInput bounds one input file read whole; the release files are far smaller.
+const maxInput = 8 << 30
+
+// readInput reads one input file whole, naming it in errors; a directory, FIFO or device is
+// refused (regfile: a FIFO would block the read).
 func readInput(path string) ([]byte, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if fi.IsDir() {
-		return nil, fmt.Errorf("%s: %w: a directory, not a file", path, ErrFormat)
-	}
-	return os.ReadFile(path)
+	return regfile.ReadFile(path, maxInput)
 }
 
 // inputFiles lists the files the inputs name: a file as given, a directory as the files below

@@ -188,6 +188,7 @@ func TestBadInput(t *testing.T) {
 		{"prompt on MINER format", "textvqa", Options{Inputs: []string{"a"}, Prompt: "simple"}, []string{"--prompt"}, true},
 		{"bad prompt", "vqav2", Options{Inputs: []string{"a"}, Prompt: "fancy"}, []string{`--prompt "fancy"`}, true},
 		{"negative limit", "vqav2", Options{Inputs: []string{"a"}, Limit: -1}, []string{"--limit -1"}, true},
+		{"input is a directory", "textvqa", Options{Inputs: []string{td}}, []string{"testdata", "not a regular file", "directory"}, false},
 		{"missing input", "textvqa", Options{Inputs: []string{td + "/nope.json"}}, []string{"nope.json", "no such file"}, false},
 		{"bad json", "textvqa", Options{Inputs: []string{tv("{\"data\": [\n {\"question\": \"q\",\n \"image_id\": 1,, }\n]}")}}, []string{"tv.json:3:", "invalid character"}, false},
 		{"truncated json", "textvqa", Options{Inputs: []string{tv("{\"data\": [\n {\"question\": \"q\", \"image_id\": \"003a8ae2ef43b901\", \"answers\": [\"x\"]},\n {\"question\"")}, Media: td + "/textvqa/train_images"}, []string{"tv.json:3:", "ends early"}, false},
