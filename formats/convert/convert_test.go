@@ -222,7 +222,7 @@ func TestBadInput(t *testing.T) {
 		{"rs unknown answer", "rsvqa", Options{Inputs: []string{td + "/rsvqa/USGS_split_val_questions.json", writeTemp(t, "ans.json", []byte(`{"answers": [{"id": 0, "answer": "yes"}]}`))}, Media: td + "/rsvqa/Data"}, []string{"questions.json:3:", "answer id 1"}, false},
 		{"sbu lists differ", "sbu", Options{Inputs: []string{writeTemp(t, "s.json", []byte(`{"image_urls": ["a/b.jpg"], "captions": []}`))}}, []string{"s.json", "1 image_urls but 0 captions"}, false},
 		{"sbu no image", "sbu", Options{Inputs: []string{writeTemp(t, "s.json", []byte(`{"image_urls": ["a/b.jpg"], "captions": ["c"]}`))}}, []string{"s.json", "none of the 1 images"}, false},
-		{"sbu bad url", "sbu", Options{Inputs: []string{writeTemp(t, "s.json", []byte("{\"image_urls\": [\n\"a/b.jpg\",\n 7], \"captions\": [\"c\"]}"))}}, []string{"s.json:3:", "string"}, false},
+		{"sbu bad url", "sbu", Options{Inputs: []string{writeTemp(t, "s.json", []byte("{\"image_urls\": [\n\"a/b.jpg\",\n 7], \"captions\": [\"c\"]}"))}}, []string{"s.json:3:", "a number where a string is wanted"}, false},
 		{"lingo not parquet", "lingoqa", Options{Inputs: []string{writeTemp(t, "l.parquet", []byte("PAR1 not really"))}}, []string{"l.parquet", "not a Parquet file"}, false},
 		{"lingo missing frame", "lingoqa", Options{Inputs: []string{writeTemp(t, "l.parquet", lingoParquet(t, []lingoRecord{{QuestionID: "q", Question: "q", Images: []string{"images/val/none.jpg"}}}))}, Media: td + "/lingoqa"}, []string{"l.parquet: row 1", "none.jpg not found"}, false},
 		{"lingo no question", "lingoqa", Options{Inputs: []string{writeTemp(t, "l.parquet", lingoParquet(t, []lingoRecord{{QuestionID: "q", Images: []string{"x"}}}))}}, []string{"l.parquet: row 1", "no question"}, false},
