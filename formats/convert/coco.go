@@ -1,8 +1,6 @@
 package convert
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -43,20 +41,15 @@ func coco(o *Options) ([]Sample, error) {
 // parseNameList reads one file name a line (blank lines skipped).
 func parseNameList(name string, b []byte) (map[string]bool, error) {
 	keep := map[string]bool{}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	for line := 1; sc.Scan(); line++ {
-		s := strings.TrimSpace(sc.Text())
-		if s == "" {
-			continue
-		}
+	err := textLines(name, b, func(line int, s string) error {
 		if strings.ContainsAny(s, " \t\x00") {
-			return nil, fmt.Errorf("%s:%d: %w: %q is not one file name", name, line, ErrFormat, s)
+			return fmt.Errorf("%s:%d: %w: %q is not one file name", name, line, ErrFormat, s)
 		}
 		keep[s] = true
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w: %v", name, ErrFormat, err)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if len(keep) == 0 {
 		return nil, fmt.Errorf("%s: %w: no file names", name, ErrFormat)
@@ -136,7 +129,7 @@ func parseCOCO(o *Options, name string, b []byte, keep map[string]bool) ([]Sampl
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, Sample{ID: "coco-" + im.id, Text: cocoPrompt, Image: Paths{path},
+		out = append(out, Sample{ID: "coco-" + im.id, Text: cocoPrompt, Image: path,
 			Dataset: "coco_caption", Answer: im.caps[0]})
 	}
 	return out, nil

@@ -16,6 +16,8 @@ import (
 
 	"github.com/neurosurg/neurosurg/formats/atomicfile"
 	"github.com/neurosurg/neurosurg/formats/outpath"
+	"github.com/neurosurg/neurosurg/formats/regfile"
+	"github.com/neurosurg/neurosurg/formats/samples"
 )
 
 // ErrUsage reports a call the converter cannot run: an unknown format, the wrong number of
@@ -39,29 +41,9 @@ type Options struct {
 	noMedia bool
 }
 
-// Sample is one output line. Field order is the JSONL's.
-type Sample struct {
-	ID      string   `json:"id"`
-	Text    string   `json:"text"`
-	Image   Paths    `json:"image,omitempty"`
-	Video   Paths    `json:"video,omitempty"`
-	Audio   string   `json:"audio,omitempty"`
-	Label   string   `json:"label,omitempty"`
-	Dataset string   `json:"dataset,omitempty"`
-	Answer  string   `json:"answer,omitempty"`
-	Choices []string `json:"choices,omitempty"`
-}
-
-// Paths is one media path (written as a JSON string) or several (a JSON list).
-type Paths []string
-
-// MarshalJSON writes one path as a string, several as a list.
-func (p Paths) MarshalJSON() ([]byte, error) {
-	if len(p) == 1 {
-		return json.Marshal(p[0])
-	}
-	return json.Marshal([]string(p))
-}
+// Sample is one output line: a sample of formats/samples, whose MarshalJSON writes the
+// samples JSONL (one image or video directory as a string, several as a list).
+type Sample = samples.Sample
 
 // format is one source format.
 type format struct {
@@ -228,16 +210,43 @@ func (o *Options) firstFile(where, kind string, names ...string) (string, error)
 	return "", fmt.Errorf("%s: %s not found: none of %s under --images %s", where, kind, strings.Join(names, ", "), o.mediaDir())
 }
 
-// readInput reads one input file whole, naming it in errors.
+// maxInput bounds one input file read whole; the release files are far smaller.
+const maxInput = 8 << 30
+
+// readInput reads one input file whole, naming it in errors; a directory, FIFO or device is
+// refused (regfile: a FIFO would block the read).
 func readInput(path string) ([]byte, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, err
+	return regfile.ReadFile(path, maxInput)
+}
+
+// inputFiles lists the files the inputs name: a file as given, a directory as the files below
+// it whose names end in suffix, in walk order (a directory without one is an error).
+func inputFiles(inputs []string, suffix string) ([]string, error) {
+	var files []string
+	for _, in := range inputs {
+		fi, err := os.Stat(in)
+		if err != nil {
+			return nil, err
+		}
+		if !fi.IsDir() {
+			files = append(files, in)
+			continue
+		}
+		n := len(files)
+		err = filepath.WalkDir(in, func(p string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() && strings.HasSuffix(p, suffix) {
+				files = append(files, p)
+			}
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		if len(files) == n {
+			return nil, fmt.Errorf("%s: %w: no *%s file", in, ErrFormat, suffix)
+		}
 	}
-	if fi.IsDir() {
-		return nil, fmt.Errorf("%s: %w: a directory, not a file", path, ErrFormat)
-	}
-	return os.ReadFile(path)
+	return files, nil
 }
 
 // majority returns the most frequent string (the first to reach the top count on ties), the

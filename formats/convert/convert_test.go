@@ -188,6 +188,7 @@ func TestBadInput(t *testing.T) {
 		{"prompt on MINER format", "textvqa", Options{Inputs: []string{"a"}, Prompt: "simple"}, []string{"--prompt"}, true},
 		{"bad prompt", "vqav2", Options{Inputs: []string{"a"}, Prompt: "fancy"}, []string{`--prompt "fancy"`}, true},
 		{"negative limit", "vqav2", Options{Inputs: []string{"a"}, Limit: -1}, []string{"--limit -1"}, true},
+		{"input is a directory", "textvqa", Options{Inputs: []string{td}}, []string{"testdata", "not a regular file", "directory"}, false},
 		{"missing input", "textvqa", Options{Inputs: []string{td + "/nope.json"}}, []string{"nope.json", "no such file"}, false},
 		{"bad json", "textvqa", Options{Inputs: []string{tv("{\"data\": [\n {\"question\": \"q\",\n \"image_id\": 1,, }\n]}")}}, []string{"tv.json:3:", "invalid character"}, false},
 		{"truncated json", "textvqa", Options{Inputs: []string{tv("{\"data\": [\n {\"question\": \"q\", \"image_id\": \"003a8ae2ef43b901\", \"answers\": [\"x\"]},\n {\"question\"")}, Media: td + "/textvqa/train_images"}, []string{"tv.json:3:", "ends early"}, false},
@@ -202,10 +203,12 @@ func TestBadInput(t *testing.T) {
 		{"mmlu short row", "mmlu", Options{Inputs: []string{csvf("x_test.csv", "q,a,b,c,d,A\nq,a,b,c,D\n")}, Shots: -1}, []string{"x_test.csv:2:", "wrong number of fields"}, false},
 		{"mmlu bad answer", "mmlu", Options{Inputs: []string{csvf("x_test.csv", "q,a,b,c,d,A\nq,a,b,c,d,E\n")}, Shots: -1}, []string{"x_test.csv:2:", `answer "E"`}, false},
 		{"mmlu bad quote", "mmlu", Options{Inputs: []string{csvf("x_test.csv", "q,a,b,c,d,A\n\"q,a,b\"c,d,A\n")}, Shots: -1}, []string{"x_test.csv:2:", "quote"}, false},
+		{"mmlu empty second dir", "mmlu", Options{Inputs: []string{td + "/mmlu/test", t.TempDir()}, Shots: -1}, []string{"no *.csv file"}, false},
 		{"mmlu only dev", "mmlu", Options{Inputs: []string{csvf("x_dev.csv", "q,a,b,c,d,A\n")}, Shots: -1}, []string{"only *_dev.csv"}, false},
 		{"msvd unmapped", "msvdqa", Options{Inputs: []string{td + "/msvdqa/test_qa.json", writeTemp(t, "map.txt", []byte("abcDEF_1_5 vid1\n"))}, Media: td + "/msvdqa/frames"}, []string{"test_qa.json:2:", "vid2 is not in the mapping"}, false},
 		{"msvd missing frames", "msvdqa", Options{Inputs: []string{td + "/msvdqa/test_qa.json"}, Media: td + "/msvdqa/frames"}, []string{"test_qa.json:1:", "frames directory", "vid1"}, false},
 		{"libri bad line", "librispeech", Options{Inputs: []string{writeTemp(t, "1-2.trans.txt", []byte("1-2-0000 HELLO\n1-2-0001\n"))}, Media: t.TempDir()}, []string{"1-2.trans.txt:2:", "<utterance id> <transcript>"}, false},
+		{"libri overlong line", "librispeech", Options{Inputs: []string{writeTemp(t, "1-2.trans.txt", []byte("1-2-0000 HELLO\n\n1-2-0001 "+strings.Repeat("A", 1<<20)+"\n"))}, Media: t.TempDir()}, []string{"1-2.trans.txt:3:", "line longer than"}, false},
 		{"libri missing flac", "librispeech", Options{Inputs: []string{writeTemp(t, "1-2.trans.txt", []byte("1-2-0000 HELLO\n"))}, Media: t.TempDir()}, []string{"1-2.trans.txt:1:", "1-2-0000.flac not found"}, false},
 		{"libri wav dir inside input", "librispeech", Options{Inputs: []string{td + "/librispeech/test-clean"}, Media: td + "/librispeech/test-clean/wav"}, []string{"--images", "inside"}, false},
 		{"libri no media", "librispeech", Options{Inputs: []string{td + "/librispeech/test-clean"}}, []string{"--images DIR"}, true},
@@ -219,7 +222,7 @@ func TestBadInput(t *testing.T) {
 		{"rs unknown answer", "rsvqa", Options{Inputs: []string{td + "/rsvqa/USGS_split_val_questions.json", writeTemp(t, "ans.json", []byte(`{"answers": [{"id": 0, "answer": "yes"}]}`))}, Media: td + "/rsvqa/Data"}, []string{"questions.json:3:", "answer id 1"}, false},
 		{"sbu lists differ", "sbu", Options{Inputs: []string{writeTemp(t, "s.json", []byte(`{"image_urls": ["a/b.jpg"], "captions": []}`))}}, []string{"s.json", "1 image_urls but 0 captions"}, false},
 		{"sbu no image", "sbu", Options{Inputs: []string{writeTemp(t, "s.json", []byte(`{"image_urls": ["a/b.jpg"], "captions": ["c"]}`))}}, []string{"s.json", "none of the 1 images"}, false},
-		{"sbu bad url", "sbu", Options{Inputs: []string{writeTemp(t, "s.json", []byte("{\"image_urls\": [\n\"a/b.jpg\",\n 7], \"captions\": [\"c\"]}"))}}, []string{"s.json:3:", "string"}, false},
+		{"sbu bad url", "sbu", Options{Inputs: []string{writeTemp(t, "s.json", []byte("{\"image_urls\": [\n\"a/b.jpg\",\n 7], \"captions\": [\"c\"]}"))}}, []string{"s.json:3:", "a number where a string is wanted"}, false},
 		{"lingo not parquet", "lingoqa", Options{Inputs: []string{writeTemp(t, "l.parquet", []byte("PAR1 not really"))}}, []string{"l.parquet", "not a Parquet file"}, false},
 		{"lingo missing frame", "lingoqa", Options{Inputs: []string{writeTemp(t, "l.parquet", lingoParquet(t, []lingoRecord{{QuestionID: "q", Question: "q", Images: []string{"images/val/none.jpg"}}}))}, Media: td + "/lingoqa"}, []string{"l.parquet: row 1", "none.jpg not found"}, false},
 		{"lingo no question", "lingoqa", Options{Inputs: []string{writeTemp(t, "l.parquet", lingoParquet(t, []lingoRecord{{QuestionID: "q", Images: []string{"x"}}}))}}, []string{"l.parquet: row 1", "no question"}, false},
@@ -294,4 +297,19 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestVocalSoundLimitAcrossInputs: --limit counts the samples of all inputs together, and an
+// input after the limit is not read.
+func TestVocalSoundLimitAcrossInputs(t *testing.T) {
+	td := "testdata/vocalsound"
+	o := Options{Inputs: []string{td + "/datafiles/te.json", td + "/audio_16k"}, Media: td + "/audio_16k", Limit: 3}
+	ss, err := Convert("vocalsound", o)
+	if err != nil || len(ss) != 3 || ss[2].ID != "vocalsound-f0003_0_cough" {
+		t.Fatalf("limit 3 over a datafile of 2 and a directory: %+v, %v", ss, err)
+	}
+	o = Options{Inputs: []string{td + "/audio_16k", td + "/nope.json"}, Limit: 3}
+	if ss, err := Convert("vocalsound", o); err != nil || len(ss) != 3 {
+		t.Errorf("input after the limit: %d samples, %v", len(ss), err)
+	}
 }

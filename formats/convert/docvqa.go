@@ -66,7 +66,7 @@ func parseDocVQA(o *Options, name string, b []byte) ([]Sample, error) {
 		if len(it.Answers) > 0 {
 			a = it.Answers[0]
 		}
-		out = append(out, Sample{ID: "docvqa-" + qid, Text: mmneuronQA(o, *it.Question), Image: Paths{path},
+		out = append(out, Sample{ID: "docvqa-" + qid, Text: mmneuronQA(o, *it.Question), Image: path,
 			Label: "doc", Answer: a})
 		return nil
 	})

@@ -131,7 +131,7 @@ func FuzzFLAC(f *testing.F) {
 func FuzzVocalSound(f *testing.F) {
 	seed(f, "testdata/vocalsound/datafiles/te.json")
 	f.Fuzz(func(t *testing.T, b []byte) {
-		ss, err := parseVocalJSON(fuzzOptions("v.json"), "v.json", b, 0)
+		ss, err := parseVocalJSON(fuzzOptions("v.json"), "v.json", b, nil)
 		checkParse(t, "v.json", ss, err)
 	})
 }

@@ -148,6 +148,9 @@ func lineAt(b []byte, off int) int {
 func item(name string, line int, raw json.RawMessage, v any) error {
 	if err := json.Unmarshal(raw, v); err != nil {
 		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field == "" { // the item itself (SBU's lists of strings)
+			return fmt.Errorf("%s:%d: %w: a %s where a %s is wanted", name, line, ErrFormat, te.Value, te.Type)
+		}
 		if errors.As(err, &te) {
 			return fmt.Errorf("%s:%d: %w: field %q is not a %s", name, line, ErrFormat, te.Field, te.Type)
 		}

@@ -1,7 +1,6 @@
 package convert
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -46,29 +45,9 @@ func libriSpeech(o *Options) ([]Sample, error) {
 	if err := outpath.Check(o.Media, o.Inputs...); err != nil {
 		return nil, fmt.Errorf("--images (where the WAVs are written): %w", err)
 	}
-	var trans []string
-	for _, in := range o.Inputs {
-		fi, err := os.Stat(in)
-		if err != nil {
-			return nil, err
-		}
-		if !fi.IsDir() {
-			trans = append(trans, in)
-			continue
-		}
-		n := len(trans)
-		err = filepath.WalkDir(in, func(p string, d os.DirEntry, err error) error {
-			if err == nil && !d.IsDir() && strings.HasSuffix(p, ".trans.txt") {
-				trans = append(trans, p)
-			}
-			return err
-		})
-		if err != nil {
-			return nil, err
-		}
-		if len(trans) == n {
-			return nil, fmt.Errorf("%s: %w: no *.trans.txt file", in, ErrFormat)
-		}
+	trans, err := inputFiles(o.Inputs, ".trans.txt")
+	if err != nil {
+		return nil, err
 	}
 	sort.Strings(trans)
 	var out []Sample
@@ -104,25 +83,20 @@ type utterance struct {
 // parseTranscripts reads "<id> <transcript>" lines.
 func parseTranscripts(name string, b []byte) ([]utterance, error) {
 	var out []utterance
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	for line := 1; sc.Scan(); line++ {
-		s := strings.TrimSpace(sc.Text())
-		if s == "" {
-			continue
-		}
+	err := textLines(name, b, func(line int, s string) error {
 		id, text, ok := strings.Cut(s, " ")
 		text = strings.TrimSpace(text)
 		if !ok || text == "" {
-			return nil, fmt.Errorf("%s:%d: %w: want \"<utterance id> <transcript>\"", name, line, ErrFormat)
+			return fmt.Errorf("%s:%d: %w: want \"<utterance id> <transcript>\"", name, line, ErrFormat)
 		}
 		if strings.ContainsAny(id, `/\`) || id == "." || id == ".." {
-			return nil, fmt.Errorf("%s:%d: %w: utterance id %q is not a file name", name, line, ErrFormat, id)
+			return fmt.Errorf("%s:%d: %w: utterance id %q is not a file name", name, line, ErrFormat, id)
 		}
 		out = append(out, utterance{id: id, text: text, line: line})
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w: %v", name, ErrFormat, err)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("%s: %w: no transcript lines", name, ErrFormat)

@@ -147,7 +147,7 @@ func parseLingoQA(o *Options, name string, b []byte) ([]Sample, error) {
 			continue
 		}
 		seen[r.qid] = true
-		var paths Paths
+		var paths []string
 		for _, im := range r.images {
 			p, err := o.file(where, "image", strings.TrimPrefix(im, "./"))
 			if err != nil {
@@ -159,7 +159,7 @@ func parseLingoQA(o *Options, name string, b []byte) ([]Sample, error) {
 		if o.Prompt != "simple" {
 			text = lingoRole + r.q
 		}
-		out = append(out, Sample{ID: "lingoqa-" + r.qid, Text: text, Image: paths, Label: "ad", Answer: r.a})
+		out = append(out, Sample{ID: "lingoqa-" + r.qid, Text: text, Images: paths, Label: "ad", Answer: r.a})
 	}
 	return out, nil
 }

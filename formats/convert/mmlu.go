@@ -2,7 +2,6 @@ package convert
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -37,28 +36,9 @@ type mmluRow struct {
 }
 
 func mmlu(o *Options) ([]Sample, error) {
-	var files []string
-	for _, in := range o.Inputs {
-		fi, err := os.Stat(in)
-		if err != nil {
-			return nil, err
-		}
-		if !fi.IsDir() {
-			files = append(files, in)
-			continue
-		}
-		err = filepath.WalkDir(in, func(p string, d os.DirEntry, err error) error {
-			if err == nil && !d.IsDir() && strings.HasSuffix(p, ".csv") {
-				files = append(files, p)
-			}
-			return err
-		})
-		if err != nil {
-			return nil, err
-		}
-		if len(files) == 0 {
-			return nil, fmt.Errorf("%s: %w: no .csv file", in, ErrFormat)
-		}
+	files, err := inputFiles(o.Inputs, ".csv")
+	if err != nil {
+		return nil, err
 	}
 	dev := map[string][]mmluRow{}
 	var tests []string

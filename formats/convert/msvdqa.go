@@ -1,8 +1,6 @@
 package convert
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -51,20 +49,16 @@ func msvdQA(o *Options) ([]Sample, error) {
 // parseYouTubeMapping reads "<youtube name> vid<N>" lines into vidN → name.
 func parseYouTubeMapping(name string, b []byte) (map[string]string, error) {
 	m := map[string]string{}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	for line := 1; sc.Scan(); line++ {
-		f := strings.Fields(sc.Text())
-		if len(f) == 0 {
-			continue
-		}
+	err := textLines(name, b, func(line int, s string) error {
+		f := strings.Fields(s)
 		if len(f) != 2 || !strings.HasPrefix(f[1], "vid") {
-			return nil, fmt.Errorf("%s:%d: %w: want \"<youtube name> vid<N>\"", name, line, ErrFormat)
+			return fmt.Errorf("%s:%d: %w: want \"<youtube name> vid<N>\"", name, line, ErrFormat)
 		}
 		m[f[1]] = f[0]
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w: %v", name, ErrFormat, err)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if len(m) == 0 {
 		return nil, fmt.Errorf("%s: %w: no mapping lines", name, ErrFormat)
@@ -118,7 +112,7 @@ func parseMSVDQA(o *Options, name string, b []byte, mapping map[string]string) (
 		if err != nil {
 			return err
 		}
-		out = append(out, Sample{ID: "msvd-" + id, Text: *it.Question + shortAnswer, Video: Paths{dir},
+		out = append(out, Sample{ID: "msvd-" + id, Text: *it.Question + shortAnswer, Video: []string{dir},
 			Dataset: "msvd_qa", Answer: *it.Answer})
 		return nil
 	})

@@ -87,7 +87,7 @@ func parsePMCVQA(o *Options, name string, b []byte) ([]Sample, error) {
 		if o.Prompt != "simple" {
 			text = "Question: " + q + "\nContext: N/A\nOptions: " + pyList(raw[:]) + "\n\nAnswer with the option's letter from the given choices directly."
 		}
-		out = append(out, Sample{ID: fmt.Sprintf("pmcvqa-%d", line), Text: text, Image: Paths{path},
+		out = append(out, Sample{ID: fmt.Sprintf("pmcvqa-%d", line), Text: text, Image: path,
 			Label: "med", Answer: answer, Choices: texts[:]})
 		return nil
 	})

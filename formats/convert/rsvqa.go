@@ -108,7 +108,7 @@ func parseRSQuestions(o *Options, name string, b []byte, answers map[string]stri
 		if err != nil {
 			return err
 		}
-		out = append(out, Sample{ID: "rsvqa-" + id, Text: mmneuronQA(o, *it.Question), Image: Paths{path},
+		out = append(out, Sample{ID: "rsvqa-" + id, Text: mmneuronQA(o, *it.Question), Image: path,
 			Label: "rs", Answer: a})
 		return nil
 	})

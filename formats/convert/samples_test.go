@@ -39,3 +39,16 @@ func TestOutputReads(t *testing.T) {
 		t.Errorf("mmlu round trip: %+v, %v", ss, err)
 	}
 }
+
+// TestEncodeKeepsHTMLCharacters: <, > and & (MMLU's "x < y", a path "R&D/…") are written as
+// they are, not as \u003c escapes, in the text and in the media paths.
+func TestEncodeKeepsHTMLCharacters(t *testing.T) {
+	got, err := Encode([]Sample{{ID: "a", Text: "x < y && y > z", Images: []string{"R&D/1.png", "R&D/2.png"}, Video: []string{"<v>"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"id":"a","text":"x < y && y > z","image":["R&D/1.png","R&D/2.png"],"video":"<v>"}` + "\n"
+	if string(got) != want {
+		t.Errorf("got %s want %s", got, want)
+	}
+}

@@ -86,7 +86,7 @@ func parseSBU(o *Options, name string, b []byte) ([]Sample, error) {
 			}
 		}
 		seen[file] = true
-		s := Sample{ID: "sbu-" + file, Image: Paths{p}, Answer: caps[i]}
+		s := Sample{ID: "sbu-" + file, Image: p, Answer: caps[i]}
 		if o.Prompt == "simple" {
 			s.Text = sbuQuery
 		} else {

@@ -56,7 +56,7 @@ func parseTextVQA(o *Options, name string, b []byte) ([]Sample, error) {
 		if err != nil {
 			return err
 		}
-		out = append(out, Sample{ID: "textvqa-" + qid, Text: *it.Question, Image: Paths{path},
+		out = append(out, Sample{ID: "textvqa-" + qid, Text: *it.Question, Image: path,
 			Dataset: "text_vqa", Answer: majority(it.Answers)})
 		return nil
 	})

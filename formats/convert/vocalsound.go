@@ -38,25 +38,23 @@ var vocalLabels = map[string]string{
 func vocalSound(o *Options) ([]Sample, error) {
 	var out []Sample
 	for _, in := range o.Inputs {
+		if o.limited(out) {
+			break
+		}
 		fi, err := os.Stat(in)
 		if err != nil {
 			return nil, err
 		}
-		var ss []Sample
 		if fi.IsDir() {
-			ss, err = vocalDir(o, in, len(out))
+			out, err = vocalDir(o, in, out)
 		} else {
 			var b []byte
 			if b, err = readInput(in); err == nil {
-				ss, err = parseVocalJSON(o, in, b, len(out))
+				out, err = parseVocalJSON(o, in, b, out)
 			}
 		}
 		if err != nil {
 			return nil, err
-		}
-		out = append(out, ss...)
-		if o.limited(out) {
-			return out[:o.Limit], nil
 		}
 	}
 	return out, nil
@@ -78,7 +76,8 @@ func vocalSample(path, label string) Sample {
 	return Sample{ID: "vocalsound-" + id, Text: vocalPrompt, Audio: path, Dataset: "vocal_sound", Answer: label}
 }
 
-func vocalDir(o *Options, dir string, have int) ([]Sample, error) {
+// vocalDir appends the samples of an audio directory to out (up to --limit in all).
+func vocalDir(o *Options, dir string, out []Sample) ([]Sample, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
@@ -93,9 +92,8 @@ func vocalDir(o *Options, dir string, have int) ([]Sample, error) {
 	if len(names) == 0 {
 		return nil, fmt.Errorf("%s: %w: no .wav file", dir, ErrFormat)
 	}
-	var out []Sample
 	for _, n := range names {
-		if o.Limit > 0 && have+len(out) >= o.Limit {
+		if o.limited(out) {
 			break
 		}
 		l, ok := vocalFileLabel(n)
@@ -107,10 +105,10 @@ func vocalDir(o *Options, dir string, have int) ([]Sample, error) {
 	return out, nil
 }
 
-func parseVocalJSON(o *Options, name string, b []byte, have int) ([]Sample, error) {
-	var out []Sample
+// parseVocalJSON appends the samples of a datafile to out (up to --limit in all).
+func parseVocalJSON(o *Options, name string, b []byte, out []Sample) ([]Sample, error) {
 	err := walkArray(name, b, []string{"data"}, func(line int, raw json.RawMessage) error {
-		if o.Limit > 0 && have+len(out) >= o.Limit {
+		if o.limited(out) {
 			return errStop
 		}
 		var it struct {

@@ -131,7 +131,7 @@ func parseVQAQuestions(o *Options, name string, b []byte, answers map[string]str
 		if err != nil {
 			return err
 		}
-		out = append(out, Sample{ID: "vqav2-" + qid, Text: mmneuronQA(o, *it.Question), Image: Paths{path},
+		out = append(out, Sample{ID: "vqav2-" + qid, Text: mmneuronQA(o, *it.Question), Image: path,
 			Label: "com", Answer: a})
 		return nil
 	})

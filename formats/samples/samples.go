@@ -61,7 +61,8 @@ type wire struct {
 }
 
 // MarshalJSON writes the sample as a line of a samples file: "image" a path, or a list when
-// there are several; "video" a list of frames, or the directory when it is one entry.
+// there are several; "video" a list of frames, or the directory when it is one entry. HTML
+// characters (<, >, &) are written as they are: a question's "x < y" stays readable.
 func (s Sample) MarshalJSON() ([]byte, error) {
 	w := wire{ID: s.ID, Text: s.Text, Label: s.Label, Dataset: s.Dataset, Answer: s.Answer, Choices: s.Choices, Control: s.Control, BBox: s.BBox}
 	if s.Audio != "" {
@@ -69,22 +70,33 @@ func (s Sample) MarshalJSON() ([]byte, error) {
 	}
 	var err error
 	if imgs := s.ImagePaths(); len(imgs) == 1 {
-		w.Image, err = json.Marshal(imgs[0])
+		w.Image, err = marshal(imgs[0])
 	} else if len(imgs) > 1 {
-		w.Image, err = json.Marshal(imgs)
+		w.Image, err = marshal(imgs)
 	}
 	if err != nil {
 		return nil, err
 	}
 	if len(s.Video) == 1 {
-		w.Video, err = json.Marshal(s.Video[0])
+		w.Video, err = marshal(s.Video[0])
 	} else if len(s.Video) > 1 {
-		w.Video, err = json.Marshal(s.Video)
+		w.Video, err = marshal(s.Video)
 	}
 	if err != nil {
 		return nil, err
 	}
-	return json.Marshal(w)
+	return marshal(w)
+}
+
+// marshal is json.Marshal without HTML escaping.
+func marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // UnmarshalJSON reads one sample as a line of a samples file holds it, with the same checks.
@@ -350,30 +362,4 @@ func (s Sample) Resolve(p string) string {
 		return p
 	}
 	return filepath.Join(s.Dir, p)
-}
-
-// MediaKinds lists the kinds of the sample's single-file media (its images, then its audio),
-// in the order of MediaPaths; a video is in Media.
-func (s Sample) MediaKinds() []string {
-	var k []string
-	for range s.ImagePaths() {
-		k = append(k, "image")
-	}
-	if s.Audio != "" {
-		k = append(k, "audio")
-	}
-	return k
-}
-
-// MediaPaths lists the files of the sample's single-file media, resolved, in MediaKinds'
-// order.
-func (s Sample) MediaPaths() []string {
-	var p []string
-	for _, f := range s.ImagePaths() {
-		p = append(p, s.Resolve(f))
-	}
-	if s.Audio != "" {
-		p = append(p, s.Resolve(s.Audio))
-	}
-	return p
 }

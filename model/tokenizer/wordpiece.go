@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -32,6 +33,9 @@ type WordPiece struct {
 // maxWordPieceVocab bounds vocab.txt (bert-base has 30522 lines, multilingual 119547).
 const maxWordPieceVocab = 1 << 20
 
+// maxWordPieceLine bounds a line of vocab.txt (a piece is a word or less).
+const maxWordPieceLine = 64 << 10
+
 // maxWordChars is BertTokenizer's max_input_chars_per_word: a longer word is [UNK].
 const maxWordChars = 100
 
@@ -46,7 +50,7 @@ func LoadWordPiece(dir string) (*WordPiece, error) {
 	}
 	t := &WordPiece{vocab: map[string]int32{}, lower: true, chinese: true}
 	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 64<<10), 64<<10)
+	sc.Buffer(make([]byte, maxWordPieceLine), maxWordPieceLine)
 	for sc.Scan() {
 		if len(t.pieces) >= maxWordPieceVocab {
 			return nil, fmt.Errorf("%s: more than %d lines", path, maxWordPieceVocab)
@@ -58,21 +62,21 @@ func LoadWordPiece(dir string) (*WordPiece, error) {
 		}
 		t.pieces = append(t.pieces, p)
 	}
-	if err := sc.Err(); err != nil {
+	if err := sc.Err(); errors.Is(err, bufio.ErrTooLong) {
+		return nil, fmt.Errorf("%s:%d: a line longer than %d bytes", path, len(t.pieces)+1, maxWordPieceLine)
+	} else if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	var cfg struct {
-		DoLowerCase   *bool `json:"do_lower_case"`
-		StripAccents  *bool `json:"strip_accents"`
-		ChineseChars  *bool `json:"tokenize_chinese_chars"`
-		UnkToken      any   `json:"unk_token"`
-		ClsToken      any   `json:"cls_token"`
-		SepToken      any   `json:"sep_token"`
-		PadToken      any   `json:"pad_token"`
-		MaskToken     any   `json:"mask_token"`
-		BosToken      any   `json:"bos_token"`
-		AddedTokens   map[string]any
-		SpecialTokens map[string]any
+		DoLowerCase  *bool `json:"do_lower_case"`
+		StripAccents *bool `json:"strip_accents"`
+		ChineseChars *bool `json:"tokenize_chinese_chars"`
+		UnkToken     any   `json:"unk_token"`
+		ClsToken     any   `json:"cls_token"`
+		SepToken     any   `json:"sep_token"`
+		PadToken     any   `json:"pad_token"`
+		MaskToken    any   `json:"mask_token"`
+		BosToken     any   `json:"bos_token"`
 	}
 	if err := readJSONIfPresent(filepath.Join(dir, "tokenizer_config.json"), &cfg); err != nil {
 		return nil, err

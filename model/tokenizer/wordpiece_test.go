@@ -119,6 +119,7 @@ func TestWordPieceAddedAndErrors(t *testing.T) {
 		{map[string]string{"added_tokens.json": `{"[DEC]": 40}`}, bertToyVocab, "added_tokens.json: added token \"[DEC]\" has id 40"},
 		{map[string]string{"tokenizer_config.json": `{`}, bertToyVocab, "tokenizer_config.json"},
 		{nil, []string{"a", "b"}, "special token \"[UNK]\" is not in the vocabulary"},
+		{nil, []string{"[UNK]", "[CLS]", strings.Repeat("x", 1<<17)}, "vocab.txt:3: a line longer than"},
 	} {
 		_, err := tokenizer.LoadWordPiece(writeWordPiece(t, c.vocab, c.files))
 		if err == nil || !strings.Contains(err.Error(), c.msg) {
