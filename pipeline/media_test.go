@@ -17,44 +17,12 @@ import (
 	"github.com/neurosurg/neurosurg/formats/edit"
 	"github.com/neurosurg/neurosurg/formats/hfdir"
 	"github.com/neurosurg/neurosurg/formats/neuronset"
-	"github.com/neurosurg/neurosurg/formats/safetensors"
 	"github.com/neurosurg/neurosurg/formats/samples"
+	"github.com/neurosurg/neurosurg/internal/testfixture"
 	"github.com/neurosurg/neurosurg/locate"
 	"github.com/neurosurg/neurosurg/model"
 	"github.com/neurosurg/neurosurg/model/kernels"
-	"github.com/neurosurg/neurosurg/model/synth"
 )
-
-// tinyVLMWithTokenizer synthesises the test family's checkpoint with the stories tokenizer
-// (text vocab widened to its 512 ids) into dir/vlm.
-func tinyVLMWithTokenizer(t *testing.T, dir string) string {
-	t.Helper()
-	raw, err := os.ReadFile("../testdata/configs/tiny-vlm/config.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cfg map[string]any
-	if err := json.Unmarshal(raw, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	cfg["text_config"].(map[string]any)["vocab_size"] = 512
-	src := filepath.Join(dir, "src")
-	os.Mkdir(src, 0o755)
-	raw, _ = json.Marshal(cfg)
-	os.WriteFile(filepath.Join(src, "config.json"), raw, 0o644)
-	for _, f := range []string{"tokenizer.json", "tokenizer_config.json"} {
-		b, err := os.ReadFile(filepath.Join("../testdata/stories260K", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(filepath.Join(src, f), b, 0o644)
-	}
-	out := filepath.Join(dir, "vlm")
-	if err := synth.Generate(src, out, synth.Options{DType: safetensors.F32, Seed: 5, Std: 0.3}); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
 
 // writePNG writes a w×h picture: a gradient whose colours depend on tint.
 func writePNG(t *testing.T, path string, w, h int, tint [3]int) {
@@ -249,4 +217,15 @@ func exactVariant() string {
 		return "avx512"
 	}
 	return "generic"
+}
+
+// tinyVLMWithTokenizer synthesises the test family's checkpoint with the stories tokenizer
+// (testfixture.TinyVLM) into dir/vlm.
+func tinyVLMWithTokenizer(t *testing.T, dir string) string {
+	t.Helper()
+	out, err := testfixture.TinyVLM("..", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

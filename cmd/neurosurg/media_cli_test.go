@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/neurosurg/neurosurg/internal/testfixture"
 )
 
 // tinyVLMCkpt synthesises the test family through neurosurg synth (tinyVLMSource).
@@ -22,33 +24,6 @@ func tinyVLMCkpt(t *testing.T, dir string) string {
 		t.Fatalf("synth: %s", errs)
 	}
 	return out
-}
-
-// tinyVLMSource writes dir/src: the test family's config (testdata/configs/tiny-vlm), its
-// text vocabulary widened to the stories tokenizer's 512 ids, beside that tokenizer.
-func tinyVLMSource(t *testing.T, dir string) string {
-	t.Helper()
-	raw, err := os.ReadFile("../../testdata/configs/tiny-vlm/config.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cfg map[string]any
-	if err := json.Unmarshal(raw, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	cfg["text_config"].(map[string]any)["vocab_size"] = 512
-	src := filepath.Join(dir, "src")
-	os.MkdirAll(src, 0o755)
-	raw, _ = json.Marshal(cfg)
-	os.WriteFile(filepath.Join(src, "config.json"), raw, 0o644)
-	for _, f := range []string{"tokenizer.json", "tokenizer_config.json"} {
-		b, err := os.ReadFile(filepath.Join(stories, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(filepath.Join(src, f), b, 0o644)
-	}
-	return src
 }
 
 func pngFile(t *testing.T, path string, w, h int, tint uint8) {
@@ -271,4 +246,14 @@ func TestMINERImagesCLI(t *testing.T) {
 	if _, errs, code := runCLI(t, "locate", "--method", "miner", "--module", "all", st, "--out", filepath.Join(dir, "x.json")); code != exitUsage || !strings.Contains(errs, "dape only") {
 		t.Errorf("miner --module all: exit %d %s", code, errs)
 	}
+}
+
+// tinyVLMSource writes dir/src: testfixture.TinyVLMSource.
+func tinyVLMSource(t *testing.T, dir string) string {
+	t.Helper()
+	src, err := testfixture.TinyVLMSource("../..", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src
 }

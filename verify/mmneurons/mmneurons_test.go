@@ -3,7 +3,6 @@ package mmneurons
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"image"
 	"image/color"
 	"image/png"
@@ -13,10 +12,9 @@ import (
 	"testing"
 
 	"github.com/neurosurg/neurosurg/formats/neuronset"
-	"github.com/neurosurg/neurosurg/formats/safetensors"
 	"github.com/neurosurg/neurosurg/formats/samples"
+	"github.com/neurosurg/neurosurg/internal/testfixture"
 	"github.com/neurosurg/neurosurg/model"
-	"github.com/neurosurg/neurosurg/model/synth"
 )
 
 func nr(l, j int) neuronset.Neuron { return neuronset.Neuron{Module: "llm", Layer: l, Index: j} }
@@ -65,32 +63,12 @@ func TestOptionsValidate(t *testing.T) {
 	}
 }
 
-// tinyVLM synthesises the test family's checkpoint with the stories tokenizer (text vocab
-// widened to its 512 ids) and opens it.
+// tinyVLM synthesises the test family's checkpoint with the stories tokenizer
+// (testfixture.TinyVLM) and opens it.
 func tinyVLM(t *testing.T, dir string) *model.Model {
 	t.Helper()
-	raw, err := os.ReadFile("../../testdata/configs/tiny-vlm/config.json")
+	out, err := testfixture.TinyVLM("../..", dir)
 	if err != nil {
-		t.Fatal(err)
-	}
-	var cfg map[string]any
-	if err := json.Unmarshal(raw, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	cfg["text_config"].(map[string]any)["vocab_size"] = 512
-	src := filepath.Join(dir, "src")
-	os.Mkdir(src, 0o755)
-	raw, _ = json.Marshal(cfg)
-	os.WriteFile(filepath.Join(src, "config.json"), raw, 0o644)
-	for _, f := range []string{"tokenizer.json", "tokenizer_config.json"} {
-		b, err := os.ReadFile(filepath.Join("../../testdata/stories260K", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(filepath.Join(src, f), b, 0o644)
-	}
-	out := filepath.Join(dir, "vlm")
-	if err := synth.Generate(src, out, synth.Options{DType: safetensors.F32, Seed: 5, Std: 0.3}); err != nil {
 		t.Fatal(err)
 	}
 	m, err := model.Open(out)
