@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/neurosurg/neurosurg/model/archdef"
+	"github.com/neurosurg/neurosurg/model/kernels"
 )
 
 // Binder hands a family's Build the weights of its modules by their archdef template names:
@@ -73,36 +74,28 @@ func (m *Module) spec(name string, layer int) (archdef.TensorSpec, bool) {
 
 // Weight binds a 2-D tensor used as a Linear weight (or an embedding table), in place. A tied
 // tensor binds to the tensor it is tied to: the same bytes, no copy.
-func (m *Module) Weight(name string, layer int) weight {
-	s, ok := m.spec(name, layer)
-	if !ok {
-		if m.b.err == nil {
-			m.b.err = fmt.Errorf("archdef: tensor %q of module %s is absent under this config", name, m.def.Module.Name)
-		}
-		return weight{}
-	}
-	l := loader{src: m.b.src}
-	from := s.Name
-	if s.Alias != "" {
-		from = s.Alias
-	}
-	if len(s.Shape) != 2 {
-		m.b.Fail(fmt.Errorf("archdef: tensor %q is not 2-D in the definition", s.Name))
-		return weight{}
-	}
-	w := l.weight(from, dim{int(s.Shape[0]), keyName(s.Keys[0])}, dim{int(s.Shape[1]), keyName(s.Keys[1])})
-	m.b.Fail(l.err)
-	if l.err == nil && s.Alias == "" {
-		m.b.Model.bound = append(m.b.Model.bound, boundTensor{name: s.Name, w: w})
-	}
-	return w
-}
+func (m *Module) Weight(name string, layer int) weight { return m.weight(name, layer, false) }
 
 // FlatWeight binds an N-D tensor (N ≥ 2) in place as the 2-D weight [shape[0], product of
 // the rest]: a Conv1d/Conv2d/Conv3d kernel [out, in, k…] is, row by row, the weight of the
 // matrix product over unfolded patches (in-channel major, then the kernel's dimensions in
 // order), which is how Conv1D and patch embeddings use it.
-func (m *Module) FlatWeight(name string, layer int) weight {
+func (m *Module) FlatWeight(name string, layer int) weight { return m.weight(name, layer, true) }
+
+// Floats binds a small N-D tensor (N ≥ 2: a class token, a position table, learned queries)
+// as its values in f32, converted once: rows a forward pass adds or copies, never multiplies.
+func (m *Module) Floats(name string, layer int) []float32 {
+	w := m.FlatWeight(name, layer)
+	if m.b.err != nil {
+		return nil
+	}
+	out := make([]float32, w.rows*w.cols)
+	kernels.ToFloat32(out, w.b, w.dt)
+	return out
+}
+
+// weight is Weight (flat false: the definition's shape must be 2-D) and FlatWeight.
+func (m *Module) weight(name string, layer int, flat bool) weight {
 	s, ok := m.spec(name, layer)
 	if !ok {
 		if m.b.err == nil {
@@ -110,18 +103,26 @@ func (m *Module) FlatWeight(name string, layer int) weight {
 		}
 		return weight{}
 	}
-	if len(s.Shape) < 2 {
+	switch {
+	case flat && len(s.Shape) < 2:
 		m.b.Fail(fmt.Errorf("archdef: tensor %q has fewer than 2 dimensions in the definition", s.Name))
+		return weight{}
+	case !flat && len(s.Shape) != 2:
+		m.b.Fail(fmt.Errorf("archdef: tensor %q is not 2-D in the definition", s.Name))
 		return weight{}
 	}
 	dims := make([]dim, len(s.Shape))
 	for i := range s.Shape {
 		dims[i] = dim{int(s.Shape[i]), keyName(s.Keys[i])}
 	}
+	from := s.Name
+	if s.Alias != "" {
+		from = s.Alias
+	}
 	l := loader{src: m.b.src}
-	w := l.flatWeight(s.Name, dims)
+	w := l.weight(from, dims)
 	m.b.Fail(l.err)
-	if l.err == nil {
+	if l.err == nil && s.Alias == "" {
 		m.b.Model.bound = append(m.b.Model.bound, boundTensor{name: s.Name, w: w})
 	}
 	return w

@@ -154,19 +154,9 @@ func buildInstructBLIP(b *Binder) error {
 		return LayerNorm{m.Vector(name+".weight", layer), m.Vector(name+".bias", layer), eps}
 	}
 	// Vision tower, in forward order.
-	flat := func(m *Module, name string, n int) []float32 {
-		w := m.FlatWeight(name, -1)
-		if b.Err() != nil {
-			return nil
-		}
-		out := make([]float32, n)
-		w.row(out, 0)
-		return out
-	}
 	img.patch = Linear{w: v.FlatWeight("vision_model.embeddings.patch_embedding.weight", -1), b: v.Vector("vision_model.embeddings.patch_embedding.bias", -1)}
-	img.class = flat(v, "vision_model.embeddings.class_embedding", vh)
-	grid := side / p
-	img.pos = flat(v, "vision_model.embeddings.position_embedding", (grid*grid+1)*vh)
+	img.class = v.Floats("vision_model.embeddings.class_embedding", -1)
+	img.pos = v.Floats("vision_model.embeddings.position_embedding", -1)
 	img.vision = Encoder{module: "vision"}
 	for i := 0; i < v.Layers() && b.Err() == nil; i++ {
 		qkv := v.Weight("self_attn.qkv.weight", i)
@@ -182,7 +172,7 @@ func buildInstructBLIP(b *Binder) error {
 	post := ln(v, "vision_model.post_layernorm", -1, vEps)
 	img.vision.post = &post
 	// Q-Former.
-	img.queries = flat(qq, "query_tokens", nq*qh)
+	img.queries = qq.Floats("query_tokens", -1)
 	img.words = qf.Weight("qformer.embeddings.word_embeddings.weight", -1)
 	img.positions = qf.Weight("qformer.embeddings.position_embeddings.weight", -1)
 	img.embNorm = ln(qf, "qformer.embeddings.layernorm", -1, qEps)

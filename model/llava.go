@@ -36,7 +36,7 @@ type llavaImage struct {
 	next  bool   // LLaVA-NeXT: tiles, unpadding, image_newline
 	patch Linear // the Conv2d kernel [hidden, 3, p, p] as [hidden, 3p²] (no bias)
 	class []float32
-	pos   weight // position_embedding [grid²+1, hidden]
+	pos   []float32 // position_embedding (grid²+1) × hidden
 	pre   LayerNorm
 	tower Encoder
 	// feature is how many encoder layers give the selected hidden state (hidden_states[k]).
@@ -144,7 +144,7 @@ func buildLlava(b *Binder) error {
 	const vp = "vision_tower.vision_model."
 	img.class = v.Vector(vp+"embeddings.class_embedding", -1)
 	img.patch = Linear{w: v.FlatWeight(vp+"embeddings.patch_embedding.weight", -1)}
-	img.pos = v.Weight(vp+"embeddings.position_embedding.weight", -1)
+	img.pos = v.Floats(vp+"embeddings.position_embedding.weight", -1)
 	img.pre = LayerNorm{v.Vector(vp+"pre_layrnorm.weight", -1), v.Vector(vp+"pre_layrnorm.bias", -1), eps}
 	img.tower = Encoder{module: "vision"}
 	for i := 0; i < layers && b.Err() == nil; i++ {
@@ -334,17 +334,13 @@ func (e *llavaImage) encode(ctx context.Context, seq int, md Media, taps []Tap, 
 	pe := sc.get(md.Rows * D)
 	e.patch.Forward(pe, md.Features, md.Rows)
 	x := sc.get(rows * D)
-	posRow := make([]float32, D)
 	spans := make([][2]int, tiles)
 	for t := range tiles {
 		base := t * per
 		spans[t] = [2]int{base, base + per}
 		copy(x[base*D:(base+1)*D], e.class)
 		copy(x[(base+1)*D:(base+per)*D], pe[t*g2*D:(t+1)*g2*D])
-		for r := range per {
-			e.pos.row(posRow, r)
-			addInto(x[(base+r)*D:(base+r+1)*D], posRow)
-		}
+		addInto(x[base*D:(base+per)*D], e.pos)
 	}
 	e.pre.Forward(x, x, rows)
 	// The layers after the feature layer change nothing the model uses; they run only when

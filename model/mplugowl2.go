@@ -155,25 +155,14 @@ func buildMPLUGOwl2(b *Binder) error {
 		}
 		img.aspect = s
 	}
-	flat := func(m *Module, name string, n int) []float32 {
-		w := m.FlatWeight(name, -1)
-		if b.Err() != nil {
-			return nil
-		}
-		out := make([]float32, n)
-		for r := 0; r < w.rows; r++ {
-			w.row(out[r*w.cols:], r)
-		}
-		return out
-	}
 	ln := func(m *Module, name string, layer int, eps float32) LayerNorm {
 		return LayerNorm{m.Vector(name+".weight", layer), m.Vector(name+".bias", layer), eps}
 	}
 	// Vision tower, in forward order.
 	const ve = "model.vision_model.embeddings."
-	img.cls = flat(v, ve+"cls_token", vh)
+	img.cls = v.Floats(ve+"cls_token", -1)
 	img.patch = Linear{w: v.FlatWeight(ve+"patch_embed.weight", -1)}
-	img.pos = flat(v, ve+"position_embedding", (img.grid*img.grid+1)*vh)
+	img.pos = v.Floats(ve+"position_embedding", -1)
 	img.pre = ln(v, ve+"pre_layernorm", -1, vEps)
 	img.tower = Encoder{module: "vision"}
 	for i := 0; i < v.Layers() && b.Err() == nil; i++ {
@@ -191,12 +180,12 @@ func buildMPLUGOwl2(b *Binder) error {
 		img.tower.post = &post
 	}
 	// Abstractor.
-	img.queries = flat(ab, "model.visual_abstractor.query_embeds", nq*ah)
+	img.queries = ab.Floats("model.visual_abstractor.query_embeds", -1)
 	for i := 0; i < ab.Layers() && b.Err() == nil; i++ {
 		img.abs = append(img.abs, abstractorLayer{
 			norm1: ln(ab, "norm1", i, 1e-5), normk: ln(ab, "normk", i, 1e-5),
 			q: ab.Linear("attention.query", i), k: ab.Linear("attention.key", i), v: ab.Linear("attention.value", i),
-			qPos: flatLayer(b, ab, "attention.q_pos_embed", i), kPos: flatLayer(b, ab, "attention.k_pos_embed", i),
+			qPos: ab.Floats("attention.q_pos_embed", i), kPos: ab.Floats("attention.k_pos_embed", i),
 			out:   ab.Linear("output.out_proj", i),
 			norm2: ln(ab, "output.norm2", i, 1e-5),
 			w1:    ab.Linear("output.mlp.w1", i), w3: ab.Linear("output.mlp.w3", i), w2: ab.Linear("output.mlp.w2", i),
@@ -204,7 +193,7 @@ func buildMPLUGOwl2(b *Binder) error {
 		})
 	}
 	img.fc = pj.Linear("model.visual_abstractor.visual_fc", -1)
-	img.eos = flat(pj, "model.visual_abstractor.vit_eos", b.Model.cfg.Hidden)
+	img.eos = pj.Floats("model.visual_abstractor.vit_eos", -1)
 	bindMultiwayDecoder(b, llm)
 	if b.Err() != nil {
 		return b.Err()
@@ -212,19 +201,6 @@ func buildMPLUGOwl2(b *Binder) error {
 	b.Model.encoders = append(b.Model.encoders, img)
 	b.Model.prompts = img
 	return nil
-}
-
-// flatLayer binds a small 2-D layer tensor (a position-embedding buffer) as f32 rows.
-func flatLayer(b *Binder, m *Module, name string, layer int) []float32 {
-	w := m.Weight(name, layer)
-	if b.Err() != nil {
-		return nil
-	}
-	out := make([]float32, w.rows*w.cols)
-	for r := 0; r < w.rows; r++ {
-		w.row(out[r*w.cols:], r)
-	}
-	return out
 }
 
 // bindMultiwayDecoder binds mPLUG-Owl2's Llama: bindDecoderLM's layers with multiway.0 as

@@ -88,13 +88,7 @@ func buildQwen2Audio(b *Binder) error {
 		model: b.Model,
 	}
 	// The position table is read once into f32 (its rows are added, never multiplied).
-	pw := a.Weight("audio_tower.embed_positions.weight", -1)
-	if b.Err() == nil {
-		e.pos = make([]float32, maxSource*d)
-		for r := 0; r < maxSource; r++ {
-			pw.row(e.pos[r*d:], r)
-		}
-	}
+	e.pos = a.Floats("audio_tower.embed_positions.weight", -1)
 	e.encoder = Encoder{module: "audio"}
 	for i := 0; i < a.Layers() && b.Err() == nil; i++ {
 		e.encoder.layers = append(e.encoder.layers, EncoderLayer{
