@@ -2,7 +2,6 @@ package model
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -445,10 +444,7 @@ func (e *llavaImage) buildInput(m *Model, sample string, p Prompt, limit int) (I
 	} else {
 		text = strings.Repeat(marker+"\n", len(p.Media)) + p.Text
 	}
-	ids, err := tok.EncodeLimit(text, addBOS, limit)
-	if errors.Is(err, tokenizer.ErrTooLong) {
-		return Input{}, fmt.Errorf("%s: %w: the prompt has more than %d tokens", sample, ErrTooLong, limit)
-	}
+	ids, err := encodePrompt(tok, text, addBOS, limit)
 	if err != nil {
 		return Input{}, fmt.Errorf("%s: %w", sample, err)
 	}

@@ -2,7 +2,6 @@ package model
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -472,9 +471,6 @@ func (e *mplugOwl2Image) buildInput(m *Model, sample string, p Prompt, limit int
 		text = "USER: " + text + " ASSISTANT:"
 	}
 	ids, err := e.imageTokenIDs(tok, text, limit)
-	if errors.Is(err, tokenizer.ErrTooLong) {
-		return Input{}, fmt.Errorf("%s: %w: the prompt has more than %d tokens", sample, ErrTooLong, limit)
-	}
 	if err != nil {
 		return Input{}, fmt.Errorf("%s: %w", sample, err)
 	}
@@ -502,7 +498,7 @@ func (e *mplugOwl2Image) imageTokenIDs(tok *tokenizer.Tokenizer, prompt string, 
 		if c == "" {
 			continue
 		}
-		ids, err := tok.EncodeLimit(c, true, limit)
+		ids, err := encodePrompt(tok, c, true, limit)
 		if err != nil {
 			return nil, err
 		}

@@ -116,6 +116,12 @@ func TextPrompt(tok *tokenizer.Tokenizer, text string, chat bool, limit int) ([]
 		// The template writes its own special tokens (BOS included where the family has one).
 		text, special = s, false
 	}
+	return encodePrompt(tok, text, special, limit)
+}
+
+// encodePrompt is tok.EncodeLimit with a prompt of more than limit tokens reported as an error
+// wrapping ErrTooLong: the tokenizing step of every prompt builder.
+func encodePrompt(tok *tokenizer.Tokenizer, text string, special bool, limit int) ([]int32, error) {
 	ids, err := tok.EncodeLimit(text, special, limit)
 	if errors.Is(err, tokenizer.ErrTooLong) {
 		return nil, fmt.Errorf("%w: the prompt has more than %d tokens", ErrTooLong, limit)

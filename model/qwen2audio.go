@@ -3,7 +3,6 @@ package model
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -303,10 +302,7 @@ func (q qwen2AudioPrompts) buildInput(m *Model, sample string, p Prompt, limit i
 		return Input{}, fmt.Errorf("%w: %s: the prompt has %d %s markers for %d audio inputs", ErrMedia, sample, c, qwen2AudioToken, len(counts))
 	}
 	text = expandAudio(text, counts)
-	ids, err := m.Tokenizer.EncodeLimit(text, !p.Chat, limit)
-	if errors.Is(err, tokenizer.ErrTooLong) {
-		return Input{}, fmt.Errorf("%s: %w: the prompt has more than %d tokens", sample, ErrTooLong, limit)
-	}
+	ids, err := encodePrompt(m.Tokenizer, text, !p.Chat, limit)
 	if err != nil {
 		return Input{}, fmt.Errorf("%s: %w", sample, err)
 	}

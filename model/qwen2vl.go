@@ -2,7 +2,6 @@ package model
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -335,10 +334,7 @@ func (q *qwen2VLPrompts) buildInput(m *Model, sample string, p Prompt, limit int
 		}
 		text = sb.String() + p.Text
 	}
-	ids, err := tok.EncodeLimit(text, special, limit)
-	if errors.Is(err, tokenizer.ErrTooLong) {
-		return Input{}, fmt.Errorf("%s: %w: the prompt has more than %d tokens", sample, ErrTooLong, limit)
-	}
+	ids, err := encodePrompt(tok, text, special, limit)
 	if err != nil {
 		return Input{}, fmt.Errorf("%s: %w", sample, err)
 	}
