@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"slices"
 )
 
@@ -206,6 +209,29 @@ func placeholderRun(toks []int32, id int32, k int) (start, rows int, ok bool) {
 		i = j
 	}
 	return 0, 0, false
+}
+
+// readProcessorConfig reads the checkpoint's preprocessor_config.json, with its path for
+// messages. required: the family's processor has no defaults transformers would apply (LLaVA,
+// mPLUG-Owl2, Qwen2-Audio), so a model without the file is ErrMediaPath; otherwise (Qwen2-VL,
+// InstructBLIP) data is nil when there is none and the family takes its processor's defaults.
+func readProcessorConfig(m *Model, required bool) (data []byte, path string, err error) {
+	dir := m.Dir()
+	if dir == "" {
+		if !required {
+			return nil, "", nil
+		}
+		return nil, "", fmt.Errorf("%w: the model was not opened from a directory: no preprocessor_config.json", ErrMediaPath)
+	}
+	path = filepath.Join(dir, "preprocessor_config.json")
+	data, err = os.ReadFile(path)
+	switch {
+	case err == nil:
+		return data, path, nil
+	case !required && errors.Is(err, fs.ErrNotExist):
+		return nil, path, nil
+	}
+	return nil, path, fmt.Errorf("%w: the processor's config: %v", ErrMediaPath, err)
 }
 
 // ErrMediaPath reports media of a kind the model has an encoder for but no processor that reads

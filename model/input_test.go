@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -124,5 +126,44 @@ func TestMRopeTable(t *testing.T) {
 	}
 	if _, err := ParseConfig([]byte(`{"architectures":["Qwen2ForCausalLM"],"hidden_size":32,"num_hidden_layers":1,"num_attention_heads":2,"intermediate_size":8,"vocab_size":8,"rope_scaling":{"type":"mrope","mrope_section":[2,3,2]}}`)); err == nil || !strings.Contains(err.Error(), "head_dim/2 = 8") {
 		t.Errorf("mrope_section not summing to head_dim/2: %v", err)
+	}
+}
+
+// readProcessorConfig: a family whose processor has no defaults needs the file (ErrMediaPath
+// without it, or without a directory); the others get nil data and take their defaults, but an
+// unreadable file is an error for both.
+func TestReadProcessorConfig(t *testing.T) {
+	withFile, without, unreadable := t.TempDir(), t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(withFile, "preprocessor_config.json"), []byte(`{"a": 1}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A directory where the file should be: ReadFile fails with something other than "not exist".
+	if err := os.Mkdir(filepath.Join(unreadable, "preprocessor_config.json"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name     string
+		dir      string
+		required bool
+		data     string
+		mediaErr bool
+	}{
+		{"file, required", withFile, true, `{"a": 1}`, false},
+		{"file, optional", withFile, false, `{"a": 1}`, false},
+		{"no file, required", without, true, "", true},
+		{"no file, optional", without, false, "", false},
+		{"no directory, required", "", true, "", true},
+		{"no directory, optional", "", false, "", false},
+		{"unreadable, optional", unreadable, false, "", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			data, _, err := readProcessorConfig(&Model{dir: c.dir}, c.required)
+			if errors.Is(err, ErrMediaPath) != c.mediaErr || (err != nil) != c.mediaErr {
+				t.Fatalf("err = %v, want ErrMediaPath %v", err, c.mediaErr)
+			}
+			if string(data) != c.data {
+				t.Errorf("data = %q, want %q", data, c.data)
+			}
+		})
 	}
 }

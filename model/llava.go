@@ -3,8 +3,6 @@ package model
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -206,7 +204,7 @@ func (e *llavaImage) inputWidth() int    { return 3 * e.patchSide * e.patchSide 
 // LLaVA-1.5, LlavaNextImageProcessor for NeXT. Its tiles must be the tower's image_size.
 func (e *llavaImage) processor() error {
 	e.once.Do(func() {
-		data, path, err := readProcessorConfig(e.m)
+		data, path, err := readProcessorConfig(e.m, true)
 		if err != nil {
 			e.procErr = err
 			return
@@ -469,19 +467,4 @@ func (e *llavaImage) buildInput(m *Model, sample string, p Prompt, limit int) (I
 		return Input{}, tooLong(sample, len(in.Tokens), limit)
 	}
 	return in, nil
-}
-
-// readProcessorConfig reads the preprocessor_config.json a family's image processor needs (the
-// checkpoint must have one: its processor has no defaults transformers would apply), with the
-// path for messages.
-func readProcessorConfig(m *Model) (data []byte, path string, err error) {
-	dir := m.Dir()
-	if dir == "" {
-		return nil, "", fmt.Errorf("%w: the model was not opened from a directory: no preprocessor_config.json", ErrMediaPath)
-	}
-	path = filepath.Join(dir, "preprocessor_config.json")
-	if data, err = os.ReadFile(path); err != nil {
-		return nil, path, fmt.Errorf("%w: the image processor's config: %v", ErrMediaPath, err)
-	}
-	return data, path, nil
 }

@@ -269,7 +269,7 @@ func (e *mplugOwl2Image) tokens() int { return e.nQuery + 1 }
 // crop must be the tower's image_size.
 func (e *mplugOwl2Image) processor() error {
 	e.once.Do(func() {
-		data, path, err := readProcessorConfig(e.m)
+		data, path, err := readProcessorConfig(e.m, true)
 		if err != nil {
 			e.procErr = err
 			return

@@ -205,16 +205,15 @@ func (e *qwen2Audio) extractor() (*audiofeat.Extractor, error) {
 	if e.feat != nil || e.featErr != nil {
 		return e.feat, e.featErr
 	}
-	dir := e.model.Dir()
-	if dir == "" {
-		e.featErr = fmt.Errorf("%w: the model was not opened from a directory, so it has no preprocessor_config.json", ErrMediaPath)
-		return nil, e.featErr
+	data, path, err := readProcessorConfig(e.model, true)
+	if err != nil {
+		e.featErr = err
+		return nil, err
 	}
-	path := filepath.Join(dir, "preprocessor_config.json")
-	cfg, err := audiofeat.LoadConfig(path)
+	cfg, err := audiofeat.ParseConfig(data)
 	switch {
 	case err != nil:
-		e.featErr = fmt.Errorf("%w: %v", ErrMediaPath, err)
+		e.featErr = fmt.Errorf("%s: %w", path, err)
 	case cfg.FeatureSize != e.mels:
 		e.featErr = fmt.Errorf("%s: feature_size %d, but audio_config.num_mel_bins is %d", path, cfg.FeatureSize, e.mels)
 	case cfg.NFrames() != 2*e.maxSource:

@@ -3,8 +3,6 @@ package model
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -186,18 +184,19 @@ func (e *qwen2VLEncoder) inputWidth() int    { return e.t.inWidth }
 func (t *qwen2VLTower) processor() (imageproc.Qwen2VLConfig, error) {
 	t.procOnce.Do(func() {
 		t.proc = imageproc.DefaultQwen2VLConfig()
-		if dir := t.model.Dir(); dir != "" {
-			path := filepath.Join(dir, "preprocessor_config.json")
-			if _, err := os.Stat(path); err == nil {
-				t.proc, t.procErr = imageproc.LoadQwen2VLConfig(path)
-				if t.procErr == nil && (t.proc.PatchSize != t.patchSize || t.proc.TemporalPatchSize != t.temporal || t.proc.MergeSize != t.merge) {
-					t.procErr = fmt.Errorf("%s: patch_size %d, temporal_patch_size %d, merge_size %d; the vision tower's (config.json vision_config) are %d, %d, %d",
-						path, t.proc.PatchSize, t.proc.TemporalPatchSize, t.proc.MergeSize, t.patchSize, t.temporal, t.merge)
-				}
-				return
+		data, path, err := readProcessorConfig(t.model, false)
+		switch {
+		case err != nil:
+			t.procErr = err
+		case data == nil:
+			t.proc.PatchSize, t.proc.TemporalPatchSize, t.proc.MergeSize = t.patchSize, t.temporal, t.merge
+		default:
+			t.proc, t.procErr = imageproc.ParseQwen2VLConfig(data, path)
+			if t.procErr == nil && (t.proc.PatchSize != t.patchSize || t.proc.TemporalPatchSize != t.temporal || t.proc.MergeSize != t.merge) {
+				t.procErr = fmt.Errorf("%s: patch_size %d, temporal_patch_size %d, merge_size %d; the vision tower's (config.json vision_config) are %d, %d, %d",
+					path, t.proc.PatchSize, t.proc.TemporalPatchSize, t.proc.MergeSize, t.patchSize, t.temporal, t.merge)
 			}
 		}
-		t.proc.PatchSize, t.proc.TemporalPatchSize, t.proc.MergeSize = t.patchSize, t.temporal, t.merge
 	})
 	return t.proc, t.procErr
 }
