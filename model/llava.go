@@ -8,7 +8,6 @@ import (
 	"sync"
 
 	"github.com/neurosurg/neurosurg/media/imageproc"
-	"github.com/neurosurg/neurosurg/model/tokenizer"
 )
 
 // LLaVA-1.5 (LlavaForConditionalGeneration) and LLaVA-NeXT (LlavaNextForConditionalGeneration),
@@ -426,12 +425,7 @@ func (e *llavaImage) buildInput(m *Model, sample string, p Prompt, limit int) (I
 	}
 	text, addBOS := "", true
 	if p.Chat {
-		var parts []tokenizer.Part
-		for range p.Media {
-			parts = append(parts, tokenizer.Part{Type: "image"})
-		}
-		parts = append(parts, tokenizer.Part{Type: "text", Text: p.Text})
-		s, err := tok.ApplyChatTemplate([]tokenizer.Message{{Role: "user", Parts: parts}}, true)
+		s, err := mediaTurn(tok, p.Media, p.Text)
 		if err != nil {
 			return Input{}, fmt.Errorf("%s: %w", sample, err)
 		}
@@ -446,22 +440,8 @@ func (e *llavaImage) buildInput(m *Model, sample string, p Prompt, limit int) (I
 	if err != nil {
 		return Input{}, fmt.Errorf("%s: %w", sample, err)
 	}
-	k := 0
-	for _, id := range ids {
-		if id != e.imageToken {
-			in.Tokens = append(in.Tokens, id)
-			continue
-		}
-		if k == len(counts) {
-			return Input{}, fmt.Errorf("%s: the prompt has more %s tokens than its %d images", sample, marker, len(counts))
-		}
-		for range counts[k] {
-			in.Tokens = append(in.Tokens, e.imageToken)
-		}
-		k++
-	}
-	if k != len(counts) {
-		return Input{}, fmt.Errorf("%s: the chat template wrote %d %s tokens for %d images", sample, k, marker, len(counts))
+	if in.Tokens, err = expandPlaceholders(tok, ids, p.Media, counts, map[string]int32{"image": e.imageToken}); err != nil {
+		return Input{}, fmt.Errorf("%s: %w", sample, err)
 	}
 	if limit > 0 && len(in.Tokens) > limit {
 		return Input{}, tooLong(sample, len(in.Tokens), limit)

@@ -784,8 +784,8 @@ func TestLlavaPrompt(t *testing.T) {
 		p   Prompt
 		msg string
 	}{
-		{Prompt{Text: "two <image> here", Media: []Medium{image}}, "more <image> tokens than its 1 images"},
-		{Prompt{Text: "<image>", Media: []Medium{image}, Chat: true}, "more <image> tokens than its 1 images"},
+		{Prompt{Text: "two <image> here", Media: []Medium{image}}, "2 <image> tokens for 1 image inputs"},
+		{Prompt{Text: "<image>", Media: []Medium{image}, Chat: true}, "2 <image> tokens for 1 image inputs"},
 		{Prompt{Text: "x", Media: []Medium{{Kind: "image", Paths: []string{filepath.Join(dir, "none.png")}}}}, "none.png"},
 		{Prompt{Text: "x", Media: []Medium{{Kind: "audio", Paths: []string{path}}}}, "has audio input"},
 		{Prompt{Text: strings.Repeat("a b c ", 1500), Media: []Medium{image}}, "more than"},

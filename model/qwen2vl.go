@@ -8,7 +8,6 @@ import (
 	"sync"
 
 	"github.com/neurosurg/neurosurg/media/imageproc"
-	"github.com/neurosurg/neurosurg/model/tokenizer"
 )
 
 // Qwen2-VL (Qwen2VLForConditionalGeneration, model/archdef/defs/qwen2_vl.json): a vision
@@ -316,12 +315,7 @@ func (q *qwen2VLPrompts) buildInput(m *Model, sample string, p Prompt, limit int
 	var text string
 	special := true
 	if p.Chat {
-		var parts []tokenizer.Part
-		for _, md := range p.Media {
-			parts = append(parts, tokenizer.Part{Type: md.Kind})
-		}
-		parts = append(parts, tokenizer.Part{Type: "text", Text: p.Text})
-		s, err := tok.ApplyChatTemplate([]tokenizer.Message{{Role: "user", Parts: parts}}, true)
+		s, err := mediaTurn(tok, p.Media, p.Text)
 		if err != nil {
 			return Input{}, fmt.Errorf("%s: %w", sample, err)
 		}
@@ -337,7 +331,7 @@ func (q *qwen2VLPrompts) buildInput(m *Model, sample string, p Prompt, limit int
 	if err != nil {
 		return Input{}, fmt.Errorf("%s: %w", sample, err)
 	}
-	toks, err := q.expand(ids, p.Media, counts)
+	toks, err := expandPlaceholders(tok, ids, p.Media, counts, map[string]int32{"image": q.image.token, "video": q.video.token})
 	if err != nil {
 		return Input{}, fmt.Errorf("%s: %w", sample, err)
 	}
@@ -360,51 +354,6 @@ func (q *qwen2VLPrompts) buildInput(m *Model, sample string, p Prompt, limit int
 		return Input{}, fmt.Errorf("%s: %w", sample, err)
 	}
 	return in, nil
-}
-
-// expand replaces the k-th <|image_pad|> (<|video_pad|>) of ids by counts of the k-th image
-// (video) of media. The prompt must hold exactly one placeholder per medium of each kind.
-func (q *qwen2VLPrompts) expand(ids []int32, media []Medium, counts []int) ([]int32, error) {
-	var imgN, vidN []int
-	for i, md := range media {
-		if md.Kind == "video" {
-			vidN = append(vidN, counts[i])
-		} else {
-			imgN = append(imgN, counts[i])
-		}
-	}
-	total := len(ids)
-	for _, n := range counts {
-		total += n - 1
-	}
-	out := make([]int32, 0, max(total, 0))
-	ki, kv := 0, 0
-	for _, id := range ids {
-		switch id {
-		case q.image.token:
-			if ki < len(imgN) {
-				out = slices.Grow(out, imgN[ki])
-				for range imgN[ki] {
-					out = append(out, id)
-				}
-			}
-			ki++
-		case q.video.token:
-			if kv < len(vidN) {
-				out = slices.Grow(out, vidN[kv])
-				for range vidN[kv] {
-					out = append(out, id)
-				}
-			}
-			kv++
-		default:
-			out = append(out, id)
-		}
-	}
-	if ki != len(imgN) || kv != len(vidN) {
-		return nil, fmt.Errorf("the prompt has %d <|image_pad|> and %d <|video_pad|> tokens for %d images and %d videos (the text may not hold them itself)", ki, kv, len(imgN), len(vidN))
-	}
-	return out, nil
 }
 
 // qwen2VLRopeIndex is transformers' Qwen2VLModel.get_rope_index for one unpadded sequence:
