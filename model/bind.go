@@ -49,6 +49,19 @@ func (b *Binder) Fail(err error) {
 // definition says it falls back).
 func (m *Module) Config() *archdef.Bound { return m.def }
 
+// Int is a whole-number key of the module's config (its defaults applied); a missing or bad
+// one is an ErrConfig naming the config object, reported by Err.
+func (m *Module) Int(key string) int {
+	if m.def == nil {
+		return 0
+	}
+	n, err := m.def.Int(key)
+	if err != nil {
+		m.b.Fail(fmt.Errorf("%w: %s: %v", ErrConfig, m.def.Module.Config, err))
+	}
+	return int(n)
+}
+
 // Layers is the module's layer count.
 func (m *Module) Layers() int {
 	if m.def == nil {

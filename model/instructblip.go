@@ -83,24 +83,17 @@ func buildInstructBLIP(b *Binder) error {
 	if b.Err() != nil {
 		return b.Err()
 	}
-	intOf := func(m *Module, sub, key string) int {
-		n, err := m.Config().Int(key)
-		if err != nil {
-			b.Fail(fmt.Errorf("%w: %s.%v", ErrConfig, sub, err))
-		}
-		return int(n)
-	}
 	floatOf := func(m *Module, key string, def float64) float32 {
 		if e, ok := m.Config().Config[key].(float64); ok && e > 0 && e < 1 {
 			return float32(e)
 		}
 		return float32(def)
 	}
-	vh, vHeads, vInter := intOf(v, "vision_config", "hidden_size"), intOf(v, "vision_config", "num_attention_heads"), intOf(v, "vision_config", "intermediate_size")
-	side, p := intOf(v, "vision_config", "image_size"), intOf(v, "vision_config", "patch_size")
-	qh, qHeads, qInter := intOf(qf, "qformer_config", "hidden_size"), intOf(qf, "qformer_config", "num_attention_heads"), intOf(qf, "qformer_config", "intermediate_size")
-	nq := intOf(qq, "qformer_config", "num_query_tokens")
-	freq := intOf(qf, "qformer_config", "cross_attention_frequency")
+	vh, vHeads, vInter := v.Int("hidden_size"), v.Int("num_attention_heads"), v.Int("intermediate_size")
+	side, p := v.Int("image_size"), v.Int("patch_size")
+	qh, qHeads, qInter := qf.Int("hidden_size"), qf.Int("num_attention_heads"), qf.Int("intermediate_size")
+	nq := qq.Int("num_query_tokens")
+	freq := qf.Int("cross_attention_frequency")
 	if b.Err() != nil {
 		return b.Err()
 	}

@@ -60,13 +60,8 @@ func buildLlava(b *Binder) error {
 		return b.Err()
 	}
 	vc := v.Config()
-	num := func(key string) int {
-		n, err := vc.Int(key)
-		b.Fail(err)
-		return int(n)
-	}
-	hidden, heads, inter := num("hidden_size"), num("num_attention_heads"), num("intermediate_size")
-	side, ps, ch, layers := num("image_size"), num("patch_size"), num("num_channels"), v.Layers()
+	hidden, heads, inter := v.Int("hidden_size"), v.Int("num_attention_heads"), v.Int("intermediate_size")
+	side, ps, ch, layers := v.Int("image_size"), v.Int("patch_size"), v.Int("num_channels"), v.Layers()
 	if b.Err() != nil {
 		return b.Err()
 	}

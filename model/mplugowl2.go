@@ -84,18 +84,11 @@ func buildMPLUGOwl2(b *Binder) error {
 	if b.Err() != nil {
 		return b.Err()
 	}
-	intOf := func(m *Module, sub, key string) int {
-		n, err := m.Config().Int(key)
-		if err != nil {
-			b.Fail(fmt.Errorf("%w: %s.%v", ErrConfig, sub, err))
-		}
-		return int(n)
-	}
 	const vs, as = "visual_config.visual_model", "visual_config.visual_abstractor"
-	vh, vHeads, vInter := intOf(v, vs, "hidden_size"), intOf(v, vs, "num_attention_heads"), intOf(v, vs, "intermediate_size")
-	side, p := intOf(v, vs, "image_size"), intOf(v, vs, "patch_size")
-	ah, aHeads, aInter := intOf(ab, as, "hidden_size"), intOf(ab, as, "num_attention_heads"), intOf(ab, as, "intermediate_size")
-	nq, encH, grid := intOf(ab, as, "num_learnable_queries"), intOf(ab, as, "encoder_hidden_size"), intOf(ab, as, "grid_size")
+	vh, vHeads, vInter := v.Int("hidden_size"), v.Int("num_attention_heads"), v.Int("intermediate_size")
+	side, p := v.Int("image_size"), v.Int("patch_size")
+	ah, aHeads, aInter := ab.Int("hidden_size"), ab.Int("num_attention_heads"), ab.Int("intermediate_size")
+	nq, encH, grid := ab.Int("num_learnable_queries"), ab.Int("encoder_hidden_size"), ab.Int("grid_size")
 	if b.Err() != nil {
 		return b.Err()
 	}

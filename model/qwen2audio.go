@@ -50,12 +50,7 @@ func buildQwen2Audio(b *Binder) error {
 		return b.Err()
 	}
 	ac := a.Config()
-	num := func(key string) int {
-		n, err := ac.Int(key)
-		b.Fail(err)
-		return int(n)
-	}
-	d, heads, inter, mels, maxSource := num("d_model"), num("encoder_attention_heads"), num("encoder_ffn_dim"), num("num_mel_bins"), num("max_source_positions")
+	d, heads, inter, mels, maxSource := a.Int("d_model"), a.Int("encoder_attention_heads"), a.Int("encoder_ffn_dim"), a.Int("num_mel_bins"), a.Int("max_source_positions")
 	if b.Err() == nil && (heads == 0 || d%heads != 0) {
 		b.Fail(configError("audio_config.encoder_attention_heads", "%d does not divide d_model %d", heads, d))
 	}

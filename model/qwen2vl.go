@@ -69,13 +69,8 @@ func buildQwen2VL(b *Binder) error {
 		return b.Err()
 	}
 	vc := v.Config()
-	num := func(key string) int {
-		n, err := vc.Int(key)
-		b.Fail(err)
-		return int(n)
-	}
-	embed, heads, ratio := num("embed_dim"), num("num_heads"), num("mlp_ratio")
-	merge, ps, tps, in, hidden := num("spatial_merge_size"), num("patch_size"), num("temporal_patch_size"), num("in_chans"), num("hidden_size")
+	embed, heads, ratio := v.Int("embed_dim"), v.Int("num_heads"), v.Int("mlp_ratio")
+	merge, ps, tps, in, hidden := v.Int("spatial_merge_size"), v.Int("patch_size"), v.Int("temporal_patch_size"), v.Int("in_chans"), v.Int("hidden_size")
 	if b.Err() != nil {
 		return b.Err()
 	}

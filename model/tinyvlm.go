@@ -36,12 +36,7 @@ func buildTinyVLM(b *Binder) error {
 		return b.Err()
 	}
 	vc := v.Config()
-	num := func(key string) int {
-		n, err := vc.Int(key)
-		b.Fail(err)
-		return int(n)
-	}
-	hidden, heads, inter, in := num("hidden_size"), num("num_attention_heads"), num("intermediate_size"), num("input_size")
+	hidden, heads, inter, in := v.Int("hidden_size"), v.Int("num_attention_heads"), v.Int("intermediate_size"), v.Int("input_size")
 	if b.Err() == nil && (heads == 0 || hidden%heads != 0) {
 		b.Fail(configError("vision_config.num_attention_heads", "%d does not divide hidden_size %d", heads, hidden))
 	}

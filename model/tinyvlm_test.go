@@ -3,6 +3,7 @@ package model
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"image"
 	"image/color"
@@ -460,5 +461,31 @@ func TestLogitLensInputWithMedia(t *testing.T) {
 	}
 	if seen != len(positions) {
 		t.Fatalf("%d last-layer entries, want %d", seen, len(positions))
+	}
+}
+
+// A family's module config key that is not a whole number is an ErrConfig naming the config
+// object and the key (Module.Int), not a zero Build goes on with.
+func TestModuleIntNamesTheKey(t *testing.T) {
+	_, dir := tinyVLM(t, safetensors.F32)
+	path := filepath.Join(dir, "config.json")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg["vision_config"].(map[string]any)["num_attention_heads"] = 2.5
+	if data, err = json.Marshal(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(dir)
+	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "vision_config") || !strings.Contains(err.Error(), "num_attention_heads is 2.5") {
+		t.Errorf("Open: %v, want ErrConfig naming vision_config and num_attention_heads's value", err)
 	}
 }
