@@ -180,6 +180,11 @@ func (m *Module) Linear(name string, layer int) Linear {
 	return Linear{w: w, b: b}
 }
 
+// LayerNorm binds name.weight and name.bias as a LayerNorm with eps.
+func (m *Module) LayerNorm(name string, layer int, eps float32) LayerNorm {
+	return LayerNorm{m.Vector(name+".weight", layer), m.Vector(name+".bias", layer), eps}
+}
+
 // keyName writes a shape expression as the config keys it multiplies.
 func keyName(expr string) string { return strings.ReplaceAll(expr, "*", "×") }
 

@@ -143,9 +143,6 @@ func buildInstructBLIP(b *Binder) error {
 		}
 	}
 	vEps, qEps := floatOf(v, "layer_norm_eps", 1e-6), floatOf(qf, "layer_norm_eps", 1e-12)
-	ln := func(m *Module, name string, layer int, eps float32) LayerNorm {
-		return LayerNorm{m.Vector(name+".weight", layer), m.Vector(name+".bias", layer), eps}
-	}
 	// Vision tower, in forward order.
 	img.patch = Linear{w: v.FlatWeight("vision_model.embeddings.patch_embedding.weight", -1), b: v.Vector("vision_model.embeddings.patch_embedding.bias", -1)}
 	img.class = v.Floats("vision_model.embeddings.class_embedding", -1)
@@ -156,19 +153,19 @@ func buildInstructBLIP(b *Binder) error {
 		bias, _ := v.OptVector("self_attn.qkv.bias", i)
 		q, k, val := splitQKV(qkv, bias, vh)
 		img.vision.layers = append(img.vision.layers, EncoderLayer{
-			ln1:  ln(v, "layer_norm1", i, vEps),
+			ln1:  v.LayerNorm("layer_norm1", i, vEps),
 			attn: Attention{q: q, k: k, v: val, o: v.Linear("self_attn.projection", i), heads: vHeads, kvHeads: vHeads, hd: vh / vHeads},
-			ln2:  ln(v, "layer_norm2", i, vEps),
+			ln2:  v.LayerNorm("layer_norm2", i, vEps),
 			mlp:  MLP{fc1: v.Linear("mlp.fc1", i), fc2: v.Linear("mlp.fc2", i), act: vAct, neurons: vInter},
 		})
 	}
-	post := ln(v, "vision_model.post_layernorm", -1, vEps)
+	post := v.LayerNorm("vision_model.post_layernorm", -1, vEps)
 	img.vision.post = &post
 	// Q-Former.
 	img.queries = qq.Floats("query_tokens", -1)
 	img.words = qf.Weight("qformer.embeddings.word_embeddings.weight", -1)
 	img.positions = qf.Weight("qformer.embeddings.position_embeddings.weight", -1)
-	img.embNorm = ln(qf, "qformer.embeddings.layernorm", -1, qEps)
+	img.embNorm = qf.LayerNorm("qformer.embeddings.layernorm", -1, qEps)
 	for i := 0; i < qf.Layers() && b.Err() == nil; i++ {
 		ly := qformerLayer{
 			self: Attention{
@@ -176,19 +173,19 @@ func buildInstructBLIP(b *Binder) error {
 				v: qf.Linear("attention.attention.value", i), o: qf.Linear("attention.output.dense", i),
 				heads: qHeads, kvHeads: qHeads, hd: qh / qHeads,
 			},
-			selfNorm: ln(qf, "attention.output.LayerNorm", i, qEps),
+			selfNorm: qf.LayerNorm("attention.output.LayerNorm", i, qEps),
 		}
 		if i%freq == 0 {
 			ly.cross = &crossAttention{
 				q: qf.Linear("crossattention.attention.query", i), k: qf.Linear("crossattention.attention.key", i),
 				v: qf.Linear("crossattention.attention.value", i), o: qf.Linear("crossattention.output.dense", i),
-				norm: ln(qf, "crossattention.output.LayerNorm", i, qEps), heads: qHeads, hd: qh / qHeads,
+				norm: qf.LayerNorm("crossattention.output.LayerNorm", i, qEps), heads: qHeads, hd: qh / qHeads,
 			}
 		}
 		ly.query = MLP{fc1: qq.Linear("intermediate_query.dense", i), fc2: qq.Linear("output_query.dense", i), act: qAct, neurons: qInter}
-		ly.queryNorm = ln(qq, "output_query.LayerNorm", i, qEps)
+		ly.queryNorm = qq.LayerNorm("output_query.LayerNorm", i, qEps)
 		ly.text = MLP{fc1: qf.Linear("intermediate.dense", i), fc2: qf.Linear("output.dense", i), act: qAct, neurons: qInter}
-		ly.textNorm = ln(qf, "output.LayerNorm", i, qEps)
+		ly.textNorm = qf.LayerNorm("output.LayerNorm", i, qEps)
 		img.qLayers = append(img.qLayers, ly)
 	}
 	img.proj = Linear{w: pj.Weight("language_projection.weight", -1), b: pj.Vector("language_projection.bias", -1)}

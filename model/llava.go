@@ -136,17 +136,17 @@ func buildLlava(b *Binder) error {
 	img.class = v.Vector(vp+"embeddings.class_embedding", -1)
 	img.patch = Linear{w: v.FlatWeight(vp+"embeddings.patch_embedding.weight", -1)}
 	img.pos = v.Floats(vp+"embeddings.position_embedding.weight", -1)
-	img.pre = LayerNorm{v.Vector(vp+"pre_layrnorm.weight", -1), v.Vector(vp+"pre_layrnorm.bias", -1), eps}
+	img.pre = v.LayerNorm(vp+"pre_layrnorm", -1, eps)
 	img.tower = Encoder{module: "vision"}
 	for i := 0; i < layers && b.Err() == nil; i++ {
 		img.tower.layers = append(img.tower.layers, EncoderLayer{
-			ln1: LayerNorm{v.Vector("layer_norm1.weight", i), v.Vector("layer_norm1.bias", i), eps},
+			ln1: v.LayerNorm("layer_norm1", i, eps),
 			attn: Attention{
 				q: v.Linear("self_attn.q_proj", i), k: v.Linear("self_attn.k_proj", i),
 				v: v.Linear("self_attn.v_proj", i), o: v.Linear("self_attn.out_proj", i),
 				heads: heads, kvHeads: heads, hd: hidden / heads,
 			},
-			ln2: LayerNorm{v.Vector("layer_norm2.weight", i), v.Vector("layer_norm2.bias", i), eps},
+			ln2: v.LayerNorm("layer_norm2", i, eps),
 			mlp: MLP{fc1: v.Linear("mlp.fc1", i), fc2: v.Linear("mlp.fc2", i), act: act, neurons: inter},
 		})
 	}

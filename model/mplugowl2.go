@@ -147,41 +147,38 @@ func buildMPLUGOwl2(b *Binder) error {
 		}
 		img.aspect = s
 	}
-	ln := func(m *Module, name string, layer int, eps float32) LayerNorm {
-		return LayerNorm{m.Vector(name+".weight", layer), m.Vector(name+".bias", layer), eps}
-	}
 	// Vision tower, in forward order.
 	const ve = "model.vision_model.embeddings."
 	img.cls = v.Floats(ve+"cls_token", -1)
 	img.patch = Linear{w: v.FlatWeight(ve+"patch_embed.weight", -1)}
 	img.pos = v.Floats(ve+"position_embedding", -1)
-	img.pre = ln(v, ve+"pre_layernorm", -1, vEps)
+	img.pre = v.LayerNorm(ve+"pre_layernorm", -1, vEps)
 	img.tower = Encoder{module: "vision"}
 	for i := 0; i < v.Layers() && b.Err() == nil; i++ {
 		bias := v.Vector("self_attn.query_key_value.bias", i)
 		q, k, val := splitQKVPerHead(v.Weight("self_attn.query_key_value.weight", i), bias, vHeads, vh/vHeads)
 		img.tower.layers = append(img.tower.layers, EncoderLayer{
-			ln1:  ln(v, "input_layernorm", i, vEps),
+			ln1:  v.LayerNorm("input_layernorm", i, vEps),
 			attn: Attention{q: q, k: k, v: val, o: v.Linear("self_attn.dense", i), heads: vHeads, kvHeads: vHeads, hd: vh / vHeads},
-			ln2:  ln(v, "post_attention_layernorm", i, vEps),
+			ln2:  v.LayerNorm("post_attention_layernorm", i, vEps),
 			mlp:  MLP{fc1: v.Linear("mlp.fc1", i), fc2: v.Linear("mlp.fc2", i), act: vAct, neurons: vInter},
 		})
 	}
 	if vc["use_post_layernorm"] == true {
-		post := ln(v, "model.vision_model.post_layernorm", -1, vEps)
+		post := v.LayerNorm("model.vision_model.post_layernorm", -1, vEps)
 		img.tower.post = &post
 	}
 	// Abstractor.
 	img.queries = ab.Floats("model.visual_abstractor.query_embeds", -1)
 	for i := 0; i < ab.Layers() && b.Err() == nil; i++ {
 		img.abs = append(img.abs, abstractorLayer{
-			norm1: ln(ab, "norm1", i, 1e-5), normk: ln(ab, "normk", i, 1e-5),
+			norm1: ab.LayerNorm("norm1", i, 1e-5), normk: ab.LayerNorm("normk", i, 1e-5),
 			q: ab.Linear("attention.query", i), k: ab.Linear("attention.key", i), v: ab.Linear("attention.value", i),
 			qPos: ab.Floats("attention.q_pos_embed", i), kPos: ab.Floats("attention.k_pos_embed", i),
 			out:   ab.Linear("output.out_proj", i),
-			norm2: ln(ab, "output.norm2", i, 1e-5),
+			norm2: ab.LayerNorm("output.norm2", i, 1e-5),
 			w1:    ab.Linear("output.mlp.w1", i), w3: ab.Linear("output.mlp.w3", i), w2: ab.Linear("output.mlp.w2", i),
-			ffnLN: ln(ab, "output.mlp.ffn_ln", i, aEps), neurons: aInter,
+			ffnLN: ab.LayerNorm("output.mlp.ffn_ln", i, aEps), neurons: aInter,
 		})
 	}
 	img.fc = pj.Linear("model.visual_abstractor.visual_fc", -1)

@@ -86,17 +86,17 @@ func buildQwen2Audio(b *Binder) error {
 	e.encoder = Encoder{module: "audio"}
 	for i := 0; i < a.Layers() && b.Err() == nil; i++ {
 		e.encoder.layers = append(e.encoder.layers, EncoderLayer{
-			ln1: LayerNorm{a.Vector("self_attn_layer_norm.weight", i), a.Vector("self_attn_layer_norm.bias", i), eps},
+			ln1: a.LayerNorm("self_attn_layer_norm", i, eps),
 			attn: Attention{
 				q: a.Linear("self_attn.q_proj", i), k: a.Linear("self_attn.k_proj", i), // k_proj has no bias
 				v: a.Linear("self_attn.v_proj", i), o: a.Linear("self_attn.out_proj", i),
 				heads: heads, kvHeads: heads, hd: d / heads,
 			},
-			ln2: LayerNorm{a.Vector("final_layer_norm.weight", i), a.Vector("final_layer_norm.bias", i), eps},
+			ln2: a.LayerNorm("final_layer_norm", i, eps),
 			mlp: MLP{fc1: a.Linear("fc1", i), fc2: a.Linear("fc2", i), act: act, neurons: inter},
 		})
 	}
-	e.norm = LayerNorm{a.Vector("audio_tower.layer_norm.weight", -1), a.Vector("audio_tower.layer_norm.bias", -1), eps}
+	e.norm = a.LayerNorm("audio_tower.layer_norm", -1, eps)
 	e.proj = p.Linear("multi_modal_projector.linear", -1)
 	b.Model.encoders = append(b.Model.encoders, e)
 	b.Model.prompts = qwen2AudioPrompts{enc: e}

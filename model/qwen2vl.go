@@ -109,13 +109,13 @@ func buildQwen2VL(b *Binder) error {
 		qkv := v.Linear("attn.qkv", i)
 		q, k, vv := qkv.splitRows(embed)
 		t.encoder.layers = append(t.encoder.layers, EncoderLayer{
-			ln1:  LayerNorm{v.Vector("norm1.weight", i), v.Vector("norm1.bias", i), qwen2VLEps},
+			ln1:  v.LayerNorm("norm1", i, qwen2VLEps),
 			attn: Attention{q: q, k: k, v: vv, o: v.Linear("attn.proj", i), heads: heads, kvHeads: heads, hd: embed / heads},
-			ln2:  LayerNorm{v.Vector("norm2.weight", i), v.Vector("norm2.bias", i), qwen2VLEps},
+			ln2:  v.LayerNorm("norm2", i, qwen2VLEps),
 			mlp:  MLP{fc1: v.Linear("mlp.fc1", i), fc2: v.Linear("mlp.fc2", i), act: act, neurons: embed * ratio},
 		})
 	}
-	t.lnq = LayerNorm{p.Vector("ln_q.weight", 0), p.Vector("ln_q.bias", 0), qwen2VLEps}
+	t.lnq = p.LayerNorm("ln_q", 0, qwen2VLEps)
 	// nn.GELU() of the merger's Sequential: the exact (erf) GELU, whatever the config says.
 	t.merger = MLP{fc1: p.Linear("mlp.0", 0), fc2: p.Linear("mlp.2", 0), act: "gelu", neurons: embed * merge * merge}
 	if b.Err() != nil {

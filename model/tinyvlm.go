@@ -58,9 +58,11 @@ func buildTinyVLM(b *Binder) error {
 	if b.Err() != nil {
 		return b.Err()
 	}
+	patch := v.Linear("vision_tower.patch_embed", -1)
+	post := v.LayerNorm("vision_tower.post_layernorm", -1, eps)
 	img := &tinyVLMImage{
-		patch:      v.Linear("vision_tower.patch_embed", -1),
-		encoder:    Encoder{module: "vision", post: &LayerNorm{v.Vector("vision_tower.post_layernorm.weight", -1), v.Vector("vision_tower.post_layernorm.bias", -1), eps}},
+		patch:      patch,
+		encoder:    Encoder{module: "vision", post: &post},
 		projector:  MLP{fc1: p.Linear("linear_1", 0), fc2: p.Linear("linear_2", 0), act: pact, neurons: b.Model.cfg.Hidden},
 		imageToken: int32(tok),
 		inWidth:    in,
@@ -71,13 +73,13 @@ func buildTinyVLM(b *Binder) error {
 	}
 	for i := 0; i < v.Layers() && b.Err() == nil; i++ {
 		img.encoder.layers = append(img.encoder.layers, EncoderLayer{
-			ln1: LayerNorm{v.Vector("layer_norm1.weight", i), v.Vector("layer_norm1.bias", i), eps},
+			ln1: v.LayerNorm("layer_norm1", i, eps),
 			attn: Attention{
 				q: v.Linear("self_attn.q_proj", i), k: v.Linear("self_attn.k_proj", i),
 				v: v.Linear("self_attn.v_proj", i), o: v.Linear("self_attn.out_proj", i),
 				heads: heads, kvHeads: heads, hd: hidden / heads,
 			},
-			ln2: LayerNorm{v.Vector("layer_norm2.weight", i), v.Vector("layer_norm2.bias", i), eps},
+			ln2: v.LayerNorm("layer_norm2", i, eps),
 			mlp: MLP{fc1: v.Linear("mlp.fc1", i), fc2: v.Linear("mlp.fc2", i), act: act, neurons: inter},
 		})
 	}
