@@ -82,6 +82,7 @@ func (m *Model) acceptedKinds() string {
 
 // mediaEncoder is an encoder (and projector) a family adds: it turns one medium into rows of
 // the language model's hidden size, firing taps and applying the mask at its FFN sites.
+// prepareInputs checks the rows' count and that they are finite (ErrNonFinite).
 type mediaEncoder interface {
 	kind() string
 	placeholder() int32
@@ -135,6 +136,9 @@ func (m *Model) prepareInputs(ctx context.Context, in []Input, opts ForwardOptio
 			emb, err := enc.encode(ctx, i, md, opts.Taps, opts.Mask)
 			if err != nil {
 				return nil, err
+			}
+			if !finiteRow(emb) {
+				return nil, fmt.Errorf("%w: sequence %d, %s %d: the encoder's output is not finite", ErrNonFinite, i, md.Kind, k)
 			}
 			if len(emb) != rows*d {
 				return nil, fmt.Errorf("%w: sequence %d, %s %d: the encoder gives %d rows, the placeholder run at %d has %d", ErrMedia, i, md.Kind, k, len(emb)/d, start, rows)

@@ -489,3 +489,27 @@ func TestModuleIntNamesTheKey(t *testing.T) {
 		t.Errorf("Open: %v, want ErrConfig naming vision_config and num_attention_heads's value", err)
 	}
 }
+
+// An encoder output with NaN or ±Inf fails the forward pass with ErrNonFinite naming the
+// sequence and the medium (prepareInputs checks every family's encoder); large finite
+// features do not.
+func TestEncoderOutputNonFinite(t *testing.T) {
+	m, _ := tinyVLM(t, safetensors.F32)
+	for _, c := range []struct {
+		name string
+		v    float32
+		bad  bool
+	}{
+		{"NaN", float32(math.NaN()), true},
+		{"+Inf", float32(math.Inf(1)), true},
+		{"finite", 3, false},
+	} {
+		in := tinyVLMInput()
+		in.Media[0].Features = slices.Clone(in.Media[0].Features)
+		in.Media[0].Features[5] = c.v
+		_, err := m.ForwardInputs(context.Background(), []Input{in}, ForwardOptions{})
+		if c.bad != errors.Is(err, ErrNonFinite) || c.bad && !strings.Contains(err.Error(), "sequence 0, image 0") || !c.bad && err != nil {
+			t.Errorf("%s: %v, want ErrNonFinite %v", c.name, err, c.bad)
+		}
+	}
+}
