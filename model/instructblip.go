@@ -149,9 +149,9 @@ func buildInstructBLIP(b *Binder) error {
 	img.pos = v.Floats("vision_model.embeddings.position_embedding", -1)
 	img.vision = Encoder{module: "vision"}
 	for i := 0; i < v.Layers() && b.Err() == nil; i++ {
-		qkv := v.Weight("self_attn.qkv.weight", i)
+		// The checkpoint's k bias is stored (as zeros) and used.
 		bias, _ := v.OptVector("self_attn.qkv.bias", i)
-		q, k, val := splitQKV(qkv, bias, vh)
+		q, k, val := Linear{w: v.Weight("self_attn.qkv.weight", i), b: bias}.splitRows(vh)
 		img.vision.layers = append(img.vision.layers, EncoderLayer{
 			ln1:  v.LayerNorm("layer_norm1", i, vEps),
 			attn: Attention{q: q, k: k, v: val, o: v.Linear("self_attn.projection", i), heads: vHeads, kvHeads: vHeads, hd: vh / vHeads},
@@ -195,24 +195,6 @@ func buildInstructBLIP(b *Binder) error {
 	b.Model.encoders = append(b.Model.encoders, img)
 	b.Model.prompts = &instructBLIPPrompts{img: img}
 	return nil
-}
-
-// splitQKV views a fused [3h, h] projection (and its [3h] bias, nil when absent) as the q, k
-// and v Linears: rows 0..h-1, h..2h-1, 2h..3h-1 — the order transformers' reshape(…, 3,
-// heads, head_dim) reads them in. The checkpoint's k bias is stored (as zeros) and used.
-func splitQKV(w weight, bias []float32, h int) (q, k, v Linear) {
-	part := func(i int) Linear {
-		es := w.dt.Size()
-		l := Linear{w: weight{name: w.name, b: w.b[i*h*w.cols*es : (i+1)*h*w.cols*es], dt: w.dt, rows: h, cols: w.cols}}
-		if bias != nil {
-			l.b = bias[i*h : (i+1)*h]
-		}
-		return l
-	}
-	if len(w.b) == 0 {
-		return
-	}
-	return part(0), part(1), part(2)
 }
 
 func (e *instructBLIP) kind() string       { return "image" }

@@ -147,27 +147,6 @@ func qwen2VLTokenID(b *Binder, key string, def int32) (int32, error) {
 	return int32(f), nil
 }
 
-// splitRows cuts a fused projection (attn.qkv: [3·d, d] and its bias) into its three
-// [d, d] parts, in place: the rows of q, then k, then v, as transformers' reshape(seq, 3,
-// heads, hd) reads them.
-func (l Linear) splitRows(d int) (q, k, v Linear) {
-	parts := make([]Linear, 3)
-	if l.w.rows != 3*d {
-		return
-	}
-	es := l.w.dt.Size()
-	for i := range parts {
-		w := l.w
-		w.b = l.w.b[i*d*l.w.cols*es : (i+1)*d*l.w.cols*es]
-		w.rows = d
-		parts[i].w = w
-		if l.b != nil {
-			parts[i].b = l.b[i*d : (i+1)*d]
-		}
-	}
-	return parts[0], parts[1], parts[2]
-}
-
 func (e *qwen2VLEncoder) kind() string       { return e.kindN }
 func (e *qwen2VLEncoder) placeholder() int32 { return e.token }
 func (e *qwen2VLEncoder) inputWidth() int    { return e.t.inWidth }
