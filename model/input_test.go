@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/neurosurg/neurosurg/model/archdef"
 )
 
 // An embedding span holding a token's own embedding row gives that token's logits exactly; a
@@ -165,5 +167,34 @@ func TestReadProcessorConfig(t *testing.T) {
 				t.Errorf("data = %q, want %q", data, c.data)
 			}
 		})
+	}
+}
+
+// configTokenID: the top level wins, then text_config, then the default; a required key
+// (def < 0) must be there; an id must be a whole number below vocab_size.
+func TestConfigTokenID(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		cfg  map[string]any
+		def  int32
+		want int32
+		err  bool
+	}{
+		{"top level", map[string]any{"k": 7.0, "text_config": map[string]any{"k": 8.0}}, 5, 7, false},
+		{"text_config", map[string]any{"text_config": map[string]any{"k": 8.0}}, 5, 8, false},
+		{"null is absent", map[string]any{"k": nil}, 5, 5, false},
+		{"default", map[string]any{}, 5, 5, false},
+		{"required, absent", map[string]any{}, -1, 0, true},
+		{"required, present", map[string]any{"k": 0.0}, -1, 0, false},
+		{"vocab_size", map[string]any{"k": 100.0}, 5, 0, true},
+		{"negative", map[string]any{"k": -1.0}, 5, 0, true},
+		{"fraction", map[string]any{"k": 3.5}, 5, 0, true},
+		{"string", map[string]any{"k": "3"}, 5, 0, true},
+	} {
+		b := &Binder{Model: &Model{cfg: Config{Vocab: 100}}, Arch: &archdef.Arch{Config: c.cfg}}
+		got, err := configTokenID(b, "k", c.def)
+		if (err != nil) != c.err || c.err && !errors.Is(err, ErrConfig) || got != c.want {
+			t.Errorf("%s: %d, %v; want %d, error %v", c.name, got, err, c.want, c.err)
+		}
 	}
 }

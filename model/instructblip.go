@@ -115,8 +115,8 @@ func buildInstructBLIP(b *Binder) error {
 	vAct, _ := v.Config().Config["hidden_act"].(string)
 	qAct, _ := qf.Config().Config["hidden_act"].(string)
 	for key, a := range map[string]string{"vision_config.hidden_act": vAct, "qformer_config.hidden_act": qAct} {
-		if !knownAct(a) {
-			return configError(key, "%q is not supported (gelu, quick_gelu, gelu_pytorch_tanh, gelu_new, silu, relu)", a)
+		if err := checkAct(key, a); err != nil {
+			return err
 		}
 	}
 	img := &instructBLIP{

@@ -83,21 +83,18 @@ func buildLlava(b *Binder) error {
 	act, _ := vc.Config["hidden_act"].(string)
 	pact, _ := p.Config().Config["projector_hidden_act"].(string)
 	for key, a := range map[string]string{"vision_config.hidden_act": act, "projector_hidden_act": pact} {
-		if !knownAct(a) {
-			return configError(key, "%q is not supported (gelu, quick_gelu, gelu_pytorch_tanh, gelu_new, silu, relu)", a)
+		if err := checkAct(key, a); err != nil {
+			return err
 		}
 	}
 	cfg := b.Arch.Config
 	img := &llavaImage{
 		m: b.Model, next: b.Arch.Name == "LlavaNextForConditionalGeneration",
-		imageToken: 32000, patchSide: ps, imageSize: side, grid: side / ps, hidden: hidden, textHidden: b.Model.cfg.Hidden,
+		patchSide: ps, imageSize: side, grid: side / ps, hidden: hidden, textHidden: b.Model.cfg.Hidden,
 	}
-	if t, ok := cfg["image_token_index"]; ok {
-		f, isNum := t.(float64)
-		if !isNum || f < 0 || f != float64(int32(f)) || int(f) >= b.Model.cfg.Vocab {
-			return configError("image_token_index", "%v, want a token id below vocab_size %d", t, b.Model.cfg.Vocab)
-		}
-		img.imageToken = int32(f)
+	var err error
+	if img.imageToken, err = configTokenID(b, "image_token_index", 32000); err != nil {
+		return err
 	}
 	img.feature = -2
 	if f, ok := cfg["vision_feature_layer"]; ok {

@@ -117,8 +117,8 @@ func buildMPLUGOwl2(b *Binder) error {
 		return configError(as+".add_v2t_pos_emb", "true: the code reads config.cls_token, which the config class never sets")
 	}
 	vAct, _ := vc["hidden_act"].(string)
-	if !knownAct(vAct) {
-		return configError(vs+".hidden_act", "%q is not supported (gelu, quick_gelu, gelu_pytorch_tanh, gelu_new, silu, relu)", vAct)
+	if err := checkAct(vs+".hidden_act", vAct); err != nil {
+		return err
 	}
 	epsOf := func(sub string, c map[string]any) (float32, error) {
 		e, ok := c["layer_norm_eps"].(float64)

@@ -58,18 +58,11 @@ func buildQwen2Audio(b *Binder) error {
 		b.Fail(configError("audio_config.max_source_positions", "0, want at least 1"))
 	}
 	act, _ := ac.Config["activation_function"].(string)
-	if !knownAct(act) {
-		b.Fail(configError("audio_config.activation_function", "%q is not supported (gelu, quick_gelu, gelu_pytorch_tanh, gelu_new, silu, relu)", act))
-	}
+	b.Fail(checkAct("audio_config.activation_function", act))
 	// scale_embedding multiplies nothing in Qwen2-Audio's encoder (embed_scale is computed and
 	// never used), so it needs no check.
-	tok, ok := b.Arch.Config["audio_token_index"].(float64)
-	if _, set := b.Arch.Config["audio_token_index"]; !set {
-		tok, ok = 151646, true // Qwen2AudioConfig's default
-	}
-	if b.Err() == nil && (!ok || tok < 0 || tok != float64(int32(tok)) || int(tok) >= b.Model.cfg.Vocab) {
-		b.Fail(configError("audio_token_index", "%v, want a token id below vocab_size %d", b.Arch.Config["audio_token_index"], b.Model.cfg.Vocab))
-	}
+	tok, err := configTokenID(b, "audio_token_index", 151646) // Qwen2AudioConfig's default
+	b.Fail(err)
 	if b.Err() != nil {
 		return b.Err()
 	}
@@ -78,7 +71,7 @@ func buildQwen2Audio(b *Binder) error {
 	e := &qwen2Audio{
 		conv1:      Conv1D{w: a.FlatWeight("audio_tower.conv1.weight", -1), b: a.Vector("audio_tower.conv1.bias", -1), in: mels, k: 3, stride: 1, pad: 1, act: "gelu"},
 		conv2:      Conv1D{w: a.FlatWeight("audio_tower.conv2.weight", -1), b: a.Vector("audio_tower.conv2.bias", -1), in: d, k: 3, stride: 2, pad: 1, act: "gelu"},
-		audioToken: int32(tok), mels: mels, maxSource: maxSource, d: d, textHidden: b.Model.cfg.Hidden,
+		audioToken: tok, mels: mels, maxSource: maxSource, d: d, textHidden: b.Model.cfg.Hidden,
 		model: b.Model,
 	}
 	// The position table is read once into f32 (its rows are added, never multiplied).

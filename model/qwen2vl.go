@@ -87,12 +87,10 @@ func buildQwen2VL(b *Binder) error {
 		b.Fail(configError("vision_config.in_chans", "%d, the processor makes RGB patches (3)", in))
 	}
 	act, _ := vc.Config["hidden_act"].(string)
-	if !knownAct(act) {
-		b.Fail(configError("vision_config.hidden_act", "%q is not supported (gelu, quick_gelu, gelu_pytorch_tanh, gelu_new, silu, relu)", act))
-	}
+	b.Fail(checkAct("vision_config.hidden_act", act))
 	ids := map[string]int32{}
 	for key, def := range map[string]int32{"image_token_id": 151655, "video_token_id": 151656, "vision_start_token_id": 151652, "vision_end_token_id": 151653} {
-		id, err := qwen2VLTokenID(b, key, def)
+		id, err := configTokenID(b, key, def)
 		b.Fail(err)
 		ids[key] = id
 	}
@@ -126,25 +124,6 @@ func buildQwen2VL(b *Binder) error {
 	b.Model.encoders = append(b.Model.encoders, img, vid)
 	b.Model.prompts = &qwen2VLPrompts{image: img, video: vid, start: ids["vision_start_token_id"], end: ids["vision_end_token_id"]}
 	return nil
-}
-
-// qwen2VLTokenID reads a special token id of the config: the top level (Qwen2-VL's own
-// configs), else text_config (newer transformers), else transformers' default.
-func qwen2VLTokenID(b *Binder, key string, def int32) (int32, error) {
-	v, ok := b.Arch.Config[key]
-	if !ok || v == nil {
-		if tc, _ := b.Arch.Config["text_config"].(map[string]any); tc != nil {
-			v, ok = tc[key]
-		}
-	}
-	if !ok || v == nil {
-		return def, nil
-	}
-	f, isNum := v.(float64)
-	if !isNum || f != float64(int32(f)) || f < 0 || int(f) >= b.Model.cfg.Vocab {
-		return 0, configError(key, "%v, want a token id below vocab_size %d", v, b.Model.cfg.Vocab)
-	}
-	return int32(f), nil
 }
 
 func (e *qwen2VLEncoder) kind() string       { return e.kindN }

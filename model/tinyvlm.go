@@ -47,14 +47,10 @@ func buildTinyVLM(b *Binder) error {
 	act, _ := vc.Config["hidden_act"].(string)
 	pact, _ := b.Arch.Config["projector_hidden_act"].(string)
 	for key, a := range map[string]string{"vision_config.hidden_act": act, "projector_hidden_act": pact} {
-		if !knownAct(a) {
-			b.Fail(configError(key, "%q is not supported (gelu, quick_gelu, gelu_pytorch_tanh, gelu_new, silu, relu)", a))
-		}
+		b.Fail(checkAct(key, a))
 	}
-	tok, ok := b.Arch.Config["image_token_index"].(float64)
-	if b.Err() == nil && (!ok || tok < 0 || int(tok) >= b.Model.cfg.Vocab) {
-		b.Fail(configError("image_token_index", "%v, want a token id below vocab_size %d", b.Arch.Config["image_token_index"], b.Model.cfg.Vocab))
-	}
+	tok, err := configTokenID(b, "image_token_index", -1)
+	b.Fail(err)
 	if b.Err() != nil {
 		return b.Err()
 	}
@@ -64,7 +60,7 @@ func buildTinyVLM(b *Binder) error {
 		patch:      patch,
 		encoder:    Encoder{module: "vision", post: &post},
 		projector:  MLP{fc1: p.Linear("linear_1", 0), fc2: p.Linear("linear_2", 0), act: pact, neurons: b.Model.cfg.Hidden},
-		imageToken: int32(tok),
+		imageToken: tok,
 		inWidth:    in,
 		textHidden: b.Model.cfg.Hidden,
 	}
@@ -144,13 +140,4 @@ func (e *tinyVLMImage) encode(ctx context.Context, seq int, md Media, taps []Tap
 	call := ffnCall{site: Site{Module: "projector"}, taps: taps, mask: mask, seqs: []ffnSeq{{seq: seq, rows: rows}}}
 	e.projector.Forward(out, x, h, rows, &call)
 	return out, nil
-}
-
-// knownAct reports whether activate implements act.
-func knownAct(act string) bool {
-	switch act {
-	case "silu", "swish", "gelu", "gelu_pytorch_tanh", "gelu_new", "relu", "quick_gelu":
-		return true
-	}
-	return false
 }
