@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -772,7 +773,7 @@ func TestQwen2VLVisionTower(t *testing.T) {
 			t.Errorf("medium %d (%s, grid %v): merged rows differ from the reference by %g", k, md.Kind, md.Grid, worst)
 		}
 		want := map[Site]int{{"vision", 0}: md.Rows, {"vision", 1}: md.Rows, {"projector", 0}: md.Rows / 4}
-		if !mapsEqual(tap.sites, want) {
+		if !maps.Equal(tap.sites, want) {
 			t.Errorf("%s: taps saw %v, want %v", md.Kind, tap.sites, want)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"image"
 	"image/color"
 	"image/png"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -73,7 +74,7 @@ func TestTinyVLM(t *testing.T) {
 			t.Fatalf("%s: %d logits", dt, len(r.Logits[0]))
 		}
 		want := map[Site]int{{"vision", 0}: 6, {"vision", 1}: 6, {"projector", 0}: 6, {"llm", 0}: 11, {"llm", 1}: 11}
-		if !mapsEqual(tap.sites, want) {
+		if !maps.Equal(tap.sites, want) {
 			t.Errorf("%s: tap saw %v, want %v", dt, tap.sites, want)
 		}
 		if got := len(m.FFNSites()); got != 5 {
@@ -103,18 +104,6 @@ func TestTinyVLM(t *testing.T) {
 	if _, err := m.ForwardInputs(ctx, []Input{in}, ForwardOptions{}); err == nil || !strings.Contains(err.Error(), "sequence 0 has audio input") {
 		t.Errorf("audio to a vision model: %v", err)
 	}
-}
-
-func mapsEqual(a, b map[Site]int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 func exactVariantInternal() string {
