@@ -406,7 +406,8 @@ func (mt MediaTokens) MediaEnd(in Input) int {
 
 // Prefix is the input's first n positions, for a prompt cut short (integrated gradients at
 // an earlier step): tokens, positions (each M-RoPE row), the embedding spans that end by n and
-// the media whose placeholder runs do. A medium whose run n cuts is an error.
+// all the media — n must not fall before the end of their placeholder runs (MediaEnd): the
+// forward pass refuses a medium whose run the cut shortened or removed.
 func (in Input) Prefix(n int) Input {
 	out := Input{Tokens: in.Tokens[:n:n]}
 	switch T := len(in.Tokens); len(in.Positions) {
