@@ -62,6 +62,24 @@ func (m *Module) Int(key string) int {
 	return int(n)
 }
 
+// Eps is the module config's layer_norm_eps, def when absent (def ≤ 0: required); a value
+// that is not a number in (0, 1) is an ErrConfig naming the config object, reported by Err.
+func (m *Module) Eps(def float64) float32 {
+	if m.def == nil {
+		return 0
+	}
+	v, ok := m.def.Config["layer_norm_eps"]
+	if (!ok || v == nil) && def > 0 {
+		return float32(def)
+	}
+	e, isNum := v.(float64)
+	if !isNum || !(e > 0 && e < 1) {
+		m.b.Fail(configError(m.def.Module.Config+".layer_norm_eps", "%v, want a number in (0, 1)", v))
+		return 0
+	}
+	return float32(e)
+}
+
 // Layers is the module's layer count.
 func (m *Module) Layers() int {
 	if m.def == nil {

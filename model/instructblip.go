@@ -83,12 +83,6 @@ func buildInstructBLIP(b *Binder) error {
 	if b.Err() != nil {
 		return b.Err()
 	}
-	floatOf := func(m *Module, key string, def float64) float32 {
-		if e, ok := m.Config().Config[key].(float64); ok && e > 0 && e < 1 {
-			return float32(e)
-		}
-		return float32(def)
-	}
 	vh, vHeads, vInter := v.Int("hidden_size"), v.Int("num_attention_heads"), v.Int("intermediate_size")
 	side, p := v.Int("image_size"), v.Int("patch_size")
 	qh, qHeads, qInter := qf.Int("hidden_size"), qf.Int("num_attention_heads"), qf.Int("intermediate_size")
@@ -142,7 +136,10 @@ func buildInstructBLIP(b *Binder) error {
 			}
 		}
 	}
-	vEps, qEps := floatOf(v, "layer_norm_eps", 1e-6), floatOf(qf, "layer_norm_eps", 1e-12)
+	vEps, qEps := v.Eps(1e-6), qf.Eps(1e-12)
+	if b.Err() != nil {
+		return b.Err()
+	}
 	// Vision tower, in forward order.
 	img.patch = Linear{w: v.FlatWeight("vision_model.embeddings.patch_embedding.weight", -1), b: v.Vector("vision_model.embeddings.patch_embedding.bias", -1)}
 	img.class = v.Floats("vision_model.embeddings.class_embedding", -1)

@@ -73,12 +73,9 @@ func buildLlava(b *Binder) error {
 	case ch != 3:
 		return configError("vision_config.num_channels", "%d, the image processor gives RGB (3)", ch)
 	}
-	eps := float32(1e-5)
-	if e, ok := vc.Config["layer_norm_eps"].(float64); ok {
-		if !(e > 0 && e < 1) {
-			return configError("vision_config.layer_norm_eps", "%g, want a number in (0, 1)", e)
-		}
-		eps = float32(e)
+	eps := v.Eps(1e-5)
+	if b.Err() != nil {
+		return b.Err()
 	}
 	act, _ := vc.Config["hidden_act"].(string)
 	pact, _ := p.Config().Config["projector_hidden_act"].(string)

@@ -120,20 +120,9 @@ func buildMPLUGOwl2(b *Binder) error {
 	if err := checkAct(vs+".hidden_act", vAct); err != nil {
 		return err
 	}
-	epsOf := func(sub string, c map[string]any) (float32, error) {
-		e, ok := c["layer_norm_eps"].(float64)
-		if !ok || !(e > 0 && e < 1) {
-			return 0, configError(sub+".layer_norm_eps", "%v, want a number in (0, 1)", c["layer_norm_eps"])
-		}
-		return float32(e), nil
-	}
-	vEps, err := epsOf(vs, vc)
-	if err != nil {
-		return err
-	}
-	aEps, err := epsOf(as, ac)
-	if err != nil {
-		return err
+	vEps, aEps := v.Eps(0), ab.Eps(0)
+	if b.Err() != nil {
+		return b.Err()
 	}
 	cfg := b.Arch.Config
 	img := &mplugOwl2Image{

@@ -40,10 +40,7 @@ func buildTinyVLM(b *Binder) error {
 	if b.Err() == nil && (heads == 0 || hidden%heads != 0) {
 		b.Fail(configError("vision_config.num_attention_heads", "%d does not divide hidden_size %d", heads, hidden))
 	}
-	eps := float32(1e-5)
-	if e, ok := vc.Config["layer_norm_eps"].(float64); ok && e > 0 && e < 1 {
-		eps = float32(e)
-	}
+	eps := v.Eps(1e-5)
 	act, _ := vc.Config["hidden_act"].(string)
 	pact, _ := b.Arch.Config["projector_hidden_act"].(string)
 	for key, a := range map[string]string{"vision_config.hidden_act": act, "projector_hidden_act": pact} {

@@ -453,29 +453,40 @@ func TestLogitLensInputWithMedia(t *testing.T) {
 	}
 }
 
-// A family's module config key that is not a whole number is an ErrConfig naming the config
-// object and the key (Module.Int), not a zero Build goes on with.
-func TestModuleIntNamesTheKey(t *testing.T) {
-	_, dir := tinyVLM(t, safetensors.F32)
-	path := filepath.Join(dir, "config.json")
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cfg map[string]any
-	if err := json.Unmarshal(data, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	cfg["vision_config"].(map[string]any)["num_attention_heads"] = 2.5
-	if data, err = json.Marshal(cfg); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	_, err = Open(dir)
-	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "vision_config") || !strings.Contains(err.Error(), "num_attention_heads is 2.5") {
-		t.Errorf("Open: %v, want ErrConfig naming vision_config and num_attention_heads's value", err)
+// A family's module config value that is not what Module.Int / Module.Eps take is an
+// ErrConfig naming the config object, the key and the value, not a zero or a default Build
+// goes on with.
+func TestModuleConfigNamesTheKey(t *testing.T) {
+	for _, c := range []struct {
+		key  string
+		v    any
+		want string
+	}{
+		{"num_attention_heads", 2.5, "num_attention_heads is 2.5"},
+		{"layer_norm_eps", 2.0, "vision_config.layer_norm_eps: 2, want a number in (0, 1)"},
+		{"layer_norm_eps", "small", "vision_config.layer_norm_eps: small"},
+	} {
+		_, dir := tinyVLM(t, safetensors.F32)
+		path := filepath.Join(dir, "config.json")
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cfg map[string]any
+		if err := json.Unmarshal(data, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		cfg["vision_config"].(map[string]any)[c.key] = c.v
+		if data, err = json.Marshal(cfg); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err = Open(dir)
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "vision_config") || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s %v: Open: %v, want ErrConfig naming vision_config and %q", c.key, c.v, err, c.want)
+		}
 	}
 }
 
