@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-
-	"github.com/neurosurg/neurosurg/model/kernels"
 )
 
 // InstructBLIP (InstructBlipForConditionalGeneration, transformers' modeling_instructblip.py;
@@ -288,22 +286,6 @@ func (c *crossAttention) forward(out, x []float32, rows int, img []float32, V in
 	c.q.Forward(q, x, rows)
 	c.k.Forward(k, img, V)
 	c.v.Forward(v, img, V)
-	scale := float32(1 / math.Sqrt(float64(c.hd)))
-	parallelSpan(rows*c.heads, func(i0, i1 int) {
-		scores := make([]float32, V)
-		for i := i0; i < i1; i++ {
-			r, hh := i/c.heads, i%c.heads
-			qr := q[r*d+hh*c.hd : r*d+(hh+1)*c.hd]
-			for s := 0; s < V; s++ {
-				scores[s] = kernels.Dot(qr, k[s*d+hh*c.hd:s*d+(hh+1)*c.hd]) * scale
-			}
-			kernels.Softmax(scores)
-			dst := att[r*d+hh*c.hd : r*d+(hh+1)*c.hd]
-			clear(dst)
-			for s := 0; s < V; s++ {
-				kernels.Axpy(scores[s], v[s*d+hh*c.hd:s*d+(hh+1)*c.hd], dst)
-			}
-		}
-	})
+	crossAttend(att, q, k, v, rows, V, c.heads, c.hd)
 	c.o.Forward(out, att, rows)
 }

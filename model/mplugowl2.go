@@ -390,7 +390,7 @@ func (e *mplugOwl2Image) abstract(ctx context.Context, sc *scratch, img []float3
 }
 
 // crossAttend is multi-head attention of Q query rows over S key/value rows (all of them,
-// no mask), heads of hd each, into out.
+// no mask), heads of hd each, into out: mPLUG-Owl2's abstractor, InstructBLIP's Q-Former.
 func crossAttend(out, q, k, v []float32, Q, S, heads, hd int) {
 	d := heads * hd
 	scale := float32(1 / math.Sqrt(float64(hd)))
