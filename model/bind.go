@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/neurosurg/neurosurg/model/archdef"
+	"github.com/neurosurg/neurosurg/model/kernels"
 )
 
 // Binder hands a family's Build the weights of its modules by their archdef template names:
@@ -48,6 +49,37 @@ func (b *Binder) Fail(err error) {
 // definition says it falls back).
 func (m *Module) Config() *archdef.Bound { return m.def }
 
+// Int is a whole-number key of the module's config (its defaults applied); a missing or bad
+// one is an ErrConfig naming the config object, reported by Err.
+func (m *Module) Int(key string) int {
+	if m.def == nil {
+		return 0
+	}
+	n, err := m.def.Int(key)
+	if err != nil {
+		m.b.Fail(fmt.Errorf("%w: %s: %v", ErrConfig, m.def.Module.Config, err))
+	}
+	return int(n)
+}
+
+// Eps is the module config's layer_norm_eps, def when absent (def ≤ 0: required); a value
+// that is not a number in (0, 1) is an ErrConfig naming the config object, reported by Err.
+func (m *Module) Eps(def float64) float32 {
+	if m.def == nil {
+		return 0
+	}
+	v, ok := m.def.Config["layer_norm_eps"]
+	if (!ok || v == nil) && def > 0 {
+		return float32(def)
+	}
+	e, isNum := v.(float64)
+	if !isNum || !(e > 0 && e < 1) {
+		m.b.Fail(configError(m.def.Module.Config+".layer_norm_eps", "%v, want a number in (0, 1)", v))
+		return 0
+	}
+	return float32(e)
+}
+
 // Layers is the module's layer count.
 func (m *Module) Layers() int {
 	if m.def == nil {
@@ -73,36 +105,28 @@ func (m *Module) spec(name string, layer int) (archdef.TensorSpec, bool) {
 
 // Weight binds a 2-D tensor used as a Linear weight (or an embedding table), in place. A tied
 // tensor binds to the tensor it is tied to: the same bytes, no copy.
-func (m *Module) Weight(name string, layer int) weight {
-	s, ok := m.spec(name, layer)
-	if !ok {
-		if m.b.err == nil {
-			m.b.err = fmt.Errorf("archdef: tensor %q of module %s is absent under this config", name, m.def.Module.Name)
-		}
-		return weight{}
-	}
-	l := loader{src: m.b.src}
-	from := s.Name
-	if s.Alias != "" {
-		from = s.Alias
-	}
-	if len(s.Shape) != 2 {
-		m.b.Fail(fmt.Errorf("archdef: tensor %q is not 2-D in the definition", s.Name))
-		return weight{}
-	}
-	w := l.weight(from, dim{int(s.Shape[0]), keyName(s.Keys[0])}, dim{int(s.Shape[1]), keyName(s.Keys[1])})
-	m.b.Fail(l.err)
-	if l.err == nil && s.Alias == "" {
-		m.b.Model.bound = append(m.b.Model.bound, boundTensor{name: s.Name, w: w})
-	}
-	return w
-}
+func (m *Module) Weight(name string, layer int) weight { return m.weight(name, layer, false) }
 
 // FlatWeight binds an N-D tensor (N ≥ 2) in place as the 2-D weight [shape[0], product of
 // the rest]: a Conv1d/Conv2d/Conv3d kernel [out, in, k…] is, row by row, the weight of the
 // matrix product over unfolded patches (in-channel major, then the kernel's dimensions in
 // order), which is how Conv1D and patch embeddings use it.
-func (m *Module) FlatWeight(name string, layer int) weight {
+func (m *Module) FlatWeight(name string, layer int) weight { return m.weight(name, layer, true) }
+
+// Floats binds a small N-D tensor (N ≥ 2: a class token, a position table, learned queries)
+// as its values in f32, converted once: rows a forward pass adds or copies, never multiplies.
+func (m *Module) Floats(name string, layer int) []float32 {
+	w := m.FlatWeight(name, layer)
+	if m.b.err != nil {
+		return nil
+	}
+	out := make([]float32, w.rows*w.cols)
+	kernels.ToFloat32(out, w.b, w.dt)
+	return out
+}
+
+// weight is Weight (flat false: the definition's shape must be 2-D) and FlatWeight.
+func (m *Module) weight(name string, layer int, flat bool) weight {
 	s, ok := m.spec(name, layer)
 	if !ok {
 		if m.b.err == nil {
@@ -110,18 +134,26 @@ func (m *Module) FlatWeight(name string, layer int) weight {
 		}
 		return weight{}
 	}
-	if len(s.Shape) < 2 {
+	switch {
+	case flat && len(s.Shape) < 2:
 		m.b.Fail(fmt.Errorf("archdef: tensor %q has fewer than 2 dimensions in the definition", s.Name))
+		return weight{}
+	case !flat && len(s.Shape) != 2:
+		m.b.Fail(fmt.Errorf("archdef: tensor %q is not 2-D in the definition", s.Name))
 		return weight{}
 	}
 	dims := make([]dim, len(s.Shape))
 	for i := range s.Shape {
 		dims[i] = dim{int(s.Shape[i]), keyName(s.Keys[i])}
 	}
+	from := s.Name
+	if s.Alias != "" {
+		from = s.Alias
+	}
 	l := loader{src: m.b.src}
-	w := l.flatWeight(s.Name, dims)
+	w := l.weight(from, dims)
 	m.b.Fail(l.err)
-	if l.err == nil {
+	if l.err == nil && s.Alias == "" {
 		m.b.Model.bound = append(m.b.Model.bound, boundTensor{name: s.Name, w: w})
 	}
 	return w
@@ -164,6 +196,11 @@ func (m *Module) Linear(name string, layer int) Linear {
 		b, _ = m.OptVector(name+".bias", layer)
 	}
 	return Linear{w: w, b: b}
+}
+
+// LayerNorm binds name.weight and name.bias as a LayerNorm with eps.
+func (m *Module) LayerNorm(name string, layer int, eps float32) LayerNorm {
+	return LayerNorm{m.Vector(name+".weight", layer), m.Vector(name+".bias", layer), eps}
 }
 
 // keyName writes a shape expression as the config keys it multiplies.

@@ -91,6 +91,35 @@ func configError(key string, format string, a ...any) error {
 	return fmt.Errorf("%w: %s: %s", ErrConfig, key, fmt.Sprintf(format, a...))
 }
 
+// checkAct refuses an activation (config key key) that activate does not implement.
+func checkAct(key, act string) error {
+	switch act {
+	case "silu", "swish", "gelu", "gelu_pytorch_tanh", "gelu_new", "relu", "quick_gelu":
+		return nil
+	}
+	return configError(key, "%q is not supported (silu, gelu, gelu_pytorch_tanh, gelu_new, quick_gelu, relu)", act)
+}
+
+// configTokenID reads a special token id of the config: key at the top level, else in
+// text_config (newer transformers' Qwen2-VL), else def (def < 0: the key is required). It must
+// be a whole number below vocab_size.
+func configTokenID(b *Binder, key string, def int32) (int32, error) {
+	v, ok := b.Arch.Config[key]
+	if !ok || v == nil {
+		if tc, _ := b.Arch.Config["text_config"].(map[string]any); tc != nil {
+			v, ok = tc[key]
+		}
+	}
+	if (!ok || v == nil) && def >= 0 {
+		return def, nil
+	}
+	f, isNum := v.(float64)
+	if !isNum || f != float64(int32(f)) || f < 0 || int(f) >= b.Model.cfg.Vocab {
+		return 0, configError(key, "%v, want a token id below vocab_size %d", v, b.Model.cfg.Vocab)
+	}
+	return int32(f), nil
+}
+
 // ParseConfig reads config.json for a decoder architecture and refuses values that make no
 // sense: sizes ≤ 0 or absurd, heads that do not divide, a norm epsilon or rope base that is
 // not a positive finite number, rope scaling parameters its formulas cannot use. Errors name
@@ -186,10 +215,8 @@ func ParseConfig(b []byte) (Config, error) {
 	if c.Act == "" {
 		c.Act = "silu"
 	}
-	switch c.Act {
-	case "silu", "swish", "gelu", "gelu_pytorch_tanh", "gelu_new", "relu", "quick_gelu":
-	default:
-		return c, configError("hidden_act", "%q is not supported (silu, gelu, gelu_pytorch_tanh, gelu_new, quick_gelu, relu)", c.Act)
+	if err := checkAct("hidden_act", c.Act); err != nil {
+		return c, err
 	}
 	c.Tied = r.TieWordEmbeddings != nil && *r.TieWordEmbeddings
 	c.AttnBias, c.MLPBias = r.AttentionBias, r.MLPBias

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"slices"
 )
 
@@ -79,6 +82,7 @@ func (m *Model) acceptedKinds() string {
 
 // mediaEncoder is an encoder (and projector) a family adds: it turns one medium into rows of
 // the language model's hidden size, firing taps and applying the mask at its FFN sites.
+// prepareInputs checks the rows' count and that they are finite (ErrNonFinite).
 type mediaEncoder interface {
 	kind() string
 	placeholder() int32
@@ -132,6 +136,9 @@ func (m *Model) prepareInputs(ctx context.Context, in []Input, opts ForwardOptio
 			emb, err := enc.encode(ctx, i, md, opts.Taps, opts.Mask)
 			if err != nil {
 				return nil, err
+			}
+			if !finiteRow(emb) {
+				return nil, fmt.Errorf("%w: sequence %d, %s %d: the encoder's output is not finite", ErrNonFinite, i, md.Kind, k)
 			}
 			if len(emb) != rows*d {
 				return nil, fmt.Errorf("%w: sequence %d, %s %d: the encoder gives %d rows, the placeholder run at %d has %d", ErrMedia, i, md.Kind, k, len(emb)/d, start, rows)
@@ -206,6 +213,29 @@ func placeholderRun(toks []int32, id int32, k int) (start, rows int, ok bool) {
 		i = j
 	}
 	return 0, 0, false
+}
+
+// readProcessorConfig reads the checkpoint's preprocessor_config.json, with its path for
+// messages. required: the family's processor has no defaults transformers would apply (LLaVA,
+// mPLUG-Owl2, Qwen2-Audio), so a model without the file is ErrMediaPath; otherwise (Qwen2-VL,
+// InstructBLIP) data is nil when there is none and the family takes its processor's defaults.
+func readProcessorConfig(m *Model, required bool) (data []byte, path string, err error) {
+	dir := m.Dir()
+	if dir == "" {
+		if !required {
+			return nil, "", nil
+		}
+		return nil, "", fmt.Errorf("%w: the model was not opened from a directory: no preprocessor_config.json", ErrMediaPath)
+	}
+	path = filepath.Join(dir, "preprocessor_config.json")
+	data, err = os.ReadFile(path)
+	switch {
+	case err == nil:
+		return data, path, nil
+	case !required && errors.Is(err, fs.ErrNotExist):
+		return nil, path, nil
+	}
+	return nil, path, fmt.Errorf("%w: the processor's config: %v", ErrMediaPath, err)
 }
 
 // ErrMediaPath reports media of a kind the model has an encoder for but no processor that reads
@@ -376,7 +406,8 @@ func (mt MediaTokens) MediaEnd(in Input) int {
 
 // Prefix is the input's first n positions, for a prompt cut short (integrated gradients at
 // an earlier step): tokens, positions (each M-RoPE row), the embedding spans that end by n and
-// the media whose placeholder runs do. A medium whose run n cuts is an error.
+// all the media — n must not fall before the end of their placeholder runs (MediaEnd): the
+// forward pass refuses a medium whose run the cut shortened or removed.
 func (in Input) Prefix(n int) Input {
 	out := Input{Tokens: in.Tokens[:n:n]}
 	switch T := len(in.Tokens); len(in.Positions) {

@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/neurosurg/neurosurg/model/archdef"
 )
 
 // An embedding span holding a token's own embedding row gives that token's logits exactly; a
@@ -124,5 +128,73 @@ func TestMRopeTable(t *testing.T) {
 	}
 	if _, err := ParseConfig([]byte(`{"architectures":["Qwen2ForCausalLM"],"hidden_size":32,"num_hidden_layers":1,"num_attention_heads":2,"intermediate_size":8,"vocab_size":8,"rope_scaling":{"type":"mrope","mrope_section":[2,3,2]}}`)); err == nil || !strings.Contains(err.Error(), "head_dim/2 = 8") {
 		t.Errorf("mrope_section not summing to head_dim/2: %v", err)
+	}
+}
+
+// readProcessorConfig: a family whose processor has no defaults needs the file (ErrMediaPath
+// without it, or without a directory); the others get nil data and take their defaults, but an
+// unreadable file is an error for both.
+func TestReadProcessorConfig(t *testing.T) {
+	withFile, without, unreadable := t.TempDir(), t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(withFile, "preprocessor_config.json"), []byte(`{"a": 1}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A directory where the file should be: ReadFile fails with something other than "not exist".
+	if err := os.Mkdir(filepath.Join(unreadable, "preprocessor_config.json"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name     string
+		dir      string
+		required bool
+		data     string
+		mediaErr bool
+	}{
+		{"file, required", withFile, true, `{"a": 1}`, false},
+		{"file, optional", withFile, false, `{"a": 1}`, false},
+		{"no file, required", without, true, "", true},
+		{"no file, optional", without, false, "", false},
+		{"no directory, required", "", true, "", true},
+		{"no directory, optional", "", false, "", false},
+		{"unreadable, optional", unreadable, false, "", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			data, _, err := readProcessorConfig(&Model{dir: c.dir}, c.required)
+			if errors.Is(err, ErrMediaPath) != c.mediaErr || (err != nil) != c.mediaErr {
+				t.Fatalf("err = %v, want ErrMediaPath %v", err, c.mediaErr)
+			}
+			if string(data) != c.data {
+				t.Errorf("data = %q, want %q", data, c.data)
+			}
+		})
+	}
+}
+
+// configTokenID: the top level wins, then text_config, then the default; a required key
+// (def < 0) must be there; an id must be a whole number below vocab_size.
+func TestConfigTokenID(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		cfg  map[string]any
+		def  int32
+		want int32
+		err  bool
+	}{
+		{"top level", map[string]any{"k": 7.0, "text_config": map[string]any{"k": 8.0}}, 5, 7, false},
+		{"text_config", map[string]any{"text_config": map[string]any{"k": 8.0}}, 5, 8, false},
+		{"null is absent", map[string]any{"k": nil}, 5, 5, false},
+		{"default", map[string]any{}, 5, 5, false},
+		{"required, absent", map[string]any{}, -1, 0, true},
+		{"required, present", map[string]any{"k": 0.0}, -1, 0, false},
+		{"vocab_size", map[string]any{"k": 100.0}, 5, 0, true},
+		{"negative", map[string]any{"k": -1.0}, 5, 0, true},
+		{"fraction", map[string]any{"k": 3.5}, 5, 0, true},
+		{"string", map[string]any{"k": "3"}, 5, 0, true},
+	} {
+		b := &Binder{Model: &Model{cfg: Config{Vocab: 100}}, Arch: &archdef.Arch{Config: c.cfg}}
+		got, err := configTokenID(b, "k", c.def)
+		if (err != nil) != c.err || c.err && !errors.Is(err, ErrConfig) || got != c.want {
+			t.Errorf("%s: %d, %v; want %d, error %v", c.name, got, err, c.want, c.err)
+		}
 	}
 }

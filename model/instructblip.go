@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-
-	"github.com/neurosurg/neurosurg/model/kernels"
 )
 
 // InstructBLIP (InstructBlipForConditionalGeneration, transformers' modeling_instructblip.py;
@@ -83,24 +81,11 @@ func buildInstructBLIP(b *Binder) error {
 	if b.Err() != nil {
 		return b.Err()
 	}
-	intOf := func(m *Module, sub, key string) int {
-		n, err := m.Config().Int(key)
-		if err != nil {
-			b.Fail(fmt.Errorf("%w: %s.%v", ErrConfig, sub, err))
-		}
-		return int(n)
-	}
-	floatOf := func(m *Module, key string, def float64) float32 {
-		if e, ok := m.Config().Config[key].(float64); ok && e > 0 && e < 1 {
-			return float32(e)
-		}
-		return float32(def)
-	}
-	vh, vHeads, vInter := intOf(v, "vision_config", "hidden_size"), intOf(v, "vision_config", "num_attention_heads"), intOf(v, "vision_config", "intermediate_size")
-	side, p := intOf(v, "vision_config", "image_size"), intOf(v, "vision_config", "patch_size")
-	qh, qHeads, qInter := intOf(qf, "qformer_config", "hidden_size"), intOf(qf, "qformer_config", "num_attention_heads"), intOf(qf, "qformer_config", "intermediate_size")
-	nq := intOf(qq, "qformer_config", "num_query_tokens")
-	freq := intOf(qf, "qformer_config", "cross_attention_frequency")
+	vh, vHeads, vInter := v.Int("hidden_size"), v.Int("num_attention_heads"), v.Int("intermediate_size")
+	side, p := v.Int("image_size"), v.Int("patch_size")
+	qh, qHeads, qInter := qf.Int("hidden_size"), qf.Int("num_attention_heads"), qf.Int("intermediate_size")
+	nq := qq.Int("num_query_tokens")
+	freq := qf.Int("cross_attention_frequency")
 	if b.Err() != nil {
 		return b.Err()
 	}
@@ -122,8 +107,8 @@ func buildInstructBLIP(b *Binder) error {
 	vAct, _ := v.Config().Config["hidden_act"].(string)
 	qAct, _ := qf.Config().Config["hidden_act"].(string)
 	for key, a := range map[string]string{"vision_config.hidden_act": vAct, "qformer_config.hidden_act": qAct} {
-		if !knownAct(a) {
-			return configError(key, "%q is not supported (gelu, quick_gelu, gelu_pytorch_tanh, gelu_new, silu, relu)", a)
+		if err := checkAct(key, a); err != nil {
+			return err
 		}
 	}
 	img := &instructBLIP{
@@ -149,43 +134,33 @@ func buildInstructBLIP(b *Binder) error {
 			}
 		}
 	}
-	vEps, qEps := floatOf(v, "layer_norm_eps", 1e-6), floatOf(qf, "layer_norm_eps", 1e-12)
-	ln := func(m *Module, name string, layer int, eps float32) LayerNorm {
-		return LayerNorm{m.Vector(name+".weight", layer), m.Vector(name+".bias", layer), eps}
+	vEps, qEps := v.Eps(1e-6), qf.Eps(1e-12)
+	if b.Err() != nil {
+		return b.Err()
 	}
 	// Vision tower, in forward order.
-	flat := func(m *Module, name string, n int) []float32 {
-		w := m.FlatWeight(name, -1)
-		if b.Err() != nil {
-			return nil
-		}
-		out := make([]float32, n)
-		w.row(out, 0)
-		return out
-	}
 	img.patch = Linear{w: v.FlatWeight("vision_model.embeddings.patch_embedding.weight", -1), b: v.Vector("vision_model.embeddings.patch_embedding.bias", -1)}
-	img.class = flat(v, "vision_model.embeddings.class_embedding", vh)
-	grid := side / p
-	img.pos = flat(v, "vision_model.embeddings.position_embedding", (grid*grid+1)*vh)
+	img.class = v.Floats("vision_model.embeddings.class_embedding", -1)
+	img.pos = v.Floats("vision_model.embeddings.position_embedding", -1)
 	img.vision = Encoder{module: "vision"}
 	for i := 0; i < v.Layers() && b.Err() == nil; i++ {
-		qkv := v.Weight("self_attn.qkv.weight", i)
+		// The checkpoint's k bias is stored (as zeros) and used.
 		bias, _ := v.OptVector("self_attn.qkv.bias", i)
-		q, k, val := splitQKV(qkv, bias, vh)
+		q, k, val := Linear{w: v.Weight("self_attn.qkv.weight", i), b: bias}.splitRows(vh)
 		img.vision.layers = append(img.vision.layers, EncoderLayer{
-			ln1:  ln(v, "layer_norm1", i, vEps),
+			ln1:  v.LayerNorm("layer_norm1", i, vEps),
 			attn: Attention{q: q, k: k, v: val, o: v.Linear("self_attn.projection", i), heads: vHeads, kvHeads: vHeads, hd: vh / vHeads},
-			ln2:  ln(v, "layer_norm2", i, vEps),
+			ln2:  v.LayerNorm("layer_norm2", i, vEps),
 			mlp:  MLP{fc1: v.Linear("mlp.fc1", i), fc2: v.Linear("mlp.fc2", i), act: vAct, neurons: vInter},
 		})
 	}
-	post := ln(v, "vision_model.post_layernorm", -1, vEps)
+	post := v.LayerNorm("vision_model.post_layernorm", -1, vEps)
 	img.vision.post = &post
 	// Q-Former.
-	img.queries = flat(qq, "query_tokens", nq*qh)
+	img.queries = qq.Floats("query_tokens", -1)
 	img.words = qf.Weight("qformer.embeddings.word_embeddings.weight", -1)
 	img.positions = qf.Weight("qformer.embeddings.position_embeddings.weight", -1)
-	img.embNorm = ln(qf, "qformer.embeddings.layernorm", -1, qEps)
+	img.embNorm = qf.LayerNorm("qformer.embeddings.layernorm", -1, qEps)
 	for i := 0; i < qf.Layers() && b.Err() == nil; i++ {
 		ly := qformerLayer{
 			self: Attention{
@@ -193,19 +168,19 @@ func buildInstructBLIP(b *Binder) error {
 				v: qf.Linear("attention.attention.value", i), o: qf.Linear("attention.output.dense", i),
 				heads: qHeads, kvHeads: qHeads, hd: qh / qHeads,
 			},
-			selfNorm: ln(qf, "attention.output.LayerNorm", i, qEps),
+			selfNorm: qf.LayerNorm("attention.output.LayerNorm", i, qEps),
 		}
 		if i%freq == 0 {
 			ly.cross = &crossAttention{
 				q: qf.Linear("crossattention.attention.query", i), k: qf.Linear("crossattention.attention.key", i),
 				v: qf.Linear("crossattention.attention.value", i), o: qf.Linear("crossattention.output.dense", i),
-				norm: ln(qf, "crossattention.output.LayerNorm", i, qEps), heads: qHeads, hd: qh / qHeads,
+				norm: qf.LayerNorm("crossattention.output.LayerNorm", i, qEps), heads: qHeads, hd: qh / qHeads,
 			}
 		}
 		ly.query = MLP{fc1: qq.Linear("intermediate_query.dense", i), fc2: qq.Linear("output_query.dense", i), act: qAct, neurons: qInter}
-		ly.queryNorm = ln(qq, "output_query.LayerNorm", i, qEps)
+		ly.queryNorm = qq.LayerNorm("output_query.LayerNorm", i, qEps)
 		ly.text = MLP{fc1: qf.Linear("intermediate.dense", i), fc2: qf.Linear("output.dense", i), act: qAct, neurons: qInter}
-		ly.textNorm = ln(qf, "output.LayerNorm", i, qEps)
+		ly.textNorm = qf.LayerNorm("output.LayerNorm", i, qEps)
 		img.qLayers = append(img.qLayers, ly)
 	}
 	img.proj = Linear{w: pj.Weight("language_projection.weight", -1), b: pj.Vector("language_projection.bias", -1)}
@@ -215,24 +190,6 @@ func buildInstructBLIP(b *Binder) error {
 	b.Model.encoders = append(b.Model.encoders, img)
 	b.Model.prompts = &instructBLIPPrompts{img: img}
 	return nil
-}
-
-// splitQKV views a fused [3h, h] projection (and its [3h] bias, nil when absent) as the q, k
-// and v Linears: rows 0..h-1, h..2h-1, 2h..3h-1 — the order transformers' reshape(…, 3,
-// heads, head_dim) reads them in. The checkpoint's k bias is stored (as zeros) and used.
-func splitQKV(w weight, bias []float32, h int) (q, k, v Linear) {
-	part := func(i int) Linear {
-		es := w.dt.Size()
-		l := Linear{w: weight{name: w.name, b: w.b[i*h*w.cols*es : (i+1)*h*w.cols*es], dt: w.dt, rows: h, cols: w.cols}}
-		if bias != nil {
-			l.b = bias[i*h : (i+1)*h]
-		}
-		return l
-	}
-	if len(w.b) == 0 {
-		return
-	}
-	return part(0), part(1), part(2)
 }
 
 func (e *instructBLIP) kind() string       { return "image" }
@@ -318,11 +275,6 @@ func (e *instructBLIP) encode(ctx context.Context, seq int, md Media, taps []Tap
 	}
 	out := make([]float32, Q*e.textHidden)
 	e.proj.Forward(out, x[:Q*qh], Q)
-	for _, v := range out {
-		if v != v || v > 3e38 || v < -3e38 {
-			return nil, fmt.Errorf("%w: sequence %d: the image path's output is not finite", ErrNonFinite, seq)
-		}
-	}
 	return out, nil
 }
 
@@ -334,22 +286,6 @@ func (c *crossAttention) forward(out, x []float32, rows int, img []float32, V in
 	c.q.Forward(q, x, rows)
 	c.k.Forward(k, img, V)
 	c.v.Forward(v, img, V)
-	scale := float32(1 / math.Sqrt(float64(c.hd)))
-	parallelSpan(rows*c.heads, func(i0, i1 int) {
-		scores := make([]float32, V)
-		for i := i0; i < i1; i++ {
-			r, hh := i/c.heads, i%c.heads
-			qr := q[r*d+hh*c.hd : r*d+(hh+1)*c.hd]
-			for s := 0; s < V; s++ {
-				scores[s] = kernels.Dot(qr, k[s*d+hh*c.hd:s*d+(hh+1)*c.hd]) * scale
-			}
-			kernels.Softmax(scores)
-			dst := att[r*d+hh*c.hd : r*d+(hh+1)*c.hd]
-			clear(dst)
-			for s := 0; s < V; s++ {
-				kernels.Axpy(scores[s], v[s*d+hh*c.hd:s*d+(hh+1)*c.hd], dst)
-			}
-		}
-	})
+	crossAttend(att, q, k, v, rows, V, c.heads, c.hd)
 	c.o.Forward(out, att, rows)
 }

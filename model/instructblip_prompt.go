@@ -84,10 +84,13 @@ func (p *instructBLIPPrompts) load(m *Model) (*tokenizer.WordPiece, *imageproc.C
 	if qtok.VocabSize() > p.img.words.rows {
 		return nil, nil, fmt.Errorf("%s: %d pieces, more than the Q-Former's vocab_size %d", filepath.Join(dir, QFormerTokenizerDir, "vocab.txt"), qtok.VocabSize(), p.img.words.rows)
 	}
-	path := filepath.Join(dir, "preprocessor_config.json")
+	data, path, err := readProcessorConfig(m, false)
+	if err != nil {
+		return nil, nil, err
+	}
 	var proc imageproc.CLIPConfig
-	if _, err := os.Stat(path); err == nil {
-		if proc, err = imageproc.LoadCLIPConfig(path); err != nil {
+	if data != nil {
+		if proc, err = imageproc.ParseCLIPConfig(data, path); err != nil {
 			return nil, nil, err
 		}
 	} else {

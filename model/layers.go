@@ -206,3 +206,24 @@ func (e *Encoder) forwardRotary(ctx context.Context, sc *scratch, x []float32, r
 	}
 	return nil
 }
+
+// splitRows cuts a fused projection (Qwen2-VL's attn.qkv, InstructBLIP's self_attn.qkv:
+// [3·d, d] and its bias, nil when absent) into its three [d, d] parts, in place: the rows of
+// q, then k, then v, as transformers' reshape(seq, 3, heads, hd) reads them.
+func (l Linear) splitRows(d int) (q, k, v Linear) {
+	parts := make([]Linear, 3)
+	if l.w.rows != 3*d {
+		return
+	}
+	es := l.w.dt.Size()
+	for i := range parts {
+		w := l.w
+		w.b = l.w.b[i*d*l.w.cols*es : (i+1)*d*l.w.cols*es]
+		w.rows = d
+		parts[i].w = w
+		if l.b != nil {
+			parts[i].b = l.b[i*d : (i+1)*d]
+		}
+	}
+	return parts[0], parts[1], parts[2]
+}

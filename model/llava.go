@@ -2,16 +2,12 @@ package model
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 
 	"github.com/neurosurg/neurosurg/media/imageproc"
-	"github.com/neurosurg/neurosurg/model/tokenizer"
 )
 
 // LLaVA-1.5 (LlavaForConditionalGeneration) and LLaVA-NeXT (LlavaNextForConditionalGeneration),
@@ -36,7 +32,7 @@ type llavaImage struct {
 	next  bool   // LLaVA-NeXT: tiles, unpadding, image_newline
 	patch Linear // the Conv2d kernel [hidden, 3, p, p] as [hidden, 3p²] (no bias)
 	class []float32
-	pos   weight // position_embedding [grid²+1, hidden]
+	pos   []float32 // position_embedding (grid²+1) × hidden
 	pre   LayerNorm
 	tower Encoder
 	// feature is how many encoder layers give the selected hidden state (hidden_states[k]).
@@ -64,13 +60,8 @@ func buildLlava(b *Binder) error {
 		return b.Err()
 	}
 	vc := v.Config()
-	num := func(key string) int {
-		n, err := vc.Int(key)
-		b.Fail(err)
-		return int(n)
-	}
-	hidden, heads, inter := num("hidden_size"), num("num_attention_heads"), num("intermediate_size")
-	side, ps, ch, layers := num("image_size"), num("patch_size"), num("num_channels"), v.Layers()
+	hidden, heads, inter := v.Int("hidden_size"), v.Int("num_attention_heads"), v.Int("intermediate_size")
+	side, ps, ch, layers := v.Int("image_size"), v.Int("patch_size"), v.Int("num_channels"), v.Layers()
 	if b.Err() != nil {
 		return b.Err()
 	}
@@ -82,31 +73,25 @@ func buildLlava(b *Binder) error {
 	case ch != 3:
 		return configError("vision_config.num_channels", "%d, the image processor gives RGB (3)", ch)
 	}
-	eps := float32(1e-5)
-	if e, ok := vc.Config["layer_norm_eps"].(float64); ok {
-		if !(e > 0 && e < 1) {
-			return configError("vision_config.layer_norm_eps", "%g, want a number in (0, 1)", e)
-		}
-		eps = float32(e)
+	eps := v.Eps(1e-5)
+	if b.Err() != nil {
+		return b.Err()
 	}
 	act, _ := vc.Config["hidden_act"].(string)
 	pact, _ := p.Config().Config["projector_hidden_act"].(string)
 	for key, a := range map[string]string{"vision_config.hidden_act": act, "projector_hidden_act": pact} {
-		if !knownAct(a) {
-			return configError(key, "%q is not supported (gelu, quick_gelu, gelu_pytorch_tanh, gelu_new, silu, relu)", a)
+		if err := checkAct(key, a); err != nil {
+			return err
 		}
 	}
 	cfg := b.Arch.Config
 	img := &llavaImage{
 		m: b.Model, next: b.Arch.Name == "LlavaNextForConditionalGeneration",
-		imageToken: 32000, patchSide: ps, imageSize: side, grid: side / ps, hidden: hidden, textHidden: b.Model.cfg.Hidden,
+		patchSide: ps, imageSize: side, grid: side / ps, hidden: hidden, textHidden: b.Model.cfg.Hidden,
 	}
-	if t, ok := cfg["image_token_index"]; ok {
-		f, isNum := t.(float64)
-		if !isNum || f < 0 || f != float64(int32(f)) || int(f) >= b.Model.cfg.Vocab {
-			return configError("image_token_index", "%v, want a token id below vocab_size %d", t, b.Model.cfg.Vocab)
-		}
-		img.imageToken = int32(f)
+	var err error
+	if img.imageToken, err = configTokenID(b, "image_token_index", 32000); err != nil {
+		return err
 	}
 	img.feature = -2
 	if f, ok := cfg["vision_feature_layer"]; ok {
@@ -144,18 +129,18 @@ func buildLlava(b *Binder) error {
 	const vp = "vision_tower.vision_model."
 	img.class = v.Vector(vp+"embeddings.class_embedding", -1)
 	img.patch = Linear{w: v.FlatWeight(vp+"embeddings.patch_embedding.weight", -1)}
-	img.pos = v.Weight(vp+"embeddings.position_embedding.weight", -1)
-	img.pre = LayerNorm{v.Vector(vp+"pre_layrnorm.weight", -1), v.Vector(vp+"pre_layrnorm.bias", -1), eps}
+	img.pos = v.Floats(vp+"embeddings.position_embedding.weight", -1)
+	img.pre = v.LayerNorm(vp+"pre_layrnorm", -1, eps)
 	img.tower = Encoder{module: "vision"}
 	for i := 0; i < layers && b.Err() == nil; i++ {
 		img.tower.layers = append(img.tower.layers, EncoderLayer{
-			ln1: LayerNorm{v.Vector("layer_norm1.weight", i), v.Vector("layer_norm1.bias", i), eps},
+			ln1: v.LayerNorm("layer_norm1", i, eps),
 			attn: Attention{
 				q: v.Linear("self_attn.q_proj", i), k: v.Linear("self_attn.k_proj", i),
 				v: v.Linear("self_attn.v_proj", i), o: v.Linear("self_attn.out_proj", i),
 				heads: heads, kvHeads: heads, hd: hidden / heads,
 			},
-			ln2: LayerNorm{v.Vector("layer_norm2.weight", i), v.Vector("layer_norm2.bias", i), eps},
+			ln2: v.LayerNorm("layer_norm2", i, eps),
 			mlp: MLP{fc1: v.Linear("mlp.fc1", i), fc2: v.Linear("mlp.fc2", i), act: act, neurons: inter},
 		})
 	}
@@ -207,7 +192,7 @@ func (e *llavaImage) inputWidth() int    { return 3 * e.patchSide * e.patchSide 
 // LLaVA-1.5, LlavaNextImageProcessor for NeXT. Its tiles must be the tower's image_size.
 func (e *llavaImage) processor() error {
 	e.once.Do(func() {
-		data, path, err := readProcessorConfig(e.m)
+		data, path, err := readProcessorConfig(e.m, true)
 		if err != nil {
 			e.procErr = err
 			return
@@ -334,17 +319,13 @@ func (e *llavaImage) encode(ctx context.Context, seq int, md Media, taps []Tap, 
 	pe := sc.get(md.Rows * D)
 	e.patch.Forward(pe, md.Features, md.Rows)
 	x := sc.get(rows * D)
-	posRow := make([]float32, D)
 	spans := make([][2]int, tiles)
 	for t := range tiles {
 		base := t * per
 		spans[t] = [2]int{base, base + per}
 		copy(x[base*D:(base+1)*D], e.class)
 		copy(x[(base+1)*D:(base+per)*D], pe[t*g2*D:(t+1)*g2*D])
-		for r := range per {
-			e.pos.row(posRow, r)
-			addInto(x[(base+r)*D:(base+r+1)*D], posRow)
-		}
+		addInto(x[base*D:(base+per)*D], e.pos)
 	}
 	e.pre.Forward(x, x, rows)
 	// The layers after the feature layer change nothing the model uses; they run only when
@@ -376,11 +357,6 @@ func (e *llavaImage) encode(ctx context.Context, seq int, md Media, taps []Tap, 
 	out := proj
 	if e.next {
 		out = e.pack(proj, md.Size, gridH, gridW)
-	}
-	for _, v := range out {
-		if v != v || v > 3e38 || v < -3e38 {
-			return nil, fmt.Errorf("%w: sequence %d: the image encoder's output is not finite", ErrNonFinite, seq)
-		}
 	}
 	return out, nil
 }
@@ -433,12 +409,7 @@ func (e *llavaImage) buildInput(m *Model, sample string, p Prompt, limit int) (I
 	}
 	text, addBOS := "", true
 	if p.Chat {
-		var parts []tokenizer.Part
-		for range p.Media {
-			parts = append(parts, tokenizer.Part{Type: "image"})
-		}
-		parts = append(parts, tokenizer.Part{Type: "text", Text: p.Text})
-		s, err := tok.ApplyChatTemplate([]tokenizer.Message{{Role: "user", Parts: parts}}, true)
+		s, err := mediaTurn(tok, p.Media, p.Text)
 		if err != nil {
 			return Input{}, fmt.Errorf("%s: %w", sample, err)
 		}
@@ -449,47 +420,15 @@ func (e *llavaImage) buildInput(m *Model, sample string, p Prompt, limit int) (I
 	} else {
 		text = strings.Repeat(marker+"\n", len(p.Media)) + p.Text
 	}
-	ids, err := tok.EncodeLimit(text, addBOS, limit)
-	if errors.Is(err, tokenizer.ErrTooLong) {
-		return Input{}, fmt.Errorf("%s: %w: the prompt has more than %d tokens", sample, ErrTooLong, limit)
-	}
+	ids, err := encodePrompt(tok, text, addBOS, limit)
 	if err != nil {
 		return Input{}, fmt.Errorf("%s: %w", sample, err)
 	}
-	k := 0
-	for _, id := range ids {
-		if id != e.imageToken {
-			in.Tokens = append(in.Tokens, id)
-			continue
-		}
-		if k == len(counts) {
-			return Input{}, fmt.Errorf("%s: the prompt has more %s tokens than its %d images", sample, marker, len(counts))
-		}
-		for range counts[k] {
-			in.Tokens = append(in.Tokens, e.imageToken)
-		}
-		k++
-	}
-	if k != len(counts) {
-		return Input{}, fmt.Errorf("%s: the chat template wrote %d %s tokens for %d images", sample, k, marker, len(counts))
+	if in.Tokens, err = expandPlaceholders(tok, ids, p.Media, counts, map[string]int32{"image": e.imageToken}); err != nil {
+		return Input{}, fmt.Errorf("%s: %w", sample, err)
 	}
 	if limit > 0 && len(in.Tokens) > limit {
 		return Input{}, tooLong(sample, len(in.Tokens), limit)
 	}
 	return in, nil
-}
-
-// readProcessorConfig reads the preprocessor_config.json a family's image processor needs (the
-// checkpoint must have one: its processor has no defaults transformers would apply), with the
-// path for messages.
-func readProcessorConfig(m *Model) (data []byte, path string, err error) {
-	dir := m.Dir()
-	if dir == "" {
-		return nil, "", fmt.Errorf("%w: the model was not opened from a directory: no preprocessor_config.json", ErrMediaPath)
-	}
-	path = filepath.Join(dir, "preprocessor_config.json")
-	if data, err = os.ReadFile(path); err != nil {
-		return nil, path, fmt.Errorf("%w: the image processor's config: %v", ErrMediaPath, err)
-	}
-	return data, path, nil
 }

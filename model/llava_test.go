@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"image"
-	"image/color"
-	"image/png"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -713,7 +711,7 @@ func TestLlavaTaps(t *testing.T) {
 	}
 	n := len(in.Tokens)
 	want := map[Site]int{{"vision", 0}: 3 * 17, {"vision", 1}: 3 * 17, {"vision", 2}: 3 * 17, {"projector", 0}: 3 * 16, {"llm", 0}: n, {"llm", 1}: n}
-	if !mapsEqual(tap.sites, want) {
+	if !maps.Equal(tap.sites, want) {
 		t.Errorf("tap saw %v, want %v", tap.sites, want)
 	}
 	if got := len(m.FFNSites()); got != 6 {
@@ -784,8 +782,8 @@ func TestLlavaPrompt(t *testing.T) {
 		p   Prompt
 		msg string
 	}{
-		{Prompt{Text: "two <image> here", Media: []Medium{image}}, "more <image> tokens than its 1 images"},
-		{Prompt{Text: "<image>", Media: []Medium{image}, Chat: true}, "more <image> tokens than its 1 images"},
+		{Prompt{Text: "two <image> here", Media: []Medium{image}}, "2 <image> tokens for 1 image inputs"},
+		{Prompt{Text: "<image>", Media: []Medium{image}, Chat: true}, "2 <image> tokens for 1 image inputs"},
 		{Prompt{Text: "x", Media: []Medium{{Kind: "image", Paths: []string{filepath.Join(dir, "none.png")}}}}, "none.png"},
 		{Prompt{Text: "x", Media: []Medium{{Kind: "audio", Paths: []string{path}}}}, "has audio input"},
 		{Prompt{Text: strings.Repeat("a b c ", 1500), Media: []Medium{image}}, "more than"},
@@ -866,7 +864,7 @@ func BenchmarkLlavaVisionTower(b *testing.B) {
 	}
 	defer m.Close()
 	pic := filepath.Join(dir, "p.png")
-	writePNGBench(b, pic)
+	writePNG(b, pic, 400, 300, 0)
 	md, _, err := m.encoders[0].(*llavaImage).prepare(pic)
 	if err != nil {
 		b.Fatal(err)
@@ -877,23 +875,6 @@ func BenchmarkLlavaVisionTower(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "images/s")
-}
-
-func writePNGBench(b *testing.B, path string) {
-	img := image.NewNRGBA(image.Rect(0, 0, 400, 300))
-	for y := range 300 {
-		for x := range 400 {
-			img.Set(x, y, color.NRGBA{uint8(x), uint8(y), uint8(x ^ y), 255})
-		}
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	if err := png.Encode(f, img); err != nil {
-		b.Fatal(err)
-	}
 }
 
 // FuzzLlavaPinpoints: image_grid_pinpoints from any JSON is refused with ErrConfig or gives

@@ -275,30 +275,10 @@ func kernelDType(d safetensors.DType) (kernels.DType, bool) {
 	return "", false
 }
 
-func (l *loader) weight(name string, rows, cols dim) weight {
-	if l.err != nil {
-		return weight{}
-	}
-	info, b, err := l.src.Tensor(name)
-	if err != nil {
-		l.err = fmt.Errorf("missing tensor: %w", err)
-		return weight{}
-	}
-	dt, ok := kernelDType(info.DType)
-	if !ok {
-		l.err = fmt.Errorf("tensor %q: dtype %s is not supported by the runtime (F32, BF16, F16)", name, info.DType)
-		return weight{}
-	}
-	if len(info.Shape) != 2 || info.Shape[0] != int64(rows.n) || info.Shape[1] != int64(cols.n) {
-		l.err = configError(rows.key+", "+cols.key, "tensor %q is %v, the config says [%d %d]", name, info.Shape, rows.n, cols.n)
-		return weight{}
-	}
-	return weight{name: name, b: b, dt: dt, rows: rows.n, cols: cols.n}
-}
-
-// flatWeight binds an N-D tensor (N ≥ 2: a convolution's [out, in, k…]) as the 2-D weight
-// [shape[0], product of the rest] it is in memory, checking every dimension against dims.
-func (l *loader) flatWeight(name string, dims []dim) weight {
+// weight binds a tensor of N ≥ 2 dimensions (a matrix, or a convolution's [out, in, k…]) as
+// the 2-D weight [shape[0], product of the rest] it is in memory, checking every dimension
+// against dims.
+func (l *loader) weight(name string, dims []dim) weight {
 	if l.err != nil {
 		return weight{}
 	}

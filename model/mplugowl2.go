@@ -2,7 +2,6 @@ package model
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -85,18 +84,11 @@ func buildMPLUGOwl2(b *Binder) error {
 	if b.Err() != nil {
 		return b.Err()
 	}
-	intOf := func(m *Module, sub, key string) int {
-		n, err := m.Config().Int(key)
-		if err != nil {
-			b.Fail(fmt.Errorf("%w: %s.%v", ErrConfig, sub, err))
-		}
-		return int(n)
-	}
 	const vs, as = "visual_config.visual_model", "visual_config.visual_abstractor"
-	vh, vHeads, vInter := intOf(v, vs, "hidden_size"), intOf(v, vs, "num_attention_heads"), intOf(v, vs, "intermediate_size")
-	side, p := intOf(v, vs, "image_size"), intOf(v, vs, "patch_size")
-	ah, aHeads, aInter := intOf(ab, as, "hidden_size"), intOf(ab, as, "num_attention_heads"), intOf(ab, as, "intermediate_size")
-	nq, encH, grid := intOf(ab, as, "num_learnable_queries"), intOf(ab, as, "encoder_hidden_size"), intOf(ab, as, "grid_size")
+	vh, vHeads, vInter := v.Int("hidden_size"), v.Int("num_attention_heads"), v.Int("intermediate_size")
+	side, p := v.Int("image_size"), v.Int("patch_size")
+	ah, aHeads, aInter := ab.Int("hidden_size"), ab.Int("num_attention_heads"), ab.Int("intermediate_size")
+	nq, encH, grid := ab.Int("num_learnable_queries"), ab.Int("encoder_hidden_size"), ab.Int("grid_size")
 	if b.Err() != nil {
 		return b.Err()
 	}
@@ -125,23 +117,12 @@ func buildMPLUGOwl2(b *Binder) error {
 		return configError(as+".add_v2t_pos_emb", "true: the code reads config.cls_token, which the config class never sets")
 	}
 	vAct, _ := vc["hidden_act"].(string)
-	if !knownAct(vAct) {
-		return configError(vs+".hidden_act", "%q is not supported (gelu, quick_gelu, gelu_pytorch_tanh, gelu_new, silu, relu)", vAct)
-	}
-	epsOf := func(sub string, c map[string]any) (float32, error) {
-		e, ok := c["layer_norm_eps"].(float64)
-		if !ok || !(e > 0 && e < 1) {
-			return 0, configError(sub+".layer_norm_eps", "%v, want a number in (0, 1)", c["layer_norm_eps"])
-		}
-		return float32(e), nil
-	}
-	vEps, err := epsOf(vs, vc)
-	if err != nil {
+	if err := checkAct(vs+".hidden_act", vAct); err != nil {
 		return err
 	}
-	aEps, err := epsOf(as, ac)
-	if err != nil {
-		return err
+	vEps, aEps := v.Eps(0), ab.Eps(0)
+	if b.Err() != nil {
+		return b.Err()
 	}
 	cfg := b.Arch.Config
 	img := &mplugOwl2Image{
@@ -155,56 +136,42 @@ func buildMPLUGOwl2(b *Binder) error {
 		}
 		img.aspect = s
 	}
-	flat := func(m *Module, name string, n int) []float32 {
-		w := m.FlatWeight(name, -1)
-		if b.Err() != nil {
-			return nil
-		}
-		out := make([]float32, n)
-		for r := 0; r < w.rows; r++ {
-			w.row(out[r*w.cols:], r)
-		}
-		return out
-	}
-	ln := func(m *Module, name string, layer int, eps float32) LayerNorm {
-		return LayerNorm{m.Vector(name+".weight", layer), m.Vector(name+".bias", layer), eps}
-	}
 	// Vision tower, in forward order.
 	const ve = "model.vision_model.embeddings."
-	img.cls = flat(v, ve+"cls_token", vh)
+	img.cls = v.Floats(ve+"cls_token", -1)
 	img.patch = Linear{w: v.FlatWeight(ve+"patch_embed.weight", -1)}
-	img.pos = flat(v, ve+"position_embedding", (img.grid*img.grid+1)*vh)
-	img.pre = ln(v, ve+"pre_layernorm", -1, vEps)
+	img.pos = v.Floats(ve+"position_embedding", -1)
+	img.pre = v.LayerNorm(ve+"pre_layernorm", -1, vEps)
 	img.tower = Encoder{module: "vision"}
 	for i := 0; i < v.Layers() && b.Err() == nil; i++ {
 		bias := v.Vector("self_attn.query_key_value.bias", i)
 		q, k, val := splitQKVPerHead(v.Weight("self_attn.query_key_value.weight", i), bias, vHeads, vh/vHeads)
 		img.tower.layers = append(img.tower.layers, EncoderLayer{
-			ln1:  ln(v, "input_layernorm", i, vEps),
+			ln1:  v.LayerNorm("input_layernorm", i, vEps),
 			attn: Attention{q: q, k: k, v: val, o: v.Linear("self_attn.dense", i), heads: vHeads, kvHeads: vHeads, hd: vh / vHeads},
-			ln2:  ln(v, "post_attention_layernorm", i, vEps),
+			ln2:  v.LayerNorm("post_attention_layernorm", i, vEps),
 			mlp:  MLP{fc1: v.Linear("mlp.fc1", i), fc2: v.Linear("mlp.fc2", i), act: vAct, neurons: vInter},
 		})
 	}
 	if vc["use_post_layernorm"] == true {
-		post := ln(v, "model.vision_model.post_layernorm", -1, vEps)
+		post := v.LayerNorm("model.vision_model.post_layernorm", -1, vEps)
 		img.tower.post = &post
 	}
 	// Abstractor.
-	img.queries = flat(ab, "model.visual_abstractor.query_embeds", nq*ah)
+	img.queries = ab.Floats("model.visual_abstractor.query_embeds", -1)
 	for i := 0; i < ab.Layers() && b.Err() == nil; i++ {
 		img.abs = append(img.abs, abstractorLayer{
-			norm1: ln(ab, "norm1", i, 1e-5), normk: ln(ab, "normk", i, 1e-5),
+			norm1: ab.LayerNorm("norm1", i, 1e-5), normk: ab.LayerNorm("normk", i, 1e-5),
 			q: ab.Linear("attention.query", i), k: ab.Linear("attention.key", i), v: ab.Linear("attention.value", i),
-			qPos: flatLayer(b, ab, "attention.q_pos_embed", i), kPos: flatLayer(b, ab, "attention.k_pos_embed", i),
+			qPos: ab.Floats("attention.q_pos_embed", i), kPos: ab.Floats("attention.k_pos_embed", i),
 			out:   ab.Linear("output.out_proj", i),
-			norm2: ln(ab, "output.norm2", i, 1e-5),
+			norm2: ab.LayerNorm("output.norm2", i, 1e-5),
 			w1:    ab.Linear("output.mlp.w1", i), w3: ab.Linear("output.mlp.w3", i), w2: ab.Linear("output.mlp.w2", i),
-			ffnLN: ln(ab, "output.mlp.ffn_ln", i, aEps), neurons: aInter,
+			ffnLN: ab.LayerNorm("output.mlp.ffn_ln", i, aEps), neurons: aInter,
 		})
 	}
 	img.fc = pj.Linear("model.visual_abstractor.visual_fc", -1)
-	img.eos = flat(pj, "model.visual_abstractor.vit_eos", b.Model.cfg.Hidden)
+	img.eos = pj.Floats("model.visual_abstractor.vit_eos", -1)
 	bindMultiwayDecoder(b, llm)
 	if b.Err() != nil {
 		return b.Err()
@@ -212,19 +179,6 @@ func buildMPLUGOwl2(b *Binder) error {
 	b.Model.encoders = append(b.Model.encoders, img)
 	b.Model.prompts = img
 	return nil
-}
-
-// flatLayer binds a small 2-D layer tensor (a position-embedding buffer) as f32 rows.
-func flatLayer(b *Binder, m *Module, name string, layer int) []float32 {
-	w := m.Weight(name, layer)
-	if b.Err() != nil {
-		return nil
-	}
-	out := make([]float32, w.rows*w.cols)
-	for r := 0; r < w.rows; r++ {
-		w.row(out[r*w.cols:], r)
-	}
-	return out
 }
 
 // bindMultiwayDecoder binds mPLUG-Owl2's Llama: bindDecoderLM's layers with multiway.0 as
@@ -294,7 +248,7 @@ func (e *mplugOwl2Image) tokens() int { return e.nQuery + 1 }
 // crop must be the tower's image_size.
 func (e *mplugOwl2Image) processor() error {
 	e.once.Do(func() {
-		data, path, err := readProcessorConfig(e.m)
+		data, path, err := readProcessorConfig(e.m, true)
 		if err != nil {
 			e.procErr = err
 			return
@@ -384,11 +338,6 @@ func (e *mplugOwl2Image) encode(ctx context.Context, seq int, md Media, taps []T
 	out := make([]float32, (Q+1)*e.textHidden)
 	e.fc.Forward(out, h, Q)
 	copy(out[Q*e.textHidden:], e.eos)
-	for _, v := range out {
-		if v != v || v > math.MaxFloat32 || v < -math.MaxFloat32 {
-			return nil, fmt.Errorf("%w: sequence %d: the image encoder's output is not finite", ErrNonFinite, seq)
-		}
-	}
 	return out, nil
 }
 
@@ -441,7 +390,7 @@ func (e *mplugOwl2Image) abstract(ctx context.Context, sc *scratch, img []float3
 }
 
 // crossAttend is multi-head attention of Q query rows over S key/value rows (all of them,
-// no mask), heads of hd each, into out.
+// no mask), heads of hd each, into out: mPLUG-Owl2's abstractor, InstructBLIP's Q-Former.
 func crossAttend(out, q, k, v []float32, Q, S, heads, hd int) {
 	d := heads * hd
 	scale := float32(1 / math.Sqrt(float64(hd)))
@@ -496,9 +445,6 @@ func (e *mplugOwl2Image) buildInput(m *Model, sample string, p Prompt, limit int
 		text = "USER: " + text + " ASSISTANT:"
 	}
 	ids, err := e.imageTokenIDs(tok, text, limit)
-	if errors.Is(err, tokenizer.ErrTooLong) {
-		return Input{}, fmt.Errorf("%s: %w: the prompt has more than %d tokens", sample, ErrTooLong, limit)
-	}
 	if err != nil {
 		return Input{}, fmt.Errorf("%s: %w", sample, err)
 	}
@@ -526,7 +472,7 @@ func (e *mplugOwl2Image) imageTokenIDs(tok *tokenizer.Tokenizer, prompt string, 
 		if c == "" {
 			continue
 		}
-		ids, err := tok.EncodeLimit(c, true, limit)
+		ids, err := encodePrompt(tok, c, true, limit)
 		if err != nil {
 			return nil, err
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -183,22 +184,10 @@ func TestMPLUGOwl2TensorNames(t *testing.T) {
 		for _, g := range ffn {
 			geo[g.Module] = [2]int{g.Layers, g.Neurons}
 		}
-		if wantGeo := map[string][2]int{"vision": {24, 4096}, "abstractor": {6, 2816}, "llm": {32, 11008}}; !maps2Equal(geo, wantGeo) {
+		if wantGeo := map[string][2]int{"vision": {24, 4096}, "abstractor": {6, 2816}, "llm": {32, 11008}}; !maps.Equal(geo, wantGeo) {
 			t.Errorf("%s: FFN geometry %v, want %v", name, geo, wantGeo)
 		}
 	}
-}
-
-func maps2Equal(a, b map[string][2]int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // owlRef is a float64 forward written from the formulas of the official code
@@ -622,7 +611,7 @@ func TestMPLUGOwl2MultiwayIdentity(t *testing.T) {
 	spanSame := rowsOf(same)
 	a, b := run(same, spanSame), run(llama, spanSame)
 	if !slices.Equal(a, b) {
-		t.Errorf("equal ways: the multiway decoder differs from Llama by %g", maxDiff(a, toF64(b)))
+		t.Errorf("equal ways: the multiway decoder differs from Llama by %g", maxDiff(a, f64s(b)))
 	}
 	// The real checkpoint's visual weights differ: the logits move, from the first image row
 	// on (rows before the image are text rows in both).
@@ -637,17 +626,9 @@ func TestMPLUGOwl2MultiwayIdentity(t *testing.T) {
 		t.Errorf("the first image row does not use the visual weights")
 	}
 	// BuildInput's media path and the span path agree (the span rows are the visual ones).
-	if got := run(m, in); maxDiff(got, toF64(real)) > 1e-6 {
-		t.Errorf("media input and span input differ by %g", maxDiff(got, toF64(real)))
+	if got := run(m, in); maxDiff(got, f64s(real)) > 1e-6 {
+		t.Errorf("media input and span input differ by %g", maxDiff(got, f64s(real)))
 	}
-}
-
-func toF64(v []float32) []float64 {
-	out := make([]float64, len(v))
-	for i, x := range v {
-		out[i] = float64(x)
-	}
-	return out
 }
 
 // A runtime mask on a neuron of each module gives the logits of the checkpoint with that
@@ -701,7 +682,7 @@ func TestMPLUGOwl2MaskEqualsWeightEdit(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if d := maxDiff(edit.Logits[0], toF64(masked.Logits[0])); d > 1e-6 {
+			if d := maxDiff(edit.Logits[0], f64s(masked.Logits[0])); d > 1e-6 {
 				t.Errorf("%s %v neuron %d: mask and weight edit differ by %g", dt, c.site, c.j, d)
 			}
 			if slices.Equal(masked.Logits[0], plain.Logits[0]) {

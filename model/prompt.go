@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -116,11 +117,69 @@ func TextPrompt(tok *tokenizer.Tokenizer, text string, chat bool, limit int) ([]
 		// The template writes its own special tokens (BOS included where the family has one).
 		text, special = s, false
 	}
+	return encodePrompt(tok, text, special, limit)
+}
+
+// encodePrompt is tok.EncodeLimit with a prompt of more than limit tokens reported as an error
+// wrapping ErrTooLong: the tokenizing step of every prompt builder.
+func encodePrompt(tok *tokenizer.Tokenizer, text string, special bool, limit int) ([]int32, error) {
 	ids, err := tok.EncodeLimit(text, special, limit)
 	if errors.Is(err, tokenizer.ErrTooLong) {
 		return nil, fmt.Errorf("%w: the prompt has more than %d tokens", ErrTooLong, limit)
 	}
 	return ids, err
+}
+
+// mediaTurn renders the checkpoint's chat template for one user turn of content parts — a
+// {type: kind} part per medium, then {type: text} — with the assistant's turn opened: the
+// layout of the processors' apply_chat_template (the template writes each kind's markup).
+func mediaTurn(tok *tokenizer.Tokenizer, media []Medium, text string) (string, error) {
+	parts := make([]tokenizer.Part, 0, len(media)+1)
+	for _, md := range media {
+		parts = append(parts, tokenizer.Part{Type: md.Kind})
+	}
+	parts = append(parts, tokenizer.Part{Type: "text", Text: text})
+	return tok.ApplyChatTemplate([]tokenizer.Message{{Role: "user", Parts: parts}}, true)
+}
+
+// expandPlaceholders replaces the k-th placeholder token of each kind in ids (tokens[kind]:
+// <image>, <|image_pad|>, <|video_pad|>) by counts[i] copies, medium i being the k-th of that
+// kind in media: the processors' expansion to the encoder's rows. The prompt must hold
+// exactly one placeholder per medium of each kind (the text may not hold them itself).
+func expandPlaceholders(tok *tokenizer.Tokenizer, ids []int32, media []Medium, counts []int, tokens map[string]int32) ([]int32, error) {
+	runs := map[int32][]int{} // each placeholder's counts, in order
+	for _, id := range tokens {
+		runs[id] = nil
+	}
+	total := len(ids)
+	for i, md := range media {
+		id := tokens[md.Kind]
+		runs[id] = append(runs[id], counts[i])
+		total += counts[i] - 1
+	}
+	seen := map[int32]int{}
+	out := make([]int32, 0, max(total, 0))
+	for _, id := range ids {
+		r, ok := runs[id]
+		if !ok {
+			out = append(out, id)
+			continue
+		}
+		if k := seen[id]; k < len(r) {
+			out = append(out, slices.Repeat([]int32{id}, r[k])...)
+		}
+		seen[id]++
+	}
+	var bad []string
+	for _, kind := range slices.Sorted(maps.Keys(tokens)) {
+		if id := tokens[kind]; seen[id] != len(runs[id]) {
+			bad = append(bad, fmt.Sprintf("%d %s tokens for %d %s inputs", seen[id], tok.Token(id), len(runs[id]), kind))
+		}
+	}
+	if bad != nil {
+		return nil, fmt.Errorf("the prompt has %s (the text may not hold them itself)", strings.Join(bad, " and "))
+	}
+	return out, nil
 }
 
 // EncodeMedia runs the encoders (and projectors) of in's media as a forward pass does before

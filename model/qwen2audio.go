@@ -3,7 +3,6 @@ package model
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -51,12 +50,7 @@ func buildQwen2Audio(b *Binder) error {
 		return b.Err()
 	}
 	ac := a.Config()
-	num := func(key string) int {
-		n, err := ac.Int(key)
-		b.Fail(err)
-		return int(n)
-	}
-	d, heads, inter, mels, maxSource := num("d_model"), num("encoder_attention_heads"), num("encoder_ffn_dim"), num("num_mel_bins"), num("max_source_positions")
+	d, heads, inter, mels, maxSource := a.Int("d_model"), a.Int("encoder_attention_heads"), a.Int("encoder_ffn_dim"), a.Int("num_mel_bins"), a.Int("max_source_positions")
 	if b.Err() == nil && (heads == 0 || d%heads != 0) {
 		b.Fail(configError("audio_config.encoder_attention_heads", "%d does not divide d_model %d", heads, d))
 	}
@@ -64,18 +58,11 @@ func buildQwen2Audio(b *Binder) error {
 		b.Fail(configError("audio_config.max_source_positions", "0, want at least 1"))
 	}
 	act, _ := ac.Config["activation_function"].(string)
-	if !knownAct(act) {
-		b.Fail(configError("audio_config.activation_function", "%q is not supported (gelu, quick_gelu, gelu_pytorch_tanh, gelu_new, silu, relu)", act))
-	}
+	b.Fail(checkAct("audio_config.activation_function", act))
 	// scale_embedding multiplies nothing in Qwen2-Audio's encoder (embed_scale is computed and
 	// never used), so it needs no check.
-	tok, ok := b.Arch.Config["audio_token_index"].(float64)
-	if _, set := b.Arch.Config["audio_token_index"]; !set {
-		tok, ok = 151646, true // Qwen2AudioConfig's default
-	}
-	if b.Err() == nil && (!ok || tok < 0 || tok != float64(int32(tok)) || int(tok) >= b.Model.cfg.Vocab) {
-		b.Fail(configError("audio_token_index", "%v, want a token id below vocab_size %d", b.Arch.Config["audio_token_index"], b.Model.cfg.Vocab))
-	}
+	tok, err := configTokenID(b, "audio_token_index", 151646) // Qwen2AudioConfig's default
+	b.Fail(err)
 	if b.Err() != nil {
 		return b.Err()
 	}
@@ -84,31 +71,25 @@ func buildQwen2Audio(b *Binder) error {
 	e := &qwen2Audio{
 		conv1:      Conv1D{w: a.FlatWeight("audio_tower.conv1.weight", -1), b: a.Vector("audio_tower.conv1.bias", -1), in: mels, k: 3, stride: 1, pad: 1, act: "gelu"},
 		conv2:      Conv1D{w: a.FlatWeight("audio_tower.conv2.weight", -1), b: a.Vector("audio_tower.conv2.bias", -1), in: d, k: 3, stride: 2, pad: 1, act: "gelu"},
-		audioToken: int32(tok), mels: mels, maxSource: maxSource, d: d, textHidden: b.Model.cfg.Hidden,
+		audioToken: tok, mels: mels, maxSource: maxSource, d: d, textHidden: b.Model.cfg.Hidden,
 		model: b.Model,
 	}
 	// The position table is read once into f32 (its rows are added, never multiplied).
-	pw := a.Weight("audio_tower.embed_positions.weight", -1)
-	if b.Err() == nil {
-		e.pos = make([]float32, maxSource*d)
-		for r := 0; r < maxSource; r++ {
-			pw.row(e.pos[r*d:], r)
-		}
-	}
+	e.pos = a.Floats("audio_tower.embed_positions.weight", -1)
 	e.encoder = Encoder{module: "audio"}
 	for i := 0; i < a.Layers() && b.Err() == nil; i++ {
 		e.encoder.layers = append(e.encoder.layers, EncoderLayer{
-			ln1: LayerNorm{a.Vector("self_attn_layer_norm.weight", i), a.Vector("self_attn_layer_norm.bias", i), eps},
+			ln1: a.LayerNorm("self_attn_layer_norm", i, eps),
 			attn: Attention{
 				q: a.Linear("self_attn.q_proj", i), k: a.Linear("self_attn.k_proj", i), // k_proj has no bias
 				v: a.Linear("self_attn.v_proj", i), o: a.Linear("self_attn.out_proj", i),
 				heads: heads, kvHeads: heads, hd: d / heads,
 			},
-			ln2: LayerNorm{a.Vector("final_layer_norm.weight", i), a.Vector("final_layer_norm.bias", i), eps},
+			ln2: a.LayerNorm("final_layer_norm", i, eps),
 			mlp: MLP{fc1: a.Linear("fc1", i), fc2: a.Linear("fc2", i), act: act, neurons: inter},
 		})
 	}
-	e.norm = LayerNorm{a.Vector("audio_tower.layer_norm.weight", -1), a.Vector("audio_tower.layer_norm.bias", -1), eps}
+	e.norm = a.LayerNorm("audio_tower.layer_norm", -1, eps)
 	e.proj = p.Linear("multi_modal_projector.linear", -1)
 	b.Model.encoders = append(b.Model.encoders, e)
 	b.Model.prompts = qwen2AudioPrompts{enc: e}
@@ -168,11 +149,6 @@ func (e *qwen2Audio) encode(ctx context.Context, seq int, md Media, taps []Tap, 
 	e.norm.Forward(pooled, pooled, out)
 	res := make([]float32, out*e.textHidden)
 	e.proj.Forward(res, pooled, out)
-	for _, v := range res {
-		if v != v || v > 3e38 || v < -3e38 {
-			return nil, fmt.Errorf("%w: sequence %d: the audio encoder's output is not finite", ErrNonFinite, seq)
-		}
-	}
 	return res, nil
 }
 
@@ -212,16 +188,15 @@ func (e *qwen2Audio) extractor() (*audiofeat.Extractor, error) {
 	if e.feat != nil || e.featErr != nil {
 		return e.feat, e.featErr
 	}
-	dir := e.model.Dir()
-	if dir == "" {
-		e.featErr = fmt.Errorf("%w: the model was not opened from a directory, so it has no preprocessor_config.json", ErrMediaPath)
-		return nil, e.featErr
+	data, path, err := readProcessorConfig(e.model, true)
+	if err != nil {
+		e.featErr = err
+		return nil, err
 	}
-	path := filepath.Join(dir, "preprocessor_config.json")
-	cfg, err := audiofeat.LoadConfig(path)
+	cfg, err := audiofeat.ParseConfig(data)
 	switch {
 	case err != nil:
-		e.featErr = fmt.Errorf("%w: %v", ErrMediaPath, err)
+		e.featErr = fmt.Errorf("%s: %w", path, err)
 	case cfg.FeatureSize != e.mels:
 		e.featErr = fmt.Errorf("%s: feature_size %d, but audio_config.num_mel_bins is %d", path, cfg.FeatureSize, e.mels)
 	case cfg.NFrames() != 2*e.maxSource:
@@ -309,10 +284,7 @@ func (q qwen2AudioPrompts) buildInput(m *Model, sample string, p Prompt, limit i
 		return Input{}, fmt.Errorf("%w: %s: the prompt has %d %s markers for %d audio inputs", ErrMedia, sample, c, qwen2AudioToken, len(counts))
 	}
 	text = expandAudio(text, counts)
-	ids, err := m.Tokenizer.EncodeLimit(text, !p.Chat, limit)
-	if errors.Is(err, tokenizer.ErrTooLong) {
-		return Input{}, fmt.Errorf("%s: %w: the prompt has more than %d tokens", sample, ErrTooLong, limit)
-	}
+	ids, err := encodePrompt(m.Tokenizer, text, !p.Chat, limit)
 	if err != nil {
 		return Input{}, fmt.Errorf("%s: %w", sample, err)
 	}

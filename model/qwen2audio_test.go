@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -724,7 +725,7 @@ func TestQwen2AudioMaskEqualsWeightEdit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := map[Site]int{{"audio", 0}: 19, {"audio", 1}: 19, {"llm", 0}: len(toks), {"llm", 1}: len(toks)}; !mapsEqual(tap.sites, want) {
+	if want := map[Site]int{{"audio", 0}: 19, {"audio", 1}: 19, {"llm", 0}: len(toks), {"llm", 1}: len(toks)}; !maps.Equal(tap.sites, want) {
 		t.Errorf("taps saw %v, want %v", tap.sites, want)
 	}
 	for _, c := range []struct {

@@ -2,16 +2,12 @@ package model
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 
 	"github.com/neurosurg/neurosurg/media/imageproc"
-	"github.com/neurosurg/neurosurg/model/tokenizer"
 )
 
 // Qwen2-VL (Qwen2VLForConditionalGeneration, model/archdef/defs/qwen2_vl.json): a vision
@@ -73,13 +69,8 @@ func buildQwen2VL(b *Binder) error {
 		return b.Err()
 	}
 	vc := v.Config()
-	num := func(key string) int {
-		n, err := vc.Int(key)
-		b.Fail(err)
-		return int(n)
-	}
-	embed, heads, ratio := num("embed_dim"), num("num_heads"), num("mlp_ratio")
-	merge, ps, tps, in, hidden := num("spatial_merge_size"), num("patch_size"), num("temporal_patch_size"), num("in_chans"), num("hidden_size")
+	embed, heads, ratio := v.Int("embed_dim"), v.Int("num_heads"), v.Int("mlp_ratio")
+	merge, ps, tps, in, hidden := v.Int("spatial_merge_size"), v.Int("patch_size"), v.Int("temporal_patch_size"), v.Int("in_chans"), v.Int("hidden_size")
 	if b.Err() != nil {
 		return b.Err()
 	}
@@ -96,12 +87,10 @@ func buildQwen2VL(b *Binder) error {
 		b.Fail(configError("vision_config.in_chans", "%d, the processor makes RGB patches (3)", in))
 	}
 	act, _ := vc.Config["hidden_act"].(string)
-	if !knownAct(act) {
-		b.Fail(configError("vision_config.hidden_act", "%q is not supported (gelu, quick_gelu, gelu_pytorch_tanh, gelu_new, silu, relu)", act))
-	}
+	b.Fail(checkAct("vision_config.hidden_act", act))
 	ids := map[string]int32{}
 	for key, def := range map[string]int32{"image_token_id": 151655, "video_token_id": 151656, "vision_start_token_id": 151652, "vision_end_token_id": 151653} {
-		id, err := qwen2VLTokenID(b, key, def)
+		id, err := configTokenID(b, key, def)
 		b.Fail(err)
 		ids[key] = id
 	}
@@ -118,13 +107,13 @@ func buildQwen2VL(b *Binder) error {
 		qkv := v.Linear("attn.qkv", i)
 		q, k, vv := qkv.splitRows(embed)
 		t.encoder.layers = append(t.encoder.layers, EncoderLayer{
-			ln1:  LayerNorm{v.Vector("norm1.weight", i), v.Vector("norm1.bias", i), qwen2VLEps},
+			ln1:  v.LayerNorm("norm1", i, qwen2VLEps),
 			attn: Attention{q: q, k: k, v: vv, o: v.Linear("attn.proj", i), heads: heads, kvHeads: heads, hd: embed / heads},
-			ln2:  LayerNorm{v.Vector("norm2.weight", i), v.Vector("norm2.bias", i), qwen2VLEps},
+			ln2:  v.LayerNorm("norm2", i, qwen2VLEps),
 			mlp:  MLP{fc1: v.Linear("mlp.fc1", i), fc2: v.Linear("mlp.fc2", i), act: act, neurons: embed * ratio},
 		})
 	}
-	t.lnq = LayerNorm{p.Vector("ln_q.weight", 0), p.Vector("ln_q.bias", 0), qwen2VLEps}
+	t.lnq = p.LayerNorm("ln_q", 0, qwen2VLEps)
 	// nn.GELU() of the merger's Sequential: the exact (erf) GELU, whatever the config says.
 	t.merger = MLP{fc1: p.Linear("mlp.0", 0), fc2: p.Linear("mlp.2", 0), act: "gelu", neurons: embed * merge * merge}
 	if b.Err() != nil {
@@ -137,46 +126,6 @@ func buildQwen2VL(b *Binder) error {
 	return nil
 }
 
-// qwen2VLTokenID reads a special token id of the config: the top level (Qwen2-VL's own
-// configs), else text_config (newer transformers), else transformers' default.
-func qwen2VLTokenID(b *Binder, key string, def int32) (int32, error) {
-	v, ok := b.Arch.Config[key]
-	if !ok || v == nil {
-		if tc, _ := b.Arch.Config["text_config"].(map[string]any); tc != nil {
-			v, ok = tc[key]
-		}
-	}
-	if !ok || v == nil {
-		return def, nil
-	}
-	f, isNum := v.(float64)
-	if !isNum || f != float64(int32(f)) || f < 0 || int(f) >= b.Model.cfg.Vocab {
-		return 0, configError(key, "%v, want a token id below vocab_size %d", v, b.Model.cfg.Vocab)
-	}
-	return int32(f), nil
-}
-
-// splitRows cuts a fused projection (attn.qkv: [3·d, d] and its bias) into its three
-// [d, d] parts, in place: the rows of q, then k, then v, as transformers' reshape(seq, 3,
-// heads, hd) reads them.
-func (l Linear) splitRows(d int) (q, k, v Linear) {
-	parts := make([]Linear, 3)
-	if l.w.rows != 3*d {
-		return
-	}
-	es := l.w.dt.Size()
-	for i := range parts {
-		w := l.w
-		w.b = l.w.b[i*d*l.w.cols*es : (i+1)*d*l.w.cols*es]
-		w.rows = d
-		parts[i].w = w
-		if l.b != nil {
-			parts[i].b = l.b[i*d : (i+1)*d]
-		}
-	}
-	return parts[0], parts[1], parts[2]
-}
-
 func (e *qwen2VLEncoder) kind() string       { return e.kindN }
 func (e *qwen2VLEncoder) placeholder() int32 { return e.token }
 func (e *qwen2VLEncoder) inputWidth() int    { return e.t.inWidth }
@@ -187,18 +136,19 @@ func (e *qwen2VLEncoder) inputWidth() int    { return e.t.inWidth }
 func (t *qwen2VLTower) processor() (imageproc.Qwen2VLConfig, error) {
 	t.procOnce.Do(func() {
 		t.proc = imageproc.DefaultQwen2VLConfig()
-		if dir := t.model.Dir(); dir != "" {
-			path := filepath.Join(dir, "preprocessor_config.json")
-			if _, err := os.Stat(path); err == nil {
-				t.proc, t.procErr = imageproc.LoadQwen2VLConfig(path)
-				if t.procErr == nil && (t.proc.PatchSize != t.patchSize || t.proc.TemporalPatchSize != t.temporal || t.proc.MergeSize != t.merge) {
-					t.procErr = fmt.Errorf("%s: patch_size %d, temporal_patch_size %d, merge_size %d; the vision tower's (config.json vision_config) are %d, %d, %d",
-						path, t.proc.PatchSize, t.proc.TemporalPatchSize, t.proc.MergeSize, t.patchSize, t.temporal, t.merge)
-				}
-				return
+		data, path, err := readProcessorConfig(t.model, false)
+		switch {
+		case err != nil:
+			t.procErr = err
+		case data == nil:
+			t.proc.PatchSize, t.proc.TemporalPatchSize, t.proc.MergeSize = t.patchSize, t.temporal, t.merge
+		default:
+			t.proc, t.procErr = imageproc.ParseQwen2VLConfig(data, path)
+			if t.procErr == nil && (t.proc.PatchSize != t.patchSize || t.proc.TemporalPatchSize != t.temporal || t.proc.MergeSize != t.merge) {
+				t.procErr = fmt.Errorf("%s: patch_size %d, temporal_patch_size %d, merge_size %d; the vision tower's (config.json vision_config) are %d, %d, %d",
+					path, t.proc.PatchSize, t.proc.TemporalPatchSize, t.proc.MergeSize, t.patchSize, t.temporal, t.merge)
 			}
 		}
-		t.proc.PatchSize, t.proc.TemporalPatchSize, t.proc.MergeSize = t.patchSize, t.temporal, t.merge
 	})
 	return t.proc, t.procErr
 }
@@ -282,11 +232,6 @@ func (e *qwen2VLEncoder) encode(ctx context.Context, seq int, md Media, taps []T
 	h := sc.get(m * t.merger.neurons)
 	call := ffnCall{site: Site{Module: "projector"}, taps: taps, mask: mask, seqs: []ffnSeq{{seq: seq, rows: m}}}
 	t.merger.Forward(out, xn, h, m, &call)
-	for _, v := range out {
-		if v != v || v > 3e38 || v < -3e38 {
-			return nil, fmt.Errorf("%w: sequence %d: the vision tower's output is not finite", ErrNonFinite, seq)
-		}
-	}
 	return out, nil
 }
 
@@ -318,12 +263,7 @@ func (q *qwen2VLPrompts) buildInput(m *Model, sample string, p Prompt, limit int
 	var text string
 	special := true
 	if p.Chat {
-		var parts []tokenizer.Part
-		for _, md := range p.Media {
-			parts = append(parts, tokenizer.Part{Type: md.Kind})
-		}
-		parts = append(parts, tokenizer.Part{Type: "text", Text: p.Text})
-		s, err := tok.ApplyChatTemplate([]tokenizer.Message{{Role: "user", Parts: parts}}, true)
+		s, err := mediaTurn(tok, p.Media, p.Text)
 		if err != nil {
 			return Input{}, fmt.Errorf("%s: %w", sample, err)
 		}
@@ -335,14 +275,11 @@ func (q *qwen2VLPrompts) buildInput(m *Model, sample string, p Prompt, limit int
 		}
 		text = sb.String() + p.Text
 	}
-	ids, err := tok.EncodeLimit(text, special, limit)
-	if errors.Is(err, tokenizer.ErrTooLong) {
-		return Input{}, fmt.Errorf("%s: %w: the prompt has more than %d tokens", sample, ErrTooLong, limit)
-	}
+	ids, err := encodePrompt(tok, text, special, limit)
 	if err != nil {
 		return Input{}, fmt.Errorf("%s: %w", sample, err)
 	}
-	toks, err := q.expand(ids, p.Media, counts)
+	toks, err := expandPlaceholders(tok, ids, p.Media, counts, map[string]int32{"image": q.image.token, "video": q.video.token})
 	if err != nil {
 		return Input{}, fmt.Errorf("%s: %w", sample, err)
 	}
@@ -365,51 +302,6 @@ func (q *qwen2VLPrompts) buildInput(m *Model, sample string, p Prompt, limit int
 		return Input{}, fmt.Errorf("%s: %w", sample, err)
 	}
 	return in, nil
-}
-
-// expand replaces the k-th <|image_pad|> (<|video_pad|>) of ids by counts of the k-th image
-// (video) of media. The prompt must hold exactly one placeholder per medium of each kind.
-func (q *qwen2VLPrompts) expand(ids []int32, media []Medium, counts []int) ([]int32, error) {
-	var imgN, vidN []int
-	for i, md := range media {
-		if md.Kind == "video" {
-			vidN = append(vidN, counts[i])
-		} else {
-			imgN = append(imgN, counts[i])
-		}
-	}
-	total := len(ids)
-	for _, n := range counts {
-		total += n - 1
-	}
-	out := make([]int32, 0, max(total, 0))
-	ki, kv := 0, 0
-	for _, id := range ids {
-		switch id {
-		case q.image.token:
-			if ki < len(imgN) {
-				out = slices.Grow(out, imgN[ki])
-				for range imgN[ki] {
-					out = append(out, id)
-				}
-			}
-			ki++
-		case q.video.token:
-			if kv < len(vidN) {
-				out = slices.Grow(out, vidN[kv])
-				for range vidN[kv] {
-					out = append(out, id)
-				}
-			}
-			kv++
-		default:
-			out = append(out, id)
-		}
-	}
-	if ki != len(imgN) || kv != len(vidN) {
-		return nil, fmt.Errorf("the prompt has %d <|image_pad|> and %d <|video_pad|> tokens for %d images and %d videos (the text may not hold them itself)", ki, kv, len(imgN), len(vidN))
-	}
-	return out, nil
 }
 
 // qwen2VLRopeIndex is transformers' Qwen2VLModel.get_rope_index for one unpadded sequence:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -772,7 +773,7 @@ func TestQwen2VLVisionTower(t *testing.T) {
 			t.Errorf("medium %d (%s, grid %v): merged rows differ from the reference by %g", k, md.Kind, md.Grid, worst)
 		}
 		want := map[Site]int{{"vision", 0}: md.Rows, {"vision", 1}: md.Rows, {"projector", 0}: md.Rows / 4}
-		if !mapsEqual(tap.sites, want) {
+		if !maps.Equal(tap.sites, want) {
 			t.Errorf("%s: taps saw %v, want %v", md.Kind, tap.sites, want)
 		}
 	}
@@ -856,4 +857,40 @@ func FuzzQwen2VLPrompt(f *testing.F) {
 			t.Fatalf("forward: %v", err)
 		}
 	})
+}
+
+// expandPlaceholders (LLaVA's and Qwen2-VL's expansion): the k-th placeholder of each kind
+// takes the k-th medium of that kind's count, kinds interleaved in any order; a count of
+// placeholders unlike the media's is an error naming the token and both counts.
+func TestExpandPlaceholders(t *testing.T) {
+	m, _ := qwen2VL(t, safetensors.F32, 0)
+	q := m.prompts.(*qwen2VLPrompts)
+	I, V := q.image.token, q.video.token
+	tokens := map[string]int32{"image": I, "video": V}
+	img, vid := Medium{Kind: "image"}, Medium{Kind: "video"}
+	for _, c := range []struct {
+		ids    []int32
+		media  []Medium
+		counts []int
+		want   []int32
+		err    string
+	}{
+		{[]int32{1, I, 2}, []Medium{img}, []int{3}, []int32{1, I, I, I, 2}, ""},
+		{[]int32{I, V, I}, []Medium{img, vid, img}, []int{1, 2, 3}, []int32{I, V, V, I, I, I}, ""},
+		{[]int32{V, I, I}, []Medium{img, img, vid}, []int{2, 1, 1}, []int32{V, I, I, I}, ""},
+		{[]int32{5}, nil, nil, []int32{5}, ""},
+		{[]int32{I, I}, []Medium{img}, []int{2}, nil, "2 <|image_pad|> tokens for 1 image inputs"},
+		{[]int32{I}, []Medium{img, vid}, []int{1, 1}, nil, "0 <|video_pad|> tokens for 1 video inputs"},
+	} {
+		got, err := expandPlaceholders(m.Tokenizer, c.ids, c.media, c.counts, tokens)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%v: %v, want %q", c.ids, err, c.err)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(got, c.want) {
+			t.Errorf("%v %v: %v, %v, want %v", c.ids, c.counts, got, err, c.want)
+		}
+	}
 }

@@ -9,7 +9,7 @@ import (
 // every medium of kind in x has its encoder input rows (an image's patches) permuted by a
 // permutation drawn from seed, the k-th medium's from (seed, k). Row i of the result is row
 // perm[k][i] of the given medium. The caller's input is not modified; the tokens, spans and
-// positions are kept.
+// positions are kept, and so is everything of a medium but the order of its rows.
 //
 // The official code permutes the visual tokens after the projector, in front of the language
 // model; this permutes the encoder's input, so an encoder with learned or rotary positions
@@ -32,7 +32,8 @@ func ShuffleMedia(x Input, kind string, seed uint64) (Input, [][]int, error) {
 		for i, src := range perm {
 			copy(f[i*w:(i+1)*w], md.Features[src*w:(src+1)*w])
 		}
-		out.Media[k] = Media{Kind: md.Kind, Rows: md.Rows, Features: f}
+		md.Features = f // Grid, Size, Text and Valid stay: the encoder still needs them
+		out.Media[k] = md
 		perms = append(perms, perm)
 	}
 	return out, perms, nil

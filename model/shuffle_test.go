@@ -36,7 +36,7 @@ func TestRowPermutation(t *testing.T) {
 // ShuffleMedia moves row perm[i] to row i of the media of the kind, leaves other kinds and the
 // caller's input alone.
 func TestShuffleMediaMovesRows(t *testing.T) {
-	img := Media{Kind: "image", Rows: 4, Features: []float32{0, 0, 1, 1, 2, 2, 3, 3}}
+	img := Media{Kind: "image", Rows: 4, Features: []float32{0, 0, 1, 1, 2, 2, 3, 3}, Grid: [3]int{1, 2, 2}, Size: [2]int{30, 40}, Text: []int32{101, 7, 102}}
 	aud := Media{Kind: "audio", Rows: 2, Features: []float32{9, 8}}
 	x := Input{Tokens: []int32{1, 3, 3, 3, 3, 5}, Media: []Media{img, aud}}
 	y, perms, err := ShuffleMedia(x, "image", 11)
@@ -50,6 +50,11 @@ func TestShuffleMediaMovesRows(t *testing.T) {
 		if got := y.Media[0].Features[2*i : 2*i+2]; got[0] != float32(src) || got[1] != float32(src) {
 			t.Errorf("row %d: %v, want row %d of the input", i, got, src)
 		}
+	}
+	// What the encoder reads beside the rows (Qwen2-VL's grid, LLaVA-NeXT's picture size,
+	// InstructBLIP's instruction) is kept.
+	if g := y.Media[0]; g.Grid != img.Grid || g.Size != img.Size || !slices.Equal(g.Text, img.Text) || g.Rows != 4 {
+		t.Errorf("shuffled medium %+v lost the unshuffled one's grid, size or text", g)
 	}
 	if !slices.Equal(x.Media[0].Features, []float32{0, 0, 1, 1, 2, 2, 3, 3}) {
 		t.Errorf("the caller's features changed: %v", x.Media[0].Features)

@@ -36,38 +36,28 @@ func buildTinyVLM(b *Binder) error {
 		return b.Err()
 	}
 	vc := v.Config()
-	num := func(key string) int {
-		n, err := vc.Int(key)
-		b.Fail(err)
-		return int(n)
-	}
-	hidden, heads, inter, in := num("hidden_size"), num("num_attention_heads"), num("intermediate_size"), num("input_size")
+	hidden, heads, inter, in := v.Int("hidden_size"), v.Int("num_attention_heads"), v.Int("intermediate_size"), v.Int("input_size")
 	if b.Err() == nil && (heads == 0 || hidden%heads != 0) {
 		b.Fail(configError("vision_config.num_attention_heads", "%d does not divide hidden_size %d", heads, hidden))
 	}
-	eps := float32(1e-5)
-	if e, ok := vc.Config["layer_norm_eps"].(float64); ok && e > 0 && e < 1 {
-		eps = float32(e)
-	}
+	eps := v.Eps(1e-5)
 	act, _ := vc.Config["hidden_act"].(string)
 	pact, _ := b.Arch.Config["projector_hidden_act"].(string)
 	for key, a := range map[string]string{"vision_config.hidden_act": act, "projector_hidden_act": pact} {
-		if !knownAct(a) {
-			b.Fail(configError(key, "%q is not supported (gelu, quick_gelu, gelu_pytorch_tanh, gelu_new, silu, relu)", a))
-		}
+		b.Fail(checkAct(key, a))
 	}
-	tok, ok := b.Arch.Config["image_token_index"].(float64)
-	if b.Err() == nil && (!ok || tok < 0 || int(tok) >= b.Model.cfg.Vocab) {
-		b.Fail(configError("image_token_index", "%v, want a token id below vocab_size %d", b.Arch.Config["image_token_index"], b.Model.cfg.Vocab))
-	}
+	tok, err := configTokenID(b, "image_token_index", -1)
+	b.Fail(err)
 	if b.Err() != nil {
 		return b.Err()
 	}
+	patch := v.Linear("vision_tower.patch_embed", -1)
+	post := v.LayerNorm("vision_tower.post_layernorm", -1, eps)
 	img := &tinyVLMImage{
-		patch:      v.Linear("vision_tower.patch_embed", -1),
-		encoder:    Encoder{module: "vision", post: &LayerNorm{v.Vector("vision_tower.post_layernorm.weight", -1), v.Vector("vision_tower.post_layernorm.bias", -1), eps}},
+		patch:      patch,
+		encoder:    Encoder{module: "vision", post: &post},
 		projector:  MLP{fc1: p.Linear("linear_1", 0), fc2: p.Linear("linear_2", 0), act: pact, neurons: b.Model.cfg.Hidden},
-		imageToken: int32(tok),
+		imageToken: tok,
 		inWidth:    in,
 		textHidden: b.Model.cfg.Hidden,
 	}
@@ -76,13 +66,13 @@ func buildTinyVLM(b *Binder) error {
 	}
 	for i := 0; i < v.Layers() && b.Err() == nil; i++ {
 		img.encoder.layers = append(img.encoder.layers, EncoderLayer{
-			ln1: LayerNorm{v.Vector("layer_norm1.weight", i), v.Vector("layer_norm1.bias", i), eps},
+			ln1: v.LayerNorm("layer_norm1", i, eps),
 			attn: Attention{
 				q: v.Linear("self_attn.q_proj", i), k: v.Linear("self_attn.k_proj", i),
 				v: v.Linear("self_attn.v_proj", i), o: v.Linear("self_attn.out_proj", i),
 				heads: heads, kvHeads: heads, hd: hidden / heads,
 			},
-			ln2: LayerNorm{v.Vector("layer_norm2.weight", i), v.Vector("layer_norm2.bias", i), eps},
+			ln2: v.LayerNorm("layer_norm2", i, eps),
 			mlp: MLP{fc1: v.Linear("mlp.fc1", i), fc2: v.Linear("mlp.fc2", i), act: act, neurons: inter},
 		})
 	}
@@ -146,19 +136,5 @@ func (e *tinyVLMImage) encode(ctx context.Context, seq int, md Media, taps []Tap
 	h := sc.get(rows * e.projector.neurons)
 	call := ffnCall{site: Site{Module: "projector"}, taps: taps, mask: mask, seqs: []ffnSeq{{seq: seq, rows: rows}}}
 	e.projector.Forward(out, x, h, rows, &call)
-	for _, v := range out {
-		if v != v || v > 3e38 || v < -3e38 {
-			return nil, fmt.Errorf("%w: sequence %d: the image encoder's output is not finite", ErrNonFinite, seq)
-		}
-	}
 	return out, nil
-}
-
-// knownAct reports whether activate implements act.
-func knownAct(act string) bool {
-	switch act {
-	case "silu", "swish", "gelu", "gelu_pytorch_tanh", "gelu_new", "relu", "quick_gelu":
-		return true
-	}
-	return false
 }

@@ -3,10 +3,12 @@ package model
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"image"
 	"image/color"
 	"image/png"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -72,7 +74,7 @@ func TestTinyVLM(t *testing.T) {
 			t.Fatalf("%s: %d logits", dt, len(r.Logits[0]))
 		}
 		want := map[Site]int{{"vision", 0}: 6, {"vision", 1}: 6, {"projector", 0}: 6, {"llm", 0}: 11, {"llm", 1}: 11}
-		if !mapsEqual(tap.sites, want) {
+		if !maps.Equal(tap.sites, want) {
 			t.Errorf("%s: tap saw %v, want %v", dt, tap.sites, want)
 		}
 		if got := len(m.FFNSites()); got != 5 {
@@ -102,18 +104,6 @@ func TestTinyVLM(t *testing.T) {
 	if _, err := m.ForwardInputs(ctx, []Input{in}, ForwardOptions{}); err == nil || !strings.Contains(err.Error(), "sequence 0 has audio input") {
 		t.Errorf("audio to a vision model: %v", err)
 	}
-}
-
-func mapsEqual(a, b map[Site]int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 func exactVariantInternal() string {
@@ -460,5 +450,66 @@ func TestLogitLensInputWithMedia(t *testing.T) {
 	}
 	if seen != len(positions) {
 		t.Fatalf("%d last-layer entries, want %d", seen, len(positions))
+	}
+}
+
+// A family's module config value that is not what Module.Int / Module.Eps take is an
+// ErrConfig naming the config object, the key and the value, not a zero or a default Build
+// goes on with.
+func TestModuleConfigNamesTheKey(t *testing.T) {
+	for _, c := range []struct {
+		key  string
+		v    any
+		want string
+	}{
+		{"num_attention_heads", 2.5, "num_attention_heads is 2.5"},
+		{"layer_norm_eps", 2.0, "vision_config.layer_norm_eps: 2, want a number in (0, 1)"},
+		{"layer_norm_eps", "small", "vision_config.layer_norm_eps: small"},
+	} {
+		_, dir := tinyVLM(t, safetensors.F32)
+		path := filepath.Join(dir, "config.json")
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cfg map[string]any
+		if err := json.Unmarshal(data, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		cfg["vision_config"].(map[string]any)[c.key] = c.v
+		if data, err = json.Marshal(cfg); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err = Open(dir)
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "vision_config") || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s %v: Open: %v, want ErrConfig naming vision_config and %q", c.key, c.v, err, c.want)
+		}
+	}
+}
+
+// An encoder output with NaN or ±Inf fails the forward pass with ErrNonFinite naming the
+// sequence and the medium (prepareInputs checks every family's encoder); large finite
+// features do not.
+func TestEncoderOutputNonFinite(t *testing.T) {
+	m, _ := tinyVLM(t, safetensors.F32)
+	for _, c := range []struct {
+		name string
+		v    float32
+		bad  bool
+	}{
+		{"NaN", float32(math.NaN()), true},
+		{"+Inf", float32(math.Inf(1)), true},
+		{"finite", 3, false},
+	} {
+		in := tinyVLMInput()
+		in.Media[0].Features = slices.Clone(in.Media[0].Features)
+		in.Media[0].Features[5] = c.v
+		_, err := m.ForwardInputs(context.Background(), []Input{in}, ForwardOptions{})
+		if c.bad != errors.Is(err, ErrNonFinite) || c.bad && !strings.Contains(err.Error(), "sequence 0, image 0") || !c.bad && err != nil {
+			t.Errorf("%s: %v, want ErrNonFinite %v", c.name, err, c.bad)
+		}
 	}
 }
