@@ -398,8 +398,11 @@ func rmsNormRows(xn, x, weight []float32, eps float32, T, d int) {
 	rowTasks.Run(T, spanChunk(T), rowTask{op: rowRMSNorm, x: x, y: xn, w: weight, eps: eps, width: d})
 }
 
-// addInto computes x += y (the residual stream), spread over the cores.
+// addInto computes x += y (the residual stream), spread over the cores; x and y have one length.
 func addInto(x, y []float32) {
+	if len(x) != len(y) { // a caller's slicing bug: the tasks would add past len(x) into its capacity
+		panic(fmt.Sprintf("model: addInto of %d values into %d", len(y), len(x)))
+	}
 	const chunk = 1 << 14
 	n := (len(y) + chunk - 1) / chunk
 	rowTasks.Run(n, spanChunk(n), rowTask{op: rowAdd, x: x, y: y, width: chunk})
