@@ -53,4 +53,3 @@ func (m *Model) Placeholder(kind string) (int32, bool) {
 	}
 	return 0, false
 }
-
